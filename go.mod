@@ -1,0 +1,3 @@
+module gateagent
+
+go 1.26
