@@ -1,0 +1,185 @@
+package verify_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/verify"
+	"gateagent/verify/memstore"
+)
+
+const (
+	certs1M     = 1_000_000
+	benchTokens = 1 << 16 // spread over the file, so lookups miss the CPU caches as a gate's do
+)
+
+var bench1M struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// file1M builds the 1M-certificate cache file once per run of the test
+// binary; TestMain removes it.
+func file1M(b *testing.B) string {
+	bench1M.once.Do(func() {
+		bench1M.dir, bench1M.err = os.MkdirTemp("", "gateagent-bench-")
+		if bench1M.err != nil {
+			return
+		}
+		bench1M.path = filepath.Join(bench1M.dir, "cache1M.db")
+		c, err := cache.Open(bench1M.path, nil)
+		if err != nil {
+			bench1M.err = err
+			return
+		}
+		for from := uint64(0); from < certs1M && err == nil; from += 10_000 {
+			_, err = c.Apply(cachetest.Batch(from, from+10_000, certs1M))
+		}
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+		bench1M.err = err
+	})
+	if bench1M.err != nil {
+		b.Fatal(bench1M.err)
+	}
+	// Whichever benchmark builds the file must not time the collection of
+	// the garbage that building it left: start each from a clean heap.
+	runtime.GC()
+	return bench1M.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bench1M.dir != "" {
+		os.RemoveAll(bench1M.dir)
+	}
+	os.Exit(code)
+}
+
+// benchNow lies inside every synthetic certificate's validity.
+var benchNow = cachetest.Epoch.Add(6 * time.Hour)
+
+// benchSet returns tokens of random certificates of the file, valid at benchNow.
+func benchSet() (texts [][]byte, toks []verify.Token) {
+	r := rand.New(rand.NewPCG(7, 11))
+	for range benchTokens {
+		c := cachetest.Cert(r.Uint64N(certs1M), certs1M)
+		tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(benchNow))
+		texts = append(texts, []byte(tok.String()))
+		toks = append(toks, tok)
+	}
+	return texts, toks
+}
+
+// BenchmarkVerify1M: the verifier's whole decision on a valid token, against
+// a cache file of 1,000,000 certificates.
+func BenchmarkVerify1M(b *testing.B) {
+	texts, _ := benchSet()
+	path := file1M(b)
+	c, err := cache.Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	v, err := verify.New(verify.Config{
+		Store:        c,
+		Clock:        verify.ClockFunc(func() time.Time { return benchNow }),
+		Policy:       verify.DefaultPolicy(verify.Entry),
+		TrustedAfter: cachetest.Epoch.Add(-24 * time.Hour),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := v.Verify(texts[i%len(texts)])
+		if err != nil || d.Reason != verify.OK {
+			b.Fatalf("%v, %v", d.Reason, err)
+		}
+	}
+}
+
+// BenchmarkFloor1M: the floor of BenchmarkVerify1M on the same file and
+// tokens. One raw bbolt Get of the cert, one HMAC-SHA256 and a
+// constant-time compare; nothing else.
+func BenchmarkFloor1M(b *testing.B) {
+	_, toks := benchSet()
+	path := file1M(b)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoStatistics: true}) // as the cache opens it
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("certs")
+	var msg [23]byte
+	copy(msg[:], "TR1")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tok := &toks[i%len(toks)]
+		ok := false
+		db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(name).Get(tok.CertID[:])
+			copy(msg[3:], tok.CertID[:])
+			binary.BigEndian.PutUint32(msg[19:], tok.Step)
+			m := hmac.New(sha256.New, v[17:49])
+			m.Write(msg[:])
+			ok = hmac.Equal(m.Sum(nil)[:16], tok.Tag[:])
+			return nil
+		})
+		if !ok {
+			b.Fatal("tag mismatch")
+		}
+	}
+}
+
+// BenchmarkVerifyMem is the verifier on the in-memory store: its own cost
+// without bbolt.
+func BenchmarkVerifyMem(b *testing.B) {
+	c := cachetest.Cert(1, 2)
+	v, err := verify.New(verify.Config{
+		Store:        memstore.New(c),
+		Clock:        verify.ClockFunc(func() time.Time { return benchNow }),
+		Policy:       verify.DefaultPolicy(verify.Entry),
+		TrustedAfter: cachetest.Epoch.Add(-24 * time.Hour),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := []byte(verify.NewToken(&c.Key, c.ID, verify.StepOf(benchNow)).String())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if d, _ := v.Verify(text); d.Reason != verify.OK {
+			b.Fatal(d.Reason)
+		}
+	}
+}
+
+// BenchmarkFloorHMAC is the raw HMAC-SHA256 of one token message.
+func BenchmarkFloorHMAC(b *testing.B) {
+	key := make([]byte, 32)
+	msg := make([]byte, 23)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		m := hmac.New(sha256.New, key)
+		m.Write(msg)
+		m.Sum(nil)
+	}
+}
