@@ -96,7 +96,8 @@ func Open(path string, opts *Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
 	c := &Cache{db: db, path: path, readOnly: o.ReadOnly}
-	if err := c.init(); err == nil {
+	err = c.init()
+	if err == nil {
 		err = c.loadPasses()
 	}
 	if err != nil {
@@ -170,7 +171,16 @@ func (c *Cache) Path() string { return c.path }
 
 // Lookup implements verify.Store: one read transaction, two point reads,
 // no allocation beyond bbolt's own.
-func (c *Cache) Lookup(id verify.CertID, dir verify.Direction, r *verify.Record) (bool, error) {
+//
+// bbolt panics when it meets a damaged page; Lookup turns that into
+// ErrCorrupt, so that a damaged file shuts the gate with a message instead
+// of crashing the daemon.
+func (c *Cache) Lookup(id verify.CertID, dir verify.Direction, r *verify.Record) (found bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			found, err = false, fmt.Errorf("cache: lookup %s: %w: %v", id, ErrCorrupt, p)
+		}
+	}()
 	tx, err := c.db.Begin(false)
 	if err != nil {
 		return false, fmt.Errorf("cache: lookup: %w", err)

@@ -1,0 +1,566 @@
+package cache_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/verify"
+)
+
+var t0 = cachetest.Epoch
+
+func mustApply(t *testing.T, c *cache.Cache, b *cache.Batch) cache.ApplyResult {
+	t.Helper()
+	res, err := c.Apply(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func lookup(t *testing.T, c *cache.Cache, id verify.CertID) (verify.Record, bool) {
+	t.Helper()
+	var r verify.Record
+	ok, err := c.Lookup(id, verify.Entry, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ok
+}
+
+func dump(t *testing.T, c *cache.Cache) map[string]string {
+	t.Helper()
+	d, err := cache.Dump(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestApplyAndLookup(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 50, 50)
+	b.Upserts[7].Revoked = true
+	res := mustApply(t, c, b)
+	if res.Skipped || res.Upserted != 50 || res.Cursor != 50 {
+		t.Fatalf("result %+v", res)
+	}
+	for i, want := range b.Upserts {
+		got, ok := lookup(t, c, want.ID)
+		if !ok {
+			t.Fatalf("cert %d not found", i)
+		}
+		if got.Cert.ID != want.ID || got.Key != want.Key || !got.NotBefore.Equal(want.NotBefore) ||
+			!got.NotAfter.Equal(want.NotAfter) || got.Revoked != want.Revoked || !got.LastPass.IsZero() {
+			t.Fatalf("cert %d: got %+v, want %+v", i, got.Cert, want)
+		}
+	}
+	stranger := b.Upserts[0].ID
+	stranger[15] ^= 0xff
+	if _, ok := lookup(t, c, stranger); ok {
+		t.Fatal("unknown cert found")
+	}
+	fs, err := c.Feed()
+	if err != nil || fs.Cursor != 50 || fs.KeyID != "test" || !fs.IssuerTime.Equal(t0) || fs.MaxAge != time.Hour {
+		t.Fatalf("feed state %+v, %v", fs, err)
+	}
+}
+
+// TestReapplyChangesNothing: the same batch twice, or an older one, leaves
+// the file byte for byte as it was.
+func TestReapplyChangesNothing(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b1, b2 := cachetest.Batch(0, 10, 20), cachetest.Batch(10, 20, 20)
+	mustApply(t, c, b1)
+	mustApply(t, c, b2)
+	before := dump(t, c)
+	for _, b := range []*cache.Batch{b2, b1} {
+		if res := mustApply(t, c, b); !res.Skipped || res.Cursor != 20 {
+			t.Fatalf("re-apply of (%d, %d]: %+v, want skipped at 20", b.From, b.Next, res)
+		}
+	}
+	if after := dump(t, c); !maps.Equal(before, after) {
+		t.Fatal("re-applying changed the file")
+	}
+}
+
+func TestGapRefused(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	mustApply(t, c, cachetest.Batch(0, 10, 30))
+	before := dump(t, c)
+	_, err := c.Apply(cachetest.Batch(20, 30, 30))
+	if !errors.Is(err, cache.ErrGap) {
+		t.Fatalf("error %v, want ErrGap", err)
+	}
+	if !maps.Equal(before, dump(t, c)) {
+		t.Fatal("a refused batch changed the file")
+	}
+}
+
+// TestOverlapConverges: a batch that overlaps what the cache holds is
+// applied; records are idempotent, so nothing is doubled.
+func TestOverlapConverges(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	mustApply(t, c, cachetest.Batch(0, 10, 30))
+	res := mustApply(t, c, cachetest.Batch(5, 15, 30))
+	st, err := c.Stats()
+	if err != nil || res.Cursor != 15 || st.Certs != 15 {
+		t.Fatalf("cursor %d, %d certs (%v); want 15 and 15", res.Cursor, st.Certs, err)
+	}
+}
+
+func TestRevocationIsFinal(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 3, 3)
+	mustApply(t, c, b)
+	id := b.Upserts[1].ID
+	mustApply(t, c, &cache.Batch{From: 3, Next: 4, Revokes: []verify.CertID{id}, Feed: b.Feed})
+	if r, ok := lookup(t, c, id); !ok || !r.Revoked || r.Key != b.Upserts[1].Key {
+		t.Fatalf("after revoke: %+v found=%v", r.Cert, ok)
+	}
+	// An upsert that says active, as a replayed snapshot page would.
+	up := &cache.Batch{From: 4, Next: 5, Upserts: []verify.Cert{b.Upserts[1]}, Feed: b.Feed}
+	mustApply(t, c, up)
+	if r, _ := lookup(t, c, id); !r.Revoked {
+		t.Fatal("an upsert brought a revoked certificate back")
+	}
+	// Revoking twice is harmless.
+	mustApply(t, c, &cache.Batch{From: 5, Next: 6, Revokes: []verify.CertID{id, id}, Feed: b.Feed})
+	if r, _ := lookup(t, c, id); !r.Revoked || r.Key != b.Upserts[1].Key {
+		t.Fatal("second revocation lost the record")
+	}
+}
+
+// TestRevocationBeforeCertificate: a revocation for a certificate the gate
+// has not seen yet is kept, and wins when the certificate arrives.
+func TestRevocationBeforeCertificate(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	cert := cachetest.Cert(1, 2)
+	feed := cache.FeedState{IssuerTime: t0}
+	mustApply(t, c, &cache.Batch{From: 0, Next: 1, Revokes: []verify.CertID{cert.ID}, Feed: feed})
+	if _, ok := lookup(t, c, cert.ID); ok {
+		t.Fatal("a revocation alone made the certificate known")
+	}
+	mustApply(t, c, &cache.Batch{From: 1, Next: 2, Upserts: []verify.Cert{cert}, Feed: feed})
+	r, ok := lookup(t, c, cert.ID)
+	if !ok || !r.Revoked || r.Key != cert.Key {
+		t.Fatalf("late certificate: found=%v %+v; want known and revoked", ok, r.Cert)
+	}
+	// The placeholder expires a day after the issuer's time and is purged then.
+	c2 := cachetest.Open(t, nil)
+	mustApply(t, c2, &cache.Batch{From: 0, Next: 1, Revokes: []verify.CertID{cert.ID}, Feed: feed})
+	if res, err := c2.Purge(t0.Add(25*time.Hour), 0, time.Hour); err != nil || res.Certs != 1 {
+		t.Fatalf("purge of the placeholder: %+v, %v", res, err)
+	}
+}
+
+func TestBadBatchWritesNothing(t *testing.T) {
+	good := cachetest.Cert(0, 1)
+	mod := func(f func(*verify.Cert)) []verify.Cert {
+		c := good
+		f(&c)
+		return []verify.Cert{cachetest.Cert(0, 4), c}
+	}
+	tests := map[string]*cache.Batch{
+		"zero key":              {From: 5, Next: 6, Upserts: mod(func(c *verify.Cert) { c.Key = verify.Key{} })},
+		"ends before it starts": {From: 5, Next: 6, Upserts: mod(func(c *verify.Cert) { c.NotAfter = c.NotBefore.Add(-time.Second) })},
+		"valid for 25 hours":    {From: 5, Next: 6, Upserts: mod(func(c *verify.Cert) { c.NotAfter = c.NotBefore.Add(25 * time.Hour) })},
+		"approved in 1970":      {From: 5, Next: 6, Upserts: mod(func(c *verify.Cert) { c.NotBefore, c.NotAfter = time.Unix(0, 0), time.Unix(3600, 0) })},
+		"cursor goes back":      {From: 5, Next: 4},
+		"records, same cursor":  {From: 5, Next: 5, Upserts: []verify.Cert{good}},
+		"too many records":      {From: 5, Next: 6, Revokes: make([]verify.CertID, cache.MaxBatchRecords+1)},
+		"long key ID":           {From: 5, Next: 6, Feed: cache.FeedState{KeyID: strings.Repeat("k", 65)}},
+		"negative max age":      {From: 5, Next: 6, Feed: cache.FeedState{MaxAge: -time.Second}},
+	}
+	c := cachetest.Open(t, nil)
+	mustApply(t, c, cachetest.Batch(0, 5, 10))
+	before := dump(t, c)
+	for name, b := range tests {
+		_, err := c.Apply(b)
+		if !errors.Is(err, cache.ErrBadBatch) {
+			t.Errorf("%s: error %v, want ErrBadBatch", name, err)
+		}
+		if !maps.Equal(before, dump(t, c)) {
+			t.Fatalf("%s: a refused batch changed the file", name)
+		}
+	}
+}
+
+// TestFailurePartWayLeavesCacheAsBefore: a fault after half the records
+// of a batch are written, and a full disk at commit, roll back everything.
+func TestFailurePartWayLeavesCacheAsBefore(t *testing.T) {
+	t.Run("fault inside the transaction", func(t *testing.T) {
+		c := cachetest.Open(t, nil)
+		mustApply(t, c, cachetest.Batch(0, 100, 300))
+		before := dump(t, c)
+		cache.SetFailAfter(c, 50)
+		b := cachetest.Batch(100, 200, 300)
+		b.Revokes = []verify.CertID{cachetest.Cert(3, 300).ID}
+		if _, err := c.Apply(b); err == nil {
+			t.Fatal("apply succeeded despite the fault")
+		}
+		if !maps.Equal(before, dump(t, c)) {
+			t.Fatal("the failed batch left part of itself behind")
+		}
+		cache.SetFailAfter(c, 0)
+		if res := mustApply(t, c, b); res.Cursor != 200 {
+			t.Fatalf("retry: %+v", res)
+		}
+	})
+	t.Run("disk full at commit", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "full.db")
+		c, err := cache.Open(path, &cache.Options{MaxSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, c, cachetest.Batch(0, 1000, 100_000))
+		before := dump(t, c)
+		_, err = c.Apply(cachetest.Batch(1000, 50_000, 100_000)) // ~3 MB of records
+		if !errors.Is(err, berrors.ErrMaxSizeReached) {
+			t.Fatalf("error %v, want the size cap", err)
+		}
+		if !maps.Equal(before, dump(t, c)) {
+			t.Fatal("the failed batch left part of itself behind")
+		}
+		c.Close()
+		cachetest.CheckFile(t, path)
+	})
+}
+
+func TestEvents(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	id := cachetest.Cert(0, 1).ID
+	var seqs []uint64
+	for i := range 5 {
+		seq, err := c.AppendEvent(cache.Event{
+			Time: t0.Add(time.Duration(i) * time.Second), Kind: cache.EventDecision,
+			Reason: verify.Reason(1 + i), Direction: verify.Exit, CertID: id,
+			StepOffset: int64(i - 2), Detail: fmt.Sprintf("scan %d", i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("sequence numbers %v", seqs)
+		}
+	}
+	evs, err := c.Events(seqs[1], 2)
+	if err != nil || len(evs) != 2 || evs[0].Seq != seqs[2] || evs[1].Seq != seqs[3] {
+		t.Fatalf("Events(%d, 2) = %+v, %v", seqs[1], evs, err)
+	}
+	e := evs[0]
+	if !e.Time.Equal(t0.Add(2*time.Second)) || e.Kind != cache.EventDecision || e.Reason != verify.Reason(3) ||
+		e.Direction != verify.Exit || e.CertID != id || e.StepOffset != 0 || e.Detail != "scan 2" {
+		t.Fatalf("event read back as %+v", e)
+	}
+	if n, err := c.DeleteEventsThrough(seqs[2]); err != nil || n != 3 {
+		t.Fatalf("DeleteEventsThrough: %d, %v", n, err)
+	}
+	evs, _ = c.Events(0, 100)
+	if len(evs) != 2 || evs[0].Seq != seqs[3] {
+		t.Fatalf("after acknowledgement: %+v", evs)
+	}
+	// Sequence numbers are never reused, even after deletion and reopening.
+	path := c.Path()
+	c.Close()
+	c2, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.DeleteEventsThrough(1 << 62)
+	seq, err := c2.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Reason: verify.Undecided})
+	if err != nil || seq != seqs[4]+1 {
+		t.Fatalf("after reopen: seq %d, %v; want %d", seq, err, seqs[4]+1)
+	}
+}
+
+func TestEventRefused(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	for name, e := range map[string]cache.Event{
+		"no kind":     {Time: t0},
+		"bad kind":    {Time: t0, Kind: 99},
+		"bad reason":  {Time: t0, Kind: cache.EventDecision, Reason: 99},
+		"no time":     {Kind: cache.EventDecision},
+		"long detail": {Time: t0, Kind: cache.EventAlarm, Detail: strings.Repeat("x", cache.MaxDetail+1)},
+		"not UTF-8":   {Time: t0, Kind: cache.EventAlarm, Detail: "\xff\xfe"},
+	} {
+		if _, err := c.AppendEvent(e); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if st, _ := c.Stats(); st.Events != 0 {
+		t.Fatalf("%d events stored", st.Events)
+	}
+}
+
+func TestPassage(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 2, 2)
+	mustApply(t, c, b)
+	id := b.Upserts[0].ID
+	at := t0.Add(90 * time.Minute)
+	seq, err := c.RecordPassage(id, verify.Entry, cache.Event{Time: at, Kind: cache.EventPassage, Reason: verify.OK, Direction: verify.Entry, CertID: id})
+	if err != nil || seq == 0 {
+		t.Fatal(seq, err)
+	}
+	check := func(c *cache.Cache) {
+		t.Helper()
+		var r verify.Record
+		if ok, err := c.Lookup(id, verify.Entry, &r); err != nil || !ok || !r.LastPass.Equal(at) {
+			t.Fatalf("entry: last pass %v (%v, %v), want %v", r.LastPass, ok, err, at)
+		}
+		if ok, _ := c.Lookup(id, verify.Exit, &r); !ok || !r.LastPass.IsZero() {
+			t.Fatalf("exit: last pass %v, want none", r.LastPass)
+		}
+		if ok, _ := c.Lookup(b.Upserts[1].ID, verify.Entry, &r); !ok || !r.LastPass.IsZero() {
+			t.Fatalf("other cert: last pass %v, want none", r.LastPass)
+		}
+	}
+	check(c)
+	// The state survives a restart.
+	path := c.Path()
+	c.Close()
+	c2, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	check(c2)
+	if evs, _ := c2.Events(0, 10); len(evs) != 1 || evs[0].Kind != cache.EventPassage {
+		t.Fatalf("events %+v", evs)
+	}
+	if _, err := c2.RecordPassage(id, 0, cache.Event{Time: at, Kind: cache.EventPassage}); err == nil {
+		t.Fatal("a passage without direction was recorded")
+	}
+}
+
+func TestPurge(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	const n = 12_000 // more than one purge chunk
+	for from := uint64(0); from < n; from += 4000 {
+		b := cachetest.Batch(from, from+4000, n)
+		for i := range b.Upserts {
+			if i%2 == 1 { // every other certificate was approved a day later
+				b.Upserts[i].NotBefore = b.Upserts[i].NotBefore.Add(24 * time.Hour)
+				b.Upserts[i].NotAfter = b.Upserts[i].NotAfter.Add(24 * time.Hour)
+			}
+		}
+		mustApply(t, c, b)
+	}
+	old, young := cachetest.Cert(0, n).ID, cachetest.Cert(1, n).ID
+	c.RecordPassage(young, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
+	c.RecordPassage(old, verify.Entry, cache.Event{Time: t0.Add(47 * time.Hour), Kind: cache.EventPassage})
+
+	// At t0+48h, the first half expired 24h ago, the second half just now.
+	res, err := c.Purge(t0.Add(48*time.Hour), 12*time.Hour, time.Hour)
+	if err != nil || res.Certs != n/2 || res.Passbacks != 1 {
+		t.Fatalf("purge: %+v, %v; want %d certs and 1 passage", res, err, n/2)
+	}
+	if _, ok := lookup(t, c, old); ok {
+		t.Error("expired certificate kept")
+	}
+	r, ok := lookup(t, c, young)
+	if !ok {
+		t.Fatal("certificate inside its retention purged")
+	}
+	if !r.LastPass.IsZero() {
+		t.Error("old passage kept in memory")
+	}
+	if st, _ := c.Stats(); st.Certs != n/2 || st.Passbacks != 1 {
+		t.Fatalf("stats after purge: %+v", st)
+	}
+}
+
+func TestStats(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	mustApply(t, c, cachetest.Batch(0, 7, 7))
+	c.AppendEvent(cache.Event{Time: t0.Add(time.Minute), Kind: cache.EventAlarm})
+	c.AppendEvent(cache.Event{Time: t0.Add(2 * time.Minute), Kind: cache.EventAlarm})
+	synced := t0.Add(3 * time.Minute)
+	if err := c.RecordSync(cache.FeedState{KeyID: "k2", IssuerTime: synced, SyncedAt: synced, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Certs != 7 || st.Events != 2 || st.LastSeq != 2 || !st.OldestAt.Equal(t0.Add(time.Minute)) ||
+		st.Feed.Cursor != 7 || st.Feed.KeyID != "k2" || !st.Feed.SyncedAt.Equal(synced) || st.FileSize <= 0 || st.Schema != cache.SchemaVersion {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+
+	t.Run("schema of another build", func(t *testing.T) {
+		path := filepath.Join(dir, "future.db")
+		c, err := cache.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache.DB(c).Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
+		})
+		c.Close()
+		_, err = cache.Open(path, nil)
+		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 2") {
+			t.Fatalf("error %v, want ErrSchema naming version 2", err)
+		}
+	})
+	t.Run("bbolt file of another program", func(t *testing.T) {
+		path := filepath.Join(dir, "other.db")
+		db, _ := bolt.Open(path, 0o600, nil)
+		db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("widgets")); return err })
+		db.Close()
+		if _, err := cache.Open(path, nil); !errors.Is(err, cache.ErrCorrupt) {
+			t.Fatalf("error %v, want ErrCorrupt", err)
+		}
+	})
+	t.Run("not a bbolt file", func(t *testing.T) {
+		path := filepath.Join(dir, "garbage.db")
+		os.WriteFile(path, []byte(strings.Repeat("not a database ", 1000)), 0o600)
+		_, err := cache.Open(path, nil)
+		if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), "resync") {
+			t.Fatalf("error %v, want ErrCorrupt telling what to do", err)
+		}
+	})
+	t.Run("locked by the daemon", func(t *testing.T) {
+		path := filepath.Join(dir, "locked.db")
+		c, err := cache.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = cache.Open(path, &cache.Options{LockTimeout: 50 * time.Millisecond})
+		if !errors.Is(err, cache.ErrLocked) || !strings.Contains(err.Error(), "diag") {
+			t.Fatalf("error %v, want ErrLocked pointing to diag", err)
+		}
+	})
+	t.Run("read-only, absent", func(t *testing.T) {
+		_, err := cache.Open(filepath.Join(dir, "absent.db"), &cache.Options{ReadOnly: true})
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("error %v, want not-exist", err)
+		}
+	})
+	t.Run("read-only refuses writes", func(t *testing.T) {
+		path := filepath.Join(dir, "ro.db")
+		c, _ := cache.Open(path, nil)
+		c.Close()
+		ro, err := cache.Open(path, &cache.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		if _, err := ro.Apply(cachetest.Batch(0, 1, 1)); !errors.Is(err, cache.ErrReadOnly) {
+			t.Fatalf("apply: %v", err)
+		}
+		if _, err := ro.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); !errors.Is(err, cache.ErrReadOnly) {
+			t.Fatalf("append: %v", err)
+		}
+		if err := ro.Check(); err != nil {
+			t.Fatalf("check read-only: %v", err)
+		}
+	})
+}
+
+// TestCorruptRecordIsAnError: a damaged record makes the lookup fail
+// (the gate stays shut), not decide.
+func TestCorruptRecordIsAnError(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	cert := cachetest.Cert(0, 1)
+	cache.DB(c).Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("certs")).Put(cert.ID[:], []byte("short"))
+	})
+	var r verify.Record
+	if _, err := c.Lookup(cert.ID, verify.Entry, &r); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("error %v, want ErrCorrupt", err)
+	}
+	// Mend it, so the cleanup's integrity check judges the file, not the plant.
+	cache.DB(c).Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("certs")).Delete(cert.ID[:]) })
+}
+
+// TestCheckFindsDamage overwrites a page in the middle of a closed file:
+// Check must report it.
+func TestCheckFindsDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "damaged.db")
+	c, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, c, cachetest.Batch(0, 5000, 5000))
+	if err := c.Check(); err != nil {
+		t.Fatalf("healthy file: %v", err)
+	}
+	c.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	page := int64(os.Getpagesize())
+	junk := []byte(strings.Repeat("\xde\xad\xbe\xef", int(page)/4))
+	// Damage a run of pages past the meta pages, where the B+tree lives.
+	for off := 4 * page; off < fi.Size()/2; off += 8 * page {
+		f.WriteAt(junk, off)
+	}
+	f.Close()
+	c, err = cache.Open(path, &cache.Options{ReadOnly: true})
+	if err != nil {
+		if !errors.Is(err, cache.ErrCorrupt) {
+			t.Fatalf("open of a damaged file: %v", err)
+		}
+		return
+	}
+	defer c.Close()
+	if err := c.Check(); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("Check of a damaged file: %v, want ErrCorrupt", err)
+	}
+	// Every lookup on the damaged file answers, found or not or an error:
+	// none panics, and none finds a certificate with the wrong key.
+	var r verify.Record
+	corrupt := 0
+	for i := range uint64(5000) {
+		want := cachetest.Cert(i, 5000)
+		ok, err := c.Lookup(want.ID, verify.Entry, &r)
+		switch {
+		case errors.Is(err, cache.ErrCorrupt):
+			corrupt++
+		case err != nil:
+			t.Fatalf("lookup %d: %v", i, err)
+		case ok && r.Key != want.Key:
+			t.Fatalf("lookup %d on a damaged file found a wrong key", i)
+		}
+	}
+	t.Logf("%d of 5000 lookups reported the damage", corrupt)
+}
+
+func TestLookupAllocatesLittle(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 100, 100)
+	mustApply(t, c, b)
+	var r verify.Record
+	allocs := testing.AllocsPerRun(200, func() {
+		c.Lookup(b.Upserts[42].ID, verify.Entry, &r)
+	})
+	// bbolt's read transaction and cursor allocate about ten; the cache adds none.
+	if allocs > 12 {
+		t.Fatalf("Lookup allocates %.0f times", allocs)
+	}
+}
