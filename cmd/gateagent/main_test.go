@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+)
+
+func runArgs(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestUsage(t *testing.T) {
+	if code, out, _ := runArgs(); code != 0 || !strings.Contains(out, "version") {
+		t.Fatalf("no args: %d %q", code, out)
+	}
+	if code, _, errOut := runArgs("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runArgs("version")
+	if code != 0 || !strings.HasPrefix(out, "gateagent dev (unknown, built 20") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestCacheCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	c, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(cachetest.Batch(0, 3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	code, out, errOut := runArgs("cache", "stats", path)
+	var st cache.Stats
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Certs != 3 || st.Feed.Cursor != 3 {
+		t.Fatalf("stats: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := runArgs("cache", "check", path); code != 0 || !strings.Contains(out, "is whole") {
+		t.Fatalf("check: %d %q", code, out)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.db")
+	os.WriteFile(bad, []byte(strings.Repeat("x", 8192)), 0o600)
+	if code, _, errOut := runArgs("cache", "check", bad); code != 1 || !strings.Contains(errOut, "move it aside") {
+		t.Fatalf("check of garbage: %d %q", code, errOut)
+	}
+	if code, _, errOut := runArgs("cache", "check", filepath.Join(t.TempDir(), "absent.db")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("check of absent file: %d %q", code, errOut)
+	}
+	if code, _, _ := runArgs("cache", "purge", path); code != 2 {
+		t.Fatalf("unknown cache verb: %d", code)
+	}
+}
