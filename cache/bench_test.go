@@ -45,6 +45,11 @@ func reportSize(b *testing.B, path string) {
 // feed's full sync sends them, in batches of 10,000, to an empty cache.
 func BenchmarkApply1M(b *testing.B) {
 	batches := benchBatches(b)
+	applyAll(b, batches)
+}
+
+// applyAll times loading batches into a new cache file, b.N times.
+func applyAll(b *testing.B, batches []*cache.Batch) {
 	dir := b.TempDir()
 	runtime.GC()
 	b.ResetTimer()
@@ -136,24 +141,5 @@ func BenchmarkApply1MShuffled(b *testing.B) {
 	for i, bt := range batches {
 		bt.Upserts = all[i*benchBatch : (i+1)*benchBatch]
 	}
-	dir := b.TempDir()
-	runtime.GC()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		path := filepath.Join(dir, "shuffled.db")
-		c, err := cache.Open(path, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, bt := range batches {
-			if _, err := c.Apply(bt); err != nil {
-				b.Fatal(err)
-			}
-		}
-		c.Close()
-		b.StopTimer()
-		reportSize(b, path)
-		os.Remove(path)
-		b.StartTimer()
-	}
+	applyAll(b, batches)
 }

@@ -40,6 +40,21 @@ func lookup(t *testing.T, c *cache.Cache, id verify.CertID) (verify.Record, bool
 	return r, ok
 }
 
+// reopen closes c and opens its file again, as a restart of the agent does.
+func reopen(t *testing.T, c *cache.Cache) *cache.Cache {
+	t.Helper()
+	path := c.Path()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	return c2
+}
+
 func dump(t *testing.T, c *cache.Cache) map[string]string {
 	t.Helper()
 	d, err := cache.Dump(c)
@@ -276,13 +291,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("after acknowledgement: %+v", evs)
 	}
 	// Sequence numbers are never reused, even after deletion and reopening.
-	path := c.Path()
-	c.Close()
-	c2, err := cache.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := reopen(t, c)
 	c2.DeleteEventsThrough(1 << 62)
 	seq, err := c2.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Reason: verify.Undecided})
 	if err != nil || seq != seqs[4]+1 {
@@ -334,13 +343,7 @@ func TestPassage(t *testing.T) {
 	}
 	check(c)
 	// The state survives a restart.
-	path := c.Path()
-	c.Close()
-	c2, err := cache.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := reopen(t, c)
 	check(c2)
 	if evs, _ := c2.Events(0, 10); len(evs) != 1 || evs[0].Kind != cache.EventPassage {
 		t.Fatalf("events %+v", evs)
