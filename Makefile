@@ -12,10 +12,10 @@ LDFLAGS   := -s -w \
 	-X $(PKG)/internal/version.BuildDate=$(BUILDDATE)
 FUZZTIME  ?= 10s
 
-.PHONY: help build test unit fuzz bench cross check clean
+.PHONY: help build test unit test-arm64 fuzz bench cross check clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## static binary for this machine in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent ./cmd/gateagent
@@ -24,6 +24,9 @@ test: check fuzz unit ## everything CI runs: check, short fuzzing, race tests (l
 
 unit: ## the tests, with the race detector
 	$(GO) test -race -count=1 ./...
+
+test-arm64: ## the tests built for linux/arm64, run under qemu-aarch64-static (apt: qemu-user-static)
+	GATEAGENT_TEST_EXEC=qemu-aarch64-static CGO_ENABLED=0 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./...
 
 fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./verify/
