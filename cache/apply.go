@@ -115,7 +115,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 			writes++
 			return certs.Put(k, v)
 		}
-		if err := c.upsert(certs, b.Upserts, put); err != nil {
+		if err := upsert(certs, b.Upserts, put); err != nil {
 			return err
 		}
 		res.Upserted = len(b.Upserts)
@@ -129,14 +129,15 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		return writeFeed(tx, &fs)
 	})
 	if err != nil {
-		return ApplyResult{Cursor: res.Cursor}, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
+		return ApplyResult{}, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
 	}
 	return res, nil
 }
 
 var errInjected = errors.New("injected fault")
 
-func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) error {
+// upsert writes certificates, keeping any revocation already stored.
+func upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) error {
 	if len(ups) == 0 {
 		return nil
 	}

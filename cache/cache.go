@@ -175,37 +175,36 @@ func (c *Cache) Path() string { return c.path }
 // bbolt panics when it meets a damaged page; Lookup turns that into
 // ErrCorrupt, so that a damaged file shuts the gate with a message instead
 // of crashing the daemon.
-func (c *Cache) Lookup(id verify.CertID, dir verify.Direction, r *verify.Record) (found bool, err error) {
+func (c *Cache) Lookup(id verify.CertID, dir verify.Direction) (r verify.Record, found bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			found, err = false, fmt.Errorf("cache: lookup %s: %w: %v", id, ErrCorrupt, p)
+			r, found, err = verify.Record{}, false, fmt.Errorf("cache: lookup %s: %w: %v", id, ErrCorrupt, p)
 		}
 	}()
 	tx, err := c.db.Begin(false)
 	if err != nil {
-		return false, fmt.Errorf("cache: lookup: %w", err)
+		return r, false, fmt.Errorf("cache: lookup: %w", err)
 	}
 	defer tx.Rollback()
 	v := tx.Bucket(bucketCerts).Get(id[:])
 	if v == nil {
-		return false, nil
+		return r, false, nil
 	}
 	flags, ok := getRecord(v, &r.Cert)
 	if !ok {
-		return false, fmt.Errorf("cache: lookup %s: %w: record of %d bytes", id, ErrCorrupt, len(v))
+		return verify.Record{}, false, fmt.Errorf("cache: lookup %s: %w: record of %d bytes", id, ErrCorrupt, len(v))
 	}
 	if flags&flagNoKey != 0 {
-		return false, nil // a revocation for a certificate this gate never had
+		return verify.Record{}, false, nil // a revocation for a certificate this gate never had
 	}
 	r.ID = id
-	r.LastPass = time.Time{}
 	c.passMu.RLock()
 	ns, ok := c.passes[passKey(&id, dir)]
 	c.passMu.RUnlock()
 	if ok {
 		r.LastPass = time.Unix(0, ns).UTC()
 	}
-	return true, nil
+	return r, true, nil
 }
 
 // loadPasses fills the in-memory copy of the passback bucket.

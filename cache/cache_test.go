@@ -32,8 +32,7 @@ func mustApply(t *testing.T, c *cache.Cache, b *cache.Batch) cache.ApplyResult {
 
 func lookup(t *testing.T, c *cache.Cache, id verify.CertID) (verify.Record, bool) {
 	t.Helper()
-	var r verify.Record
-	ok, err := c.Lookup(id, verify.Entry, &r)
+	r, ok, err := c.Lookup(id, verify.Entry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,14 +329,13 @@ func TestPassage(t *testing.T) {
 	}
 	check := func(c *cache.Cache) {
 		t.Helper()
-		var r verify.Record
-		if ok, err := c.Lookup(id, verify.Entry, &r); err != nil || !ok || !r.LastPass.Equal(at) {
+		if r, ok, err := c.Lookup(id, verify.Entry); err != nil || !ok || !r.LastPass.Equal(at) {
 			t.Fatalf("entry: last pass %v (%v, %v), want %v", r.LastPass, ok, err, at)
 		}
-		if ok, _ := c.Lookup(id, verify.Exit, &r); !ok || !r.LastPass.IsZero() {
+		if r, ok, _ := c.Lookup(id, verify.Exit); !ok || !r.LastPass.IsZero() {
 			t.Fatalf("exit: last pass %v, want none", r.LastPass)
 		}
-		if ok, _ := c.Lookup(b.Upserts[1].ID, verify.Entry, &r); !ok || !r.LastPass.IsZero() {
+		if r, ok, _ := c.Lookup(b.Upserts[1].ID, verify.Entry); !ok || !r.LastPass.IsZero() {
 			t.Fatalf("other cert: last pass %v, want none", r.LastPass)
 		}
 	}
@@ -491,8 +489,7 @@ func TestCorruptRecordIsAnError(t *testing.T) {
 	cache.DB(c).Update(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte("certs")).Put(cert.ID[:], []byte("short"))
 	})
-	var r verify.Record
-	if _, err := c.Lookup(cert.ID, verify.Entry, &r); !errors.Is(err, cache.ErrCorrupt) {
+	if _, _, err := c.Lookup(cert.ID, verify.Entry); !errors.Is(err, cache.ErrCorrupt) {
 		t.Fatalf("error %v, want ErrCorrupt", err)
 	}
 	// Mend it, so the cleanup's integrity check judges the file, not the plant.
@@ -537,11 +534,10 @@ func TestCheckFindsDamage(t *testing.T) {
 	}
 	// Every lookup on the damaged file answers, found or not or an error:
 	// none panics, and none finds a certificate with the wrong key.
-	var r verify.Record
 	corrupt := 0
 	for i := range uint64(5000) {
 		want := cachetest.Cert(i, 5000)
-		ok, err := c.Lookup(want.ID, verify.Entry, &r)
+		r, ok, err := c.Lookup(want.ID, verify.Entry)
 		switch {
 		case errors.Is(err, cache.ErrCorrupt):
 			corrupt++
@@ -558,9 +554,8 @@ func TestLookupAllocatesLittle(t *testing.T) {
 	c := cachetest.Open(t, nil)
 	b := cachetest.Batch(0, 100, 100)
 	mustApply(t, c, b)
-	var r verify.Record
 	allocs := testing.AllocsPerRun(200, func() {
-		c.Lookup(b.Upserts[42].ID, verify.Entry, &r)
+		c.Lookup(b.Upserts[42].ID, verify.Entry)
 	})
 	// bbolt's read transaction and cursor allocate about ten; the cache adds none.
 	if allocs > 12 {

@@ -168,11 +168,10 @@ func runAndKill(t *testing.T, path string, extra time.Duration) uint64 {
 // checkBatches: every batch up to the cursor entire, the next one absent.
 func checkBatches(t *testing.T, c *cache.Cache, cursor uint64) {
 	t.Helper()
-	var r verify.Record
 	for k := uint64(1); k <= cursor+1; k++ {
 		for j := range uint64(powerCutPer) {
 			want := cachetest.Cert(k*powerCutPer+j, powerCutSpace)
-			ok, err := c.Lookup(want.ID, verify.Entry, &r)
+			r, ok, err := c.Lookup(want.ID, verify.Entry)
 			if err != nil {
 				t.Fatal(err)
 			}

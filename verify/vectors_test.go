@@ -1,8 +1,13 @@
 package verify_test
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +188,33 @@ func TestSpecBadTagWithOtherKey(t *testing.T) {
 		}
 		if d.Authentic() || d.StepOffset != 0 {
 			t.Errorf("key %s…: a BAD_TAG decision claims authenticity (offset %d)", other[:8], d.StepOffset)
+		}
+	}
+}
+
+// TestComputeTagIsHMAC holds ComputeTag to crypto/hmac.
+func TestComputeTagIsHMAC(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	for i := range 2000 {
+		var key verify.Key
+		var id verify.CertID
+		for j := range key {
+			key[j] = byte(r.Uint32())
+		}
+		for j := range id {
+			id[j] = byte(r.Uint32())
+		}
+		step := r.Uint32()
+		if i == 0 {
+			key, step = verify.Key{}, 0 // the all-zero edge
+		}
+		msg := append([]byte("TR1"), id[:]...)
+		msg = binary.BigEndian.AppendUint32(msg, step)
+		m := hmac.New(sha256.New, key[:])
+		m.Write(msg)
+		want := m.Sum(nil)[:verify.TagLen]
+		if got := verify.ComputeTag(&key, &id, step); !bytes.Equal(got[:], want) {
+			t.Fatalf("key %x id %s step %d: tag %x, crypto/hmac says %x", key[:], id, step, got, want)
 		}
 	}
 }

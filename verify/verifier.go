@@ -58,10 +58,12 @@ type Record struct {
 // Store is the verifier's read-only view of the key cache. The cache package
 // implements it on bbolt; memstore in memory, for tests.
 type Store interface {
-	// Lookup fills e with certificate id and its last passage in direction
-	// dir, and reports whether the certificate is known. An error means the
-	// store could not be read: no decision can be made.
-	Lookup(id CertID, dir Direction, e *Record) (bool, error)
+	// Lookup returns certificate id with its last passage in direction dir,
+	// and whether the certificate is known. An error means the store could
+	// not be read: no decision can be made. (The record is returned by
+	// value: through an interface, a pointer argument would cost a heap
+	// allocation on every scan.)
+	Lookup(id CertID, dir Direction) (Record, bool, error)
 }
 
 // Clock tells the time. A gate's clock is its system clock corrected by the
@@ -218,8 +220,7 @@ func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 	}
 
 	// 3. The certificate is in the cache.
-	var e Record
-	found, err := v.store.Lookup(tok.CertID, v.policy.Direction, &e)
+	e, found, err := v.store.Lookup(tok.CertID, v.policy.Direction)
 	if err != nil {
 		return d, fmt.Errorf("%w: looking up cert %s: %w", ErrStore, tok.CertID, err)
 	}

@@ -265,8 +265,8 @@ func TestCheckOrder(t *testing.T) {
 
 type brokenStore struct{}
 
-func (brokenStore) Lookup(verify.CertID, verify.Direction, *verify.Record) (bool, error) {
-	return false, errors.New("input/output error")
+func (brokenStore) Lookup(verify.CertID, verify.Direction) (verify.Record, bool, error) {
+	return verify.Record{}, false, errors.New("input/output error")
 }
 
 func TestStoreErrorIsUndecided(t *testing.T) {

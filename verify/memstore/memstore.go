@@ -64,13 +64,12 @@ func (s *Store) RecordPass(id verify.CertID, dir verify.Direction, t time.Time) 
 }
 
 // Lookup implements verify.Store.
-func (s *Store) Lookup(id verify.CertID, dir verify.Direction, e *verify.Record) (bool, error) {
+func (s *Store) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c, ok := s.certs[id]
 	if !ok {
-		return false, nil
+		return verify.Record{}, false, nil
 	}
-	*e = verify.Record{Cert: c, LastPass: s.passes[passKey{id, dir}]}
-	return true, nil
+	return verify.Record{Cert: c, LastPass: s.passes[passKey{id, dir}]}, true, nil
 }
