@@ -80,7 +80,13 @@ func powerCutWriter(path string) {
 // that the event log has no gap and no torn entry.
 func TestPowerCutKeepsCacheWhole(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("GATEAGENT_POWERCUT_SEED"); v != "" { // replay a logged run
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("GATEAGENT_POWERCUT_SEED=%q: %v", v, err)
+		}
+	}
+	t.Logf("seed %d (GATEAGENT_POWERCUT_SEED replays it)", seed)
 	r := rand.New(rand.NewPCG(seed, seed))
 	path := filepath.Join(t.TempDir(), "cache.db")
 	for round := range 6 {
@@ -128,15 +134,19 @@ func runAndKill(t *testing.T, path string, extra time.Duration) uint64 {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-
 	lines := make(chan uint64)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); cmd.Process.Kill() }) // frees the reader if the test stops early
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if n, err := strconv.ParseUint(strings.TrimPrefix(sc.Text(), "applied "), 10, 64); err == nil {
-				lines <- n
+				select {
+				case lines <- n:
+				case <-done:
+					return
+				}
 			}
 		}
 	}()
