@@ -87,13 +87,10 @@ func (b *Batch) validate() error {
 // appended with full pages: the file stays near the size of its records.
 func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 	res := ApplyResult{}
-	if c.readOnly {
-		return res, fmt.Errorf("cache: apply: %w", ErrReadOnly)
-	}
 	if err := b.validate(); err != nil {
 		return res, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
 	}
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		fs, err := readFeed(tx)
 		if err != nil {
 			return err
@@ -228,10 +225,7 @@ func ascending(ups []verify.Cert) bool {
 // RecordSync stores the feed state of an exchange that brought no records
 // (the gate is caught up). The cursor is not moved.
 func (c *Cache) RecordSync(fs FeedState) error {
-	if c.readOnly {
-		return fmt.Errorf("cache: record sync: %w", ErrReadOnly)
-	}
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		old, err := readFeed(tx)
 		if err != nil {
 			return err

@@ -31,6 +31,9 @@ var (
 	bucketPassback = []byte("passback")
 	bucketEvents   = []byte("events")
 
+	// dataBuckets are created with the file and must all be there.
+	dataBuckets = [][]byte{bucketCerts, bucketPassback, bucketEvents}
+
 	keySchema = []byte("schema")
 	keyFeed   = []byte("feed")
 )
@@ -126,7 +129,7 @@ func (c *Cache) init() error {
 		if found != SchemaVersion {
 			return fmt.Errorf("%w: file has version %d, this build knows %d", ErrSchema, found, SchemaVersion)
 		}
-		for _, b := range [][]byte{bucketCerts, bucketPassback, bucketEvents} {
+		for _, b := range dataBuckets {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("%w: bucket %q missing", ErrCorrupt, b)
 			}
@@ -149,13 +152,22 @@ func (c *Cache) init() error {
 		if err := meta.Put(keySchema, v[:]); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketCerts, bucketPassback, bucketEvents} {
+		for _, b := range dataBuckets {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// update runs fn in a write transaction, or refuses with ErrReadOnly: the
+// one place every write goes through.
+func (c *Cache) update(fn func(*bolt.Tx) error) error {
+	if c.readOnly {
+		return ErrReadOnly
+	}
+	return c.db.Update(fn)
 }
 
 // Close closes the file. Every committed change is already on disk.

@@ -125,10 +125,7 @@ func appendEvent(tx *bolt.Tx, e *Event) error {
 
 // AppendEvent stores e durably and returns its sequence number.
 func (c *Cache) AppendEvent(e Event) (uint64, error) {
-	if c.readOnly {
-		return 0, fmt.Errorf("cache: append event: %w", ErrReadOnly)
-	}
-	if err := c.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) }); err != nil {
+	if err := c.update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) }); err != nil {
 		return 0, fmt.Errorf("cache: append %s event: %w", e.Kind, err)
 	}
 	return e.Seq, nil
@@ -137,15 +134,12 @@ func (c *Cache) AppendEvent(e Event) (uint64, error) {
 // RecordPassage stores, in one transaction, that id passed in direction dir
 // at e.Time (the anti-passback state) and the event e that reports it.
 func (c *Cache) RecordPassage(id verify.CertID, dir verify.Direction, e Event) (uint64, error) {
-	if c.readOnly {
-		return 0, fmt.Errorf("cache: record passage: %w", ErrReadOnly)
-	}
 	if dir != verify.Entry && dir != verify.Exit {
 		return 0, fmt.Errorf("cache: record passage of %s: direction %v", id, dir)
 	}
 	pk := passKey(&id, dir)
 	ns := e.Time.UnixNano()
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketPassback).Put(pk[:], u64(uint64(ns))); err != nil {
 			return err
 		}
@@ -192,11 +186,8 @@ func (c *Cache) Events(after uint64, max int) ([]Event, error) {
 // DeleteEventsThrough deletes the events up to and including seq, once the
 // issuer has acknowledged them, and returns how many it deleted.
 func (c *Cache) DeleteEventsThrough(seq uint64) (int, error) {
-	if c.readOnly {
-		return 0, fmt.Errorf("cache: delete events: %w", ErrReadOnly)
-	}
 	n := 0
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		var keys [][]byte
 		cur := b.Cursor()

@@ -24,9 +24,6 @@ type PurgeResult struct {
 // its own transaction: every chunk leaves a whole cache.
 func (c *Cache) Purge(now time.Time, retention, passbackWindow time.Duration) (PurgeResult, error) {
 	var res PurgeResult
-	if c.readOnly {
-		return res, fmt.Errorf("cache: purge: %w", ErrReadOnly)
-	}
 	if retention < 0 || passbackWindow < 0 {
 		return res, fmt.Errorf("cache: purge: negative retention %v or window %v", retention, passbackWindow)
 	}
@@ -64,7 +61,7 @@ func (c *Cache) purgeBucket(name []byte, old func(v []byte) bool) (int, error) {
 	for {
 		var done bool
 		n := 0
-		err := c.db.Update(func(tx *bolt.Tx) error {
+		err := c.update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(name)
 			cur := b.Cursor()
 			k, v := cur.First()
