@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -90,13 +91,17 @@ func Open(path string, opts *Options) (*Cache, error) {
 		MaxSize:      o.MaxSize,
 		NoStatistics: true, // keeps a lock off the lookup path
 	})
+	var osErr *fs.PathError
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("cache: open %s: %w", path, ErrLocked)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("cache: open %s: %w (%w)", path, ErrCorrupt, err)
-	case err != nil:
+	case errors.As(err, &osErr):
+		// The OS said no (permission, no such directory, …): say so as it is.
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
+	case err != nil:
+		// bbolt read the file and did not like it: bad magic, checksum,
+		// version, or too short to hold its meta pages.
+		return nil, fmt.Errorf("cache: open %s: %w (%w)", path, ErrCorrupt, err)
 	}
 	c := &Cache{db: db, path: path, readOnly: o.ReadOnly}
 	err = c.init()

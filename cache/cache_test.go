@@ -442,6 +442,30 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatalf("error %v, want ErrCorrupt telling what to do", err)
 		}
 	})
+	t.Run("too short to be a bbolt file", func(t *testing.T) {
+		path := filepath.Join(dir, "short.db")
+		os.WriteFile(path, []byte(strings.Repeat("\x01", 5000)), 0o600)
+		_, err := cache.Open(path, nil)
+		if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), "move it aside") {
+			t.Fatalf("error %v, want ErrCorrupt telling what to do", err)
+		}
+	})
+	t.Run("permission denied stays an OS error", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			// root reads any file; refuse through a missing directory instead
+			_, err := cache.Open(filepath.Join(dir, "no-such-dir", "c.db"), nil)
+			if errors.Is(err, cache.ErrCorrupt) || !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("error %v, want the OS's not-exist, not ErrCorrupt", err)
+			}
+			return
+		}
+		path := filepath.Join(dir, "noperm.db")
+		os.WriteFile(path, nil, 0o000)
+		_, err := cache.Open(path, nil)
+		if errors.Is(err, cache.ErrCorrupt) || !errors.Is(err, os.ErrPermission) {
+			t.Fatalf("error %v, want the OS's permission error, not ErrCorrupt", err)
+		}
+	})
 	t.Run("locked by the daemon", func(t *testing.T) {
 		path := filepath.Join(dir, "locked.db")
 		c, err := cache.Open(path, nil)
