@@ -60,8 +60,12 @@ func (b *Batch) validate() error {
 	case b.Feed.MaxAge < 0:
 		return fmt.Errorf("%w: negative max age %v", ErrBadBatch, b.Feed.MaxAge)
 	}
-	for i := range b.Upserts {
-		c := &b.Upserts[i]
+	return validateCerts(b.Upserts)
+}
+
+func validateCerts(ups []verify.Cert) error {
+	for i := range ups {
+		c := &ups[i]
 		switch {
 		case c.Key == (verify.Key{}):
 			return fmt.Errorf("%w: upsert %d (cert %s): all-zero key", ErrBadBatch, i, c.ID)
@@ -103,6 +107,9 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		if b.From > fs.Cursor {
 			return fmt.Errorf("%w: batch follows cursor %d, cache is at %d", ErrGap, b.From, fs.Cursor)
 		}
+		if b.Feed.Epoch != fs.Epoch {
+			return fmt.Errorf("%w: batch of feed epoch %x, cache holds epoch %x", ErrGap, b.Feed.Epoch, fs.Epoch)
+		}
 		certs := tx.Bucket(bucketCerts)
 		writes := 0
 		put := func(k, v []byte) error {
@@ -120,8 +127,10 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 			return err
 		}
 		res.Revoked = len(b.Revokes)
+		resync := fs.Resync
 		fs = b.Feed
 		fs.Cursor = b.Next
+		fs.Resync = resync
 		res.Cursor = b.Next
 		return writeFeed(tx, &fs)
 	})

@@ -250,6 +250,20 @@ type FeedState struct {
 	MaxAge time.Duration `json:"max_age"`
 	// SyncedAt is the gate's time of the last successful exchange.
 	SyncedAt time.Time `json:"synced_at"`
+	// Epoch identifies the issuer's feed the cursor counts in; zero
+	// before the first full sync.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Resync is the progress of a full sync under way, nil when none is.
+	Resync *Resync `json:"resync,omitempty"`
+}
+
+// Resync is how far a full sync (a snapshot read page by page in ID order)
+// has come, so that a restarted agent resumes it.
+type Resync struct {
+	Epoch    uint64        `json:"epoch"`
+	Snapshot uint64        `json:"snapshot"`
+	After    verify.CertID `json:"after"`
+	Certs    int           `json:"certs"`
 }
 
 // Feed returns the stored feed state; the zero FeedState before any sync.
