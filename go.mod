@@ -2,6 +2,13 @@ module gateagent
 
 go 1.26
 
-require go.etcd.io/bbolt v1.5.0
+require (
+	github.com/makiuchi-d/gozxing v0.1.1
+	go.etcd.io/bbolt v1.5.0
+)
 
-require golang.org/x/sys v0.45.0 // indirect
+require (
+	golang.org/x/sys v0.45.0 // indirect
+	golang.org/x/text v0.3.7 // indirect
+	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
+)
