@@ -1,0 +1,103 @@
+package issuer
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gateagent/feed"
+)
+
+func checkGateID(id string) error {
+	if len(id) == 0 || len(id) > 64 {
+		return fmt.Errorf("gate_id must be 1 to 64 characters")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("gate_id may hold only letters, digits, '-', '_' and '.'")
+		}
+	}
+	return nil
+}
+
+func uploadKey(gate string, seq uint64) []byte {
+	k := append([]byte(gate), 0)
+	return append(k, u64(seq)...)
+}
+
+// StoreEvents stores a gate's events, each once by (gate, seq).
+func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
+	var ack feed.EventAck
+	if err := checkGateID(up.GateID); err != nil {
+		return ack, &Refusal{Code: "bad_gate_id", Message: err.Error()}
+	}
+	if len(up.Events) > feed.MaxUploadEvents {
+		return ack, &Refusal{Code: "too_many_events", Message: fmt.Sprintf("%d events, at most %d in one upload", len(up.Events), feed.MaxUploadEvents)}
+	}
+	for i := range up.Events {
+		if up.Events[i].Seq == 0 || i > 0 && up.Events[i].Seq <= up.Events[i-1].Seq {
+			return ack, &Refusal{Code: "bad_sequence", Message: fmt.Sprintf("event %d: sequence numbers must be positive and ascending", i)}
+		}
+	}
+	err := is.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploads)
+		for i := range up.Events {
+			k := uploadKey(up.GateID, up.Events[i].Seq)
+			if b.Get(k) != nil {
+				ack.Duplicates++
+				continue
+			}
+			v, err := json.Marshal(&up.Events[i])
+			if err != nil {
+				return err
+			}
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+			ack.Stored++
+		}
+		return nil
+	})
+	if err != nil {
+		return feed.EventAck{}, fmt.Errorf("issuer: store events of gate %s: %w", up.GateID, err)
+	}
+	if n := len(up.Events); n > 0 {
+		ack.AckedThrough = up.Events[n-1].Seq
+	}
+	return ack, nil
+}
+
+// GateEvents returns the stored events of one gate, for tests and audits.
+func (is *Issuer) GateEvents(gate string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	err := is.db.View(func(tx *bolt.Tx) error {
+		prefix := append([]byte(gate), 0)
+		c := tx.Bucket(bucketUploads).Cursor()
+		for k, v := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+			out = append(out, json.RawMessage(append([]byte(nil), v...)))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
+	var up feed.EventUpload
+	if !readJSON(w, r, 4<<20, &up) {
+		return
+	}
+	ack, err := is.StoreEvents(&up)
+	if ref, ok := err.(*Refusal); ok {
+		writeJSON(w, http.StatusUnprocessableEntity, ref)
+		return
+	}
+	if err != nil {
+		is.opt.Logger.Error("events", "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal", "the issuer could not store the events: retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, ack)
+}

@@ -1,0 +1,412 @@
+// Package keysync is the gate's side of the key feed: it keeps the bbolt
+// key cache in step with the issuer, learns the offset between the gate's
+// clock and the issuer's, tracks how stale the cache is, and uploads the
+// gate's event log.
+//
+// Every document is checked (signature, then kind, epoch and position)
+// before anything is written, and each is applied in one cache
+// transaction with its cursor: a failure at any point leaves the cache as
+// it was, and the next round resumes from the stored cursor.
+package keysync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/feed"
+	"gateagent/verify"
+)
+
+// Config configures a Client. Zero fields take the defaults.
+type Config struct {
+	// URL is the issuer's base URL, e.g. https://keys.station.example/.
+	URL string
+	// Keys are the issuer keys trusted to sign the feed.
+	Keys feed.Keyring
+	// Cache is the gate's key cache.
+	Cache *cache.Cache
+	// GateID names the gate in event uploads.
+	GateID string
+	// Interval between polls when all is well. Default 10 s.
+	Interval time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failure; it
+	// doubles on each failure, with full jitter. Defaults 1 s and 5 min.
+	MinBackoff, MaxBackoff time.Duration
+	// RefuseWhenStale makes Guard's store refuse lookups once the cache is
+	// past the feed's maximum age, so the gate sends passengers to the
+	// manual channel instead of trusting an old cache.
+	RefuseWhenStale bool
+	// HTTP is the client for the issuer; default a client with a 30 s
+	// timeout. Build one with TLS settings with NewHTTPClient.
+	HTTP *http.Client
+	// UploadBatch is the number of events in one upload. Default 500.
+	UploadBatch int
+	// Now is the gate's own clock. Default time.Now.
+	Now func() time.Time
+	// Sleep waits for d or until ctx ends; default a timer. Tests replace it.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Errors of the client, wrapped with detail.
+var (
+	// ErrGone: the issuer no longer keeps the position asked for.
+	ErrGone = errors.New("the issuer no longer keeps this feed position: resyncing from a snapshot")
+	// ErrMisdirected: a validly signed document is not the one asked for
+	// (a replayed or misrouted answer).
+	ErrMisdirected = errors.New("feed answer is not the document asked for (replayed or misrouted): check the station proxy")
+	// ErrStale: the cache is past the feed's maximum age and the config
+	// says to refuse tokens then.
+	ErrStale = errors.New("key cache is stale and refuse_when_stale is set: check the gate's network path to the issuer")
+)
+
+// Client syncs one cache from one issuer.
+type Client struct {
+	cfg  Config
+	base *url.URL
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	offset     time.Duration
+	offsetOK   bool
+	rtt        time.Duration
+	freshAt    time.Time // gate time the cache was last known caught up
+	maxAge     time.Duration
+	head       uint64
+	lastErr    error
+	lastErrAt  time.Time
+	failures   int
+	stale      bool
+	uploaded   uint64
+	alarmState bool // the last stale state written as an event
+}
+
+// New checks cfg and returns a client resumed from the cache's state.
+func New(cfg Config) (*Client, error) {
+	if cfg.Cache == nil {
+		return nil, errors.New("keysync: no cache")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("keysync: no trusted issuer keys: add the line `issuer keygen` printed to the gate's config")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("keysync: issuer URL %q: want http(s)://host[:port]/", cfg.URL)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(5*time.Minute, cfg.MinBackoff)
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.UploadBatch <= 0 || cfg.UploadBatch > feed.MaxUploadEvents {
+		cfg.UploadBatch = 500
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	fs, err := cfg.Cache.Feed()
+	if err != nil {
+		return nil, fmt.Errorf("keysync: %w", err)
+	}
+	c := &Client{cfg: cfg, base: u, log: cfg.Logger, freshAt: fs.SyncedAt, maxAge: fs.MaxAge, head: fs.Cursor}
+	c.stale = c.isStale(cfg.Now())
+	c.alarmState = false
+	return c, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run polls until ctx ends: sync, upload, then wait the interval, or a
+// growing, jittered backoff after a failure. It returns ctx's error.
+func (c *Client) Run(ctx context.Context) error {
+	for {
+		_, err := c.Sync(ctx)
+		if err == nil {
+			_, err = c.Upload(ctx)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := c.cfg.Interval
+		c.mu.Lock()
+		if err != nil {
+			c.failures++
+			c.lastErr, c.lastErrAt = err, c.cfg.Now()
+			wait = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
+		} else {
+			c.failures, c.lastErr = 0, nil
+		}
+		failures := c.failures
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+		}
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff is the wait after n consecutive failures: uniformly random in
+// [min, min·2ⁿ⁻¹] capped at max ("full jitter"), so that the gates of a
+// station do not hammer a recovering issuer in step.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	ceil := lo
+	for i := 1; i < n && ceil < hi; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, hi)
+	if ceil <= lo {
+		return lo
+	}
+	j, err := rand.Int(rand.Reader, big.NewInt(int64(ceil-lo)+1))
+	if err != nil {
+		return ceil
+	}
+	return lo + time.Duration(j.Int64())
+}
+
+// Result says what one Sync did.
+type Result struct {
+	Head      uint64
+	Cursor    uint64
+	Resynced  bool
+	Documents int
+	Upserts   int
+	Revokes   int
+}
+
+// Sync brings the cache up to the issuer's head: a snapshot first when the
+// cache is empty, of another epoch, or too far behind; then log pages.
+func (c *Client) Sync(ctx context.Context) (Result, error) {
+	var res Result
+	defer c.checkStale()
+	head, err := c.fetchHead(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Head = head.Next
+	fs, err := c.cfg.Cache.Feed()
+	if err != nil {
+		return res, fmt.Errorf("keysync: %w", err)
+	}
+	needSnapshot := fs.Epoch != head.Epoch || fs.Cursor > head.Next || fs.Resync != nil
+	for attempt := 0; ; attempt++ {
+		if needSnapshot {
+			if err := c.snapshot(ctx, head, &fs, &res); err != nil {
+				return res, err
+			}
+			res.Resynced = true
+		}
+		err = c.followLog(ctx, head, &fs, &res)
+		if errors.Is(err, ErrGone) && attempt == 0 {
+			c.log.Warn("key feed: the issuer no longer keeps the gate's position; resyncing", "cursor", fs.Cursor)
+			needSnapshot = true
+			fs.Resync = nil
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		break
+	}
+	res.Cursor = fs.Cursor
+	now := c.cfg.Now()
+	if res.Documents == 0 {
+		fs.SyncedAt, fs.IssuerTime, fs.MaxAge = now, head.IssuerTime, head.MaxAge
+		if err := c.cfg.Cache.RecordSync(fs); err != nil {
+			return res, fmt.Errorf("keysync: %w", err)
+		}
+	}
+	c.mu.Lock()
+	c.freshAt, c.maxAge, c.head = now, head.MaxAge, head.Next
+	c.mu.Unlock()
+	if res.Documents > 0 {
+		c.log.Info("key feed synced", "cursor", res.Cursor, "head", res.Head, "upserts", res.Upserts, "revokes", res.Revokes, "resync", res.Resynced)
+	}
+	return res, nil
+}
+
+func (c *Client) feedState(d *feed.Doc) cache.FeedState {
+	return cache.FeedState{KeyID: d.KeyID, IssuerTime: d.IssuerTime, MaxAge: d.MaxAge, SyncedAt: c.cfg.Now(), Epoch: d.Epoch}
+}
+
+// snapshot reads the head's snapshot (or resumes the one under way) page by
+// page; each page is one transaction with the resync's progress.
+func (c *Client) snapshot(ctx context.Context, head *feed.Doc, fs *cache.FeedState, res *Result) error {
+	snap, after := head.Snapshot, verify.CertID{}
+	if r := fs.Resync; r != nil && r.Epoch == head.Epoch && r.Snapshot <= head.Next {
+		snap, after = r.Snapshot, r.After
+	}
+	restarted := false
+	for {
+		d, err := c.fetch(ctx, "v1/feed/snapshot/"+strconv.FormatUint(snap, 10)+"/"+after.String())
+		if errors.Is(err, ErrGone) && !restarted && snap != head.Snapshot {
+			// The resync under way was overtaken: start the current one.
+			snap, after, restarted = head.Snapshot, verify.CertID{}, true
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if d.Kind != feed.KindSnapshot || d.Epoch != head.Epoch || d.Snapshot != snap || d.After != after {
+			return fmt.Errorf("keysync: snapshot %d after %s: %w (got %s %d after %s)", snap, after, ErrMisdirected, d.Kind, d.Snapshot, d.After)
+		}
+		if _, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
+			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d),
+		}); err != nil {
+			return fmt.Errorf("keysync: %w", err)
+		}
+		res.Documents++
+		res.Upserts += len(d.Upserts)
+		if d.Final {
+			break
+		}
+		if len(d.Upserts) == 0 {
+			return fmt.Errorf("keysync: snapshot %d after %s: %w (an empty page that is not the last)", snap, after, ErrMisdirected)
+		}
+		after = d.Upserts[len(d.Upserts)-1].ID
+	}
+	nfs, err := c.cfg.Cache.Feed()
+	if err != nil {
+		return fmt.Errorf("keysync: %w", err)
+	}
+	*fs = nfs
+	return nil
+}
+
+// followLog applies log pages from the cursor up to the head.
+func (c *Client) followLog(ctx context.Context, head *feed.Doc, fs *cache.FeedState, res *Result) error {
+	n := uint64(head.PageSize)
+	for fs.Cursor < head.Next {
+		p := fs.Cursor / n
+		d, err := c.fetch(ctx, "v1/feed/log/"+strconv.FormatUint(p, 10))
+		if err != nil {
+			return err
+		}
+		if d.Kind != feed.KindLog || d.Epoch != head.Epoch || d.From != p*n || d.Next <= fs.Cursor {
+			return fmt.Errorf("keysync: log page %d: %w (got %s (%d, %d] of epoch %x)", p, ErrMisdirected, d.Kind, d.From, d.Next, d.Epoch)
+		}
+		r, err := c.cfg.Cache.Apply(&cache.Batch{From: d.From, Next: d.Next, Upserts: d.Upserts, Revokes: d.Revokes, Feed: c.feedState(d)})
+		if err != nil {
+			return fmt.Errorf("keysync: %w", err)
+		}
+		fs.Cursor = r.Cursor
+		res.Documents++
+		res.Upserts += len(d.Upserts)
+		res.Revokes += len(d.Revokes)
+	}
+	return nil
+}
+
+// fetchHead asks for the head with a fresh nonce and learns the clock
+// offset from it.
+func (c *Client) fetchHead(ctx context.Context) (*feed.Doc, error) {
+	var nonce [feed.NonceLen]byte
+	rand.Read(nonce[:])
+	t0 := c.cfg.Now()
+	d, err := c.fetch(ctx, "v1/feed/head?nonce="+hex.EncodeToString(nonce[:]))
+	t1 := c.cfg.Now()
+	if err != nil {
+		return nil, err
+	}
+	if d.Kind != feed.KindHead || d.Nonce != nonce {
+		return nil, fmt.Errorf("keysync: head: %w (nonce or kind differs)", ErrMisdirected)
+	}
+	rtt := t1.Sub(t0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rtt >= 0 && rtt < 5*time.Second {
+		// The issuer stamped the head between t0 and t1; take the middle.
+		c.offset = d.IssuerTime.Sub(t0.Add(rtt / 2))
+		c.offsetOK, c.rtt = true, rtt
+	} else {
+		c.log.Warn("key feed: round trip too slow to learn the clock offset", "rtt", rtt)
+	}
+	return d, nil
+}
+
+// maxBody bounds what is read of any answer.
+const maxBody = feed.MaxDocLen + 1
+
+func (c *Client) fetch(ctx context.Context, path string) (*feed.Doc, error) {
+	u, err := c.base.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("keysync: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("keysync: %w", err)
+	}
+	req.Header.Set("Accept", "application/vnd.gateagent.feed")
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("keysync: GET %s: %w (is the issuer reachable from the gate?)", u.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("keysync: GET %s: reading the answer: %w", u.Path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusGone:
+		return nil, fmt.Errorf("keysync: GET %s: %w", u.Path, ErrGone)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("keysync: GET %s: issuer answered %s: %s", u.Path, resp.Status, snippet(body))
+	case len(body) >= maxBody:
+		return nil, fmt.Errorf("keysync: GET %s: %w: answer over %d bytes", u.Path, feed.ErrFormat, feed.MaxDocLen)
+	}
+	d, err := feed.Open(body, c.cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("keysync: GET %s: %w", u.Path, err)
+	}
+	return d, nil
+}
+
+func snippet(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	for i, c := range b {
+		if c < 0x20 && c != '\n' || c >= 0x7f {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,489 @@
+package keysync_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/feed"
+	"gateagent/issuer"
+	"gateagent/issuer/issuertest"
+	"gateagent/keysync"
+	"gateagent/verify"
+)
+
+type gate struct {
+	*keysync.Client
+	cache *cache.Cache
+	clock *issuertest.Clock
+}
+
+func newGate(t *testing.T, url string, keys feed.Keyring, mod func(*keysync.Config)) *gate {
+	t.Helper()
+	c := cachetest.Open(t, nil)
+	clk := issuertest.NewClock(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
+	cfg := keysync.Config{URL: url, Keys: keys, Cache: c, GateID: "gate-07", Now: clk.Now}
+	if mod != nil {
+		mod(&cfg)
+	}
+	cl, err := keysync.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gate{cl, c, clk}
+}
+
+func (g *gate) sync(t *testing.T) keysync.Result {
+	t.Helper()
+	res, err := g.Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// synthetic issues n certificates with IDs in random order, as real
+// issuance makes them.
+func synthetic(t testing.TB, s *issuertest.Server, n int, seed byte) []verify.Cert {
+	t.Helper()
+	certs := make([]verify.Cert, n)
+	nb := s.Clock.Now().Truncate(time.Second)
+	for i := range certs {
+		h := sha256.Sum256([]byte{seed, byte(i), byte(i >> 8), byte(i >> 16)})
+		copy(certs[i].ID[:], h[:16])
+		copy(certs[i].Key[:], h[:])
+		certs[i].Key[31] |= 1
+		certs[i].NotBefore, certs[i].NotAfter = nb, nb.Add(24*time.Hour)
+	}
+	if err := s.InsertSynthetic(certs); err != nil {
+		t.Fatal(err)
+	}
+	return certs
+}
+
+// checkHolds asserts the gate verifies a token of every cert in certs, and
+// holds exactly want certificates.
+func checkHolds(t *testing.T, g *gate, certs []verify.Cert, want int) {
+	t.Helper()
+	for _, c := range certs {
+		r, ok, err := g.cache.Lookup(c.ID, verify.Entry)
+		if err != nil || !ok || r.Key != c.Key || r.Revoked != c.Revoked {
+			t.Fatalf("cert %s: found %v revoked %v (want %v) err %v", c.ID, ok, r.Revoked, c.Revoked, err)
+		}
+	}
+	st, err := g.cache.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Certs != want {
+		t.Fatalf("cache holds %d certificates, want %d", st.Certs, want)
+	}
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func TestFullSyncThenLog(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{PageSize: 8})
+	certs := synthetic(t, s, 45, 1) // 5 full log pages and a tail
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	res := g.sync(t)
+	// Snapshot at 40 (6 pages: 5 full, the last one empty and final),
+	// then the tail page (40, 45].
+	if !res.Resynced || res.Cursor != 45 || res.Head != 45 {
+		t.Fatalf("first sync: %+v", res)
+	}
+	checkHolds(t, g, certs, 45)
+	// Caught up: the next sync fetches only the head.
+	if res := g.sync(t); res.Documents != 0 || res.Cursor != 45 {
+		t.Fatalf("idle sync: %+v", res)
+	}
+	more := synthetic(t, s, 20, 2)
+	if res := g.sync(t); res.Resynced || res.Cursor != 65 || res.Upserts != 5+20 {
+		// page 5 is (40, 48]: 3 of its changes were applied already
+		t.Fatalf("incremental sync: %+v", res)
+	}
+	checkHolds(t, g, append(certs, more...), 65)
+	if fs, _ := g.cache.Feed(); fs.Epoch != s.Epoch() || fs.KeyID != "test-1" || fs.MaxAge != 30*time.Minute {
+		t.Fatalf("feed state %+v", fs)
+	}
+}
+
+func TestRevocationWithinOnePoll(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{PageSize: 8})
+	certs := synthetic(t, s, 10, 1)
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g.sync(t)
+	if err := s.Revoke(certs[3].ID); err != nil {
+		t.Fatal(err)
+	}
+	g.sync(t) // one poll
+	certs[3].Revoked = true
+	checkHolds(t, g, certs, 10)
+	// A gate that resyncs later gets it from the snapshot.
+	synthetic(t, s, 30, 2)
+	g2 := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g2.sync(t)
+	checkHolds(t, g2, certs, 40)
+}
+
+// tamper wraps the issuer's handler and changes what it sends.
+func tamper(h http.Handler, mod func(path string, body []byte) []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		body := mod(r.URL.Path, rec.body.Bytes())
+		w.Header().Del("Content-Length")
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		w.WriteHeader(rec.code)
+		w.Write(body)
+	})
+}
+
+type recorder struct {
+	header http.Header
+	body   bytes.Buffer
+	code   int
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+
+func TestRefusedDocumentsChangeNothing(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("")
+	s := issuertest.Start(t, issuer.Options{PageSize: 8})
+	var page0 atomic.Value
+	s.Wrap = func(h http.Handler) http.Handler {
+		return tamper(h, func(path string, b []byte) []byte {
+			switch m := mode.Load().(string); {
+			case m == "flip" && strings.HasPrefix(path, "/v1/feed/log/"):
+				b = bytes.Clone(b)
+				b[len(b)/2] ^= 0x01
+			case m == "replay" && path == "/v1/feed/log/0":
+				page0.Store(bytes.Clone(b))
+			case m == "replay" && strings.HasPrefix(path, "/v1/feed/log/"):
+				if old, ok := page0.Load().([]byte); ok {
+					return old // an old, genuine page instead of the one asked for
+				}
+			}
+			return b
+		})
+	}
+	s.Restart()
+	synthetic(t, s, 4, 1)
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	mode.Store("replay")
+	g.sync(t) // snapshot at 0, then log page 0 (recorded)
+	mode.Store("")
+	synthetic(t, s, 10, 2)
+	g.sync(t) // cursor 14
+	synthetic(t, s, 3, 3)
+
+	for _, tc := range []struct {
+		mode string
+		want error
+	}{
+		{"flip", feed.ErrSignature},
+		{"replay", keysync.ErrMisdirected},
+	} {
+		mode.Store(tc.mode)
+		before := fileSum(t, g.cache.Path())
+		_, err := g.Sync(context.Background())
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", tc.mode, err, tc.want)
+		}
+		if fileSum(t, g.cache.Path()) != before {
+			t.Fatalf("%s: the refused document changed the cache file", tc.mode)
+		}
+	}
+
+	// An issuer that signs with a key the gate does not trust.
+	mode.Store("")
+	s.Opts.Signer = issuertest.Signer(t, "rogue", 9)
+	s.Restart()
+	before := fileSum(t, g.cache.Path())
+	if _, err := g.Sync(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
+		t.Fatalf("unknown key ID: %v", err)
+	}
+	if fileSum(t, g.cache.Path()) != before {
+		t.Fatal("a document under an unknown key changed the cache file")
+	}
+}
+
+// The issuer rotates its key: a gate that trusts both keeps syncing.
+func TestKeyRotation(t *testing.T) {
+	old, next := issuertest.Signer(t, "2026a", 1), issuertest.Signer(t, "2026b", 2)
+	s := issuertest.Start(t, issuer.Options{PageSize: 8, Signer: old})
+	certs := synthetic(t, s, 5, 1)
+	g := newGate(t, s.URL, issuertest.Keyring(t, old, next), nil)
+	g.sync(t)
+	s.Opts.Signer = next
+	s.Restart()
+	certs = append(certs, synthetic(t, s, 5, 2)...)
+	g.sync(t)
+	checkHolds(t, g, certs, 10)
+	if fs, _ := g.cache.Feed(); fs.KeyID != "2026b" {
+		t.Fatalf("key ID after rotation %q", fs.KeyID)
+	}
+}
+
+// The issuer goes down part-way through a full sync and comes back: the
+// gate resumes from its stored progress, nothing missing or doubled.
+func TestIssuerRestartMidSync(t *testing.T) {
+	var served atomic.Int32
+	var dead atomic.Bool
+	s := issuertest.Start(t, issuer.Options{PageSize: 8})
+	s.Wrap = func(h http.Handler) http.Handler {
+		dead.Store(false)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if dead.Load() || strings.HasPrefix(r.URL.Path, "/v1/feed/snapshot/") && served.Add(1) == 4 {
+				// The issuer dies while serving the 4th page.
+				dead.Store(true)
+				panic(http.ErrAbortHandler)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	s.Restart()
+	certs := synthetic(t, s, 60, 1)
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	if _, err := g.Sync(context.Background()); err == nil {
+		t.Fatal("sync through a dying issuer succeeded")
+	}
+	fs, _ := g.cache.Feed()
+	if fs.Resync == nil || fs.Resync.Certs != 24 {
+		t.Fatalf("progress kept after the failure: %+v", fs.Resync)
+	}
+	s.Stop()
+	if _, err := g.Sync(context.Background()); err == nil {
+		t.Fatal("sync with the issuer down succeeded")
+	}
+	s.Restart()
+	more := synthetic(t, s, 7, 2) // issued while the gate was away
+	res := g.sync(t)
+	if res.Cursor != 67 {
+		t.Fatalf("after restart: %+v", res)
+	}
+	checkHolds(t, g, append(certs, more...), 67)
+	if served.Load() < 8 {
+		t.Fatalf("resumed sync fetched only %d snapshot pages in all", served.Load())
+	}
+}
+
+// A gate further behind than the issuer's log retention, or facing a new
+// issuer epoch, resyncs from a snapshot.
+func TestGoneAndNewEpochResync(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{PageSize: 8, LogRetention: time.Hour})
+	certs := synthetic(t, s, 5, 1)
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g.sync(t)
+	s.Clock.Advance(2 * time.Hour)
+	certs = append(certs, synthetic(t, s, 30, 2)...)
+	s.Clock.Advance(2 * time.Hour)
+	if err := s.Revoke(certs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	certs[0].Revoked = true
+	if through, err := s.Prune(); err != nil || through != 24 {
+		t.Fatalf("prune: %d %v", through, err)
+	}
+	res := g.sync(t)
+	if !res.Resynced || res.Cursor != 36 {
+		t.Fatalf("behind the retention: %+v", res)
+	}
+	checkHolds(t, g, certs, 35)
+
+	// The issuer's state is lost and it starts again: a new epoch.
+	s.Stop()
+	os.Remove(s.Path)
+	s.Restart()
+	fresh := synthetic(t, s, 3, 3)
+	res = g.sync(t)
+	if !res.Resynced || res.Cursor != 3 {
+		t.Fatalf("new epoch: %+v", res)
+	}
+	if fs, _ := g.cache.Feed(); fs.Epoch != s.Epoch() {
+		t.Fatalf("epoch %x, want %x", fs.Epoch, s.Epoch())
+	}
+	checkHolds(t, g, append(certs, fresh...), 38)
+}
+
+func TestClockOffset(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g.clock.Set(s.Clock.Now().Add(-7*time.Minute - 20*time.Second)) // the gate is slow
+	if _, ok := g.Offset(); ok {
+		t.Fatal("offset known before any exchange")
+	}
+	g.sync(t)
+	off, ok := g.Offset()
+	if !ok || off != 7*time.Minute+20*time.Second {
+		t.Fatalf("offset %v %v", off, ok)
+	}
+	if !g.Now().Equal(s.Clock.Now()) {
+		t.Fatalf("corrected clock %v, issuer %v", g.Now(), s.Clock.Now())
+	}
+	// The verifier on the corrected clock accepts a token the issuer's
+	// phone shows now; on the gate's own clock it would be from the future.
+	c := synthetic(t, s, 1, 1)[0]
+	g.sync(t)
+	tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(s.Clock.Now()))
+	text, _ := tok.AppendText(nil)
+	for _, tc := range []struct {
+		clock verify.Clock
+		want  verify.Reason
+	}{{g, verify.OK}, {verify.ClockFunc(g.clock.Now), verify.CodeFromFuture}} {
+		v, err := verify.New(verify.Config{Store: g.cache, Clock: tc.clock, Policy: verify.DefaultPolicy(verify.Entry), TrustedAfter: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := v.Verify(text)
+		if d.Reason != tc.want {
+			t.Errorf("decision %v, want %v", d.Reason, tc.want)
+		}
+	}
+}
+
+func TestStalenessAlarmAndRefusal(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{MaxAge: 10 * time.Minute})
+	c := synthetic(t, s, 1, 1)[0]
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.RefuseWhenStale = true })
+	store := g.Guard(g.cache)
+	if !g.Stale() {
+		t.Fatal("a never-synced gate is not stale")
+	}
+	g.sync(t)
+	if g.Stale() {
+		t.Fatal("stale right after a sync")
+	}
+	if _, ok, err := store.Lookup(c.ID, verify.Entry); !ok || err != nil {
+		t.Fatalf("fresh lookup: %v %v", ok, err)
+	}
+	s.Stop()
+	g.clock.Advance(11 * time.Minute)
+	if _, err := g.Sync(context.Background()); err == nil {
+		t.Fatal("sync with the issuer down")
+	}
+	if !g.Stale() {
+		t.Fatal("not stale past the max age")
+	}
+	if _, _, err := store.Lookup(c.ID, verify.Entry); !errors.Is(err, keysync.ErrStale) {
+		t.Fatalf("stale lookup: %v, want ErrStale", err)
+	}
+	s.Restart()
+	g.sync(t)
+	evs, _ := g.cache.Events(0, 10)
+	var alarms []string
+	for _, e := range evs {
+		if e.Kind == cache.EventAlarm {
+			alarms = append(alarms, e.Detail)
+		}
+	}
+	// fresh → stale → fresh
+	if len(alarms) != 2 || !strings.Contains(alarms[0], "stale") || !strings.Contains(alarms[1], "fresh") {
+		t.Fatalf("alarm events %q", alarms)
+	}
+	st := g.Status()
+	if st.Stale || st.MaxAge != 10*time.Minute {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// Events go up exactly once even when the connection drops after the
+// issuer stored them but before the gate heard back.
+func TestEventsUploadedExactlyOnce(t *testing.T) {
+	var drop atomic.Bool
+	s := issuertest.Start(t, issuer.Options{})
+	s.Wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/events" && drop.Swap(false) {
+				h.ServeHTTP(&recorder{header: http.Header{}}, r) // stored…
+				panic(http.ErrAbortHandler)                      // …and the answer lost
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	s.Restart()
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.UploadBatch = 4 })
+	for i := range 10 {
+		if _, err := g.cache.AppendEvent(cache.Event{Time: g.clock.Now(), Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop.Store(true)
+	if n, err := g.Upload(context.Background()); err == nil {
+		t.Fatalf("upload across a dropped connection reported success (%d)", n)
+	}
+	if evs, _ := g.cache.Events(0, 100); len(evs) != 10 {
+		t.Fatalf("%d events left after a failed upload, want 10", len(evs))
+	}
+	s.Stop() // network down: nothing lost
+	if _, err := g.Upload(context.Background()); err == nil {
+		t.Fatal("upload with the issuer down reported success")
+	}
+	s.Restart()
+	if n, err := g.Upload(context.Background()); err != nil || n != 10 {
+		t.Fatalf("upload: %d %v", n, err)
+	}
+	if evs, _ := g.cache.Events(0, 100); len(evs) != 0 {
+		t.Fatalf("%d events left after the upload", len(evs))
+	}
+	got, err := s.GateEvents("gate-07")
+	if err != nil || len(got) != 10 {
+		t.Fatalf("issuer holds %d events of the gate, want 10 (%v)", len(got), err)
+	}
+}
+
+func TestBackoffRun(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	s.Stop()
+	var waits []time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
+		c.MinBackoff, c.MaxBackoff = time.Second, 16*time.Second
+		c.Sleep = func(_ context.Context, d time.Duration) error {
+			waits = append(waits, d)
+			switch len(waits) {
+			case 8:
+				s.Restart()
+			case 10:
+				cancel()
+			}
+			return ctx.Err()
+		}
+	})
+	if err := g.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, w := range waits[:8] {
+		ceil := min(time.Second<<i, 16*time.Second)
+		if w < time.Second || w > ceil {
+			t.Errorf("wait %d after %d failures: %v, want in [1s, %v]", i, i+1, w, ceil)
+		}
+	}
+	if waits[8] != 10*time.Second || waits[9] != 10*time.Second {
+		t.Errorf("waits once the issuer is back: %v, want the 10 s interval", waits[8:])
+	}
+}

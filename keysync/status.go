@@ -1,0 +1,121 @@
+package keysync
+
+import (
+	"fmt"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/verify"
+)
+
+// isStale: the cache has not been known caught up within the feed's
+// maximum age (or never). Call with c.mu held or before c is shared.
+func (c *Client) isStale(now time.Time) bool {
+	if c.freshAt.IsZero() || c.maxAge <= 0 {
+		return true
+	}
+	return now.Sub(c.freshAt) > c.maxAge
+}
+
+// Stale reports whether the cache is past the feed's maximum age.
+func (c *Client) Stale() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.isStale(c.cfg.Now())
+}
+
+// checkStale raises the staleness alarm (log and event) when the cache
+// turns stale, and clears it when it is fresh again.
+func (c *Client) checkStale() {
+	now := c.cfg.Now()
+	c.mu.Lock()
+	stale := c.isStale(now)
+	changed := stale != c.alarmState
+	c.alarmState, c.stale = stale, stale
+	age, maxAge := now.Sub(c.freshAt), c.maxAge
+	c.mu.Unlock()
+	if !changed {
+		return
+	}
+	var detail string
+	if stale {
+		detail = fmt.Sprintf("key cache stale: last caught up %s ago, feed allows %s", age.Round(time.Second), maxAge)
+		if c.freshAt.IsZero() {
+			detail = "key cache stale: never synced with the issuer"
+		}
+		c.log.Error(detail + ": check the network path to the issuer")
+	} else {
+		detail = "key cache fresh again"
+		c.log.Info(detail)
+	}
+	if _, err := c.cfg.Cache.AppendEvent(cache.Event{Time: now, Kind: cache.EventAlarm, Detail: detail}); err != nil {
+		c.log.Error("could not record the staleness alarm", "err", err)
+	}
+}
+
+// Now is the gate's clock corrected by the offset learnt from the issuer:
+// the clock the verifier should use. Before any offset is learnt it is the
+// gate's own clock.
+func (c *Client) Now() time.Time {
+	c.mu.Lock()
+	off := c.offset
+	c.mu.Unlock()
+	return c.cfg.Now().Add(off)
+}
+
+// Offset returns the learnt offset (issuer minus gate) and whether one was
+// learnt since start.
+func (c *Client) Offset() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.offset, c.offsetOK
+}
+
+// Status is the client's state, for status pages and diag.
+type Status struct {
+	Head      uint64        `json:"head"`
+	Offset    time.Duration `json:"clock_offset"`
+	OffsetOK  bool          `json:"clock_offset_known"`
+	RTT       time.Duration `json:"rtt"`
+	FreshAt   time.Time     `json:"fresh_at,omitzero"`
+	MaxAge    time.Duration `json:"max_age"`
+	Stale     bool          `json:"stale"`
+	Failures  int           `json:"failures"`
+	LastError string        `json:"last_error,omitempty"`
+	LastErrAt time.Time     `json:"last_error_at,omitzero"`
+	Uploaded  uint64        `json:"events_uploaded"`
+}
+
+// Status returns a snapshot of the client's state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Status{Head: c.head, Offset: c.offset, OffsetOK: c.offsetOK, RTT: c.rtt, FreshAt: c.freshAt, MaxAge: c.maxAge,
+		Stale: c.isStale(c.cfg.Now()), Failures: c.failures, LastErrAt: c.lastErrAt, Uploaded: c.uploaded}
+	if c.lastErr != nil {
+		s.LastError = c.lastErr.Error()
+	}
+	return s
+}
+
+// Guard wraps the verifier's store: when RefuseWhenStale is set and the
+// cache is stale, every lookup fails with ErrStale, which the verifier
+// turns into an undecided (gate fault) decision. Otherwise it is s.
+func (c *Client) Guard(s verify.Store) verify.Store {
+	if !c.cfg.RefuseWhenStale {
+		return s
+	}
+	return guard{c, s}
+}
+
+type guard struct {
+	c *Client
+	s verify.Store
+}
+
+func (g guard) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, bool, error) {
+	if g.c.Stale() {
+		return verify.Record{}, false, ErrStale
+	}
+	return g.s.Lookup(id, dir)
+}
