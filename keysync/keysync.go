@@ -315,22 +315,37 @@ func (c *Client) followLog(ctx context.Context, head *feed.Doc, fs *cache.FeedSt
 	n := uint64(head.PageSize)
 	for fs.Cursor < head.Next {
 		p := fs.Cursor / n
-		d, err := c.fetch(ctx, "v1/feed/log/"+strconv.FormatUint(p, 10))
+		path := "v1/feed/log/" + strconv.FormatUint(p, 10)
+		body, err := c.get(ctx, path)
 		if err != nil {
 			return err
 		}
-		if d.Kind != feed.KindLog || d.Epoch != head.Epoch || d.From != p*n || d.Next <= fs.Cursor {
-			return fmt.Errorf("keysync: log page %d: %w (got %s (%d, %d] of epoch %x)", p, ErrMisdirected, d.Kind, d.From, d.Next, d.Epoch)
+		if err := c.applyLog(head, fs, p, path, body, res); err != nil {
+			return err
 		}
-		r, err := c.cfg.Cache.Apply(&cache.Batch{From: d.From, Next: d.Next, Upserts: d.Upserts, Revokes: d.Revokes, Feed: c.feedState(d)})
-		if err != nil {
-			return fmt.Errorf("keysync: %w", err)
-		}
-		fs.Cursor = r.Cursor
-		res.Documents++
-		res.Upserts += len(d.Upserts)
-		res.Revokes += len(d.Revokes)
 	}
+	return nil
+}
+
+// applyLog checks the answer for log page p and applies it: the only way
+// feed bytes reach the cache during log following.
+func (c *Client) applyLog(head *feed.Doc, fs *cache.FeedState, p uint64, path string, body []byte, res *Result) error {
+	n := uint64(head.PageSize)
+	d, err := c.open(path, body)
+	if err != nil {
+		return err
+	}
+	if d.Kind != feed.KindLog || d.Epoch != head.Epoch || d.From != p*n || d.Next <= fs.Cursor {
+		return fmt.Errorf("keysync: log page %d: %w (got %s (%d, %d] of epoch %x)", p, ErrMisdirected, d.Kind, d.From, d.Next, d.Epoch)
+	}
+	r, err := c.cfg.Cache.Apply(&cache.Batch{From: d.From, Next: d.Next, Upserts: d.Upserts, Revokes: d.Revokes, Feed: c.feedState(d)})
+	if err != nil {
+		return fmt.Errorf("keysync: %w", err)
+	}
+	fs.Cursor = r.Cursor
+	res.Documents++
+	res.Upserts += len(d.Upserts)
+	res.Revokes += len(d.Revokes)
 	return nil
 }
 
@@ -365,6 +380,24 @@ func (c *Client) fetchHead(ctx context.Context) (*feed.Doc, error) {
 const maxBody = feed.MaxDocLen + 1
 
 func (c *Client) fetch(ctx context.Context, path string) (*feed.Doc, error) {
+	body, err := c.get(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return c.open(path, body)
+}
+
+// open checks a feed answer's signature, then parses it.
+func (c *Client) open(path string, body []byte) (*feed.Doc, error) {
+	d, err := feed.Open(body, c.cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("keysync: GET /%s: %w", path, err)
+	}
+	return d, nil
+}
+
+// get fetches one feed answer, bounded in size.
+func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	u, err := c.base.Parse(path)
 	if err != nil {
 		return nil, fmt.Errorf("keysync: %w", err)
@@ -391,11 +424,7 @@ func (c *Client) fetch(ctx context.Context, path string) (*feed.Doc, error) {
 	case len(body) >= maxBody:
 		return nil, fmt.Errorf("keysync: GET %s: %w: answer over %d bytes", u.Path, feed.ErrFormat, feed.MaxDocLen)
 	}
-	d, err := feed.Open(body, c.cfg.Keys)
-	if err != nil {
-		return nil, fmt.Errorf("keysync: GET %s: %w", u.Path, err)
-	}
-	return d, nil
+	return body, nil
 }
 
 func snippet(b []byte) string {
