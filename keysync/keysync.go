@@ -273,34 +273,17 @@ func (c *Client) snapshot(ctx context.Context, head *feed.Doc, fs *cache.FeedSta
 	if r := fs.Resync; r != nil && r.Epoch == head.Epoch && r.Snapshot <= head.Next {
 		snap, after = r.Snapshot, r.After
 	}
-	restarted := false
-	for {
-		d, err := c.fetch(ctx, "v1/feed/snapshot/"+strconv.FormatUint(snap, 10)+"/"+after.String())
+	for restarted := false; ; restarted = true {
+		err := c.snapshotFrom(ctx, head, snap, after, res)
 		if errors.Is(err, ErrGone) && !restarted && snap != head.Snapshot {
 			// The resync under way was overtaken: start the current one.
-			snap, after, restarted = head.Snapshot, verify.CertID{}, true
+			snap, after = head.Snapshot, verify.CertID{}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if d.Kind != feed.KindSnapshot || d.Epoch != head.Epoch || d.Snapshot != snap || d.After != after {
-			return fmt.Errorf("keysync: snapshot %d after %s: %w (got %s %d after %s)", snap, after, ErrMisdirected, d.Kind, d.Snapshot, d.After)
-		}
-		if _, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
-			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d),
-		}); err != nil {
-			return fmt.Errorf("keysync: %w", err)
-		}
-		res.Documents++
-		res.Upserts += len(d.Upserts)
-		if d.Final {
-			break
-		}
-		if len(d.Upserts) == 0 {
-			return fmt.Errorf("keysync: snapshot %d after %s: %w (an empty page that is not the last)", snap, after, ErrMisdirected)
-		}
-		after = d.Upserts[len(d.Upserts)-1].ID
+		break
 	}
 	nfs, err := c.cfg.Cache.Feed()
 	if err != nil {
@@ -308,6 +291,55 @@ func (c *Client) snapshot(ctx context.Context, head *feed.Doc, fs *cache.FeedSta
 	}
 	*fs = nfs
 	return nil
+}
+
+// snapshotFrom reads snapshot snap from after to its last page. A fetcher
+// goroutine fetches and checks the next page (network, signature, parse)
+// while this one applies the current page (one cache transaction): the
+// two overlap on a two-core board.
+func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, after verify.CertID, res *Result) error {
+	type page struct {
+		d   *feed.Doc
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan page, 1)
+	go func() {
+		defer close(pages)
+		for after := after; ; {
+			d, err := c.fetch(ctx, "v1/feed/snapshot/"+strconv.FormatUint(snap, 10)+"/"+after.String())
+			if err == nil && (d.Kind != feed.KindSnapshot || d.Epoch != head.Epoch || d.Snapshot != snap || d.After != after) {
+				err = fmt.Errorf("keysync: snapshot %d after %s: %w (got %s %d after %s)", snap, after, ErrMisdirected, d.Kind, d.Snapshot, d.After)
+			}
+			if err == nil && !d.Final && len(d.Upserts) == 0 {
+				err = fmt.Errorf("keysync: snapshot %d after %s: %w (an empty page that is not the last)", snap, after, ErrMisdirected)
+			}
+			select {
+			case pages <- page{d, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || d.Final {
+				return
+			}
+			after = d.Upserts[len(d.Upserts)-1].ID
+		}
+	}()
+	for pg := range pages {
+		if pg.err != nil {
+			return pg.err
+		}
+		d := pg.d
+		if _, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
+			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d),
+		}); err != nil {
+			return fmt.Errorf("keysync: %w", err)
+		}
+		res.Documents++
+		res.Upserts += len(d.Upserts)
+	}
+	return ctx.Err()
 }
 
 // followLog applies log pages from the cursor up to the head.
