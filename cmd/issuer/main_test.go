@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gateagent/feed"
+	"gateagent/issuer/idcard"
+)
+
+func runArgs(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// lockedBuffer is a buffer that serve's goroutines may write concurrently.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, errOut := runArgs(); code != 2 || !strings.Contains(errOut, "keygen") || !strings.Contains(errOut, "show") {
+		t.Fatalf("no args: %d %q", code, errOut)
+	}
+	if code, out, _ := runArgs("help"); code != 0 || !strings.Contains(out, "serve") {
+		t.Fatalf("help: %d %q", code, out)
+	}
+	if code, _, errOut := runArgs("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"keygen"},
+		{"serve", "--key", "k"},
+		{"serve", "--db", "d", "--key", "k", "--tls-cert", "c"},
+		{"serve", "--db", "d", "--key", "k", "--client-ca", "ca"},
+		{"apply", "--name", "N"},
+		{"revoke"},
+		{"revoke", "not-an-id"},
+		{"show", strings.Repeat("ab", 16), "--at", "yesterday"},
+		{"history", "--server", "ftp://x/", "--doc-number", "1"},
+	} {
+		if code, _, _ := runArgs(args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func keygen(t *testing.T) (path, trusted string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "issuer.key")
+	code, out, errOut := runArgs("keygen", "--key", path)
+	if code != 0 {
+		t.Fatalf("keygen: %d %q %q", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	return path, lines[len(lines)-1]
+}
+
+func TestKeygenPubkey(t *testing.T) {
+	path, line := keygen(t)
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st.Mode(), err)
+	}
+	tk, err := feed.ParseTrustedKey(line)
+	if err != nil || !regexp.MustCompile(`^issuer-[0-9a-f]{8}$`).MatchString(tk.ID) {
+		t.Fatalf("trusted key line %q: %+v %v", line, tk, err)
+	}
+	code, out, errOut := runArgs("pubkey", "--key", path)
+	if code != 0 || out != line+"\n" {
+		t.Fatalf("pubkey: %d %q %q, keygen printed %q", code, out, errOut, line)
+	}
+	s, err := loadKey(path)
+	if err != nil || s.Public().String() != line {
+		t.Fatalf("loadKey: %v", err)
+	}
+
+	before, _ := os.ReadFile(path)
+	if code, _, errOut := runArgs("keygen", "--key", path); code != 1 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("keygen over an existing file: %d %q", code, errOut)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("keygen changed an existing key file")
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*tmp*")); len(m) != 0 {
+		t.Fatalf("temp files left: %q", m)
+	}
+
+	named := filepath.Join(t.TempDir(), "named.key")
+	if code, out, _ := runArgs("keygen", "--key", named, "--id", "rail-2026"); code != 0 || !strings.Contains(out, "\nrail-2026:") {
+		t.Fatalf("keygen --id: %d %q", code, out)
+	}
+	if code, _, _ := runArgs("keygen", "--key", filepath.Join(t.TempDir(), "k"), "--id", "bad id"); code != 2 {
+		t.Fatalf("keygen with a bad ID: %d", code)
+	}
+}
+
+func TestKeyRefused(t *testing.T) {
+	path, _ := keygen(t)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runArgs("pubkey", "--key", path); code != 1 || !strings.Contains(errOut, "chmod 600 "+path) {
+		t.Fatalf("mode 0644: %d %q", code, errOut)
+	}
+	db := filepath.Join(t.TempDir(), "issuer.db")
+	if code, _, errOut := runArgs("serve", "--db", db, "--key", path); code != 1 || !strings.Contains(errOut, "chmod 600") {
+		t.Fatalf("serve with mode 0644: %d %q", code, errOut)
+	}
+
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"garbage":  "garbage\n",
+		"no-seed":  keyHeader + "\nissuer-1\n",
+		"short":    keyHeader + "\nissuer-1 AAAA\n",
+		"bad-id":   keyHeader + "\nbad/id AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+		"trailing": keyHeader + "\nissuer-1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nmore\n",
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		if code, _, errOut := runArgs("pubkey", "--key", p); code != 1 || !strings.Contains(errOut, "issuer keygen") {
+			t.Errorf("%s key file: %d %q", name, code, errOut)
+		}
+	}
+	absent := filepath.Join(dir, "absent.key")
+	if code, _, errOut := runArgs("pubkey", "--key", absent); code != 1 || !strings.Contains(errOut, "issuer keygen --key "+absent) {
+		t.Fatalf("absent key file: %d %q", code, errOut)
+	}
+}
+
+// startServe runs `issuer serve args...` and returns its address, its log
+// and a function that stops it and returns its exit status.
+func startServe(t *testing.T, args ...string) (addr string, log *lockedBuffer, stop func() int) {
+	t.Helper()
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	oldReady, oldCtx := serveReady, serveContext
+	serveReady = func(a string) { ready <- a }
+	serveContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
+	log = &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(append([]string{"serve"}, args...), io.Discard, log) }()
+	var code int
+	stopped := false
+	stop = func() int {
+		if !stopped {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("serve did not stop; log:\n%s", log)
+			}
+			stopped = true
+		}
+		return code
+	}
+	t.Cleanup(func() {
+		stop()
+		serveReady, serveContext = oldReady, oldCtx
+	})
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("serve not ready; log:\n%s", log)
+	}
+	return addr, log, stop
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	key, trusted := keygen(t)
+	db := filepath.Join(t.TempDir(), "issuer.db")
+	addr, log, stop := startServe(t, "--db", db, "--key", key, "--listen", "127.0.0.1:0")
+	server := "http://" + addr + "/"
+	tk, _ := feed.ParseTrustedKey(trusted)
+	for _, want := range []string{"addr=" + addr, "key_id=" + tk.ID, "epoch="} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("serve log lacks %q:\n%s", want, log)
+		}
+	}
+
+	first17 := "11010519900307123"
+	doc := first17 + string(idcard.CheckChar(first17))
+	code, out, errOut := runArgs("apply", "--server", server, "--name", "Zhang San", "--doc-number", doc, "--city", "Beijing")
+	m := regexp.MustCompile(`certificate: ([0-9a-f]{32})\n`).FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(out, "valid until:") || strings.Contains(out, "key:") {
+		t.Fatalf("apply: %d %q %q", code, out, errOut)
+	}
+	id := m[1]
+
+	code, out, errOut = runArgs("show", id, "--server", server, "--at", time.Now().Format(time.RFC3339))
+	tok, qr, _ := strings.Cut(out, "\n")
+	if code != 0 || !strings.HasPrefix(tok, "TR1:") || len(tok) != 58 || !strings.ContainsAny(qr, "█▀▄") {
+		t.Fatalf("show: %d %q %q", code, out, errOut)
+	}
+
+	code, out, errOut = runArgs("history", "--server", server, "--doc-number", doc)
+	if code != 0 || !strings.Contains(out, "CERTIFICATE") || !regexp.MustCompile(id+` +valid `).MatchString(out) {
+		t.Fatalf("history: %d %q %q", code, out, errOut)
+	}
+	if strings.Contains(out, doc) || strings.Contains(log.String(), doc) || strings.Contains(log.String(), "Zhang") {
+		t.Fatal("the document number or name was printed or logged")
+	}
+
+	if code, out, errOut = runArgs("revoke", "--server", server, id); code != 0 || out != "revoked "+id+"\n" {
+		t.Fatalf("revoke: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ = runArgs("history", "--server", server, "--doc-number", doc); code != 0 || !regexp.MustCompile(id+` +revoked `).MatchString(out) {
+		t.Fatalf("history after revoke: %d %q", code, out)
+	}
+	if code, _, errOut = runArgs("revoke", "--server", server, strings.Repeat("0", 32)); code != 1 || !strings.Contains(errOut, "no certificate with that ID") {
+		t.Fatalf("revoke of an unknown ID: %d %q", code, errOut)
+	}
+
+	code, out, errOut = runArgs("apply", "--server", server, "--name", "Li Si", "--doc-number", doc, "--doc-type", "passport", "--city", "Beijing")
+	if code != 1 || out != "" || !strings.Contains(errOut, "cannot be issued") {
+		t.Fatalf("refused apply: %d %q %q", code, out, errOut)
+	}
+
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	}
+	if !strings.Contains(log.String(), "stopped") {
+		t.Fatalf("serve log:\n%s", log)
+	}
+	if code, _, errOut := runArgs("history", "--server", server, "--doc-number", doc); code != 1 || !strings.Contains(errOut, "issuer serve") {
+		t.Fatalf("history with the issuer down: %d %q", code, errOut)
+	}
+}
+
+// testCert creates a P-256 certificate signed by parent (self-signed when
+// parent is nil) and returns it with its key.
+func testCert(t *testing.T, tmpl *x509.Certificate, parent *tls.Certificate) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	signer, parentCert := any(key), tmpl
+	if parent != nil {
+		signer, parentCert = parent.PrivateKey, parent.Leaf
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+func writePEM(t *testing.T, path string, c tls.Certificate, withKey bool) {
+	t.Helper()
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
+	if withKey {
+		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeMutualTLS(t *testing.T) {
+	ca := testCert(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "station CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}, nil)
+	srv := testCert(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "issuer"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, &ca)
+	gate := testCert(t, &x509.Certificate{
+		Subject:  pkix.Name{CommonName: "gate-7"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, &ca)
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	writePEM(t, caFile, ca, false)
+	writePEM(t, certFile, srv, false)
+	writePEM(t, keyFile, srv, true)
+
+	key, _ := keygen(t)
+	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", caFile)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Leaf)
+	get := func(certs ...tls.Certificate) (*http.Response, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}
+		defer tr.CloseIdleConnections()
+		return (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + addr + "/healthz")
+	}
+	if resp, err := get(); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %s", resp.Status)
+	}
+	resp, err := get(gate)
+	if err != nil {
+		t.Fatalf("a client with the CA's certificate: %v; log:\n%s", err, log)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Fatalf("healthz: %s %q", resp.Status, body)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	}
+
+	// A client CA file that holds no certificate is refused.
+	if code, _, errOut := runArgs("serve", "--db", filepath.Join(dir, "issuer.db"), "--key", key,
+		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", keyFile); code != 1 || !strings.Contains(errOut, "no PEM certificate") {
+		t.Fatalf("bad client CA: %d %q", code, errOut)
+	}
+}
