@@ -17,8 +17,9 @@ FUZZTIME  ?= 10s
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## static binary for this machine in bin/
+build: ## static binaries for this machine in bin/ (gateagent, issuer)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent ./cmd/gateagent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/issuer ./cmd/issuer
 
 test: check fuzz unit ## everything CI runs: check, short fuzzing, race tests (last, so CI reads their results)
 
@@ -32,9 +33,14 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./verify/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./verify/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/base45/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./feed/
+	$(GO) test -run '^$$' -fuzz '^FuzzLogPage$$' -fuzztime $(FUZZTIME) ./keysync/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./issuer/idcard/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) ./qrcode/
 
-bench: ## the benchmarks beside their floors, 1M records (about a minute)
+bench: ## the benchmarks beside their floors, 1M records (several minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./verify/ ./cache/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
 
 cross: ## static linux/arm64 and linux/amd64 binaries in bin/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent-linux-arm64 ./cmd/gateagent

@@ -338,6 +338,9 @@ func TestTerminal(t *testing.T) {
 func TestQrencode(t *testing.T) {
 	bin, err := exec.LookPath("qrencode")
 	if err != nil {
+		if os.Getenv("GATEAGENT_REQUIRE_QRENCODE") != "" {
+			t.Fatal("qrencode not on PATH and GATEAGENT_REQUIRE_QRENCODE is set: apt-get install qrencode")
+		}
 		t.Skip("qrencode not on PATH (apt install qrencode); skipping the cross-check with its PNGs")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
