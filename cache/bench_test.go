@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
 	"gateagent/verify"
@@ -19,9 +17,6 @@ import (
 const (
 	benchCerts = 1_000_000
 	benchBatch = 10_000
-	// rawRecordBytes is what one certificate takes as bare key and value:
-	// cert ID, key, not_before, not_after and status.
-	rawRecordBytes = verify.CertIDLen + verify.KeyLen + 8 + 8 + 1
 )
 
 func benchBatches(b *testing.B) []*cache.Batch {
@@ -32,14 +27,7 @@ func benchBatches(b *testing.B) []*cache.Batch {
 	return out
 }
 
-func reportSize(b *testing.B, path string) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(fi.Size())/1e6, "file-MB")
-	b.ReportMetric(float64(fi.Size())/float64(benchCerts*rawRecordBytes), "x-raw")
-}
+func reportSize(b *testing.B, path string) { cachetest.ReportSize(b, path, benchCerts) }
 
 // BenchmarkApply1M: Apply of 1,000,000 certificates, ID-ordered as the
 // feed's full sync sends them, in batches of 10,000, to an empty cache.
@@ -77,55 +65,11 @@ func applyAll(b *testing.B, batches []*cache.Batch) {
 // BenchmarkFloorPut1M: the floor of BenchmarkApply1M. Raw bbolt puts of the
 // same keys and values in the same batches, nothing else.
 func BenchmarkFloorPut1M(b *testing.B) {
-	type kv struct{ k, v []byte }
-	var batches [][]kv
+	var batches [][]verify.Cert
 	for _, bt := range benchBatches(b) {
-		// Keys and values in two slabs and nothing else kept: the floor
-		// holds the smallest heap and reads contiguous memory.
-		recs := make([]kv, len(bt.Upserts))
-		keys := make([]byte, 0, len(bt.Upserts)*verify.CertIDLen)
-		vals := make([]byte, 0, len(bt.Upserts)*len(cache.EncodeRecord(&bt.Upserts[0])))
-		for i := range bt.Upserts {
-			k, v := len(keys), len(vals)
-			keys = append(keys, bt.Upserts[i].ID[:]...)
-			vals = append(vals, cache.EncodeRecord(&bt.Upserts[i])...)
-			recs[i] = kv{keys[k:len(keys):len(keys)], vals[v:len(vals):len(vals)]}
-		}
-		batches = append(batches, recs)
+		batches = append(batches, bt.Upserts)
 	}
-	runtime.GC()
-	dir := b.TempDir()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		path := filepath.Join(dir, "floor.db")
-		db, err := bolt.Open(path, 0o600, &bolt.Options{NoStatistics: true}) // as the cache opens it
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, recs := range batches {
-			err := db.Update(func(tx *bolt.Tx) error {
-				bk, err := tx.CreateBucketIfNotExists([]byte("certs"))
-				if err != nil {
-					return err
-				}
-				bk.FillPercent = 1.0 // the best a raw sequential load can do
-				for _, r := range recs {
-					if err := bk.Put(r.k, r.v); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		db.Close()
-		b.StopTimer()
-		reportSize(b, path)
-		os.Remove(path)
-		b.StartTimer()
-	}
+	cachetest.FloorPut(b, batches)
 }
 
 // BenchmarkApply1MShuffled is BenchmarkApply1M with the batches' records in

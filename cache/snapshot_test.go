@@ -100,3 +100,13 @@ func TestSnapshotRefusesDisorder(t *testing.T) {
 		t.Fatalf("refused page wrote: %+v", st)
 	}
 }
+
+// The benchmarks' raw floor writes what the cache writes.
+func TestFloorRecordIsTheCacheRecord(t *testing.T) {
+	for i := range uint64(5) {
+		c := cachetest.Cert(i, 5)
+		if got, want := cachetest.Record(&c), cache.EncodeRecord(&c); string(got) != string(want) {
+			t.Fatalf("cachetest.Record %x, cache stores %x", got, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package feed_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"errors"
 	"reflect"
 	"strings"
@@ -10,30 +9,14 @@ import (
 	"time"
 
 	"gateagent/feed"
+	"gateagent/feed/feedtest"
 	"gateagent/verify"
 )
 
-func signer(t testing.TB, id string, seed byte) *feed.Signer {
-	t.Helper()
-	s, err := feed.NewSigner(id, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func keyring(t testing.TB, ss ...*feed.Signer) feed.Keyring {
-	t.Helper()
-	var keys []feed.TrustedKey
-	for _, s := range ss {
-		keys = append(keys, s.Public())
-	}
-	kr, err := feed.NewKeyring(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
+var (
+	signer  = feedtest.Signer
+	keyring = feedtest.Keyring
+)
 
 func cert(i byte) verify.Cert {
 	nb := time.Date(2026, 11, 23, 8, 0, int(i), 0, time.UTC)

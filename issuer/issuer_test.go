@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gateagent/feed"
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 	"gateagent/issuer/idcard"
 	"gateagent/issuer/issuertest"
@@ -131,7 +132,7 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := feed.Open(pg.Data, issuertest.Keyring(t, s.Opts.Signer)); err != nil || d.Next != 1 {
+	if d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer)); err != nil || d.Next != 1 {
 		t.Fatalf("feed after the refusals: %+v %v", d, err)
 	}
 }
@@ -194,7 +195,7 @@ func TestIssueAndToken(t *testing.T) {
 	if bytes.Contains(pg.Data, []byte(num)) || bytes.Contains(pg.Data, []byte("张三")) || bytes.Contains(pg.Data, []byte("北京")) {
 		t.Fatal("the feed carries the holder's identity")
 	}
-	d, err := feed.Open(pg.Data, issuertest.Keyring(t, s.Opts.Signer))
+	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer))
 	if err != nil || len(d.Upserts) != 1 || d.Upserts[0].Key != key {
 		t.Fatalf("feed page: %+v %v", d, err)
 	}
@@ -294,7 +295,7 @@ func TestRevoke(t *testing.T) {
 		}
 	}
 	pg, _ := s.LogPage(0)
-	d, err := feed.Open(pg.Data, issuertest.Keyring(t, s.Opts.Signer))
+	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer))
 	if err != nil || len(d.Revokes) != 1 || d.Revokes[0] != cert.ID || d.Next != 2 {
 		t.Fatalf("log after revocation: %+v %v", d, err)
 	}

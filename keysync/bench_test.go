@@ -2,16 +2,14 @@ package keysync_test
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -23,8 +21,6 @@ import (
 const (
 	benchCerts = 1_000_000
 	benchPage  = 16384 // the issuer's default page size
-	// rawRecordBytes: cert ID, key, not_before, not_after and status.
-	rawRecordBytes = verify.CertIDLen + verify.KeyLen + 8 + 8 + 1
 )
 
 func benchCertList() []verify.Cert {
@@ -52,7 +48,7 @@ func syncOnce(b *testing.B, url string, s *issuertest.Server, path string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := keysync.New(keysync.Config{URL: url, Keys: issuertest.Keyring(b, s.Opts.Signer), Cache: c})
+	cl, err := keysync.New(keysync.Config{URL: url, Keys: feedtest.Keyring(b, s.Opts.Signer), Cache: c})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,15 +62,6 @@ func syncOnce(b *testing.B, url string, s *issuertest.Server, path string) {
 	if err := c.Close(); err != nil {
 		b.Fatal(err)
 	}
-}
-
-func reportSize(b *testing.B, path string) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(fi.Size())/1e6, "file-MB")
-	b.ReportMetric(float64(fi.Size())/float64(benchCerts*rawRecordBytes), "x-raw")
 }
 
 func benchSync(b *testing.B, docCache int) {
@@ -91,7 +78,7 @@ func benchSync(b *testing.B, docCache int) {
 		path := filepath.Join(dir, "gate.db")
 		syncOnce(b, s.URL, s, path)
 		b.StopTimer()
-		reportSize(b, path)
+		cachetest.ReportSize(b, path, benchCerts)
 		os.Remove(path)
 		b.StartTimer()
 	}
@@ -100,67 +87,13 @@ func benchSync(b *testing.B, docCache int) {
 // BenchmarkSync1M: a full sync of 1,000,000 certificates from the loopback
 // issuer into an empty cache: head, 62 snapshot pages (HTTP, signature
 // check, parse, one transaction each), the log tail. Its floor is
-// BenchmarkSyncFloorPut1M.
-func BenchmarkSync1M(b *testing.B) { benchSync(b, 128<<20) }
-
-// BenchmarkSync1MColdIssuer is BenchmarkSync1M with the issuer building and
-// signing every page on demand (no page cache): for information.
-func BenchmarkSync1MColdIssuer(b *testing.B) { benchSync(b, -1) }
-
 // BenchmarkSyncFloorPut1M: the floor of BenchmarkSync1M. Raw bbolt puts of
 // the same records in batches of the same page size, nothing else.
 func BenchmarkSyncFloorPut1M(b *testing.B) {
-	type kv struct{ k, v []byte }
 	certs := benchCertList()
-	var batches [][]kv
+	var batches [][]verify.Cert
 	for i := 0; i < len(certs); i += benchPage {
-		page := certs[i:min(i+benchPage, len(certs))]
-		recs := make([]kv, len(page))
-		keys := make([]byte, 0, len(page)*verify.CertIDLen)
-		vals := make([]byte, 0, len(page)*49)
-		for j := range page {
-			k, v := len(keys), len(vals)
-			keys = append(keys, page[j].ID[:]...)
-			vals = append(vals, 0) // flags
-			vals = binary.BigEndian.AppendUint64(vals, uint64(page[j].NotBefore.Unix()))
-			vals = binary.BigEndian.AppendUint64(vals, uint64(page[j].NotAfter.Unix()))
-			vals = append(vals, page[j].Key[:]...)
-			recs[j] = kv{keys[k:len(keys):len(keys)], vals[v:len(vals):len(vals)]}
-		}
-		batches = append(batches, recs)
+		batches = append(batches, certs[i:min(i+benchPage, len(certs))])
 	}
-	certs = nil
-	runtime.GC()
-	dir := b.TempDir()
-	b.ResetTimer()
-	for range b.N {
-		path := filepath.Join(dir, "floor.db")
-		db, err := bolt.Open(path, 0o600, &bolt.Options{NoStatistics: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, recs := range batches {
-			err := db.Update(func(tx *bolt.Tx) error {
-				bk, err := tx.CreateBucketIfNotExists([]byte("certs"))
-				if err != nil {
-					return err
-				}
-				bk.FillPercent = 1.0
-				for _, r := range recs {
-					if err := bk.Put(r.k, r.v); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		db.Close()
-		b.StopTimer()
-		reportSize(b, path)
-		os.Remove(path)
-		b.StartTimer()
-	}
+	cachetest.FloorPut(b, batches)
 }

@@ -15,6 +15,7 @@ import (
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
 	"gateagent/feed"
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -101,7 +102,7 @@ func fileSum(t *testing.T, path string) [32]byte {
 func TestFullSyncThenLog(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{PageSize: 8})
 	certs := synthetic(t, s, 45, 1) // 5 full log pages and a tail
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	res := g.sync(t)
 	// Snapshot at 40 (6 pages: 5 full, the last one empty and final),
 	// then the tail page (40, 45].
@@ -127,7 +128,7 @@ func TestFullSyncThenLog(t *testing.T) {
 func TestRevocationWithinOnePoll(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{PageSize: 8})
 	certs := synthetic(t, s, 10, 1)
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	g.sync(t)
 	if err := s.Revoke(certs[3].ID); err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestRevocationWithinOnePoll(t *testing.T) {
 	checkHolds(t, g, certs, 10)
 	// A gate that resyncs later gets it from the snapshot.
 	synthetic(t, s, 30, 2)
-	g2 := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g2 := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	g2.sync(t)
 	checkHolds(t, g2, certs, 40)
 }
@@ -193,7 +194,7 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 	}
 	s.Restart()
 	synthetic(t, s, 4, 1)
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	mode.Store("replay")
 	g.sync(t) // snapshot at 0, then log page 0 (recorded)
 	mode.Store("")
@@ -221,7 +222,7 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 
 	// An issuer that signs with a key the gate does not trust.
 	mode.Store("")
-	s.Opts.Signer = issuertest.Signer(t, "rogue", 9)
+	s.Opts.Signer = feedtest.Signer(t, "rogue", 9)
 	s.Restart()
 	before := fileSum(t, g.cache.Path())
 	if _, err := g.Sync(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
@@ -234,10 +235,10 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 
 // The issuer rotates its key: a gate that trusts both keeps syncing.
 func TestKeyRotation(t *testing.T) {
-	old, next := issuertest.Signer(t, "2026a", 1), issuertest.Signer(t, "2026b", 2)
+	old, next := feedtest.Signer(t, "2026a", 1), feedtest.Signer(t, "2026b", 2)
 	s := issuertest.Start(t, issuer.Options{PageSize: 8, Signer: old})
 	certs := synthetic(t, s, 5, 1)
-	g := newGate(t, s.URL, issuertest.Keyring(t, old, next), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, old, next), nil)
 	g.sync(t)
 	s.Opts.Signer = next
 	s.Restart()
@@ -268,7 +269,7 @@ func TestIssuerRestartMidSync(t *testing.T) {
 	}
 	s.Restart()
 	certs := synthetic(t, s, 60, 1)
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	if _, err := g.Sync(context.Background()); err == nil {
 		t.Fatal("sync through a dying issuer succeeded")
 	}
@@ -297,7 +298,7 @@ func TestIssuerRestartMidSync(t *testing.T) {
 func TestGoneAndNewEpochResync(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{PageSize: 8, LogRetention: time.Hour})
 	certs := synthetic(t, s, 5, 1)
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	g.sync(t)
 	s.Clock.Advance(2 * time.Hour)
 	certs = append(certs, synthetic(t, s, 30, 2)...)
@@ -332,7 +333,7 @@ func TestGoneAndNewEpochResync(t *testing.T) {
 
 func TestClockOffset(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{})
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), nil)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
 	g.clock.Set(s.Clock.Now().Add(-7*time.Minute - 20*time.Second)) // the gate is slow
 	if _, ok := g.Offset(); ok {
 		t.Fatal("offset known before any exchange")
@@ -369,7 +370,7 @@ func TestClockOffset(t *testing.T) {
 func TestStalenessAlarmAndRefusal(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{MaxAge: 10 * time.Minute})
 	c := synthetic(t, s, 1, 1)[0]
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.RefuseWhenStale = true })
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.RefuseWhenStale = true })
 	store := g.Guard(g.cache)
 	if !g.Stale() {
 		t.Fatal("a never-synced gate is not stale")
@@ -426,7 +427,7 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 		})
 	}
 	s.Restart()
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.UploadBatch = 4 })
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.UploadBatch = 4 })
 	for i := range 10 {
 		if _, err := g.cache.AppendEvent(cache.Event{Time: g.clock.Now(), Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
 			t.Fatal(err)
@@ -461,7 +462,7 @@ func TestBackoffRun(t *testing.T) {
 	s.Stop()
 	var waits []time.Duration
 	ctx, cancel := context.WithCancel(context.Background())
-	g := newGate(t, s.URL, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
 		c.MinBackoff, c.MaxBackoff = time.Second, 16*time.Second
 		c.Sleep = func(_ context.Context, d time.Duration) error {
 			waits = append(waits, d)

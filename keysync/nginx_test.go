@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -134,7 +135,7 @@ func TestStationProxyCache(t *testing.T) {
 
 	gateVia := func() (*gate, *cacheLog) {
 		log := &cacheLog{got: map[string]string{}, rt: http.DefaultTransport}
-		g := newGate(t, proxy, issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
+		g := newGate(t, proxy, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
 			c.HTTP = &http.Client{Transport: log, Timeout: 10 * time.Second}
 		})
 		return g, log

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -115,7 +116,7 @@ func TestMutualTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := newGate(t, srv.URL+"/", issuertest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.HTTP = hc })
+		g := newGate(t, srv.URL+"/", feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.HTTP = hc })
 		_, err = g.Sync(context.Background())
 		switch {
 		case tc.fail == "" && err != nil:

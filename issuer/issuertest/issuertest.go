@@ -4,8 +4,6 @@
 package issuertest
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"gateagent/feed"
+	"gateagent/feed/feedtest"
 	"gateagent/issuer"
 )
 
@@ -48,30 +46,6 @@ func (c *Clock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// Signer returns a deterministic test signer.
-func Signer(t testing.TB, id string, seed byte) *feed.Signer {
-	t.Helper()
-	s, err := feed.NewSigner(id, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// Keyring returns the keyring that trusts ss.
-func Keyring(t testing.TB, ss ...*feed.Signer) feed.Keyring {
-	t.Helper()
-	var keys []feed.TrustedKey
-	for _, s := range ss {
-		keys = append(keys, s.Public())
-	}
-	kr, err := feed.NewKeyring(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
 // Server is an issuer served on loopback.
 type Server struct {
 	*issuer.Issuer
@@ -92,7 +66,7 @@ func Start(t testing.TB, o issuer.Options) *Server {
 	t.Helper()
 	s := &Server{Path: filepath.Join(t.TempDir(), "issuer.db"), t: t}
 	if o.Signer == nil {
-		o.Signer = Signer(t, "test-1", 1)
+		o.Signer = feedtest.Signer(t, "test-1", 1)
 	}
 	if o.Now == nil {
 		s.Clock = NewClock(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
