@@ -3,16 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +15,7 @@ import (
 	"time"
 
 	"gateagent/feed"
+	"gateagent/internal/testpki"
 	"gateagent/issuer/idcard"
 )
 
@@ -261,72 +254,18 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
-// testCert creates a P-256 certificate signed by parent (self-signed when
-// parent is nil) and returns it with its key.
-func testCert(t *testing.T, tmpl *x509.Certificate, parent *tls.Certificate) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	signer, parentCert := any(key), tmpl
-	if parent != nil {
-		signer, parentCert = parent.PrivateKey, parent.Leaf
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, &key.PublicKey, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
-func writePEM(t *testing.T, path string, c tls.Certificate, withKey bool) {
-	t.Helper()
-	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
-	if withKey {
-		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestServeMutualTLS(t *testing.T) {
-	ca := testCert(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "station CA"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}, nil)
-	srv := testCert(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "issuer"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, &ca)
-	gate := testCert(t, &x509.Certificate{
-		Subject:  pkix.Name{CommonName: "gate-7"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, &ca)
+	ca := testpki.CA(t, "station CA")
+	gate := ca.Issue(t, "gate-7")
 	dir := t.TempDir()
-	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	writePEM(t, caFile, ca, false)
-	writePEM(t, certFile, srv, false)
-	writePEM(t, keyFile, srv, true)
+	caFile, _ := ca.WriteFiles(t, dir, "ca")
+	certFile, keyFile := ca.Issue(t, "issuer").WriteFiles(t, dir, "server")
 
 	key, _ := keygen(t)
 	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", caFile)
 
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Leaf)
+	roots := ca.Pool()
 	get := func(certs ...tls.Certificate) (*http.Response, error) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}
 		defer tr.CloseIdleConnections()
@@ -336,7 +275,7 @@ func TestServeMutualTLS(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("a client without a certificate got %s", resp.Status)
 	}
-	resp, err := get(gate)
+	resp, err := get(gate.Certificate)
 	if err != nil {
 		t.Fatalf("a client with the CA's certificate: %v; log:\n%s", err, log)
 	}
