@@ -199,10 +199,86 @@ func (is *Issuer) SnapshotPage(snap uint64, after verify.CertID) (Page, error) {
 	return pg, nil
 }
 
+// HistoryRetention is how long a certificate (and who it was issued to) is
+// kept after it expires: the month of history (rule 7) and a day.
+const HistoryRetention = 32 * 24 * time.Hour
+
 // Prune drops log pages older than the retention, never past the current
 // snapshot position, and the certificates (with their holders) whose
-// history is over. It returns the position pruned through.
+// history is over. It returns the position the log is pruned through.
 func (is *Issuer) Prune() (uint64, error) {
+	through, err := is.pruneLog()
+	if err != nil {
+		return 0, err
+	}
+	n, err := is.pruneCerts()
+	if err != nil {
+		return through, err
+	}
+	if n > 0 {
+		is.opt.Logger.Info("pruned expired certificates", "count", n)
+	}
+	return through, nil
+}
+
+// pruneCerts deletes certificates expired longer than the history
+// retention, with their holder and history entries; never one the current
+// snapshot still includes, so that its pages stay as they were served.
+func (is *Issuer) pruneCerts() (int, error) {
+	limit := is.opt.Now().Add(-HistoryRetention)
+	n := 0
+	err := is.db.Update(func(tx *bolt.Tx) error {
+		m := readMeta(tx)
+		if snap := is.snapshotPos(m.head); snap > 0 {
+			if v := tx.Bucket(bucketLog).Get(u64(snap)); len(v) == logLen {
+				limit = minTime(limit, time.Unix(0, int64(binary.BigEndian.Uint64(v[17:]))))
+			}
+		}
+		certs, holders, persons := tx.Bucket(bucketCerts), tx.Bucket(bucketHolders), tx.Bucket(bucketPersons)
+		c := certs.Cursor()
+		for k, v := c.First(); k != nil; {
+			var s stored
+			if err := decodeCert(k, v, &s); err != nil {
+				return err
+			}
+			if !s.NotAfter.Before(limit) {
+				k, v = c.Next()
+				continue
+			}
+			h, err := getHolder(tx, s.ID)
+			if err != nil {
+				return err
+			}
+			if h.DocNumber != "" {
+				if err := persons.Delete(personKey(h.DocNumber, s.NotBefore, s.ID)); err != nil {
+					return err
+				}
+			}
+			if err := holders.Delete(k); err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+			k, v = c.Seek(s.ID[:]) // the cursor's position after a delete
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("issuer: prune certificates: %w", err)
+	}
+	return n, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (is *Issuer) pruneLog() (uint64, error) {
 	now := is.opt.Now()
 	n := uint64(is.opt.PageSize)
 	var through uint64

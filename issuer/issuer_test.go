@@ -375,3 +375,28 @@ func TestFeedCacheHeaders(t *testing.T) {
 		}
 	}
 }
+
+// A certificate and its holder stay for the month of history, then go.
+func TestPruneAfterHistory(t *testing.T) {
+	s, c, _ := start(t)
+	num := idNumber(t, "11010519900307123")
+	old, _ := c.apply(app(num))
+	s.Clock.Advance(issuer.HistoryRetention + 25*time.Hour)
+	recent, r := c.apply(app(num))
+	if r != nil {
+		t.Fatal(r)
+	}
+	if _, err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Token(old.ID, s.Clock.Now()); !errors.Is(err, issuer.ErrUnknownCert) {
+		t.Fatalf("certificate past its history: %v, want gone", err)
+	}
+	if _, _, err := s.Token(recent.ID, s.Clock.Now()); err != nil {
+		t.Fatalf("recent certificate: %v", err)
+	}
+	hist, err := s.History(num)
+	if err != nil || len(hist) != 1 || hist[0].ID != recent.ID {
+		t.Fatalf("history after prune: %+v %v", hist, err)
+	}
+}
