@@ -87,6 +87,13 @@ func benchSync(b *testing.B, docCache int) {
 // BenchmarkSync1M: a full sync of 1,000,000 certificates from the loopback
 // issuer into an empty cache: head, 62 snapshot pages (HTTP, signature
 // check, parse, one transaction each), the log tail. Its floor is
+// BenchmarkSyncFloorPut1M.
+func BenchmarkSync1M(b *testing.B) { benchSync(b, 128<<20) }
+
+// BenchmarkSync1MColdIssuer is BenchmarkSync1M with the issuer building and
+// signing every page on demand (no page cache): for information.
+func BenchmarkSync1MColdIssuer(b *testing.B) { benchSync(b, -1) }
+
 // BenchmarkSyncFloorPut1M: the floor of BenchmarkSync1M. Raw bbolt puts of
 // the same records in batches of the same page size, nothing else.
 func BenchmarkSyncFloorPut1M(b *testing.B) {
