@@ -201,6 +201,9 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 	return lo + time.Duration(j.Int64())
 }
 
+// persistEvery is how often an idle round stores the time of the last sync.
+const persistEvery = 5 * time.Minute
+
 // Result says what one Sync did.
 type Result struct {
 	Head      uint64
@@ -247,7 +250,10 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 	}
 	res.Cursor = fs.Cursor
 	now := c.cfg.Now()
-	if res.Documents == 0 {
+	// An idle round changes only the time of the last sync. Writing it on
+	// every 10 s poll would wear the board's flash for nothing: it is
+	// kept in memory and stored every few minutes, for a restart.
+	if res.Documents == 0 && (now.Sub(fs.SyncedAt) >= persistEvery || fs.MaxAge != head.MaxAge) {
 		fs.SyncedAt, fs.IssuerTime, fs.MaxAge = now, head.IssuerTime, head.MaxAge
 		if err := c.cfg.Cache.RecordSync(fs); err != nil {
 			return res, fmt.Errorf("keysync: %w", err)

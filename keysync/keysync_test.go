@@ -488,3 +488,25 @@ func TestBackoffRun(t *testing.T) {
 		t.Errorf("waits once the issuer is back: %v, want the 10 s interval", waits[8:])
 	}
 }
+
+// Idle polls do not write the cache file every 10 s (flash wear); the
+// time of the last sync is stored every few minutes.
+func TestIdlePollsSpareTheFlash(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	synthetic(t, s, 3, 1)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
+	g.sync(t)
+	before := fileSum(t, g.cache.Path())
+	for range 20 { // 200 s of polls
+		g.clock.Advance(10 * time.Second)
+		g.sync(t)
+	}
+	if fileSum(t, g.cache.Path()) != before {
+		t.Fatal("idle polls wrote the cache file")
+	}
+	g.clock.Advance(5 * time.Minute)
+	g.sync(t)
+	if fs, _ := g.cache.Feed(); !fs.SyncedAt.Equal(g.clock.Now()) {
+		t.Fatalf("last sync stored %v, want %v", fs.SyncedAt, g.clock.Now())
+	}
+}
