@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -90,7 +91,8 @@ func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ack, err := is.StoreEvents(&up)
-	if ref, ok := err.(*Refusal); ok {
+	var ref *Refusal
+	if errors.As(err, &ref) {
 		writeJSON(w, http.StatusUnprocessableEntity, ref)
 		return
 	}

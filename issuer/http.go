@@ -228,7 +228,7 @@ func (is *Issuer) tokenAt(w http.ResponseWriter, r *http.Request) (string, bool)
 		}
 		at = t
 	}
-	tok, _, err := is.Token(id, at)
+	tok, err := is.Token(id, at)
 	switch {
 	case errors.Is(err, ErrUnknownCert):
 		writeErr(w, http.StatusNotFound, "unknown_cert", "%v", ErrUnknownCert)

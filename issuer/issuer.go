@@ -37,6 +37,10 @@ const (
 	DocResidentID = "resident_id"
 )
 
+// MaxMaxAge bounds the feed's max age: a cache older than a week holds
+// nothing a gate should trust.
+const MaxMaxAge = 7 * 24 * time.Hour
+
 // CST is China Standard Time, in which natural months are counted.
 var CST = time.FixedZone("CST", 8*60*60)
 
@@ -88,8 +92,11 @@ func Open(path string, o Options) (*Issuer, error) {
 	if o.PageSize > feed.MaxRecords {
 		return nil, fmt.Errorf("issuer: page size %d, at most %d", o.PageSize, feed.MaxRecords)
 	}
-	if o.MaxAge <= 0 {
+	switch {
+	case o.MaxAge == 0:
 		o.MaxAge = 30 * time.Minute
+	case o.MaxAge < time.Minute || o.MaxAge > MaxMaxAge:
+		return nil, fmt.Errorf("issuer: max age %v: between 1m and %v (gates raise the stale alarm past it)", o.MaxAge, MaxMaxAge)
 	}
 	if o.LogRetention <= 0 {
 		o.LogRetention = 7 * 24 * time.Hour
@@ -432,7 +439,7 @@ func certView(s *stored, now time.Time, city string) Certificate {
 
 // Token returns the TR1 token the holder's phone shows at time at (rule 8).
 // A revoked or expired certificate still has tokens: the gate refuses them.
-func (is *Issuer) Token(id verify.CertID, at time.Time) (verify.Token, Certificate, error) {
+func (is *Issuer) Token(id verify.CertID, at time.Time) (verify.Token, error) {
 	var s stored
 	err := is.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -440,13 +447,10 @@ func (is *Issuer) Token(id verify.CertID, at time.Time) (verify.Token, Certifica
 		return err
 	})
 	if errors.Is(err, errNotFound) {
-		return verify.Token{}, Certificate{}, fmt.Errorf("issuer: token of %s: %w", id, ErrUnknownCert)
+		return verify.Token{}, fmt.Errorf("issuer: token of %s: %w", id, ErrUnknownCert)
 	}
 	if err != nil {
-		return verify.Token{}, Certificate{}, fmt.Errorf("issuer: token of %s: %w", id, err)
+		return verify.Token{}, fmt.Errorf("issuer: token of %s: %w", id, err)
 	}
-	return verify.NewToken(&s.Key, id, verify.StepOf(at)), certView(&s, is.opt.Now().UTC(), ""), nil
+	return verify.NewToken(&s.Key, id, verify.StepOf(at)), nil
 }
-
-// Now is the issuer's clock.
-func (is *Issuer) Now() time.Time { return is.opt.Now() }

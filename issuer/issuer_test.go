@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,7 @@ func TestIssueAndToken(t *testing.T) {
 	// The state survives a restart.
 	epoch := s.Epoch()
 	s.Restart()
-	if _, _, err := s.Token(cert.ID, now); err != nil || s.Epoch() != epoch {
+	if _, err := s.Token(cert.ID, now); err != nil || s.Epoch() != epoch {
 		t.Fatalf("after restart: %v, epoch %x → %x", err, epoch, s.Epoch())
 	}
 	// The feed carries the certificate and nothing about its holder.
@@ -389,14 +390,30 @@ func TestPruneAfterHistory(t *testing.T) {
 	if _, err := s.Prune(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Token(old.ID, s.Clock.Now()); !errors.Is(err, issuer.ErrUnknownCert) {
+	if _, err := s.Token(old.ID, s.Clock.Now()); !errors.Is(err, issuer.ErrUnknownCert) {
 		t.Fatalf("certificate past its history: %v, want gone", err)
 	}
-	if _, _, err := s.Token(recent.ID, s.Clock.Now()); err != nil {
+	if _, err := s.Token(recent.ID, s.Clock.Now()); err != nil {
 		t.Fatalf("recent certificate: %v", err)
 	}
 	hist, err := s.History(num)
 	if err != nil || len(hist) != 1 || hist[0].ID != recent.ID {
 		t.Fatalf("history after prune: %+v %v", hist, err)
+	}
+}
+
+func TestOptionsRefused(t *testing.T) {
+	dir := t.TempDir()
+	signer := feedtest.Signer(t, "k", 1)
+	for _, o := range []issuer.Options{
+		{Signer: signer, MaxAge: time.Second},
+		{Signer: signer, MaxAge: 8 * 24 * time.Hour},
+		{Signer: signer, PageSize: feed.MaxRecords + 1},
+		{},
+	} {
+		if is, err := issuer.Open(filepath.Join(dir, "issuer.db"), o); err == nil {
+			is.Close()
+			t.Errorf("Open accepted %+v", o)
+		}
 	}
 }

@@ -89,7 +89,6 @@ type Client struct {
 	lastErr    error
 	lastErrAt  time.Time
 	failures   int
-	stale      bool
 	uploaded   uint64
 	alarmState bool // the last stale state written as an event
 }
@@ -135,8 +134,6 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("keysync: %w", err)
 	}
 	c := &Client{cfg: cfg, base: u, log: cfg.Logger, freshAt: fs.SyncedAt, maxAge: fs.MaxAge, head: fs.Cursor}
-	c.stale = c.isStale(cfg.Now())
-	c.alarmState = false
 	return c, nil
 }
 

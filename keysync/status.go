@@ -31,7 +31,7 @@ func (c *Client) checkStale() {
 	c.mu.Lock()
 	stale := c.isStale(now)
 	changed := stale != c.alarmState
-	c.alarmState, c.stale = stale, stale
+	c.alarmState = stale
 	age, maxAge := now.Sub(c.freshAt), c.maxAge
 	c.mu.Unlock()
 	if !changed {
