@@ -1,7 +1,15 @@
-// Package hw will hold the narrow interfaces of what the gate drives and
-// reads (relay, passage sensors, emergency input, indicators, buzzer), their
-// periph.io implementation, a simulated one and test fakes.
+// Package hw holds the narrow interfaces of what the gate drives and reads:
+// the turnstile relay, the passage sensor, the emergency input, the approach
+// sensor and scanner trigger, the green and red indicators and the buzzer.
 //
-// Not built yet: it comes with the gate runtime (issue 4). Nothing in
-// gateagent moves a relay today.
+// Every line is seen in logical terms: an Output that is on is active (the
+// relay energised, so the gate is unlocked; a lamp lit; the buzzer
+// sounding), an Input that is active sees what it watches (someone in the
+// passage; the emergency switch engaged). Which electrical level that is
+// comes from the config (active_low), so nothing above this package knows it.
+//
+// Implementations: periph.io pins by name (gpio.go), a simulated board that
+// prints its state (sim.go) and fakes on periph's gpiotest pins (hwtest).
+// Every output is driven off (its safe level) as it is opened, before any
+// input is read, and again by Board.Safe at shutdown.
 package hw

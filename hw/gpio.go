@@ -1,0 +1,266 @@
+package hw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/host/v3"
+)
+
+// Line names one GPIO line of the board and how it is wired.
+type Line struct {
+	// Pin is the periph.io pin name ("GPIO17", "P1_11"); empty means the
+	// line is not wired.
+	Pin string `conf:"pin"`
+	// ActiveLow: the line is active at the low level (an opto-isolated
+	// input pulled up, a relay board switched by a low level).
+	ActiveLow bool `conf:"active_low"`
+	// Pull of an input: "none", "up", "down" or "" (leave as it is).
+	Pull string `conf:"pull"`
+}
+
+// Pins is the wiring of a gate: the GPIO line of each function.
+type Pins struct {
+	Relay, Green, Red, Buzzer, Trigger Line
+	Passage, Emergency, Approach       Line
+	// Debounce is how long an input must hold a new level before it
+	// counts. Default 20 ms; negative turns debouncing off.
+	Debounce time.Duration
+	// Poll is how often an input is read when no edge arrives (a missed
+	// interrupt is caught within it). Default 50 ms.
+	Poll time.Duration
+}
+
+// ErrNoPin reports a pin name the board does not have.
+var ErrNoPin = errors.New("hw: no such pin")
+
+// OpenHost initialises periph.io's host drivers and opens the gate's lines
+// by name (see OpenPins).
+func OpenHost(p Pins) (*Board, error) {
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("hw: initialise GPIO drivers: %w", err)
+	}
+	return OpenPins(p, func(name string) gpio.PinIO { return gpioreg.ByName(name) })
+}
+
+// OpenPins opens the gate's lines, looking each pin up by name with lookup
+// (nil when absent). Outputs are driven to their safe level first, the
+// relay before all others, and only then are inputs configured: nothing is
+// read before every output is safe. A required line whose pin is missing is
+// an error naming it; the outputs that were found are left safe.
+func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
+	p = p.withDefaults()
+	b := &Board{}
+	var errs []error
+	out := func(fn string, l Line, dst *Output, required bool) {
+		if l.Pin == "" {
+			if required {
+				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
+			}
+			return
+		}
+		pin := lookup(l.Pin)
+		if pin == nil {
+			errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names (gateagent diag lists them)", ErrNoPin, l.Pin, fn, fn))
+			return
+		}
+		o, err := NewOutput(fn, pin, l.ActiveLow)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		*dst = o
+	}
+	out("relay", p.Relay, &b.Relay, true)
+	out("green", p.Green, &b.Green, true)
+	out("red", p.Red, &b.Red, true)
+	out("buzzer", p.Buzzer, &b.Buzzer, true)
+	out("trigger", p.Trigger, &b.Trigger, false)
+	if len(errs) > 0 {
+		// Name the inputs' problems too (a lookup only: nothing is read).
+		for _, l := range []struct {
+			fn       string
+			line     Line
+			required bool
+		}{{"passage", p.Passage, true}, {"emergency", p.Emergency, false}, {"approach", p.Approach, false}} {
+			switch {
+			case l.line.Pin == "" && l.required:
+				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, l.fn, l.fn))
+			case l.line.Pin != "" && lookup(l.line.Pin) == nil:
+				errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names", ErrNoPin, l.line.Pin, l.fn, l.fn))
+			}
+		}
+		_ = b.Safe()
+		return nil, errors.Join(errs...)
+	}
+	in := func(fn string, l Line, dst *Input, required bool) {
+		if l.Pin == "" {
+			if required {
+				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
+			}
+			return
+		}
+		pin := lookup(l.Pin)
+		if pin == nil {
+			errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names", ErrNoPin, l.Pin, fn, fn))
+			return
+		}
+		i, err := NewInput(fn, pin, l, p.Debounce, p.Poll)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		*dst = i
+	}
+	in("passage", p.Passage, &b.Passage, true)
+	in("emergency", p.Emergency, &b.Emergency, false)
+	in("approach", p.Approach, &b.Approach, false)
+	if len(errs) > 0 {
+		_ = b.Safe()
+		return nil, errors.Join(errs...)
+	}
+	if (b.Approach == nil) != (b.Trigger == nil) {
+		_ = b.Safe()
+		return nil, fmt.Errorf("hw: approach and trigger come together: set both hw.approach.pin and hw.trigger.pin, or neither")
+	}
+	return b, nil
+}
+
+func (p Pins) withDefaults() Pins {
+	if p.Debounce == 0 {
+		p.Debounce = 20 * time.Millisecond
+	}
+	if p.Poll == 0 {
+		p.Poll = 50 * time.Millisecond
+	}
+	return p
+}
+
+// ParsePull reads an input's pull setting.
+func ParsePull(s string) (gpio.Pull, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return gpio.PullNoChange, nil
+	case "none", "float":
+		return gpio.Float, nil
+	case "up":
+		return gpio.PullUp, nil
+	case "down":
+		return gpio.PullDown, nil
+	}
+	return gpio.PullNoChange, fmt.Errorf("hw: pull %q: use none, up or down", s)
+}
+
+// PinOutput is an Output on a periph.io pin.
+type PinOutput struct {
+	name      string
+	pin       gpio.PinOut
+	activeLow bool
+}
+
+// NewOutput makes pin an output and drives it off at once.
+func NewOutput(name string, pin gpio.PinOut, activeLow bool) (*PinOutput, error) {
+	o := &PinOutput{name: name, pin: pin, activeLow: activeLow}
+	if err := o.Set(false); err != nil {
+		return nil, fmt.Errorf("hw: drive %s (%s) to its safe level: %w", name, pin.Name(), err)
+	}
+	return o, nil
+}
+
+// Name is the line's function ("relay").
+func (o *PinOutput) Name() string { return o.name }
+
+// Set drives the line: on is the active level.
+func (o *PinOutput) Set(on bool) error {
+	if err := o.pin.Out(gpio.Level(on != o.activeLow)); err != nil {
+		return fmt.Errorf("hw: set %s (%s) %v: %w", o.name, o.pin.Name(), on, err)
+	}
+	return nil
+}
+
+// PinInput is an Input on a periph.io pin.
+type PinInput struct {
+	name      string
+	pin       gpio.PinIn
+	activeLow bool
+	edges     bool
+	debounce  time.Duration
+	poll      time.Duration
+}
+
+// NewInput makes pin an input with edge detection (polling when the pin
+// has none).
+func NewInput(name string, pin gpio.PinIn, l Line, debounce, poll time.Duration) (*PinInput, error) {
+	pull, err := ParsePull(l.Pull)
+	if err != nil {
+		return nil, fmt.Errorf("hw.%s.pull: %w", name, err)
+	}
+	in := &PinInput{name: name, pin: pin, activeLow: l.ActiveLow, debounce: debounce, poll: poll, edges: true}
+	if err := pin.In(pull, gpio.BothEdges); err != nil {
+		in.edges = false
+		if err := pin.In(pull, gpio.NoEdge); err != nil {
+			return nil, fmt.Errorf("hw: make %s (%s) an input: %w", name, pin.Name(), err)
+		}
+	}
+	return in, nil
+}
+
+// Name is the line's function ("passage").
+func (i *PinInput) Name() string { return i.name }
+
+// Active reads the line.
+func (i *PinInput) Active() (bool, error) { return bool(i.pin.Read()) != i.activeLow, nil }
+
+// Watch reports changes of the line. It waits for edges when the pin has
+// them and reads the level at least every poll, so a missed interrupt is
+// caught; a change counts once the level has held for the debounce time.
+func (i *PinInput) Watch(ctx context.Context, ch chan<- bool) error {
+	last, _ := i.Active()
+	select {
+	case ch <- last:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		if i.edges {
+			i.pin.WaitForEdge(i.poll)
+		} else {
+			t.Reset(i.poll)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now, _ := i.Active()
+		if now == last {
+			continue
+		}
+		if i.debounce > 0 {
+			t.Reset(i.debounce)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if now, _ = i.Active(); now == last {
+				continue
+			}
+		}
+		last = now
+		select {
+		case ch <- now:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

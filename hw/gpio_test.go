@@ -1,0 +1,182 @@
+package hw_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"gateagent/hw"
+	"gateagent/hw/hwtest"
+)
+
+func TestOutputsSafeBeforeAnyInputIsTouched(t *testing.T) {
+	for _, activeLow := range []bool{true, false} {
+		pins := hwtest.NewBoard()
+		b, err := pins.Open(hwtest.Wiring(activeLow))
+		if err != nil {
+			t.Fatal(err)
+		}
+		safe := gpio.Level(activeLow) // the relay's inactive level
+		ops := pins.Journal.Ops()
+		if len(ops) == 0 || ops[0] != (hwtest.Op{Pin: hwtest.Relay, Kind: "out", Level: safe}) {
+			t.Fatalf("active_low=%v: first operation %+v, want the relay driven %v", activeLow, ops[:1], safe)
+		}
+		outs := map[string]bool{hwtest.Relay: true, hwtest.Green: true, hwtest.Red: true, hwtest.Buzzer: true}
+		seen := map[string]bool{}
+		for _, op := range ops {
+			if outs[op.Pin] {
+				if !seen[op.Pin] && op.Pin != hwtest.Relay && op.Level != gpio.Low {
+					t.Errorf("%s first driven %v, want Low (off, active-high)", op.Pin, op.Level)
+				}
+				seen[op.Pin] = true
+				continue
+			}
+			if len(seen) < len(outs) {
+				t.Fatalf("input %s touched (%s) before every output was safe (safe so far: %v)", op.Pin, op.Kind, seen)
+			}
+		}
+		if err := b.Relay.Set(true); err != nil {
+			t.Fatal(err)
+		}
+		if got := pins.Pins[hwtest.Relay].Level(); got != !safe {
+			t.Errorf("active_low=%v: relay on drove %v", activeLow, got)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := pins.Pins[hwtest.Relay].Level(); got != safe {
+			t.Errorf("active_low=%v: relay at %v after Close, want %v", activeLow, got, safe)
+		}
+	}
+}
+
+func TestMissingPinsAreNamedAndOutputsLeftSafe(t *testing.T) {
+	pins := hwtest.NewBoard()
+	w := hwtest.Wiring(true)
+	w.Passage.Pin = "GPIO99"
+	w.Buzzer.Pin = ""
+	_, err := pins.Open(w)
+	if err == nil {
+		t.Fatal("opened a board without its buzzer and with an unknown passage pin")
+	}
+	for _, want := range []string{"buzzer", "hw.buzzer.pin", `"GPIO99"`, "passage"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if !errors.Is(err, hw.ErrMissing) {
+		t.Errorf("error %v is not ErrMissing", err)
+	}
+	if got := pins.Pins[hwtest.Relay].Level(); got != gpio.High {
+		t.Errorf("relay left at %v, want its safe level", got)
+	}
+	w = hwtest.Wiring(true)
+	w.Approach.Pin = hwtest.Approach // without a trigger
+	if _, err := hwtest.NewBoard().Open(w); err == nil || !strings.Contains(err.Error(), "trigger") {
+		t.Errorf("approach without trigger: %v", err)
+	}
+}
+
+func TestInputWatchReportsChanges(t *testing.T) {
+	pins := hwtest.NewBoard()
+	w := hwtest.Wiring(true)
+	w.Passage.ActiveLow = true
+	w.Debounce = 5 * time.Millisecond
+	pins.Set(hwtest.Passage, gpio.High) // idle: active-low input pulled high
+	b, err := pins.Open(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan bool, 8)
+	done := make(chan error, 1)
+	go func() { done <- b.Passage.Watch(ctx, ch) }()
+	next := func() bool {
+		t.Helper()
+		select {
+		case v := <-ch:
+			return v
+		case <-time.After(2 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return false
+	}
+	if next() {
+		t.Fatal("first report: active, want inactive (the line is high, active-low)")
+	}
+	pins.Set(hwtest.Passage, gpio.Low)
+	if !next() {
+		t.Fatal("low level not reported as active")
+	}
+	// A glitch shorter than the debounce is not a change.
+	pins.Set(hwtest.Passage, gpio.High)
+	pins.Set(hwtest.Passage, gpio.Low)
+	time.Sleep(30 * time.Millisecond)
+	select {
+	case v := <-ch:
+		t.Fatalf("glitch reported as %v", v)
+	default:
+	}
+	pins.Set(hwtest.Passage, gpio.High)
+	if next() {
+		t.Fatal("high level not reported as inactive")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch returned %v", err)
+	}
+}
+
+func TestSimPrintsChangesOnly(t *testing.T) {
+	var out bytes.Buffer
+	var changes []string
+	sim := hw.NewSim(&out, func(name string, on bool) {
+		if on {
+			changes = append(changes, name)
+		}
+	})
+	b := sim.Board()
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b.Relay.Set(true)
+	b.Relay.Set(true)
+	b.Relay.Set(false)
+	want := "hw: relay off\nhw: green off\nhw: red off\nhw: buzzer off\nhw: relay on\nhw: relay off\n"
+	if out.String() != want {
+		t.Fatalf("printed %q, want %q", out.String(), want)
+	}
+	if len(changes) != 1 || changes[0] != "relay" || sim.Output("relay") {
+		t.Fatalf("changes %v, relay %v", changes, sim.Output("relay"))
+	}
+	in := sim.Input("emergency")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan bool, 8)
+	go in.Watch(ctx, ch)
+	if <-ch {
+		t.Fatal("emergency active at start")
+	}
+	in.Set(true)
+	in.Set(false) // a short pulse is seen whole, in order
+	if !<-ch || <-ch {
+		t.Fatal("pulse not seen as on then off")
+	}
+}
+
+func TestParsePull(t *testing.T) {
+	for s, want := range map[string]gpio.Pull{"": gpio.PullNoChange, "up": gpio.PullUp, "down": gpio.PullDown, "none": gpio.Float} {
+		if got, err := hw.ParsePull(s); err != nil || got != want {
+			t.Errorf("%q: %v %v", s, got, err)
+		}
+	}
+	if _, err := hw.ParsePull("sideways"); err == nil {
+		t.Error("accepted sideways")
+	}
+}
