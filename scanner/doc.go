@@ -1,5 +1,54 @@
-// Package scanner will read QR texts from the gate's scanner over a serial
-// line (go.bug.st/serial) and decode QR codes from image frames (gozxing).
+// Package scanner reads the texts of the QR codes passengers show at the
+// gate and hands them to the gate controller as Scans.
 //
-// Not built yet: it comes with the gate runtime (issue 4).
+// # Sources
+//
+// Serial reads a QR scanner on a serial line (RS-232, or USB CDC, which
+// appears as a tty), through go.bug.st/serial, with the line settings of
+// Config (9600 8N1 by default). Modem lines are never used: USB CDC
+// scanners and ptys do not have them.
+//
+// Images reads frames from a FrameSource, such as DirFrames, a spool
+// directory a camera writes PNG or JPEG files into, and decodes the QR code
+// in each frame with gateagent/qrcode. Files are removed once read; files
+// too large, in bytes or in pixels, are refused before decoding.
+//
+// RunTrigger drives an optional trigger line: a pulse each time the
+// approach sensor fires, for scanners that do not scan continuously.
+//
+// # Framing
+//
+// A scanner sends each code followed by a terminator: CR (the default), LF
+// or CRLF. Framer cuts the byte stream into lines: only the terminator is
+// stripped, so a code keeps its trailing spaces, NULs and any other byte.
+// Empty lines are skipped. A line longer than Config.MaxLine (512 bytes by
+// default, at most 64 KiB) is dropped when its terminator arrives, and
+// logged with its length and counted (Stats.Overlong); the lines after it
+// are delivered intact. Memory is bounded whatever the input: the Framer
+// never holds more than MaxLine bytes, even of a line that never ends.
+//
+// # Repeat window
+//
+// A scanner repeats a code for as long as it stays in view. The same text
+// read again less than RepeatWindow after its LAST read is suppressed and
+// counted (Stats.Suppressed): a code held in view stays suppressed, and is
+// delivered again only after a pause of at least the window. Zero turns
+// the window off. See Dedup: it remembers digests of the last few texts,
+// in fixed memory.
+//
+// # Reconnection
+//
+// Serial.Run never gives up on the port: when it cannot be opened (the
+// scanner is not plugged in yet) or is lost (unplugged, read error), Run
+// logs it ("scanner port lost"), closes it and tries again with
+// exponential backoff from MinBackoff to MaxBackoff, with jitter, until it
+// opens again ("scanner port open"); Stats.Reconnects counts such
+// recoveries. Run returns only when its context ends, closing the port so
+// that no read is left pending.
+//
+// # Privacy
+//
+// A scan's text is a passenger's credential: it is never logged, nor put
+// in an error. Logs and Stats hold lengths, counts and times only, and the
+// repeat window keeps SHA-256 digests rather than texts.
 package scanner

@@ -1,0 +1,399 @@
+package scanner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.bug.st/serial"
+)
+
+// Defaults and limits of Config.
+const (
+	DefaultBaud       = 9600
+	DefaultMaxLine    = 512
+	MaxLineLimit      = 64 << 10 // the largest MaxLine accepted
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+	// DefaultRepeatWindow is the repeat window the daemon's configuration
+	// uses unless told otherwise. In Config a zero RepeatWindow turns the
+	// window off (the configuration file's "0s"), so callers that want the
+	// default set it explicitly.
+	DefaultRepeatWindow = 2 * time.Second
+)
+
+// Scan is one text read from the scanner.
+type Scan struct {
+	Text   []byte    // owned copy, exactly as sent (only the terminator is stripped)
+	At     time.Time // when the read that completed it returned (for latency figures)
+	Source string    // the port name, or the image file name
+}
+
+// Config is the serial scanner's settings. Zero fields take their
+// defaults (see WithDefaults).
+type Config struct {
+	Port         string        // e.g. /dev/gate-scanner
+	Baud         int           // default 9600
+	Parity       string        // "none" (default), "even", "odd"
+	DataBits     int           // 7 or 8 (default 8)
+	StopBits     int           // 1 (default) or 2
+	Terminator   Terminator    // default CR
+	MaxLine      int           // default 512; at most MaxLineLimit (64 KiB)
+	RepeatWindow time.Duration // 0 disables; see Dedup (the daemon's default is DefaultRepeatWindow, 2s)
+	MinBackoff   time.Duration // default 250ms
+	MaxBackoff   time.Duration // default 5s
+}
+
+// WithDefaults returns c with each zero field set to its default. Parity
+// is lower-cased. RepeatWindow is left alone: zero turns it off.
+func (c Config) WithDefaults() Config {
+	if c.Baud == 0 {
+		c.Baud = DefaultBaud
+	}
+	c.Parity = strings.ToLower(strings.TrimSpace(c.Parity))
+	if c.Parity == "" {
+		c.Parity = "none"
+	}
+	if c.DataBits == 0 {
+		c.DataBits = 8
+	}
+	if c.StopBits == 0 {
+		c.StopBits = 1
+	}
+	if c.Terminator == 0 {
+		c.Terminator = CR
+	}
+	if c.MaxLine == 0 {
+		c.MaxLine = DefaultMaxLine
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	return c
+}
+
+// Validate reports every setting NewSerial would refuse (zero fields take
+// their defaults first), joined in one error.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("scanner: "+format, args...))
+	}
+	if strings.TrimSpace(c.Port) == "" {
+		bad("port is empty: set scanner.port to the scanner's device, e.g. /dev/gate-scanner")
+	}
+	if c.Baud < 0 {
+		bad("baud %d: must be positive: use the scanner's setting, e.g. 9600 or 115200", c.Baud)
+	}
+	if _, ok := parities[c.Parity]; !ok {
+		bad("parity %q unknown: use none, even or odd (as set in the scanner)", c.Parity)
+	}
+	if c.DataBits != 7 && c.DataBits != 8 {
+		bad("data bits %d: use 7 or 8 (as set in the scanner)", c.DataBits)
+	}
+	if c.StopBits != 1 && c.StopBits != 2 {
+		bad("stop bits %d: use 1 or 2 (as set in the scanner)", c.StopBits)
+	}
+	if !c.Terminator.valid() {
+		bad("terminator %d unknown: use cr, lf or crlf", uint8(c.Terminator))
+	}
+	if c.MaxLine < 1 || c.MaxLine > MaxLineLimit {
+		bad("max line %d bytes: use 1 to %d", c.MaxLine, MaxLineLimit)
+	}
+	if c.RepeatWindow < 0 {
+		bad("repeat window %v is negative: use 0 to turn it off, or e.g. 2s", c.RepeatWindow)
+	}
+	if c.MinBackoff < 0 || c.MaxBackoff < 0 || c.MinBackoff > c.MaxBackoff {
+		bad("reconnect backoff %v..%v: need 0 < min ≤ max", c.MinBackoff, c.MaxBackoff)
+	}
+	return errors.Join(errs...)
+}
+
+var parities = map[string]serial.Parity{"none": serial.NoParity, "even": serial.EvenParity, "odd": serial.OddParity}
+
+func (c Config) mode() *serial.Mode {
+	stop := serial.OneStopBit
+	if c.StopBits == 2 {
+		stop = serial.TwoStopBits
+	}
+	// No InitialStatusBits: the port may be a pty or a USB CDC device
+	// without modem lines, where setting them fails.
+	return &serial.Mode{BaudRate: c.Baud, DataBits: c.DataBits, Parity: parities[c.Parity], StopBits: stop}
+}
+
+// Options are a source's collaborators.
+type Options struct {
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // the clock for the repeat window and Scan.At; nil: time.Now
+}
+
+// Stats are a serial scanner's counters.
+type Stats struct {
+	Connected  bool
+	Lines      uint64 // frames delivered
+	Suppressed uint64 // repeats suppressed
+	Overlong   uint64 // over-long lines dropped
+	Reconnects uint64 // successful reopens after a loss
+	LastScan   time.Time
+	LastError  string // the last open/read error, for diag
+}
+
+// Serial reads scans from a scanner on a serial line.
+type Serial struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	running atomic.Bool
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// NewSerial applies cfg's defaults and validates it.
+func NewSerial(cfg Config, opts Options) (*Serial, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Serial{cfg: cfg, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Config returns the settings in use, defaults applied.
+func (s *Serial) Config() Config { return s.cfg }
+
+// Stats returns the counters. It is safe to call concurrently with Run.
+func (s *Serial) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func (s *Serial) update(f func(*Stats)) {
+	s.mu.Lock()
+	f(&s.stats)
+	s.mu.Unlock()
+}
+
+// Probe opens and closes the port once (for diag): nil if it opens. cfg's
+// defaults are applied and it is validated first.
+func Probe(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p, err := open(cfg)
+	if err != nil {
+		return err
+	}
+	if err := p.Close(); err != nil {
+		return fmt.Errorf("scanner: close %s: %w", cfg.Port, err)
+	}
+	return nil
+}
+
+// open opens the port, with an error that tells the operator what to do.
+func open(cfg Config) (serial.Port, error) {
+	p, err := serial.Open(cfg.Port, cfg.mode())
+	if err == nil {
+		return p, nil
+	}
+	hint := "check the scanner's cable and scanner.port in the config"
+	var pe *serial.PortError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		hint = "is the scanner plugged in? check its cable and scanner.port in the config"
+	case errors.As(err, &pe) && pe.Code() == serial.PortBusy:
+		hint = "another program holds the port: stop it (a second gateagent, a terminal program?)"
+	case errors.As(err, &pe) && pe.Code() == serial.PermissionDenied,
+		errors.Is(err, fs.ErrPermission):
+		hint = "give the agent's user access to the port (e.g. the dialout group, or the udev rule in configs/)"
+	case errors.As(err, &pe) && pe.Code() == serial.InvalidSerialPort:
+		hint = "not a serial port, or its line settings are refused: check scanner.port, scanner.baud, scanner.parity, scanner.data_bits and scanner.stop_bits"
+	case errors.As(err, &pe) && (pe.Code() == serial.InvalidSpeed || pe.Code() == serial.InvalidParity ||
+		pe.Code() == serial.InvalidDataBits || pe.Code() == serial.InvalidStopBits):
+		hint = "check scanner.baud, scanner.parity, scanner.data_bits and scanner.stop_bits against the scanner's settings"
+	}
+	return nil, fmt.Errorf("scanner: open %s: %w: %s", cfg.Port, err, hint)
+}
+
+// readBufSize is the size of each read from the port.
+const readBufSize = 4096
+
+// Run opens the port and sends each scan on out until ctx ends, then
+// returns ctx.Err().
+//
+// When the port vanishes or fails it logs "scanner port lost", closes it and
+// reopens it with exponential backoff (MinBackoff doubling up to
+// MaxBackoff, with jitter) until that succeeds, and logs "scanner port
+// open". A port that cannot be opened at start is retried the same way.
+// Over-long lines are dropped, logged with their length and counted;
+// repeats within the repeat window are suppressed and counted. The text
+// of a scan is never logged.
+//
+// Sending on out blocks until the consumer takes the scan or ctx ends. Run
+// must not be called again while it runs.
+func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
+	if out == nil {
+		return errors.New("scanner: Run needs a channel for the scans")
+	}
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("scanner: Run is already running for this scanner")
+	}
+	defer s.running.Store(false)
+
+	log := s.log.With("port", s.cfg.Port)
+	dedup := NewDedup(s.cfg.RepeatWindow)
+	backoff := s.cfg.MinBackoff
+	everOpen := false
+	lastOpenErr := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		port, err := open(s.cfg)
+		if err != nil {
+			msg := err.Error()
+			s.update(func(st *Stats) { st.LastError = msg })
+			wait := jitter(backoff)
+			// A scanner left unplugged would log the same line every few
+			// seconds: only a change is a warning.
+			level := slog.LevelWarn
+			if msg == lastOpenErr {
+				level = slog.LevelDebug
+			}
+			lastOpenErr = msg
+			log.Log(ctx, level, "scanner port not available", "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, s.cfg.MaxBackoff)
+			continue
+		}
+		lastOpenErr = ""
+		s.update(func(st *Stats) {
+			st.Connected = true
+			if everOpen {
+				st.Reconnects++
+			}
+		})
+		everOpen = true
+		log.Info("scanner port open", "baud", s.cfg.Baud, "parity", s.cfg.Parity, "data_bits", s.cfg.DataBits,
+			"stop_bits", s.cfg.StopBits, "terminator", s.cfg.Terminator.String())
+		opened := time.Now()
+
+		err = s.read(ctx, port, out, dedup, log)
+		_ = port.Close()
+		s.update(func(st *Stats) { st.Connected = false })
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		msg := err.Error()
+		s.update(func(st *Stats) { st.LastError = msg })
+		// A port that stayed up a while starts the backoff afresh; one
+		// that fails at once keeps growing it.
+		if time.Since(opened) >= s.cfg.MaxBackoff {
+			backoff = s.cfg.MinBackoff
+		}
+		wait := jitter(backoff)
+		log.Warn("scanner port lost", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, s.cfg.MaxBackoff)
+	}
+}
+
+// read reads frames from port until it fails or ctx ends.
+func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- Scan, dedup *Dedup, log *slog.Logger) error {
+	// Closing the port from another goroutine unblocks a pending Read.
+	stop := context.AfterFunc(ctx, func() { _ = port.Close() })
+	defer stop()
+
+	fr := NewFramer(s.cfg.Terminator, s.cfg.MaxLine)
+	buf := make([]byte, readBufSize)
+	var at time.Time
+	aborted := false
+	emit := func(f Frame) {
+		if aborted {
+			return
+		}
+		if f.Dropped > 0 {
+			s.update(func(st *Stats) { st.Overlong++ })
+			log.Warn("scanner line too long, dropped", "length", f.Dropped, "max_line", s.cfg.MaxLine)
+			return
+		}
+		if dedup.Seen(f.Line, at) {
+			s.update(func(st *Stats) { st.Suppressed++ })
+			log.Debug("scanner repeat suppressed", "length", len(f.Line))
+			return
+		}
+		scan := Scan{Text: bytes.Clone(f.Line), At: at, Source: s.cfg.Port}
+		// Counted before the send, so that a consumer that has the scan
+		// sees it in Stats; taken back if it is never taken.
+		var prev time.Time
+		s.update(func(st *Stats) { st.Lines++; prev, st.LastScan = st.LastScan, at })
+		select {
+		case out <- scan:
+			log.Debug("scanner line", "length", len(scan.Text))
+		case <-ctx.Done():
+			s.update(func(st *Stats) { st.Lines--; st.LastScan = prev })
+			aborted = true
+		}
+	}
+	for {
+		n, err := port.Read(buf)
+		at = s.now()
+		if n > 0 {
+			fr.Feed(buf[:n], emit)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		if err != nil {
+			var pe *serial.PortError
+			if errors.As(err, &pe) && pe.Code() == serial.PortClosed {
+				return fmt.Errorf("scanner: read %s: %w: the scanner was unplugged or its port went away", s.cfg.Port, err)
+			}
+			return fmt.Errorf("scanner: read %s: %w", s.cfg.Port, err)
+		}
+	}
+}
+
+// jitter returns a duration between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

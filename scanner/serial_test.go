@@ -1,0 +1,482 @@
+package scanner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gateagent/scanner"
+	"gateagent/scanner/scannertest"
+)
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// run is a Serial running in the background.
+type run struct {
+	t      *testing.T
+	s      *scanner.Serial
+	out    chan scanner.Scan
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+// fast is the reconnection backoff of the tests.
+func fast(c scanner.Config) scanner.Config {
+	c.MinBackoff, c.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	return c
+}
+
+func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := scanner.NewSerial(cfg, scanner.Options{Logger: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &run{t: t, s: s, out: make(chan scanner.Scan), cancel: cancel, done: make(chan error, 1), logs: logs}
+	go func() { r.done <- s.Run(ctx, r.out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return within 5 s of its context's end")
+		}
+		if strings.Contains(logs.String(), "TR1:") {
+			t.Errorf("a scanned text appears in the log:\n%s", logs.String())
+		}
+	})
+	return r
+}
+
+// waitFor polls cond until it holds, or fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (r *run) waitConnected() {
+	r.t.Helper()
+	waitFor(r.t, 5*time.Second, "scanner connected", func() bool { return r.s.Stats().Connected })
+}
+
+// next returns the next scan, failing the test after timeout.
+func (r *run) next(timeout time.Duration) scanner.Scan {
+	r.t.Helper()
+	select {
+	case s := <-r.out:
+		return s
+	case err := <-r.done:
+		r.t.Fatalf("Run returned %v while a scan was awaited", err)
+	case <-time.After(timeout):
+		r.t.Fatalf("no scan within %v (stats %+v)", timeout, r.s.Stats())
+	}
+	return scanner.Scan{}
+}
+
+// none checks that no scan arrives for d.
+func (r *run) none(d time.Duration) {
+	r.t.Helper()
+	select {
+	case s := <-r.out:
+		r.t.Fatalf("unexpected scan %q", s.Text)
+	case <-time.After(d):
+	}
+}
+
+func write(t *testing.T, f *os.File, s string) {
+	t.Helper()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatalf("write to the peer: %v", err)
+	}
+}
+
+func TestSerialDeliversExactText(t *testing.T) {
+	for _, baud := range []int{9600, 115200} {
+		t.Run(fmt.Sprint(baud), func(t *testing.T) {
+			tty := scannertest.Start(t)
+			peer := tty.OpenPeer(t)
+			r := startRun(t, fast(scanner.Config{Port: tty.Dev, Baud: baud}), nil)
+			r.waitConnected()
+			before := time.Now()
+			write(t, peer, "TR1:6BFAN3T9C4 QX:Z$%*+-./  \r")
+			s := r.next(3 * time.Second)
+			if got, want := string(s.Text), "TR1:6BFAN3T9C4 QX:Z$%*+-./  "; got != want {
+				t.Fatalf("scan %q, want %q (only the terminator stripped)", got, want)
+			}
+			if s.Source != tty.Dev {
+				t.Errorf("source %q, want %q", s.Source, tty.Dev)
+			}
+			if s.At.Before(before) || s.At.After(time.Now()) {
+				t.Errorf("scan at %v, outside the write (%v) and its receipt", s.At, before)
+			}
+			write(t, peer, "TR1:SECOND\rTR1:THIRD\r")
+			if got := string(r.next(3 * time.Second).Text); got != "TR1:SECOND" {
+				t.Fatalf("second scan %q", got)
+			}
+			if got := string(r.next(3 * time.Second).Text); got != "TR1:THIRD" {
+				t.Fatalf("third scan %q", got)
+			}
+			st := r.s.Stats()
+			if !st.Connected || st.Lines != 3 || st.Reconnects != 0 || st.LastScan.IsZero() {
+				t.Errorf("stats %+v, want connected, 3 lines", st)
+			}
+		})
+	}
+}
+
+func TestSerialRepeatWindow(t *testing.T) {
+	var offset atomic.Int64
+	base := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	now := func() time.Time { return base.Add(time.Duration(offset.Load())) }
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev, RepeatWindow: 2 * time.Second}), now)
+	r.waitConnected()
+
+	write(t, peer, "TR1:HELD\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:HELD" || !s.At.Equal(base) {
+		t.Fatalf("first read: %q at %v", s.Text, s.At)
+	}
+	// The code stays in view: the scanner repeats it every 1.5 s, each
+	// within 2 s of the last read, so none gets through.
+	for i := 1; i <= 3; i++ {
+		offset.Store(int64(time.Duration(i) * 1500 * time.Millisecond))
+		write(t, peer, "TR1:HELD\r")
+		waitFor(t, 3*time.Second, "repeat suppressed", func() bool { return r.s.Stats().Suppressed == uint64(i) })
+	}
+	// Another code is not affected.
+	write(t, peer, "TR1:OTHER\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:OTHER" {
+		t.Fatalf("other code: %q", s.Text)
+	}
+	r.none(20 * time.Millisecond)
+	// After a pause longer than the window it is a new scan.
+	offset.Store(int64(4500*time.Millisecond + 2*time.Second))
+	write(t, peer, "TR1:HELD\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:HELD" {
+		t.Fatalf("after the window: %q", s.Text)
+	}
+	if st := r.s.Stats(); st.Lines != 3 || st.Suppressed != 3 {
+		t.Fatalf("stats %+v, want 3 lines, 3 suppressed", st)
+	}
+}
+
+// TestSerialSurvivesGarbage: random bytes, a 1 MB line without a
+// terminator and NULs do not stop the scanner; the valid line after them
+// arrives intact.
+func TestSerialSurvivesGarbage(t *testing.T) {
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev, Baud: 115200}), nil)
+	r.waitConnected()
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	var junk bytes.Buffer
+	for range 10000 {
+		n := rng.IntN(81)
+		for range n {
+			junk.WriteByte(byte(rng.UintN(256)))
+		}
+		junk.WriteByte('\r')
+	}
+	// What the scanner should deliver of it: the non-empty pieces (junk
+	// ends with a CR, so the last piece of the split is empty).
+	var wantJunk int
+	for _, p := range bytes.Split(junk.Bytes(), []byte("\r")) {
+		if len(p) > 0 {
+			wantJunk++
+		}
+	}
+
+	const nulLine = "\x00\x00TR1:\x00NUL\x00 "
+	const valid = "TR1:VALID AFTER GARBAGE "
+	writeErr := make(chan error, 1)
+	go func() {
+		var all bytes.Buffer
+		all.Write(junk.Bytes())
+		all.WriteString(strings.Repeat("A", 1<<20)) // 1 MB without a terminator…
+		all.WriteString("\x00\x00\r")               // …ended at last, with NULs: dropped
+		all.WriteString(nulLine + "\r")
+		all.WriteString(valid + "\r")
+		_, err := peer.Write(all.Bytes())
+		writeErr <- err
+	}()
+
+	var junkScans int
+	var sawNul bool
+	deadline := time.After(15 * time.Second)
+	for done := false; !done; {
+		select {
+		case s := <-r.out:
+			switch string(s.Text) {
+			case valid:
+				done = true
+			case nulLine:
+				sawNul = true
+			default:
+				junkScans++
+			}
+		case err := <-r.done:
+			t.Fatalf("Run returned %v during the garbage", err)
+		case <-deadline:
+			t.Fatalf("the valid line did not arrive within 15 s (stats %+v, %d junk scans)", r.s.Stats(), junkScans)
+		}
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	if !sawNul {
+		t.Error("the line with NULs was not delivered intact")
+	}
+	if junkScans != wantJunk {
+		t.Errorf("%d junk scans, want %d", junkScans, wantJunk)
+	}
+	st := r.s.Stats()
+	if st.Overlong != 1 || !st.Connected || st.Reconnects != 0 {
+		t.Errorf("stats %+v, want 1 over-long line, still connected", st)
+	}
+	if !strings.Contains(r.logs.String(), fmt.Sprintf("length=%d", 1<<20+2)) {
+		t.Errorf("the over-long line's length is not in the log:\n%.2000s", r.logs.String())
+	}
+}
+
+func TestSerialReconnects(t *testing.T) {
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+	r.waitConnected()
+	write(t, peer, "TR1:BEFORE\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:BEFORE" {
+		t.Fatalf("scan %q", s.Text)
+	}
+
+	tty.Kill(t) // the scanner is unplugged
+	waitFor(t, 5*time.Second, "scanner disconnected", func() bool { return !r.s.Stats().Connected })
+	if st := r.s.Stats(); st.LastError == "" {
+		t.Errorf("no LastError after the loss: %+v", st)
+	}
+	time.Sleep(100 * time.Millisecond) // a few failed reopens
+	if st := r.s.Stats(); st.Connected || st.Reconnects != 0 {
+		t.Fatalf("stats %+v while the port is gone", st)
+	}
+
+	tty.Restart(t) // plugged in again
+	peer = tty.OpenPeer(t)
+	waitFor(t, 5*time.Second, "scanner reconnected", func() bool {
+		st := r.s.Stats()
+		return st.Connected && st.Reconnects == 1
+	})
+	write(t, peer, "TR1:AFTER\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:AFTER" {
+		t.Fatalf("scan after the reconnection: %q", s.Text)
+	}
+	logs := r.logs.String()
+	for _, want := range []string{"scanner port lost", "scanner port open"} {
+		if strings.Count(logs, want) < 1 {
+			t.Errorf("no %q in the log:\n%s", want, logs)
+		}
+	}
+	if n := strings.Count(logs, "scanner port open"); n != 2 {
+		t.Errorf("%d \"scanner port open\" in the log, want 2", n)
+	}
+	if !strings.Contains(logs, "level=WARN msg=\"scanner port lost\"") {
+		t.Errorf("the loss is not a warning:\n%s", logs)
+	}
+}
+
+func TestSerialPortMissingAtStart(t *testing.T) {
+	tty := scannertest.Start(t)
+	tty.Kill(t) // not plugged in yet
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+	waitFor(t, 5*time.Second, "open failure reported", func() bool { return r.s.Stats().LastError != "" })
+	st := r.s.Stats()
+	if st.Connected || !strings.Contains(st.LastError, tty.Dev) || !strings.Contains(st.LastError, "scanner.port") {
+		t.Fatalf("stats %+v, want disconnected and an error naming the port and the setting", st)
+	}
+	time.Sleep(100 * time.Millisecond)
+	tty.Restart(t)
+	peer := tty.OpenPeer(t)
+	r.waitConnected()
+	write(t, peer, "TR1:LATE\r")
+	if s := r.next(3 * time.Second); string(s.Text) != "TR1:LATE" {
+		t.Fatalf("scan %q", s.Text)
+	}
+	if st := r.s.Stats(); st.Reconnects != 0 {
+		t.Errorf("reconnects %d after a first open, want 0", st.Reconnects)
+	}
+	// The repeated failures were one warning, not one each.
+	if n := strings.Count(r.logs.String(), "level=WARN msg=\"scanner port not available\""); n != 1 {
+		t.Errorf("%d warnings for the same open failure, want 1:\n%s", n, r.logs.String())
+	}
+}
+
+// readers counts the goroutines blocked in the serial library's Read.
+func readers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("go.bug.st/serial.(*unixPort).Read"))
+}
+
+func TestSerialStopsPromptly(t *testing.T) {
+	for _, blocked := range []bool{false, true} {
+		name := "reading"
+		if blocked {
+			name = "sending"
+		}
+		t.Run(name, func(t *testing.T) {
+			tty := scannertest.Start(t)
+			peer := tty.OpenPeer(t)
+			r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+			r.waitConnected()
+			waitFor(t, 3*time.Second, "Read pending", func() bool { return readers() == 1 })
+			if blocked { // a scan nobody takes: Run waits to send it
+				write(t, peer, "TR1:UNTAKEN\r")
+				waitFor(t, 3*time.Second, "line read", func() bool { return readers() == 0 })
+			}
+			start := time.Now()
+			r.cancel()
+			select {
+			case err := <-r.done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("Run returned %v, want context.Canceled", err)
+				}
+				r.done <- err // for the cleanup
+			case <-time.After(time.Second):
+				t.Fatal("Run did not return within 1 s of the cancellation")
+			}
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Errorf("Run took %v to return", d)
+			}
+			if r.s.Stats().Connected {
+				t.Error("still connected after Run returned")
+			}
+			waitFor(t, time.Second, "no goroutine left in Read", func() bool { return readers() == 0 })
+			// The port is closed: it can be opened again at once.
+			if err := scanner.Probe(scanner.Config{Port: tty.Dev}); err != nil {
+				t.Fatalf("Probe after Run: %v", err)
+			}
+		})
+	}
+}
+
+func TestProbe(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gate-scanner")
+	err := scanner.Probe(scanner.Config{Port: missing})
+	if err == nil {
+		t.Fatal("Probe of a missing port succeeded")
+	}
+	if !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "scanner.port") || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Probe error %q: want it to name the port and the setting, and wrap fs.ErrNotExist", err)
+	}
+	notTTY := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notTTY, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := scanner.Probe(scanner.Config{Port: notTTY}); err == nil || !strings.Contains(err.Error(), "not a serial port") {
+		t.Errorf("Probe of a regular file: %v, want \"not a serial port\"", err)
+	}
+	if err := scanner.Probe(scanner.Config{Port: missing, Parity: "mark"}); err == nil || !strings.Contains(err.Error(), "parity") {
+		t.Errorf("Probe of a bad config: %v", err)
+	}
+	tty := scannertest.Start(t)
+	if err := scanner.Probe(scanner.Config{Port: tty.Dev, Baud: 115200, Parity: "even", DataBits: 7, StopBits: 2}); err != nil {
+		t.Errorf("Probe of a live port: %v", err)
+	}
+}
+
+// TestSerialNeverLogsText runs scans, a repeat, an over-long line and a
+// loss through a debug-level log and looks for the texts in it.
+func TestSerialNeverLogsText(t *testing.T) {
+	secrets := []string{"SECRET-CODE-1 ", "PASSENGER0042", "LONGSECRET"}
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev, MaxLine: 16, RepeatWindow: time.Minute}), nil)
+	r.waitConnected()
+	write(t, peer, secrets[0]+"\r"+secrets[0]+"\r"+secrets[2]+strings.Repeat("x", 20)+"\r"+secrets[1]+"\r")
+	for _, want := range []string{secrets[0], secrets[1]} {
+		if s := r.next(3 * time.Second); string(s.Text) != want {
+			t.Fatalf("scan %q, want %q", s.Text, want)
+		}
+	}
+	write(t, peer, secrets[1]) // unterminated when the port goes
+	time.Sleep(20 * time.Millisecond)
+	tty.Kill(t)
+	waitFor(t, 5*time.Second, "disconnected", func() bool { return !r.s.Stats().Connected })
+	st := r.s.Stats()
+	if st.Lines != 2 || st.Suppressed != 1 || st.Overlong != 1 {
+		t.Fatalf("stats %+v, want 2 lines, 1 suppressed, 1 over-long", st)
+	}
+	logs := r.logs.String()
+	for _, s := range secrets {
+		if strings.Contains(logs, strings.TrimSpace(s)) {
+			t.Errorf("scan text %q in the log:\n%s", s, logs)
+		}
+		if strings.Contains(st.LastError, strings.TrimSpace(s)) {
+			t.Errorf("scan text %q in LastError %q", s, st.LastError)
+		}
+	}
+	for _, want := range []string{"length=14", "length=30", "scanner repeat suppressed", "scanner line too long"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in the log:\n%s", want, logs)
+		}
+	}
+}
+
+func TestSerialRunMisuse(t *testing.T) {
+	s, err := scanner.NewSerial(scanner.Config{Port: filepath.Join(t.TempDir(), "none")}, scanner.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(context.Background(), nil); err == nil {
+		t.Error("Run with a nil channel accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, make(chan scanner.Scan)) }()
+	waitFor(t, 3*time.Second, "first open attempt", func() bool { return s.Stats().LastError != "" })
+	if err := s.Run(ctx, make(chan scanner.Scan)); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second concurrent Run: %v", err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run returned %v", err)
+	}
+}
