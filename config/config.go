@@ -1,0 +1,328 @@
+// Package config reads the gate's configuration file: a versioned, strict
+// file (see internal/conf for its syntax) in which an unknown key is an
+// error that names its line, so a typo never leaves a default silently in
+// force. configs/gateagent.example.toml documents every option.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gateagent/feed"
+	"gateagent/gate"
+	"gateagent/hw"
+	"gateagent/internal/conf"
+	"gateagent/scanner"
+	"gateagent/verify"
+)
+
+// Version is the config format this agent reads.
+const Version = 1
+
+// MaxFileSize bounds the config file.
+const MaxFileSize = 1 << 20
+
+// Config is the whole configuration of one gate.
+type Config struct {
+	Version int     `conf:"version"`
+	Gate    Gate    `conf:"gate"`
+	Feed    Feed    `conf:"feed"`
+	Verify  Verify  `conf:"verify"`
+	Scanner Scanner `conf:"scanner"`
+	HW      HW      `conf:"hw"`
+	Timing  Timing  `conf:"timing"`
+	Log     Log     `conf:"log"`
+}
+
+// Gate names the gate and where it keeps its state.
+type Gate struct {
+	ID        string `conf:"id"`
+	Direction string `conf:"direction"`
+	Cache     string `conf:"cache"`
+}
+
+// Feed is the key feed from the issuer.
+type Feed struct {
+	URL             string        `conf:"url"`
+	TrustedKeys     []string      `conf:"trusted_keys"`
+	Interval        time.Duration `conf:"interval"`
+	RefuseWhenStale bool          `conf:"refuse_when_stale"`
+	CAFile          string        `conf:"ca_file"`
+	CertFile        string        `conf:"cert_file"`
+	KeyFile         string        `conf:"key_file"`
+	ServerName      string        `conf:"server_name"`
+}
+
+// Verify is what the gate accepts.
+type Verify struct {
+	MaxPastSteps   int           `conf:"max_past_steps"`
+	MaxFutureSteps int           `conf:"max_future_steps"`
+	ExitGrace      time.Duration `conf:"exit_grace"`
+	PassbackWindow time.Duration `conf:"passback_window"`
+}
+
+// Scanner is where scans come from.
+type Scanner struct {
+	Kind         string        `conf:"kind"`
+	Port         string        `conf:"port"`
+	Baud         int           `conf:"baud"`
+	Parity       string        `conf:"parity"`
+	DataBits     int           `conf:"data_bits"`
+	StopBits     int           `conf:"stop_bits"`
+	Terminator   string        `conf:"terminator"`
+	MaxLine      int           `conf:"max_line"`
+	RepeatWindow time.Duration `conf:"repeat_window"`
+	ImageDir     string        `conf:"image_dir"`
+	TriggerPulse time.Duration `conf:"trigger_pulse"`
+}
+
+// HW is the gate's hardware: its kind and, for GPIO, each line's wiring.
+type HW struct {
+	Kind      string        `conf:"kind"`
+	Debounce  time.Duration `conf:"debounce"`
+	Poll      time.Duration `conf:"poll"`
+	Relay     hw.Line       `conf:"relay"`
+	Green     hw.Line       `conf:"green"`
+	Red       hw.Line       `conf:"red"`
+	Buzzer    hw.Line       `conf:"buzzer"`
+	Passage   hw.Line       `conf:"passage"`
+	Emergency hw.Line       `conf:"emergency"`
+	Approach  hw.Line       `conf:"approach"`
+	Trigger   hw.Line       `conf:"trigger"`
+}
+
+// Timing is how long the gate holds each state (see gate.Timing).
+type Timing struct {
+	Pulse       time.Duration `conf:"pulse"`
+	PassTimeout time.Duration `conf:"pass_timeout"`
+	PassMax     time.Duration `conf:"pass_max"`
+	Deny        time.Duration `conf:"deny"`
+	Alarm       time.Duration `conf:"alarm"`
+}
+
+// Log is the agent's logging.
+type Log struct {
+	Level  string `conf:"level"`
+	Format string `conf:"format"`
+}
+
+// Default returns the defaults every file starts from.
+func Default() Config {
+	p := verify.DefaultPolicy(verify.Entry)
+	return Config{
+		Gate: Gate{Direction: "entry", Cache: "/var/lib/gateagent/cache.db"},
+		Feed: Feed{Interval: 10 * time.Second},
+		Verify: Verify{MaxPastSteps: int(p.MaxPastSteps), MaxFutureSteps: int(p.MaxFutureSteps),
+			PassbackWindow: p.PassbackWindow},
+		Scanner: Scanner{Kind: "serial", Baud: 9600, Parity: "none", DataBits: 8, StopBits: 1,
+			Terminator: "cr", MaxLine: 512, RepeatWindow: 2 * time.Second, TriggerPulse: 500 * time.Millisecond},
+		HW:     HW{Kind: "gpio", Debounce: 20 * time.Millisecond, Poll: 50 * time.Millisecond},
+		Timing: Timing{PassTimeout: 8 * time.Second, PassMax: 30 * time.Second, Deny: 2 * time.Second, Alarm: 5 * time.Second},
+		Log:    Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads and checks the config file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(src) > MaxFileSize {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes: is it the right file?", path, MaxFileSize)
+	}
+	return Parse(path, src)
+}
+
+// Parse decodes and checks a config file's contents.
+func Parse(name string, src []byte) (*Config, error) {
+	c := Default()
+	c.Version = 0
+	if err := conf.Decode(name, src, &c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// Validate checks every value, so the agent refuses to start on a config
+// it would misread; each message names the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case c.Version == 0:
+		bad("version", "missing: the file must start with version = %d", Version)
+	case c.Version != Version:
+		bad("version", "%d is not a version this agent reads (it reads %d): use the example config of this release", c.Version, Version)
+	}
+	if c.Gate.ID == "" || len(c.Gate.ID) > 64 || strings.ContainsAny(c.Gate.ID, " \t\r\n\"") {
+		bad("gate.id", "%q: give the gate a name of 1 to 64 characters without spaces or quotes", c.Gate.ID)
+	}
+	if _, err := verify.ParseDirection(c.Gate.Direction); err != nil {
+		bad("gate.direction", "%q: use entry or exit", c.Gate.Direction)
+	}
+	if c.Gate.Cache == "" {
+		bad("gate.cache", "empty: give the path of the cache file (e.g. /var/lib/gateagent/cache.db)")
+	}
+	if u, err := url.Parse(c.Feed.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("feed.url", "%q: give the issuer's http:// or https:// address", c.Feed.URL)
+	}
+	if _, err := c.Keyring(); err != nil {
+		bad("feed.trusted_keys", "%v", err)
+	}
+	if c.Feed.Interval < time.Second || c.Feed.Interval > time.Hour {
+		bad("feed.interval", "%v: use 1s to 1h", c.Feed.Interval)
+	}
+	if (c.Feed.CertFile == "") != (c.Feed.KeyFile == "") {
+		bad("feed.cert_file", "cert_file and key_file come together: set both for a client certificate, or neither")
+	}
+	if _, err := c.Policy(); err != nil {
+		bad("verify", "%v", err)
+	}
+	switch c.Scanner.Kind {
+	case "serial":
+		if _, err := c.SerialConfig(); err != nil {
+			bad("scanner", "%v", err)
+		}
+	case "images":
+		if c.Scanner.ImageDir == "" {
+			bad("scanner.image_dir", "empty: scanner.kind = \"images\" needs the directory the camera writes frames to")
+		}
+	default:
+		bad("scanner.kind", "%q: use serial or images", c.Scanner.Kind)
+	}
+	if c.Scanner.TriggerPulse <= 0 || c.Scanner.TriggerPulse > 10*time.Second {
+		bad("scanner.trigger_pulse", "%v: use 1ms to 10s", c.Scanner.TriggerPulse)
+	}
+	switch c.HW.Kind {
+	case "gpio":
+		for _, l := range []struct {
+			key  string
+			line hw.Line
+		}{{"relay", c.HW.Relay}, {"green", c.HW.Green}, {"red", c.HW.Red}, {"buzzer", c.HW.Buzzer}, {"passage", c.HW.Passage}} {
+			if l.line.Pin == "" {
+				bad("hw."+l.key+".pin", "empty: every gate needs its %s line wired", l.key)
+			}
+		}
+		if (c.HW.Approach.Pin == "") != (c.HW.Trigger.Pin == "") {
+			bad("hw.trigger.pin", "approach and trigger come together: set both hw.approach.pin and hw.trigger.pin, or neither")
+		}
+		for key, l := range map[string]hw.Line{"passage": c.HW.Passage, "emergency": c.HW.Emergency, "approach": c.HW.Approach} {
+			if _, err := hw.ParsePull(l.Pull); err != nil {
+				bad("hw."+key+".pull", "%q: use none, up or down", l.Pull)
+			}
+		}
+	case "sim":
+	default:
+		bad("hw.kind", "%q: use gpio (the board's pins) or sim (simulated, for bench tests)", c.HW.Kind)
+	}
+	if c.HW.Debounce < 0 || c.HW.Debounce > time.Second || c.HW.Poll < time.Millisecond || c.HW.Poll > time.Second {
+		bad("hw.debounce", "debounce %v / poll %v: use 0 to 1s and 1ms to 1s", c.HW.Debounce, c.HW.Poll)
+	}
+	if err := c.GateTiming().Validate(); err != nil {
+		bad("timing", "%v", err)
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q: use text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Keyring returns the trusted issuer keys.
+func (c *Config) Keyring() (feed.Keyring, error) {
+	if len(c.Feed.TrustedKeys) == 0 {
+		return nil, errors.New("empty: add the issuer's public key as printed by `issuer pubkey` (\"ID:BASE64\")")
+	}
+	var keys []feed.TrustedKey
+	for _, s := range c.Feed.TrustedKeys {
+		k, err := feed.ParseTrustedKey(s)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return feed.NewKeyring(keys...)
+}
+
+// Direction is the gate's direction.
+func (c *Config) Direction() verify.Direction {
+	d, _ := verify.ParseDirection(c.Gate.Direction)
+	return d
+}
+
+// Policy is what the verifier accepts.
+func (c *Config) Policy() (verify.Policy, error) {
+	v := c.Verify
+	if v.MaxPastSteps < 0 || v.MaxFutureSteps < 0 || v.MaxPastSteps > verify.MaxStepWindow || v.MaxFutureSteps > verify.MaxStepWindow {
+		return verify.Policy{}, fmt.Errorf("max_past_steps %d / max_future_steps %d: use 0 to %d", v.MaxPastSteps, v.MaxFutureSteps, verify.MaxStepWindow)
+	}
+	p := verify.Policy{MaxPastSteps: uint32(v.MaxPastSteps), MaxFutureSteps: uint32(v.MaxFutureSteps),
+		ExitGrace: v.ExitGrace, PassbackWindow: v.PassbackWindow, Direction: c.Direction()}
+	return p, p.Validate()
+}
+
+// SerialConfig is the serial scanner's settings.
+func (c *Config) SerialConfig() (scanner.Config, error) {
+	s := c.Scanner
+	term, err := scanner.ParseTerminator(s.Terminator)
+	if err != nil {
+		return scanner.Config{}, fmt.Errorf("terminator: %w", err)
+	}
+	sc := scanner.Config{Port: s.Port, Baud: s.Baud, Parity: s.Parity, DataBits: s.DataBits, StopBits: s.StopBits,
+		Terminator: term, MaxLine: s.MaxLine, RepeatWindow: s.RepeatWindow}
+	return sc, sc.Validate()
+}
+
+// Pins is the GPIO wiring.
+func (c *Config) Pins() hw.Pins {
+	h := c.HW
+	d := h.Debounce
+	if d == 0 {
+		d = -1 // 0 in the file means off; hw reads 0 as its default
+	}
+	return hw.Pins{Relay: h.Relay, Green: h.Green, Red: h.Red, Buzzer: h.Buzzer, Trigger: h.Trigger,
+		Passage: h.Passage, Emergency: h.Emergency, Approach: h.Approach, Debounce: d, Poll: h.Poll}
+}
+
+// GateTiming is the controller's timing.
+func (c *Config) GateTiming() gate.Timing {
+	t := c.Timing
+	return gate.Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm}
+}
+
+// Keys lists every key the file may set, for documentation checks.
+func Keys() []string { return conf.Keys(&Config{}) }
+
+// ParseLevel reads a log level: debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q: use debug, info, warn or error", s)
+}
