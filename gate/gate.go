@@ -1,0 +1,531 @@
+// Package gate is the gate controller: for each scan it checks the token,
+// then opens the turnstile for a valid one or tells the passenger why not,
+// watches the passage sensor and the emergency input, and records every
+// decision in the gate's event log.
+//
+// Everything happens on one goroutine (Run), one scan at a time: a scan
+// that arrives while a passenger is passing, or while the emergency input
+// holds the gate open, is reported (logged, a short beep, an Ignored
+// outcome) and not checked, never queued.
+//
+// The relay moves on three paths only: a granted token (after its event is
+// durably recorded), the emergency input, and Run's exit, which locks it.
+// Technicians' relay tests (diag) go through the board, not through here.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"gateagent/cache"
+	"gateagent/hw"
+	"gateagent/scanner"
+	"gateagent/verify"
+)
+
+// Verifier checks one token.
+type Verifier interface {
+	Verify(token []byte) (verify.Decision, error)
+}
+
+// Log is the gate's durable event log (the key cache).
+type Log interface {
+	AppendEvent(e cache.Event) (uint64, error)
+	// RecordPassage writes the anti-passback state and the passage event
+	// in one transaction.
+	RecordPassage(id verify.CertID, dir verify.Direction, e cache.Event) (uint64, error)
+}
+
+// Timing says how long the gate holds each state.
+type Timing struct {
+	// Pulse is how long the relay stays energised after a grant, for
+	// turnstiles that latch one passage from a pulse. 0 holds it until
+	// the passenger has passed or PassTimeout (flap and swing gates).
+	Pulse time.Duration
+	// PassTimeout is how long a granted passenger has to enter the
+	// passage; then the grant lapses and the gate locks. Default 8 s.
+	PassTimeout time.Duration
+	// PassMax is how long the passage sensor may stay active before the
+	// gate locks anyway and raises an alarm (someone standing in the
+	// passage, or a faulty sensor). Default 30 s.
+	PassMax time.Duration
+	// Deny is how long the red lamp shows after a denial. Default 2 s.
+	Deny time.Duration
+	// Alarm is how long the forced-passage alarm sounds. Default 5 s.
+	Alarm time.Duration
+}
+
+func (t Timing) withDefaults() Timing {
+	if t.PassTimeout == 0 {
+		t.PassTimeout = 8 * time.Second
+	}
+	if t.PassMax == 0 {
+		t.PassMax = 30 * time.Second
+	}
+	if t.Deny == 0 {
+		t.Deny = 2 * time.Second
+	}
+	if t.Alarm == 0 {
+		t.Alarm = 5 * time.Second
+	}
+	return t
+}
+
+// Validate checks the timings.
+func (t Timing) Validate() error {
+	t = t.withDefaults()
+	switch {
+	case t.Pulse < 0 || t.Pulse > 10*time.Second:
+		return fmt.Errorf("gate: relay pulse %v: use 0 (hold until passage) up to 10s", t.Pulse)
+	case t.PassTimeout < 10*time.Millisecond || t.PassTimeout > 2*time.Minute:
+		return fmt.Errorf("gate: pass timeout %v: use 10ms to 2m", t.PassTimeout)
+	case t.Pulse > t.PassTimeout:
+		return fmt.Errorf("gate: relay pulse %v is longer than the pass timeout %v", t.Pulse, t.PassTimeout)
+	case t.PassMax < t.PassTimeout || t.PassMax > 10*time.Minute:
+		return fmt.Errorf("gate: passage max %v: use the pass timeout (%v) up to 10m", t.PassMax, t.PassTimeout)
+	case t.Deny < 0 || t.Deny > time.Minute || t.Alarm < 0 || t.Alarm > 10*time.Minute:
+		return fmt.Errorf("gate: deny %v / alarm %v out of range (up to 1m / 10m)", t.Deny, t.Alarm)
+	}
+	return nil
+}
+
+// Config is what New needs.
+type Config struct {
+	Verifier  Verifier
+	Log       Log
+	Board     *hw.Board
+	Direction verify.Direction
+	Timing    Timing
+	// Clock drives the gate's timers. Default the real clock.
+	Clock clockwork.Clock
+	// Now stamps events: the gate's corrected clock (keysync's). Default
+	// Clock.Now.
+	Now func() time.Time
+	// Logger; default discards. Scan texts are never logged.
+	Logger *slog.Logger
+	// Observe, when set, is called on Run's goroutine after each outcome.
+	// It must not block.
+	Observe func(Outcome)
+}
+
+// Controller runs one gate.
+type Controller struct {
+	cfg   Config
+	t     Timing
+	clock clockwork.Clock
+	log   *slog.Logger
+
+	// Run's state; touched only by Run's goroutine.
+	state     state
+	emergency bool
+	relayOn   bool
+	grant     verify.Decision
+	pulse     clockwork.Timer
+	pass      clockwork.Timer
+	sig       pattern
+	sigTimer  clockwork.Timer
+	malformed malformedLimiter
+
+	ping chan chan struct{}
+
+	mu     sync.Mutex
+	status Status
+}
+
+type state uint8
+
+const (
+	idle    state = iota
+	granted       // unlocked, waiting for the passenger to enter
+	passing       // the passenger is in the passage
+)
+
+func (s state) String() string {
+	return [...]string{"idle", "granted", "passing"}[s]
+}
+
+// New checks the config and returns a controller.
+func New(cfg Config) (*Controller, error) {
+	switch {
+	case cfg.Verifier == nil:
+		return nil, errors.New("gate: no verifier")
+	case cfg.Log == nil:
+		return nil, errors.New("gate: no event log")
+	case cfg.Board == nil:
+		return nil, errors.New("gate: no board")
+	case cfg.Direction != verify.Entry && cfg.Direction != verify.Exit:
+		return nil, fmt.Errorf("gate: direction %v: must be entry or exit", cfg.Direction)
+	}
+	if err := cfg.Board.Validate(); err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	if err := cfg.Timing.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.Now == nil {
+		cfg.Now = cfg.Clock.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Controller{cfg: cfg, t: cfg.Timing.withDefaults(), clock: cfg.Clock, log: cfg.Logger, ping: make(chan chan struct{})}
+	c.status.Reasons = map[string]uint64{}
+	c.status.Outcomes = map[string]uint64{}
+	return c, nil
+}
+
+// Run handles scans and inputs until ctx ends, then locks the gate and
+// turns its signals off. Every output is driven off as Run starts; the
+// relay moves nowhere else but on a grant or the emergency input.
+func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
+	b := c.cfg.Board
+	defer func() {
+		if err := b.Safe(); err != nil {
+			c.log.Error("could not lock the gate at shutdown", "err", err)
+		}
+		c.setStatus(func(s *Status) { s.State, s.Emergency = idle.String(), false })
+	}()
+	if err := b.Safe(); err != nil {
+		return fmt.Errorf("gate: start: %w", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	watch := func(in hw.Input) <-chan bool {
+		if in == nil {
+			return nil
+		}
+		ch := make(chan bool, 16)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := in.Watch(wctx, ch); err != nil && wctx.Err() == nil {
+				c.log.Error("input watch stopped: the gate cannot see this line; check its wiring and run gateagent diag", "line", in.Name(), "err", err)
+				c.record(cache.Event{Kind: cache.EventAlarm, Detail: "input " + in.Name() + " unreadable"})
+			}
+		}()
+		return ch
+	}
+	passage := watch(b.Passage)
+	emergency := watch(b.Emergency)
+	c.setStatus(func(s *Status) { s.State = idle.String() })
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s, ok := <-scans:
+			if !ok {
+				scans = nil // the scanner stopped; inputs still matter
+				continue
+			}
+			c.onScan(s)
+		case active := <-passage:
+			c.onPassage(active)
+		case active := <-emergency:
+			c.onEmergency(active)
+		case <-timerC(c.pulse):
+			c.pulse = nil
+			if c.state != idle && !c.emergency {
+				c.setRelay(false)
+			}
+		case <-timerC(c.pass):
+			c.pass = nil
+			c.onPassTimeout()
+		case <-timerC(c.sigTimer):
+			c.nextSignal()
+		case reply := <-c.ping:
+			close(reply)
+		}
+	}
+}
+
+func timerC(t clockwork.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.Chan()
+}
+
+func stop(t *clockwork.Timer) {
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
+}
+
+// Ping returns nil once Run's loop has answered, or an error when it has
+// not answered within timeout: the watchdog's health check.
+func (c *Controller) Ping(timeout time.Duration) error {
+	reply := make(chan struct{})
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case c.ping <- reply:
+	case <-t.C:
+		return fmt.Errorf("gate: controller loop unresponsive for %v", timeout)
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("gate: controller loop unresponsive for %v", timeout)
+	}
+}
+
+func (c *Controller) onScan(s scanner.Scan) {
+	switch {
+	case c.emergency:
+		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "the emergency input holds the gate open: no scan needed"})
+		return
+	case c.state != idle:
+		c.log.Info("scan during a passage not checked: the passenger should scan once the gate has closed", "state", c.state.String())
+		c.signal(sigBusy)
+		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "a passenger is passing: scan again once the gate has closed"})
+		return
+	}
+	d, err := c.cfg.Verifier.Verify(s.Text)
+	ev := cache.Event{
+		Time: d.At, Kind: cache.EventDecision, Reason: d.Reason, Direction: c.cfg.Direction,
+		CertID: d.CertID, StepOffset: d.StepOffset, Detail: d.Detail,
+	}
+	if ev.Time.IsZero() {
+		ev.Time = c.cfg.Now()
+	}
+	if err != nil || d.Reason == verify.Undecided {
+		c.log.Error("cannot check tokens: the gate refuses everyone until this is fixed; run gateagent diag", "err", err)
+		if ev.Detail == "" && err != nil {
+			ev.Detail = truncate(err.Error())
+		}
+		c.record(ev)
+		c.deny(d, s, err)
+		return
+	}
+	if !d.Granted() {
+		if d.Reason == verify.Malformed {
+			var ok bool
+			if ev.Detail, ok = c.malformed.admit(ev.Time, ev.Detail); ok {
+				c.record(ev)
+			}
+		} else {
+			c.record(ev)
+		}
+		c.deny(d, s, nil)
+		return
+	}
+	// Grant: durable record first, then the relay.
+	if _, err := c.cfg.Log.AppendEvent(ev); err != nil {
+		c.log.Error("grant not recorded, so the gate stays shut: the event log cannot be written; check the disk and run gateagent diag", "cert", d.CertID, "err", err)
+		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err)
+		return
+	}
+	if err := c.setRelay(true); err != nil {
+		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err)
+		return
+	}
+	relayAt := c.clock.Now()
+	c.state, c.grant = granted, d
+	c.setGreen(true)
+	c.signal(sigGranted)
+	stop(&c.pass)
+	c.pass = c.clock.NewTimer(c.t.PassTimeout)
+	if c.t.Pulse > 0 {
+		stop(&c.pulse)
+		c.pulse = c.clock.NewTimer(c.t.Pulse)
+	}
+	c.log.Info("granted", "cert", d.CertID, "step_offset", d.StepOffset)
+	c.observe(Outcome{Kind: Granted, Decision: d, ScanAt: s.At, At: relayAt})
+}
+
+func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
+	fam := d.Reason.Family()
+	if err != nil {
+		fam = verify.FamilyFault
+	}
+	c.signal(denySignal(fam, c.t.Deny))
+	if err == nil {
+		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID)
+	}
+	c.observe(Outcome{Kind: Denied, Decision: d, ScanAt: s.At, At: c.clock.Now(), Err: err})
+}
+
+func (c *Controller) onPassage(active bool) {
+	if c.emergency {
+		c.setStatus(func(s *Status) { s.Passage = active })
+		return // free passage
+	}
+	c.setStatus(func(s *Status) { s.Passage = active })
+	switch {
+	case c.state == granted && active:
+		ev := cache.Event{Time: c.cfg.Now(), Kind: cache.EventPassage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}
+		if _, err := c.cfg.Log.RecordPassage(c.grant.CertID, c.cfg.Direction, ev); err != nil {
+			c.log.Error("passage not recorded: anti-passback will not know this passenger; check the disk and run gateagent diag", "cert", c.grant.CertID, "err", err)
+		}
+		c.state = passing
+		stop(&c.pass)
+		c.pass = c.clock.NewTimer(c.t.PassMax)
+		c.log.Info("passed", "cert", c.grant.CertID)
+		c.observe(Outcome{Kind: Passed, Decision: c.grant, At: c.clock.Now()})
+	case c.state == passing && !active:
+		c.lock()
+		c.observe(Outcome{Kind: Closed, Decision: c.grant, At: c.clock.Now()})
+	case c.state == idle && active:
+		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventForcedPassage, Direction: c.cfg.Direction, Detail: "passage without a grant"})
+		c.signal(alarmSignal(c.t.Alarm))
+		c.log.Warn("forced passage: someone passed without a valid code")
+		c.observe(Outcome{Kind: Forced, At: c.clock.Now()})
+	}
+}
+
+func (c *Controller) onPassTimeout() {
+	switch c.state {
+	case granted:
+		c.lock()
+		c.log.Info("grant lapsed: the passenger did not enter in time; gate locked", "cert", c.grant.CertID, "timeout", c.t.PassTimeout)
+		c.observe(Outcome{Kind: Lapsed, Decision: c.grant, At: c.clock.Now()})
+	case passing:
+		c.lock()
+		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "passage sensor active too long: gate locked"})
+		c.signal(alarmSignal(c.t.Alarm))
+		c.log.Warn("passage sensor active too long: gate locked; someone is standing in the passage or the sensor is faulty", "max", c.t.PassMax)
+		c.observe(Outcome{Kind: Blocked, Decision: c.grant, At: c.clock.Now()})
+	}
+}
+
+func (c *Controller) onEmergency(active bool) {
+	if active == c.emergency {
+		return
+	}
+	c.emergency = active
+	c.setStatus(func(s *Status) { s.Emergency = active })
+	if active {
+		// Open first: in an emergency the way out matters more than the log.
+		stop(&c.pulse)
+		stop(&c.pass)
+		c.state = idle
+		c.setRelay(true)
+		c.setGreen(true)
+		c.stopSignal()
+		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventEmergency, Direction: c.cfg.Direction, Detail: "engaged: gate held open"})
+		c.log.Warn("emergency input engaged: gate held open for free passage")
+		c.observe(Outcome{Kind: EmergencyOn, At: c.clock.Now()})
+		return
+	}
+	c.lock()
+	c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventEmergency, Direction: c.cfg.Direction, Detail: "released: gate locked"})
+	c.log.Warn("emergency input released: gate locked, back in service")
+	c.observe(Outcome{Kind: EmergencyOff, At: c.clock.Now()})
+}
+
+// lock ends a grant: relay off, green off, back to idle.
+func (c *Controller) lock() {
+	stop(&c.pulse)
+	stop(&c.pass)
+	c.setRelay(false)
+	c.setGreen(false)
+	c.state = idle
+	c.setStatus(func(s *Status) { s.State = idle.String() })
+}
+
+func (c *Controller) setRelay(on bool) error {
+	if on == c.relayOn {
+		return nil
+	}
+	if err := c.cfg.Board.Relay.Set(on); err != nil {
+		c.log.Error("relay output failed: check the relay wiring and run gateagent diag", "on", on, "err", err)
+		if on {
+			_ = c.cfg.Board.Relay.Set(false)
+		}
+		return err
+	}
+	c.relayOn = on
+	return nil
+}
+
+func (c *Controller) setGreen(on bool) {
+	if err := c.cfg.Board.Green.Set(on); err != nil {
+		c.log.Warn("green lamp output failed", "err", err)
+	}
+}
+
+// signal starts a red/buzzer pattern, replacing the one playing.
+func (c *Controller) signal(p pattern) {
+	c.stopSignal()
+	c.sig = p
+	c.nextSignal()
+}
+
+func (c *Controller) nextSignal() {
+	c.sigTimer = nil
+	if len(c.sig) == 0 {
+		c.setSignal(false, false)
+		return
+	}
+	s := c.sig[0]
+	c.sig = c.sig[1:]
+	c.setSignal(s.red, s.buzz)
+	c.sigTimer = c.clock.NewTimer(s.dur)
+}
+
+func (c *Controller) stopSignal() {
+	stop(&c.sigTimer)
+	c.sig = nil
+	c.setSignal(false, false)
+}
+
+func (c *Controller) setSignal(red, buzz bool) {
+	if err := c.cfg.Board.Red.Set(red); err != nil {
+		c.log.Warn("red lamp output failed", "err", err)
+	}
+	if err := c.cfg.Board.Buzzer.Set(buzz); err != nil {
+		c.log.Warn("buzzer output failed", "err", err)
+	}
+}
+
+// record appends an event, logging a failure (the gate goes on: only a
+// grant depends on its record).
+func (c *Controller) record(e cache.Event) {
+	if e.Time.IsZero() {
+		e.Time = c.cfg.Now()
+	}
+	if _, err := c.cfg.Log.AppendEvent(e); err != nil {
+		c.log.Error("event not recorded: check the disk and run gateagent diag", "kind", e.Kind.String(), "err", err)
+	}
+}
+
+func truncate(s string) string {
+	if len(s) > cache.MaxDetail {
+		return s[:cache.MaxDetail]
+	}
+	return s
+}
+
+// malformedLimiter keeps a scanner that sends garbage from wearing out the
+// flash: at most one malformed decision per second is recorded, and the
+// next recorded one says how many were left out.
+type malformedLimiter struct {
+	last    time.Time
+	skipped int
+}
+
+func (m *malformedLimiter) admit(now time.Time, detail string) (string, bool) {
+	if !m.last.IsZero() && now.Sub(m.last) < time.Second && now.Sub(m.last) >= 0 {
+		m.skipped++
+		return "", false
+	}
+	m.last = now
+	if m.skipped > 0 {
+		detail = fmt.Sprintf("%s (+%d more malformed scans not recorded)", detail, m.skipped)
+		m.skipped = 0
+	}
+	return truncate(detail), true
+}
