@@ -12,10 +12,13 @@ LDFLAGS   := -s -w \
 	-X $(PKG)/internal/version.BuildDate=$(BUILDDATE)
 FUZZTIME  ?= 10s
 
-.PHONY: help build test unit test-arm64 fuzz bench cross check clean
+.PHONY: help demo build test unit test-arm64 fuzz bench cross check clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+demo: ## the walk-through: local issuer, gate on simulated hardware, pty scanner
+	$(GO) run ./cmd/gateagent demo
 
 build: ## static binaries for this machine in bin/ (gateagent, issuer)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent ./cmd/gateagent
@@ -37,10 +40,13 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzLogPage$$' -fuzztime $(FUZZTIME) ./keysync/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./issuer/idcard/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) ./qrcode/
+	$(GO) test -run '^$$' -fuzz '^FuzzFramer$$' -fuzztime $(FUZZTIME) ./scanner/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/conf/
 
 bench: ## the benchmarks beside their floors, 1M records (several minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./verify/ ./cache/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
+	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 ./agent/
 
 cross: ## static linux/arm64 and linux/amd64 binaries in bin/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent-linux-arm64 ./cmd/gateagent

@@ -359,11 +359,13 @@ func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
 }
 
 func (c *Controller) onPassage(active bool) {
-	if c.emergency {
-		c.setStatus(func(s *Status) { s.Passage = active })
-		return // free passage
-	}
 	c.setStatus(func(s *Status) { s.Passage = active })
+	if c.emergency {
+		if active {
+			c.observe(Outcome{Kind: FreePassage, At: c.clock.Now()})
+		}
+		return
+	}
 	switch {
 	case c.state == granted && active:
 		ev := cache.Event{Time: c.cfg.Now(), Kind: cache.EventPassage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}

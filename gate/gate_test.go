@@ -410,6 +410,7 @@ func TestEmergencyHoldsTheGateOpen(t *testing.T) {
 	}
 	// Free passage: no alarm, and scans are not needed.
 	r.input(hwtest.Passage, true)
+	r.want(gate.FreePassage)
 	r.input(hwtest.Passage, false)
 	r.scan(r.token(0, verify.StepOf(now0)))
 	r.want(gate.Ignored)

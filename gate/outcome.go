@@ -22,9 +22,10 @@ const (
 	Forced                              // passage without a grant: alarm
 	EmergencyOn                         // emergency input engaged: gate held open
 	EmergencyOff                        // emergency input released: gate locked
+	FreePassage                         // someone passed while the emergency input held the gate open
 )
 
-var outcomeNames = [...]string{"", "granted", "denied", "ignored", "passed", "closed", "lapsed", "blocked", "forced", "emergency_on", "emergency_off"}
+var outcomeNames = [...]string{"", "granted", "denied", "ignored", "passed", "closed", "lapsed", "blocked", "forced", "emergency_on", "emergency_off", "free_passage"}
 
 func (k OutcomeKind) String() string {
 	if int(k) < len(outcomeNames) && k != 0 {

@@ -17,6 +17,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"version", "print the version and build date", runVersion},
+		{"run", "run the gate (--config FILE)", runRun},
+		{"demo", "walk through a station on simulated hardware, with a local issuer", runDemo},
 		{"cache", "inspect a cache file: stats, check", runCache},
 	}
 }

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRunCheck(t *testing.T) {
+	if code, out, errOut := runArgs("run", "--config", "../../configs/gateagent.example.toml", "--check"); code != 0 || !strings.Contains(out, "config is good") {
+		t.Fatalf("example: %d %q %q", code, out, errOut)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("version = 1\n[gate]\nid = \"G\"\ndirecton = \"exit\"\n"), 0o600)
+	code, _, errOut := runArgs("run", "--config", bad, "--check")
+	if code != 1 || !strings.Contains(errOut, "bad.toml:4: gate.directon: unknown key") {
+		t.Fatalf("typo: %d %q", code, errOut)
+	}
+	if code, _, errOut := runArgs("run", "--config", filepath.Join(t.TempDir(), "none.toml")); code != 1 || !strings.Contains(errOut, "none.toml") {
+		t.Fatalf("missing file: %d %q", code, errOut)
+	}
+	if code, _, _ := runArgs("run", "--frobnicate"); code != 2 {
+		t.Fatalf("bad flag: %d", code)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunStopsCleanlyOnSIGTERM runs the daemon's command on the simulated
+// board (its scanner and issuer absent: it must start anyway) and sends the
+// process SIGTERM: the gate locks, the cache closes, the exit status is 0.
+func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateagent.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 1
+[gate]
+id = "T1"
+cache = %q
+[feed]
+url = "http://127.0.0.1:1/"
+trusted_keys = ["k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk="]
+[scanner]
+port = %q
+[hw]
+kind = "sim"
+`, filepath.Join(dir, "cache.db"), filepath.Join(dir, "no-scanner"))), 0o600)
+	var out, errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errOut.String(), "gate in service") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not in service after 10 s:\n%s", errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	if !strings.HasPrefix(out.String(), "hw: relay off\n") {
+		t.Errorf("board output %q: the relay must be driven off first", out.String())
+	}
+	if strings.Contains(out.String(), "relay on") {
+		t.Errorf("the relay moved: %q", out.String())
+	}
+	for _, want := range []string{"scanner", "gate stopped cleanly"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
