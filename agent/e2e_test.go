@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -85,6 +86,8 @@ type stationOpts struct {
 	now     func() time.Time // the gate's raw clock
 	feedURL string           // override (an unreachable issuer)
 	mod     func(*config.Config)
+	// notifier tells systemd; default a silent one.
+	notifier *sdnotify.Notifier
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -121,20 +124,22 @@ func newStation(t testing.TB, o stationOpts) *station {
 		t.Fatal(err)
 	}
 	st.cfg = &cfg
-	st.start(o.now)
+	st.start(o.now, o.notifier)
 	return st
 }
 
-func (st *station) start(now func() time.Time) {
+func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 	t := st.t
 	t.Helper()
 	board, err := st.pins.Open(st.cfg.Pins())
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet, _ := sdnotify.FromEnv(func(string) string { return "" })
+	if notifier == nil {
+		notifier, _ = sdnotify.FromEnv(func(string) string { return "" })
+	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: quiet, Now: now,
+	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now,
 		Observe: func(o gate.Outcome) {
 			select {
 			case st.outcomes <- o:
@@ -700,5 +705,40 @@ level = "debug"
 	}
 	if grants != 1 {
 		t.Fatalf("%d grant events in the log after the kill, want 1: %+v", grants, ev)
+	}
+}
+
+// TestTellsSystemd: READY=1 once the gate is in service, WATCHDOG=1 while
+// its controller answers, STOPPING=1 on shutdown.
+func TestTellsSystemd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	env := map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "100000"}
+	n, err := sdnotify.FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStation(t, stationOpts{notifier: n})
+	var got []string
+	buf := make([]byte, 4096)
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, string(buf[:k]))
+		return string(buf[:k])
+	}
+	for !strings.HasPrefix(read(), "READY=1") {
+	}
+	for read() != "WATCHDOG=1" {
+	}
+	st.stop()
+	for read() != "STOPPING=1" {
 	}
 }
