@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gateagent/internal/syncbuf"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -19,7 +20,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -59,27 +59,10 @@ type station struct {
 	cfg      *config.Config
 	ag       *agent.Agent
 	outcomes chan gate.Outcome
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	cancel   context.CancelFunc
 	done     chan error
 	nextDoc  int
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type stationOpts struct {
@@ -92,7 +75,7 @@ type stationOpts struct {
 
 func newStation(t testing.TB, o stationOpts) *station {
 	t.Helper()
-	st := &station{t: t, shift: new(atomic.Int64), outcomes: make(chan gate.Outcome, 20000), logs: &syncBuffer{}}
+	st := &station{t: t, shift: new(atomic.Int64), outcomes: make(chan gate.Outcome, 20000), logs: &syncbuf.Buffer{}}
 	signer := feedtest.Signer(t, "test-1", 1)
 	st.srv = issuertest.Start(t, issuer.Options{Signer: signer,
 		Now: func() time.Time { return time.Now().Add(time.Duration(st.shift.Load())) }})
@@ -546,7 +529,7 @@ func runChild(path string) int {
 type child struct {
 	cmd   *exec.Cmd
 	lines chan string // its stdout, line by line
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 }
 
 func startChild(t *testing.T, cfgPath string) *child {
@@ -559,7 +542,7 @@ func startChild(t *testing.T, cfgPath string) *child {
 		cmd = exec.Command(os.Args[0], args...)
 	}
 	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath, "NOTIFY_SOCKET=")
-	c := &child{cmd: cmd, lines: make(chan string, 1000), logs: &syncBuffer{}}
+	c := &child{cmd: cmd, lines: make(chan string, 1000), logs: &syncbuf.Buffer{}}
 	cmd.Stderr = c.logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {

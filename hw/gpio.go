@@ -57,76 +57,70 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 	p = p.withDefaults()
 	b := &Board{}
 	var errs []error
-	out := func(fn string, l Line, dst *Output, required bool) {
-		if l.Pin == "" {
-			if required {
-				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
+	// resolve finds a line's pin by name (no I/O), or records why not.
+	resolve := func(fn string, l Line, required bool) gpio.PinIO {
+		switch {
+		case l.Pin == "" && required:
+			errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
+		case l.Pin == "":
+		default:
+			if pin := lookup(l.Pin); pin != nil {
+				return pin
 			}
-			return
-		}
-		pin := lookup(l.Pin)
-		if pin == nil {
-			errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names (gateagent diag lists them)", ErrNoPin, l.Pin, fn, fn))
-			return
-		}
-		o, err := NewOutput(fn, pin, l.ActiveLow)
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		*dst = o
-	}
-	out("relay", p.Relay, &b.Relay, true)
-	out("green", p.Green, &b.Green, true)
-	out("red", p.Red, &b.Red, true)
-	out("buzzer", p.Buzzer, &b.Buzzer, true)
-	out("trigger", p.Trigger, &b.Trigger, false)
-	if len(errs) > 0 {
-		// Name the inputs' problems too (a lookup only: nothing is read).
-		for _, l := range []struct {
-			fn       string
-			line     Line
-			required bool
-		}{{"passage", p.Passage, true}, {"emergency", p.Emergency, false}, {"approach", p.Approach, false}} {
-			switch {
-			case l.line.Pin == "" && l.required:
-				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, l.fn, l.fn))
-			case l.line.Pin != "" && lookup(l.line.Pin) == nil:
-				errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names", ErrNoPin, l.line.Pin, l.fn, l.fn))
-			}
-		}
-		_ = b.Safe()
-		return nil, errors.Join(errs...)
-	}
-	in := func(fn string, l Line, dst *Input, required bool) {
-		if l.Pin == "" {
-			if required {
-				errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
-			}
-			return
-		}
-		pin := lookup(l.Pin)
-		if pin == nil {
 			errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names", ErrNoPin, l.Pin, fn, fn))
-			return
 		}
-		i, err := NewInput(fn, pin, l, p.Debounce, p.Poll)
+		return nil
+	}
+	outputs := []struct {
+		fn       string
+		line     Line
+		dst      *Output
+		required bool
+	}{
+		{"relay", p.Relay, &b.Relay, true}, {"green", p.Green, &b.Green, true}, {"red", p.Red, &b.Red, true},
+		{"buzzer", p.Buzzer, &b.Buzzer, true}, {"trigger", p.Trigger, &b.Trigger, false},
+	}
+	inputs := []struct {
+		fn       string
+		line     Line
+		dst      *Input
+		required bool
+	}{
+		{"passage", p.Passage, &b.Passage, true}, {"emergency", p.Emergency, &b.Emergency, false},
+		{"approach", p.Approach, &b.Approach, false},
+	}
+	// Outputs first, the relay before all: each is driven off as it opens.
+	for _, o := range outputs {
+		if pin := resolve(o.fn, o.line, o.required); pin != nil {
+			out, err := NewOutput(o.fn, pin, o.line.ActiveLow)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			*o.dst = out
+		}
+	}
+	// Then the inputs; after a failure they are only looked up, so the
+	// error names every problem and nothing is read.
+	failed := len(errs) > 0
+	for _, in := range inputs {
+		pin := resolve(in.fn, in.line, in.required)
+		if pin == nil || failed {
+			continue
+		}
+		i, err := NewInput(in.fn, pin, in.line, p.Debounce, p.Poll)
 		if err != nil {
 			errs = append(errs, err)
-			return
+			continue
 		}
-		*dst = i
+		*in.dst = i
 	}
-	in("passage", p.Passage, &b.Passage, true)
-	in("emergency", p.Emergency, &b.Emergency, false)
-	in("approach", p.Approach, &b.Approach, false)
+	if len(errs) == 0 && (b.Approach == nil) != (b.Trigger == nil) {
+		errs = append(errs, errors.New("hw: approach and trigger come together: set both hw.approach.pin and hw.trigger.pin, or neither"))
+	}
 	if len(errs) > 0 {
 		_ = b.Safe()
 		return nil, errors.Join(errs...)
-	}
-	if (b.Approach == nil) != (b.Trigger == nil) {
-		_ = b.Safe()
-		return nil, fmt.Errorf("hw: approach and trigger come together: set both hw.approach.pin and hw.trigger.pin, or neither")
 	}
 	return b, nil
 }

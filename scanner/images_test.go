@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"gateagent/internal/syncbuf"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -105,12 +106,12 @@ type imagesRun struct {
 	out    chan scanner.Scan
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 func startImages(t *testing.T, src scanner.FrameSource, opts scanner.ImageOptions) *imagesRun {
 	t.Helper()
-	r := &imagesRun{out: make(chan scanner.Scan), done: make(chan error, 1), logs: &syncBuffer{}}
+	r := &imagesRun{out: make(chan scanner.Scan), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
 	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.im = scanner.NewImages(src, opts)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gateagent/internal/syncbuf"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,24 +21,6 @@ import (
 	"gateagent/scanner/scannertest"
 )
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // run is a Serial running in the background.
 type run struct {
 	t      *testing.T
@@ -46,7 +28,7 @@ type run struct {
 	out    chan scanner.Scan
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 // fast is the reconnection backoff of the tests.
@@ -57,7 +39,7 @@ func fast(c scanner.Config) scanner.Config {
 
 func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := scanner.NewSerial(cfg, scanner.Options{Logger: log, Now: now})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gateagent/hw"
+	"gateagent/internal/syncbuf"
 	"gateagent/scanner"
 )
 
@@ -124,12 +125,12 @@ type trig struct {
 	out    *fakeOutput
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 func startTrigger(t *testing.T, pulse time.Duration, failures int32) *trig {
 	t.Helper()
-	tr := &trig{in: &fakeInput{levels: make(chan bool)}, out: newFakeOutput(), done: make(chan error, 1), logs: &syncBuffer{}}
+	tr := &trig{in: &fakeInput{levels: make(chan bool)}, out: newFakeOutput(), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
 	tr.in.failures.Store(failures)
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel = cancel

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
+	"gateagent/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,23 +29,6 @@ func TestRunCheck(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRunStopsCleanlyOnSIGTERM runs the daemon's command on the simulated
 // board (its scanner and issuer absent: it must start anyway) and sends the
 // process SIGTERM: the gate locks, the cache closes, the exit status is 0.
@@ -64,7 +47,7 @@ port = %q
 [hw]
 kind = "sim"
 `, filepath.Join(dir, "cache.db"), filepath.Join(dir, "no-scanner"))), 0o600)
-	var out, errOut lockedBuffer
+	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
 	deadline := time.Now().Add(10 * time.Second)

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"gateagent/internal/syncbuf"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +23,6 @@ func runArgs(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = run(args, &o, &e)
 	return code, o.String(), e.String()
-}
-
-// lockedBuffer is a buffer that serve's goroutines may write concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestUsage(t *testing.T) {
@@ -155,14 +137,14 @@ func TestKeyRefused(t *testing.T) {
 
 // startServe runs `issuer serve args...` and returns its address, its log
 // and a function that stops it and returns its exit status.
-func startServe(t *testing.T, args ...string) (addr string, log *lockedBuffer, stop func() int) {
+func startServe(t *testing.T, args ...string) (addr string, log *syncbuf.Buffer, stop func() int) {
 	t.Helper()
 	ready := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	oldReady, oldCtx := serveReady, serveContext
 	serveReady = func(a string) { ready <- a }
 	serveContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
-	log = &lockedBuffer{}
+	log = &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(append([]string{"serve"}, args...), io.Discard, log) }()
 	var code int

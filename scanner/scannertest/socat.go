@@ -4,8 +4,8 @@
 package scannertest
 
 import (
-	"bytes"
 	"errors"
+	"gateagent/internal/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +33,7 @@ type Socat struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the running socat has exited
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 }
 
 // Start runs `socat -d -d pty,raw,echo=0,link=DEV pty,raw,echo=0,link=PEER`
@@ -72,7 +72,7 @@ func (s *Socat) start(t testing.TB) {
 		t.Fatal("scannertest: socat is already running")
 	}
 	s.removeLinks()
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(s.bin, "-d", "-d",
 		"pty,raw,echo=0,link="+s.Dev, "pty,raw,echo=0,link="+s.Peer)
 	cmd.Stderr = stderr
@@ -182,22 +182,4 @@ func (s *Socat) OpenPeer(t testing.TB) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
