@@ -237,21 +237,28 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		_ = a.notify.Watchdog(wctx, func() error { return a.ctrl.Ping(2 * time.Second) })
 	}()
 
-	if err := a.ctrl.Ping(5 * time.Second); err != nil {
-		return fmt.Errorf("agent: the gate controller did not start: %w", err)
-	}
-	a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
-	if err := a.notify.Ready("gate in service"); err != nil {
-		a.log.Warn("could not tell systemd the gate is ready", "err", err)
-	}
-
 	var runErr error
+	started := make(chan error, 1)
+	go func() { started <- a.ctrl.Ping(5 * time.Second) }()
 	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down: locking the gate")
-	case runErr = <-gateDone:
-		a.log.Error("gate controller stopped: the gate is locked and out of service", "err", runErr)
+	case runErr = <-gateDone: // the controller could not even start
 		gateDone <- runErr
+	case err := <-started:
+		if err != nil {
+			runErr = fmt.Errorf("the gate controller did not start: %w", err)
+			break
+		}
+		a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
+		if err := a.notify.Ready("gate in service"); err != nil {
+			a.log.Warn("could not tell systemd the gate is ready", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Info("shutting down: locking the gate")
+		case runErr = <-gateDone:
+			a.log.Error("gate controller stopped: the gate is locked and out of service", "err", runErr)
+			gateDone <- runErr
+		}
 	}
 	_ = a.notify.Stopping()
 	stopWatchdog()
@@ -260,6 +267,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := <-gateDone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
 		runErr = err
 	}
+	// Every part is stopped before Close (deferred) releases the board
+	// and the cache.
 	stopFeed()
 	wg.Wait()
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"gateagent/internal/syncbuf"
 	"log/slog"
@@ -71,6 +72,8 @@ type stationOpts struct {
 	mod     func(*config.Config)
 	// notifier tells systemd; default a silent one.
 	notifier *sdnotify.Notifier
+	// noStart leaves the agent to the test.
+	noStart bool
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -107,7 +110,9 @@ func newStation(t testing.TB, o stationOpts) *station {
 		t.Fatal(err)
 	}
 	st.cfg = &cfg
-	st.start(o.now, o.notifier)
+	if !o.noStart {
+		st.start(o.now, o.notifier)
+	}
 	return st
 }
 
@@ -724,4 +729,52 @@ func TestTellsSystemd(t *testing.T) {
 	st.stop()
 	for read() != "STOPPING=1" {
 	}
+}
+
+// brokenRelay works until broken is set, then fails every drive.
+type brokenRelay struct {
+	hw.Output
+	broken atomic.Bool
+}
+
+func (b *brokenRelay) Set(on bool) error {
+	if b.broken.Load() {
+		return errors.New("EIO")
+	}
+	return b.Output.Set(on)
+}
+
+// TestControllerStartFailureStopsTheAgent: a relay that cannot be driven
+// to its safe level when the controller starts stops the agent at once,
+// with the cause, through the orderly shutdown.
+func TestControllerStartFailureStopsTheAgent(t *testing.T) {
+	st := newStation(t, stationOpts{noStart: true})
+	board, err := st.pins.Open(st.cfg.Pins())
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := &brokenRelay{Output: board.Relay}
+	board.Relay = relay
+	quiet, _ := sdnotify.FromEnv(func(string) string { return "" })
+	a, err := agent.New(st.cfg, agent.Options{Board: board, Notifier: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.broken.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "EIO") || !strings.Contains(err.Error(), "safe level") {
+			t.Fatalf("Run returned %v, want the relay's failure", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the agent did not stop on a controller that cannot start")
+	}
+	// The cache is closed: the file can be opened again.
+	c, err := cache.Open(st.cfg.Gate.Cache, nil)
+	if err != nil {
+		t.Fatalf("cache still held after Run returned: %v", err)
+	}
+	c.Close()
 }

@@ -232,8 +232,19 @@ func (c *Config) Validate() error {
 	default:
 		bad("hw.kind", "%q: use gpio (the board's pins) or sim (simulated, for bench tests)", c.HW.Kind)
 	}
-	if c.HW.Debounce < 0 || c.HW.Debounce > time.Second || c.HW.Poll < time.Millisecond || c.HW.Poll > time.Second {
-		bad("hw.debounce", "debounce %v / poll %v: use 0 to 1s and 1ms to 1s", c.HW.Debounce, c.HW.Poll)
+	if c.HW.Debounce < 0 || c.HW.Debounce > time.Second {
+		bad("hw.debounce", "%v: use 0s (off) to 1s", c.HW.Debounce)
+	}
+	if c.HW.Poll < time.Millisecond || c.HW.Poll > time.Second {
+		bad("hw.poll", "%v: use 1ms to 1s", c.HW.Poll)
+	}
+	// The controller reads a zero timing as its default; in the file every
+	// timing but pulse is explicit, so zero is a mistake, not "default".
+	for key, d := range map[string]time.Duration{"timing.pass_timeout": c.Timing.PassTimeout,
+		"timing.pass_max": c.Timing.PassMax, "timing.deny": c.Timing.Deny, "timing.alarm": c.Timing.Alarm} {
+		if d <= 0 {
+			bad(key, "%v: must be more than 0 (see the example config for its range)", d)
+		}
 	}
 	if err := c.GateTiming().Validate(); err != nil {
 		bad("timing", "%v", err)

@@ -142,3 +142,18 @@ func TestMissingFile(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestZeroTimingsRefused(t *testing.T) {
+	for _, key := range []string{"pass_timeout", "pass_max", "deny", "alarm"} {
+		_, err := config.Load(write(t, minimal+"[timing]\n"+key+" = \"0s\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "timing."+key) {
+			t.Errorf("%s = 0s: %v", key, err)
+		}
+	}
+	if _, err := config.Load(write(t, minimal+"[timing]\npulse = \"1ms\"\n")); err == nil {
+		t.Error("a 1 ms relay pulse accepted")
+	}
+	if _, err := config.Load(write(t, minimal+"poll = \"0s\"\n")); err == nil || !strings.Contains(err.Error(), "hw.poll") {
+		t.Errorf("poll 0: %v", err)
+	}
+}

@@ -126,7 +126,12 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 	d.sim = hw.NewSim(nil, nil)
 	quiet, _ := sdnotify.FromEnv(func(string) string { return "" })
 	if d.ag, err = agent.New(&cfg, agent.Options{Board: d.sim.Board(), Logger: log.With("part", "gate"),
-		Observe: func(o gate.Outcome) { d.outcomes <- o }, Notifier: quiet}); err != nil {
+		Observe: func(o gate.Outcome) {
+			select { // Observe must not block; the demo waits for each outcome long before 64 pile up
+			case d.outcomes <- o:
+			default:
+			}
+		}, Notifier: quiet}); err != nil {
 		return fmt.Errorf("demo: start the gate: %w", err)
 	}
 	actx, stop := context.WithCancel(ctx)

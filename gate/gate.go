@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jonboulle/clockwork"
 
@@ -81,8 +82,8 @@ func (t Timing) withDefaults() Timing {
 func (t Timing) Validate() error {
 	t = t.withDefaults()
 	switch {
-	case t.Pulse < 0 || t.Pulse > 10*time.Second:
-		return fmt.Errorf("gate: relay pulse %v: use 0 (hold until passage) up to 10s", t.Pulse)
+	case t.Pulse < 0 || t.Pulse > 10*time.Second || (t.Pulse > 0 && t.Pulse < 50*time.Millisecond):
+		return fmt.Errorf("gate: relay pulse %v: use 0 (hold until passage) or 50ms to 10s (a turnstile needs about 200ms to latch)", t.Pulse)
 	case t.PassTimeout < 10*time.Millisecond || t.PassTimeout > 2*time.Minute:
 		return fmt.Errorf("gate: pass timeout %v: use 10ms to 2m", t.PassTimeout)
 	case t.Pulse > t.PassTimeout:
@@ -130,7 +131,19 @@ type Controller struct {
 	pass      clockwork.Timer
 	sig       pattern
 	sigTimer  clockwork.Timer
+	alarming  bool // an alarm pattern is playing: other signals wait
 	malformed malformedLimiter
+	// relayWant is the level the relay should be at; when driving it
+	// failed, relayRetry tries again until it is.
+	relayWant  bool
+	relayRetry clockwork.Timer
+	relayFault bool
+	// fault, when set, takes the gate out of service: every scan is
+	// refused (a watched input died).
+	fault     string
+	lastFault time.Time // when a fault decision was last logged as an error
+	// passage is the passage sensor's last level: only a change counts.
+	passage bool
 
 	ping chan chan struct{}
 
@@ -188,18 +201,22 @@ func New(cfg Config) (*Controller, error) {
 // relay moves nowhere else but on a grant or the emergency input.
 func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 	b := c.cfg.Board
-	defer func() {
-		if err := b.Safe(); err != nil {
-			c.log.Error("could not lock the gate at shutdown", "err", err)
-		}
-		c.setStatus(func(s *Status) { s.State, s.Emergency = idle.String(), false })
-	}()
 	if err := b.Safe(); err != nil {
 		return fmt.Errorf("gate: start: %w", err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	defer func() {
+		// Lock first, then wait for the input watchers.
+		stop(&c.relayRetry)
+		if err := b.Safe(); err != nil {
+			c.log.Error("could not lock the gate at shutdown", "err", err)
+		}
+		cancel()
+		wg.Wait()
+		c.setStatus(func(s *Status) { s.State, s.Emergency = idle.String(), false })
+	}()
+	dead := make(chan string, 4)
 	watch := func(in hw.Input) <-chan bool {
 		if in == nil {
 			return nil
@@ -210,10 +227,18 @@ func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 			defer wg.Done()
 			if err := in.Watch(wctx, ch); err != nil && wctx.Err() == nil {
 				c.log.Error("input watch stopped: the gate cannot see this line; check its wiring and run gateagent diag", "line", in.Name(), "err", err)
-				c.record(cache.Event{Kind: cache.EventAlarm, Detail: "input " + in.Name() + " unreadable"})
+				select {
+				case dead <- in.Name():
+				case <-wctx.Done():
+				}
 			}
 		}()
 		return ch
+	}
+	// The passage sensor's level at start is where changes count from: a
+	// person standing in the passage at boot is not a forced passage.
+	if c.passage, _ = b.Passage.Active(); c.passage {
+		c.log.Warn("passage sensor active at start: someone is in the passage, or the sensor is blocked or faulty")
 	}
 	passage := watch(b.Passage)
 	emergency := watch(b.Emergency)
@@ -243,6 +268,11 @@ func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 			c.onPassTimeout()
 		case <-timerC(c.sigTimer):
 			c.nextSignal()
+		case <-timerC(c.relayRetry):
+			c.relayRetry = nil
+			c.driveRelay()
+		case name := <-dead:
+			c.onInputDead(name)
 		case reply := <-c.ping:
 			close(reply)
 		}
@@ -287,6 +317,11 @@ func (c *Controller) onScan(s scanner.Scan) {
 	case c.emergency:
 		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "the emergency input holds the gate open: no scan needed"})
 		return
+	case c.fault != "":
+		c.logFault("gate out of service: "+c.fault, nil)
+		c.signal(denySignal(verify.FamilyFault, c.t.Deny))
+		c.observe(Outcome{Kind: Denied, ScanAt: s.At, At: c.clock.Now(), Err: errors.New("gate out of service: " + c.fault)})
+		return
 	case c.state != idle:
 		c.log.Info("scan during a passage not checked: the passenger should scan once the gate has closed", "state", c.state.String())
 		c.signal(sigBusy)
@@ -302,7 +337,7 @@ func (c *Controller) onScan(s scanner.Scan) {
 		ev.Time = c.cfg.Now()
 	}
 	if err != nil || d.Reason == verify.Undecided {
-		c.log.Error("cannot check tokens: the gate refuses everyone until this is fixed; run gateagent diag", "err", err)
+		c.logFault("cannot check tokens: the gate refuses everyone until this is fixed; run gateagent diag", err)
 		if ev.Detail == "" && err != nil {
 			ev.Detail = truncate(err.Error())
 		}
@@ -329,6 +364,9 @@ func (c *Controller) onScan(s scanner.Scan) {
 		return
 	}
 	if err := c.setRelay(true); err != nil {
+		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, CertID: d.CertID,
+			Detail: "granted but the relay could not be unlocked: the passenger was turned away"})
+		_ = c.setRelay(false) // stop retrying the unlock: drive it locked
 		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err)
 		return
 	}
@@ -352,7 +390,10 @@ func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
 		fam = verify.FamilyFault
 	}
 	c.signal(denySignal(fam, c.t.Deny))
-	if err == nil {
+	switch {
+	case err == nil && fam == verify.FamilyFault:
+		c.logFault("the gate cannot check tokens ("+d.Reason.String()+"): everyone is refused; run gateagent diag", nil)
+	case err == nil:
 		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID)
 	}
 	c.observe(Outcome{Kind: Denied, Decision: d, ScanAt: s.At, At: c.clock.Now(), Err: err})
@@ -360,6 +401,10 @@ func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
 
 func (c *Controller) onPassage(active bool) {
 	c.setStatus(func(s *Status) { s.Passage = active })
+	if active == c.passage {
+		return // the watcher's first report repeats the level read at start
+	}
+	c.passage = active
 	if c.emergency {
 		if active {
 			c.observe(Outcome{Kind: FreePassage, At: c.clock.Now()})
@@ -382,7 +427,7 @@ func (c *Controller) onPassage(active bool) {
 		c.observe(Outcome{Kind: Closed, Decision: c.grant, At: c.clock.Now()})
 	case c.state == idle && active:
 		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventForcedPassage, Direction: c.cfg.Direction, Detail: "passage without a grant"})
-		c.signal(alarmSignal(c.t.Alarm))
+		c.alarm(c.t.Alarm)
 		c.log.Warn("forced passage: someone passed without a valid code")
 		c.observe(Outcome{Kind: Forced, At: c.clock.Now()})
 	}
@@ -397,7 +442,7 @@ func (c *Controller) onPassTimeout() {
 	case passing:
 		c.lock()
 		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "passage sensor active too long: gate locked"})
-		c.signal(alarmSignal(c.t.Alarm))
+		c.alarm(c.t.Alarm)
 		c.log.Warn("passage sensor active too long: gate locked; someone is standing in the passage or the sensor is faulty", "max", c.t.PassMax)
 		c.observe(Outcome{Kind: Blocked, Decision: c.grant, At: c.clock.Now()})
 	}
@@ -414,7 +459,7 @@ func (c *Controller) onEmergency(active bool) {
 		stop(&c.pulse)
 		stop(&c.pass)
 		c.state = idle
-		c.setRelay(true)
+		_ = c.setRelay(true) // on failure it retries while the emergency lasts
 		c.setGreen(true)
 		c.stopSignal()
 		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventEmergency, Direction: c.cfg.Direction, Detail: "engaged: gate held open"})
@@ -438,19 +483,64 @@ func (c *Controller) lock() {
 	c.setStatus(func(s *Status) { s.State = idle.String() })
 }
 
+// setRelay drives the relay to on. When that fails it logs and records an
+// alarm, and a retry timer drives it again every second until it works
+// (driveRelay); a failed unlock is reported to the caller, which must not
+// count on the gate being open.
 func (c *Controller) setRelay(on bool) error {
-	if on == c.relayOn {
+	c.relayWant = on
+	stop(&c.relayRetry)
+	return c.driveRelay()
+}
+
+// driveRelay drives the relay to relayWant.
+func (c *Controller) driveRelay() error {
+	on := c.relayWant
+	if on == c.relayOn && !c.relayFault {
 		return nil
 	}
-	if err := c.cfg.Board.Relay.Set(on); err != nil {
-		c.log.Error("relay output failed: check the relay wiring and run gateagent diag", "on", on, "err", err)
-		if on {
-			_ = c.cfg.Board.Relay.Set(false)
+	err := c.cfg.Board.Relay.Set(on)
+	if err != nil {
+		if !c.relayFault {
+			c.relayFault = true
+			c.log.Error("relay output failed: retrying every second; check the relay wiring and run gateagent diag", "on", on, "err", err)
+			c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: truncate("relay output failed: " + err.Error())})
 		}
+		if !on {
+			c.relayOn = true // unknown: assume the worst and keep trying to lock
+		}
+		c.relayRetry = c.clock.NewTimer(time.Second)
 		return err
+	}
+	if c.relayFault {
+		c.relayFault = false
+		c.log.Warn("relay output works again", "on", on)
+		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "relay output works again"})
 	}
 	c.relayOn = on
 	return nil
+}
+
+// onInputDead takes the gate out of service when its passage sensor can
+// no longer be watched: without it no passage (and no anti-passback) can
+// be recorded.
+func (c *Controller) onInputDead(name string) {
+	c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "input " + name + " unreadable"})
+	if name == c.cfg.Board.Passage.Name() && c.fault == "" {
+		c.fault = "the passage sensor cannot be read"
+		c.lock()
+	}
+}
+
+// logFault logs that the gate cannot decide, as an error at most once a
+// minute (every scan would repeat it).
+func (c *Controller) logFault(msg string, err error) {
+	now := c.clock.Now()
+	if !c.lastFault.IsZero() && now.Sub(c.lastFault) < time.Minute {
+		return
+	}
+	c.lastFault = now
+	c.log.Error(msg, "err", err)
 }
 
 func (c *Controller) setGreen(on bool) {
@@ -459,16 +549,29 @@ func (c *Controller) setGreen(on bool) {
 	}
 }
 
-// signal starts a red/buzzer pattern, replacing the one playing.
+// signal starts a red/buzzer pattern, replacing the one playing, except
+// an alarm: nothing cuts an alarm short (someone who forced the gate cannot
+// silence it by scanning).
 func (c *Controller) signal(p pattern) {
+	if c.alarming {
+		return
+	}
 	c.stopSignal()
 	c.sig = p
 	c.nextSignal()
 }
 
+// alarm starts an alarm pattern for d.
+func (c *Controller) alarm(d time.Duration) {
+	c.alarming = false
+	c.signal(alarmSignal(d))
+	c.alarming = len(c.sig) > 0 || c.sigTimer != nil
+}
+
 func (c *Controller) nextSignal() {
 	c.sigTimer = nil
 	if len(c.sig) == 0 {
+		c.alarming = false
 		c.setSignal(false, false)
 		return
 	}
@@ -481,6 +584,7 @@ func (c *Controller) nextSignal() {
 func (c *Controller) stopSignal() {
 	stop(&c.sigTimer)
 	c.sig = nil
+	c.alarming = false
 	c.setSignal(false, false)
 }
 
@@ -504,9 +608,14 @@ func (c *Controller) record(e cache.Event) {
 	}
 }
 
+// truncate cuts s to what an event's detail holds, on a character boundary.
 func truncate(s string) string {
-	if len(s) > cache.MaxDetail {
-		return s[:cache.MaxDetail]
+	if len(s) <= cache.MaxDetail {
+		return s
+	}
+	s = s[:cache.MaxDetail]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
 	}
 	return s
 }

@@ -74,11 +74,25 @@ var now0 = cachetest.Epoch.Add(2 * time.Hour)
 
 func newRig(t *testing.T, timing gate.Timing) *rig {
 	t.Helper()
+	return newRigWith(t, timing, nil, nil)
+}
+
+// newRigWith lets pre set the pins before the board is opened (someone in
+// the passage at boot) and mod replace lines of the board (faulty outputs,
+// dead inputs) before the controller starts.
+func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board)) *rig {
+	t.Helper()
 	r := &rig{t: t, pins: hwtest.NewBoard(), clock: clockwork.NewFakeClockAt(now0),
 		scans: make(chan scanner.Scan), outcomes: make(chan gate.Outcome, 64)}
+	if pre != nil {
+		pre(r.pins)
+	}
 	var err error
 	if r.board, err = r.pins.Open(hwtest.Wiring(true)); err != nil {
 		t.Fatal(err)
+	}
+	if mod != nil {
+		mod(r.board)
 	}
 	r.cache = cachetest.Open(t, nil)
 	b := cachetest.Batch(0, 4, 4)
@@ -496,5 +510,169 @@ func TestTimingValidate(t *testing.T) {
 	}
 	if err := (gate.Timing{}).Validate(); err != nil {
 		t.Errorf("defaults refused: %v", err)
+	}
+}
+
+// flaky is an output whose next n drives to level fail.
+type flaky struct {
+	hw.Output
+	mu    sync.Mutex
+	level bool
+	n     int
+}
+
+func (f *flaky) Set(on bool) error {
+	f.mu.Lock()
+	fail := f.n > 0 && on == f.level
+	if fail {
+		f.n--
+	}
+	f.mu.Unlock()
+	if fail {
+		return errors.New("EIO")
+	}
+	return f.Output.Set(on)
+}
+
+func (f *flaky) failNext(level bool, n int) {
+	f.mu.Lock()
+	f.level, f.n = level, n
+	f.mu.Unlock()
+}
+
+// eventually advances the fake clock in small steps until cond holds.
+func (r *rig) eventually(what string, cond func() bool) {
+	r.t.Helper()
+	for i := 0; i < 100; i++ {
+		if cond() {
+			return
+		}
+		r.clock.Advance(100 * time.Millisecond)
+		_ = r.ctrl.Ping(time.Second)
+	}
+	r.t.Fatalf("never: %s", what)
+}
+
+func (r *rig) alarms() int {
+	n := 0
+	for _, e := range r.events() {
+		if e.Kind == cache.EventAlarm {
+			n++
+		}
+	}
+	return n
+}
+
+func TestFailedLockIsRetriedUntilLocked(t *testing.T) {
+	var relay *flaky
+	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+	r.scan(r.token(0, verify.StepOf(now0)))
+	r.want(gate.Granted)
+	relay.failNext(false, 2)
+	r.input(hwtest.Passage, true)
+	r.want(gate.Passed)
+	r.input(hwtest.Passage, false)
+	r.want(gate.Closed)
+	if r.pins.Pins[hwtest.Relay].Level() != unlocked {
+		t.Fatal("the injected failure did not happen")
+	}
+	r.eventually("relay locked after the failures", func() bool { return r.pins.Pins[hwtest.Relay].Level() == locked })
+	if n := r.alarms(); n != 2 {
+		t.Fatalf("%d alarm events, want 2 (failed, works again)", n)
+	}
+}
+
+func TestFailedEmergencyOpenIsRetried(t *testing.T) {
+	var relay *flaky
+	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+	relay.failNext(true, 1)
+	r.input(hwtest.Emergency, true)
+	r.want(gate.EmergencyOn)
+	r.eventually("relay held open", func() bool { return r.pins.Pins[hwtest.Relay].Level() == unlocked })
+	r.input(hwtest.Emergency, false)
+	r.want(gate.EmergencyOff)
+	if r.pins.Pins[hwtest.Relay].Level() != locked {
+		t.Fatal("relay not locked after the emergency")
+	}
+}
+
+func TestFailedUnlockTurnsThePassengerAwayForGood(t *testing.T) {
+	var relay *flaky
+	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+	relay.failNext(true, 1)
+	r.scan(r.token(0, verify.StepOf(now0)))
+	if o := r.want(gate.Denied); o.Err == nil {
+		t.Fatal("denial without the relay's error")
+	}
+	for i := 0; i < 50; i++ { // no retry may unlock it later
+		r.clock.Advance(100 * time.Millisecond)
+		_ = r.ctrl.Ping(time.Second)
+	}
+	if got := levels(r); got != "L" {
+		t.Fatalf("relay went %s, want it never unlocked", got)
+	}
+	var alarm bool
+	for _, e := range r.events() {
+		alarm = alarm || (e.Kind == cache.EventAlarm && strings.Contains(e.Detail, "turned away"))
+	}
+	if !alarm {
+		t.Fatal("no event says the granted passenger was turned away")
+	}
+}
+
+func levels(r *rig) string {
+	var b strings.Builder
+	for _, l := range r.relayOuts() {
+		if l == locked {
+			b.WriteString("L")
+		} else {
+			b.WriteString("U")
+		}
+	}
+	return b.String()
+}
+
+func TestScanCannotSilenceTheAlarm(t *testing.T) {
+	r := newRig(t, gate.Timing{Alarm: 5 * time.Second, Deny: 2 * time.Second})
+	r.input(hwtest.Passage, true)
+	r.want(gate.Forced)
+	r.scan([]byte("anything"))
+	r.want(gate.Denied)
+	for i := 0; i < 30; i++ { // 3 s: past the deny pattern, within the alarm
+		r.clock.Advance(100 * time.Millisecond)
+		_ = r.ctrl.Ping(time.Second)
+	}
+	if r.pins.Pins[hwtest.Red].Level() != gpio.High {
+		t.Fatal("the alarm stopped early after a scan")
+	}
+	r.eventually("alarm over", func() bool { return r.pins.Pins[hwtest.Red].Level() == gpio.Low })
+}
+
+func TestSomeoneInThePassageAtBootIsNotForced(t *testing.T) {
+	r := newRigWith(t, gate.Timing{}, func(p *hwtest.Board) { p.Set(hwtest.Passage, gpio.High) }, nil)
+	// Wait until the controller has the sensor's first report.
+	r.eventually("the passage sensor's first report", func() bool { return r.ctrl.Status().Passage })
+	r.input(hwtest.Passage, false) // they walk out
+	r.scan(r.token(0, verify.StepOf(now0)))
+	r.want(gate.Granted) // the first outcome: no forced passage before it
+	if ev := r.events(); len(ev) != 1 {
+		t.Fatalf("events %+v, want only the grant", ev)
+	}
+}
+
+// deadInput is an input whose watch fails at once.
+type deadInput struct{ hw.Input }
+
+func (deadInput) Watch(ctx context.Context, ch chan<- bool) error { return errors.New("EIO") }
+
+func TestDeadPassageSensorTakesTheGateOutOfService(t *testing.T) {
+	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { b.Passage = deadInput{b.Passage} })
+	r.eventually("alarm for the dead sensor", func() bool { return r.alarms() == 1 })
+	r.scan(r.token(0, verify.StepOf(now0)))
+	if o := r.want(gate.Denied); o.Err == nil || !strings.Contains(o.Err.Error(), "passage sensor") {
+		t.Fatalf("outcome %+v, want out of service", o)
+	}
+	if got := levels(r); got != "L" {
+		t.Fatalf("relay went %s", got)
 	}
 }
