@@ -540,17 +540,20 @@ func (f *flaky) failNext(level bool, n int) {
 	f.mu.Unlock()
 }
 
-// eventually advances the fake clock in small steps until cond holds.
+// eventually advances the fake clock in small steps until cond holds,
+// giving the input watchers (real goroutines, slow under qemu) real time
+// too; it gives up after 10 s.
 func (r *rig) eventually(what string, cond func() bool) {
 	r.t.Helper()
-	for i := 0; i < 100; i++ {
-		if cond() {
-			return
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("never: %s", what)
 		}
 		r.clock.Advance(100 * time.Millisecond)
 		_ = r.ctrl.Ping(time.Second)
+		time.Sleep(time.Millisecond)
 	}
-	r.t.Fatalf("never: %s", what)
 }
 
 func (r *rig) alarms() int {
