@@ -179,8 +179,8 @@ func (a *Agent) Close() error {
 }
 
 // Run runs the gate until ctx ends, then shuts it down in order and closes
-// it: it returns nil after a clean shutdown. A part that fails for good
-// (the controller cannot drive the board) stops the agent with its error.
+// it: it returns nil after a clean shutdown. A controller that cannot
+// start (its board cannot be driven safe) stops the agent with that error.
 func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() {
 		if cerr := a.Close(); cerr != nil {
@@ -233,7 +233,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}()
 	wctx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		_ = a.notify.Watchdog(wctx, func() error { return a.ctrl.Ping(2 * time.Second) })
 	}()
 
