@@ -50,17 +50,16 @@ type Options struct {
 
 // Agent is one running gate.
 type Agent struct {
-	cfg     *config.Config
-	opts    Options
-	log     *slog.Logger
-	board   *hw.Board
-	cache   *cache.Cache
-	feed    *keysync.Client
-	ctrl    *gate.Controller
-	serial  *scanner.Serial
-	images  *scanner.Images
-	notify  *sdnotify.Notifier
-	started time.Time
+	cfg    *config.Config
+	opts   Options
+	log    *slog.Logger
+	board  *hw.Board
+	cache  *cache.Cache
+	feed   *keysync.Client
+	ctrl   *gate.Controller
+	serial *scanner.Serial
+	images *scanner.Images
+	notify *sdnotify.Notifier
 }
 
 // New opens the gate's board and cache and builds its parts. Close the
@@ -72,7 +71,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now()}
+	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger}
 	// The board first: outputs safe before anything else happens.
 	if a.board, err = openBoard(cfg, opts); err != nil {
 		return nil, err

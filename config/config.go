@@ -112,18 +112,20 @@ type Log struct {
 	Format string `conf:"format"`
 }
 
-// Default returns the defaults every file starts from.
+// Default returns the defaults every file starts from: each package's own.
 func Default() Config {
 	p := verify.DefaultPolicy(verify.Entry)
+	t := gate.DefaultTiming()
 	return Config{
 		Gate: Gate{Direction: "entry", Cache: "/var/lib/gateagent/cache.db"},
 		Feed: Feed{Interval: 10 * time.Second},
 		Verify: Verify{MaxPastSteps: int(p.MaxPastSteps), MaxFutureSteps: int(p.MaxFutureSteps),
 			PassbackWindow: p.PassbackWindow},
-		Scanner: Scanner{Kind: "serial", Baud: 9600, Parity: "none", DataBits: 8, StopBits: 1,
-			Terminator: "cr", MaxLine: 512, RepeatWindow: 2 * time.Second, TriggerPulse: 500 * time.Millisecond},
-		HW:     HW{Kind: "gpio", Debounce: 20 * time.Millisecond, Poll: 50 * time.Millisecond},
-		Timing: Timing{PassTimeout: 8 * time.Second, PassMax: 30 * time.Second, Deny: 2 * time.Second, Alarm: 5 * time.Second},
+		Scanner: Scanner{Kind: "serial", Baud: scanner.DefaultBaud, Parity: "none", DataBits: 8, StopBits: 1,
+			Terminator: scanner.CR.String(), MaxLine: scanner.DefaultMaxLine, RepeatWindow: scanner.DefaultRepeatWindow,
+			TriggerPulse: 500 * time.Millisecond},
+		HW:     HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
+		Timing: Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
 		Log:    Log{Level: "info", Format: "text"},
 	}
 }

@@ -62,18 +62,24 @@ type Timing struct {
 	Alarm time.Duration
 }
 
+// DefaultTiming is the timing a zero Timing field takes.
+func DefaultTiming() Timing {
+	return Timing{PassTimeout: 8 * time.Second, PassMax: 30 * time.Second, Deny: 2 * time.Second, Alarm: 5 * time.Second}
+}
+
 func (t Timing) withDefaults() Timing {
+	d := DefaultTiming()
 	if t.PassTimeout == 0 {
-		t.PassTimeout = 8 * time.Second
+		t.PassTimeout = d.PassTimeout
 	}
 	if t.PassMax == 0 {
-		t.PassMax = 30 * time.Second
+		t.PassMax = d.PassMax
 	}
 	if t.Deny == 0 {
-		t.Deny = 2 * time.Second
+		t.Deny = d.Deny
 	}
 	if t.Alarm == 0 {
-		t.Alarm = 5 * time.Second
+		t.Alarm = d.Alarm
 	}
 	return t
 }

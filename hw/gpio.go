@@ -36,6 +36,12 @@ type Pins struct {
 	Poll time.Duration
 }
 
+// Input timing defaults.
+const (
+	DefaultDebounce = 20 * time.Millisecond
+	DefaultPoll     = 50 * time.Millisecond
+)
+
 // ErrNoPin reports a pin name the board does not have.
 var ErrNoPin = errors.New("hw: no such pin")
 
@@ -127,10 +133,10 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 
 func (p Pins) withDefaults() Pins {
 	if p.Debounce == 0 {
-		p.Debounce = 20 * time.Millisecond
+		p.Debounce = DefaultDebounce
 	}
 	if p.Poll == 0 {
-		p.Poll = 50 * time.Millisecond
+		p.Poll = DefaultPoll
 	}
 	return p
 }
