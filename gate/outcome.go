@@ -40,11 +40,26 @@ type Outcome struct {
 	Decision verify.Decision // for scans and grants
 	// ScanAt is when the scan that led here was read (zero otherwise).
 	ScanAt time.Time
+	// Stages is how long each stage of a checked scan took (Granted and
+	// Denied outcomes of a scan).
+	Stages Stages
 	// At is when the gate acted: for Granted, the instant the relay was
 	// set, so At − ScanAt is the scan-to-relay latency.
 	At   time.Time
 	Note string // for Ignored: why
 	Err  error  // for Denied: the gate could not decide or act
+}
+
+// Stages is how long each stage of one scan took, from the scanner's
+// first byte to the relay: the per-stage latency figures of diag and
+// the metrics. A stage that did not run is zero.
+type Stages struct {
+	Read   time.Duration // first byte of the frame to its terminator (scanner.Scan.Began to At)
+	Decode time.Duration // parse the token text
+	Lookup time.Duration // read the certificate from the key cache
+	Tag    time.Duration // HMAC and constant-time comparison
+	Record time.Duration // the decision written to the event log (fsync)
+	Relay  time.Duration // driving the relay pin (grants only)
 }
 
 // Status is the controller's state for status pages and diag.
@@ -90,4 +105,25 @@ func (c *Controller) observe(o Outcome) {
 	if c.cfg.Observe != nil {
 		c.cfg.Observe(o)
 	}
+}
+
+// TestKind is a technician's test of the gate's outputs (gateagent diag).
+type TestKind uint8
+
+// The tests.
+const (
+	TestRelay      TestKind = iota + 1 // energise the relay for a pulse, watch the passage sensor
+	TestIndicators                     // green, red, then the buzzer, one after the other
+)
+
+// TestResult says what a technician's test did.
+type TestResult struct {
+	Kind    TestKind  `json:"kind"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	// PassageSeen: the passage sensor went active during the relay pulse
+	// or within the confirmation time after it (someone pushed through:
+	// the turnstile really unlocked).
+	PassageSeen bool      `json:"passage_seen"`
+	PassageAt   time.Time `json:"passage_at,omitzero"`
 }
