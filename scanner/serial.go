@@ -32,13 +32,13 @@ const (
 
 // Scan is one text read from the scanner.
 type Scan struct {
-	Text   []byte    // owned copy, exactly as sent (only the terminator is stripped)
-	At     time.Time // when the read that completed it returned (for latency figures)
+	Text []byte    // owned copy, exactly as sent (only the terminator is stripped)
+	At   time.Time // when the read that completed it returned (for latency figures)
 	// Began is when the read that brought the frame's first byte
 	// returned (an image: when its file was found), so At − Began is the
 	// read stage. Zero when unknown.
-	Began time.Time
-	Source string    // the port name, or the image file name
+	Began  time.Time
+	Source string // the port name, or the image file name
 }
 
 // Config is the serial scanner's settings. Zero fields take their
