@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +39,7 @@ type Config struct {
 	Scanner Scanner `conf:"scanner"`
 	HW      HW      `conf:"hw"`
 	Timing  Timing  `conf:"timing"`
+	Control Control `conf:"control"`
 	Log     Log     `conf:"log"`
 }
 
@@ -106,6 +109,17 @@ type Timing struct {
 	Alarm       time.Duration `conf:"alarm"`
 }
 
+// Control is how technicians and monitoring reach the running agent.
+type Control struct {
+	// Socket is the control socket (a Unix socket, mode 0660): diag,
+	// status and metrics. Its directory must exist (systemd's
+	// RuntimeDirectory=gateagent makes /run/gateagent).
+	Socket string `conf:"socket"`
+	// Metrics, when set, also serves /healthz, /status and /metrics (read
+	// only) over HTTP on this loopback address, for a Prometheus scraper.
+	Metrics string `conf:"metrics"`
+}
+
 // Log is the agent's logging.
 type Log struct {
 	Level  string `conf:"level"`
@@ -124,11 +138,16 @@ func Default() Config {
 		Scanner: Scanner{Kind: "serial", Baud: scanner.DefaultBaud, Parity: "none", DataBits: 8, StopBits: 1,
 			Terminator: scanner.CR.String(), MaxLine: scanner.DefaultMaxLine, RepeatWindow: scanner.DefaultRepeatWindow,
 			TriggerPulse: 500 * time.Millisecond},
-		HW:     HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
-		Timing: Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
-		Log:    Log{Level: "info", Format: "text"},
+		HW:      HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
+		Timing:  Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
+		Control: Control{Socket: DefaultSocket},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
+
+// DefaultSocket is where the agent's control socket is unless the config
+// says otherwise; `gateagent diag` looks there first.
+const DefaultSocket = "/run/gateagent/control.sock"
 
 // Load reads and checks the config file at path.
 func Load(path string) (*Config, error) {
@@ -251,6 +270,14 @@ func (c *Config) Validate() error {
 	if err := c.GateTiming().Validate(); err != nil {
 		bad("timing", "%v", err)
 	}
+	if c.Control.Socket == "" || !strings.HasPrefix(c.Control.Socket, "/") || len(c.Control.Socket) > 100 {
+		bad("control.socket", "%q: give an absolute path of at most 100 bytes (e.g. %s)", c.Control.Socket, DefaultSocket)
+	}
+	if c.Control.Metrics != "" {
+		if err := loopback(c.Control.Metrics); err != nil {
+			bad("control.metrics", "%q: %v", c.Control.Metrics, err)
+		}
+	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
 	}
@@ -258,6 +285,25 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q: use text or json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// loopback checks that addr is host:port on a loopback address: metrics
+// and status are for the board's own scraper, never the station network.
+func loopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, e.g. 127.0.0.1:9750")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q: use 1 to 65535", port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("host %q is not a loopback address: use 127.0.0.1 or [::1] (status and metrics are not served to the network)", host)
+	}
+	return nil
 }
 
 // Keyring returns the trusted issuer keys.

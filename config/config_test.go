@@ -112,6 +112,9 @@ func TestRefusals(t *testing.T) {
 		{"gpio without pins", strings.Replace(minimal, `kind = "sim"`, `kind = "gpio"`, 1), []string{"hw.relay.pin", "hw.passage.pin"}},
 		{"exit grace at an entry gate", minimal + "[verify]\nexit_grace = \"1h\"\n", []string{"verify", "grace"}},
 		{"pulse longer than timeout", minimal + "[timing]\npulse = \"9s\"\npass_timeout = \"5s\"\n", []string{"timing", "pulse"}},
+		{"metrics on the network", minimal + "[control]\nmetrics = \"0.0.0.0:9750\"\n", []string{"control.metrics", "loopback"}},
+		{"metrics without port", minimal + "[control]\nmetrics = \"127.0.0.1\"\n", []string{"control.metrics", "host:port"}},
+		{"relative socket", minimal + "[control]\nsocket = \"control.sock\"\n", []string{"control.socket", "absolute"}},
 		{"garbage", "\x00\xff\xfe{{{", []string{"gateagent.toml:1"}},
 	}
 	for _, tc := range cases {
