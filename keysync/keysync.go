@@ -387,28 +387,69 @@ func (c *Client) applyLog(head *feed.Doc, fs *cache.FeedState, p uint64, path st
 // fetchHead asks for the head with a fresh nonce and learns the clock
 // offset from it.
 func (c *Client) fetchHead(ctx context.Context) (*feed.Doc, error) {
-	var nonce [feed.NonceLen]byte
-	rand.Read(nonce[:])
-	t0 := c.cfg.Now()
-	d, err := c.fetch(ctx, "v1/feed/head?nonce="+hex.EncodeToString(nonce[:]))
-	t1 := c.cfg.Now()
+	d, t0, rtt, err := c.headRoundTrip(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if d.Kind != feed.KindHead || d.Nonce != nonce {
-		return nil, fmt.Errorf("keysync: head: %w (nonce or kind differs)", ErrMisdirected)
-	}
-	rtt := t1.Sub(t0)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rtt >= 0 && rtt < 5*time.Second {
-		// The issuer stamped the head between t0 and t1; take the middle.
-		c.offset = d.IssuerTime.Sub(t0.Add(rtt / 2))
+		c.offset = offsetOf(d, t0, rtt)
 		c.offsetOK, c.rtt = true, rtt
 	} else {
 		c.log.Warn("key feed: round trip too slow to learn the clock offset", "rtt", rtt)
 	}
 	return d, nil
+}
+
+// headRoundTrip fetches the head with a fresh nonce and checks that it is
+// the answer to this request; t0 is when it was asked for.
+func (c *Client) headRoundTrip(ctx context.Context) (d *feed.Doc, t0 time.Time, rtt time.Duration, err error) {
+	var nonce [feed.NonceLen]byte
+	rand.Read(nonce[:])
+	t0 = c.cfg.Now()
+	d, err = c.fetch(ctx, "v1/feed/head?nonce="+hex.EncodeToString(nonce[:]))
+	rtt = c.cfg.Now().Sub(t0)
+	if err != nil {
+		return nil, t0, rtt, err
+	}
+	if d.Kind != feed.KindHead || d.Nonce != nonce {
+		return nil, t0, rtt, fmt.Errorf("keysync: head: %w (nonce or kind differs)", ErrMisdirected)
+	}
+	return d, t0, rtt, nil
+}
+
+// offsetOf is the issuer's clock minus the gate's: the issuer stamped the
+// head between t0 and t0+rtt, so take the middle.
+func offsetOf(d *feed.Doc, t0 time.Time, rtt time.Duration) time.Duration {
+	return d.IssuerTime.Sub(t0.Add(rtt / 2))
+}
+
+// Probe is what one round trip to the issuer's head found (for diag).
+type Probe struct {
+	// Head is the issuer's last change, in its Epoch.
+	Head  uint64 `json:"head"`
+	Epoch uint64 `json:"epoch"`
+	// KeyID is the trusted key that signed the head.
+	KeyID string `json:"key_id"`
+	// IssuerTime is the issuer's clock; Offset is it minus the gate's
+	// raw clock at the round trip's midpoint.
+	IssuerTime time.Time     `json:"issuer_time"`
+	Offset     time.Duration `json:"clock_offset"`
+	RTT        time.Duration `json:"rtt"`
+	MaxAge     time.Duration `json:"max_age"`
+}
+
+// Probe fetches the head once: is the issuer reachable, does TLS hold, is
+// the signature one of the trusted keys, and where is the feed. It changes
+// nothing: not the cache, not the client's learnt offset.
+func (c *Client) Probe(ctx context.Context) (Probe, error) {
+	d, t0, rtt, err := c.headRoundTrip(ctx)
+	if err != nil {
+		return Probe{RTT: rtt}, err
+	}
+	return Probe{Head: d.Next, Epoch: d.Epoch, KeyID: d.KeyID, IssuerTime: d.IssuerTime,
+		Offset: offsetOf(d, t0, rtt), RTT: rtt, MaxAge: d.MaxAge}, nil
 }
 
 // maxBody bounds what is read of any answer.

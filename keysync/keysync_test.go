@@ -510,3 +510,36 @@ func TestIdlePollsSpareTheFlash(t *testing.T) {
 		t.Fatalf("last sync stored %v, want %v", fs.SyncedAt, g.clock.Now())
 	}
 }
+
+func TestProbe(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	synthetic(t, s, 3, 9)
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
+	g.clock.Set(s.Clock.Now().Add(-90 * time.Second)) // the gate is slow
+	before := fileSum(t, g.cache.Path())
+	p, err := g.Probe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Head != 3 || p.Offset != 90*time.Second || p.KeyID == "" || !p.IssuerTime.Equal(s.Clock.Now()) {
+		t.Fatalf("probe %+v", p)
+	}
+	// A probe learns nothing and writes nothing.
+	if _, ok := g.Offset(); ok {
+		t.Error("the probe set the client's clock offset")
+	}
+	if fileSum(t, g.cache.Path()) != before {
+		t.Error("the probe changed the cache file")
+	}
+
+	// Signed by a key the gate does not trust.
+	other := newGate(t, s.URL, feedtest.Keyring(t, feedtest.Signer(t, "other", 7)), nil)
+	if _, err := other.Probe(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
+		t.Errorf("probe with another trusted key: %v, want ErrUnknownKey", err)
+	}
+	// The issuer gone.
+	s.Stop()
+	if _, err := g.Probe(context.Background()); err == nil || !strings.Contains(err.Error(), "reachable") {
+		t.Errorf("probe of a stopped issuer: %v", err)
+	}
+}
