@@ -314,9 +314,16 @@ type Stats struct {
 
 // Stats counts what the cache holds. It walks every page of the file: a
 // status call, not one for the scan path.
-func (c *Cache) Stats() (Stats, error) {
-	s := Stats{Schema: SchemaVersion}
-	err := c.db.View(func(tx *bolt.Tx) error {
+func (c *Cache) Stats() (s Stats, err error) {
+	// A damaged page can make bbolt panic while it walks the file: report
+	// it as corruption (diag shows it) instead of crashing the caller.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cache: stats: %w: %v", ErrCorrupt, p)
+		}
+	}()
+	s = Stats{Schema: SchemaVersion}
+	err = c.db.View(func(tx *bolt.Tx) error {
 		s.FileSize = tx.Size()
 		s.Certs = tx.Bucket(bucketCerts).Stats().KeyN
 		s.Passbacks = tx.Bucket(bucketPassback).Stats().KeyN
@@ -341,7 +348,12 @@ func (c *Cache) Stats() (Stats, error) {
 // Check runs bbolt's consistency check over the whole file and returns
 // every problem it finds, joined; nil means the file is whole. It holds the
 // write lock while it runs, so writers wait.
-func (c *Cache) Check() error {
+func (c *Cache) Check() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cache: check %s: %w: %v", c.path, ErrCorrupt, p)
+		}
+	}()
 	var errs []error
 	check := func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -349,7 +361,6 @@ func (c *Cache) Check() error {
 		}
 		return nil
 	}
-	var err error
 	if c.readOnly {
 		err = c.db.View(check)
 	} else {

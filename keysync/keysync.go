@@ -98,6 +98,30 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Cache == nil {
 		return nil, errors.New("keysync: no cache")
 	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := cfg.Cache.Feed()
+	if err != nil {
+		return nil, fmt.Errorf("keysync: %w", err)
+	}
+	c.freshAt, c.maxAge, c.head = fs.SyncedAt, fs.MaxAge, fs.Cursor
+	return c, nil
+}
+
+// ProbeHead is Probe without a cache: for diag, when the cache file cannot
+// be read but the feed should still be checked. cfg.Cache is not used.
+func ProbeHead(ctx context.Context, cfg Config) (Probe, error) {
+	c, err := newClient(cfg)
+	if err != nil {
+		return Probe{}, err
+	}
+	return c.Probe(ctx)
+}
+
+// newClient checks cfg, but for its cache, and fills in the defaults.
+func newClient(cfg Config) (*Client, error) {
 	if len(cfg.Keys) == 0 {
 		return nil, errors.New("keysync: no trusted issuer keys: add the line `issuer keygen` printed to the gate's config")
 	}
@@ -129,12 +153,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	fs, err := cfg.Cache.Feed()
-	if err != nil {
-		return nil, fmt.Errorf("keysync: %w", err)
-	}
-	c := &Client{cfg: cfg, base: u, log: cfg.Logger, freshAt: fs.SyncedAt, maxAge: fs.MaxAge, head: fs.Cursor}
-	return c, nil
+	return &Client{cfg: cfg, base: u, log: cfg.Logger}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

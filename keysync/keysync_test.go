@@ -537,6 +537,10 @@ func TestProbe(t *testing.T) {
 	if _, err := other.Probe(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
 		t.Errorf("probe with another trusted key: %v, want ErrUnknownKey", err)
 	}
+	// Without a cache (diag on a damaged cache file).
+	if p2, err := keysync.ProbeHead(context.Background(), keysync.Config{URL: s.URL, Keys: feedtest.Keyring(t, s.Opts.Signer)}); err != nil || p2.Head != 3 {
+		t.Errorf("ProbeHead: %+v %v", p2, err)
+	}
 	// The issuer gone.
 	s.Stop()
 	if _, err := g.Probe(context.Background()); err == nil || !strings.Contains(err.Error(), "reachable") {
