@@ -289,6 +289,9 @@ func TestEvents(t *testing.T) {
 	if len(evs) != 2 || evs[0].Seq != seqs[3] {
 		t.Fatalf("after acknowledgement: %+v", evs)
 	}
+	if b, err := c.Backlog(); err != nil || b.Events != 2 || !b.Oldest.Equal(t0.Add(3*time.Second)) || b.LastSeq != seqs[4] {
+		t.Fatalf("Backlog = %+v, %v; want 2 events from %v, last %d", b, err, t0.Add(3*time.Second), seqs[4])
+	}
 	// Sequence numbers are never reused, even after deletion and reopening.
 	c2 := reopen(t, c)
 	c2.DeleteEventsThrough(1 << 62)

@@ -207,3 +207,40 @@ func (c *Cache) DeleteEventsThrough(seq uint64) (int, error) {
 	}
 	return n, nil
 }
+
+// Backlog is the event log not yet uploaded.
+type Backlog struct {
+	Events  int       `json:"events"`
+	Oldest  time.Time `json:"oldest,omitzero"`
+	LastSeq uint64    `json:"last_seq"`
+}
+
+// Backlog counts the events not yet uploaded. It reads the event log
+// only, so it answers even when a certificate page is damaged.
+func (c *Cache) Backlog() (b Backlog, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cache: backlog: %w: %v", ErrCorrupt, p)
+		}
+	}()
+	err = c.db.View(func(tx *bolt.Tx) error {
+		ev := tx.Bucket(bucketEvents)
+		b.LastSeq = ev.Sequence()
+		cur := ev.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if b.Events == 0 {
+				e, err := decodeEvent(0, v)
+				if err != nil {
+					return err
+				}
+				b.Oldest = e.Time
+			}
+			b.Events++
+		}
+		return nil
+	})
+	if err != nil {
+		return Backlog{}, fmt.Errorf("cache: backlog: %w", err)
+	}
+	return b, nil
+}
