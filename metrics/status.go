@@ -1,0 +1,220 @@
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"gateagent/cache"
+	"gateagent/gate"
+	"gateagent/keysync"
+	"gateagent/scanner"
+)
+
+// Status is what /status serves as JSON. A part whose source is nil is
+// absent. Error texts are redacted of cert IDs (see the package comment).
+type Status struct {
+	GateID        string    `json:"gate_id"`
+	Direction     string    `json:"direction"`
+	Version       string    `json:"version"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Now           time.Time `json:"now"`
+	// Healthy is what /healthz reports: the gate controller answers.
+	Healthy     bool   `json:"healthy"`
+	HealthError string `json:"health_error,omitempty"`
+
+	Gate    *gate.Status    `json:"gate,omitempty"`
+	Feed    *keysync.Status `json:"feed,omitempty"`
+	Scanner *ScannerStatus  `json:"scanner,omitempty"`
+	Cache   *CacheStatus    `json:"cache,omitempty"`
+	Latency []StageLatency  `json:"latency"`
+	Drift   Drift           `json:"drift"`
+}
+
+// ScannerStatus is the serial scanner's counters (scanner.Stats).
+// Present is false when the gate has no serial scanner; the rest is then
+// zero.
+type ScannerStatus struct {
+	Present    bool      `json:"present"`
+	Connected  bool      `json:"connected"`
+	Lines      uint64    `json:"lines"`
+	Suppressed uint64    `json:"suppressed"`
+	Overlong   uint64    `json:"overlong"`
+	Reconnects uint64    `json:"reconnects"`
+	LastScan   time.Time `json:"last_scan,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// CacheStatus is the last read of the key cache's statistics: when it
+// was made (reads are reused for Options.CacheEvery) and either Stats or
+// the Error it failed with.
+type CacheStatus struct {
+	ReadAt time.Time   `json:"cache_read_at"`
+	Error  string      `json:"cache_error,omitempty"`
+	Stats  *CacheStats `json:"stats,omitempty"`
+}
+
+// CacheStats is cache.Stats without anything that names a certificate
+// (a full sync's resume point is a cert ID: only its progress is shown).
+type CacheStats struct {
+	Schema    int       `json:"schema"`
+	Certs     int       `json:"certs"`
+	Passbacks int       `json:"passbacks"`
+	Events    int       `json:"events"` // not yet acknowledged by the issuer
+	LastSeq   uint64    `json:"last_event_seq"`
+	OldestAt  time.Time `json:"oldest_event_at,omitzero"`
+	FileSize  int64     `json:"file_size"`
+	Feed      CacheFeed `json:"feed"`
+}
+
+// CacheFeed is what the cache knows of the key feed (cache.FeedState).
+type CacheFeed struct {
+	Cursor     uint64        `json:"cursor"`
+	KeyID      string        `json:"key_id,omitempty"`
+	IssuerTime time.Time     `json:"issuer_time,omitzero"`
+	MaxAge     time.Duration `json:"max_age"`
+	SyncedAt   time.Time     `json:"synced_at,omitzero"`
+	Epoch      uint64        `json:"epoch,omitempty"`
+	Resync     *CacheResync  `json:"resync,omitempty"`
+}
+
+// CacheResync is the progress of a full sync under way.
+type CacheResync struct {
+	Epoch    uint64 `json:"epoch"`
+	Snapshot uint64 `json:"snapshot"`
+	Certs    int    `json:"certs"`
+}
+
+func cacheStatsOf(s cache.Stats) *CacheStats {
+	f := s.Feed
+	out := &CacheStats{Schema: s.Schema, Certs: s.Certs, Passbacks: s.Passbacks, Events: s.Events, LastSeq: s.LastSeq,
+		OldestAt: s.OldestAt, FileSize: s.FileSize,
+		Feed: CacheFeed{Cursor: f.Cursor, KeyID: f.KeyID, IssuerTime: f.IssuerTime, MaxAge: f.MaxAge, SyncedAt: f.SyncedAt, Epoch: f.Epoch}}
+	if r := f.Resync; r != nil {
+		out.Feed.Resync = &CacheResync{Epoch: r.Epoch, Snapshot: r.Snapshot, Certs: r.Certs}
+	}
+	return out
+}
+
+// Status reads the sources (the cache's statistics as reused for
+// CacheEvery) and returns what /status serves.
+func (m *Metrics) Status() Status {
+	now := m.now()
+	s := Status{
+		GateID: m.info.GateID, Direction: m.info.Direction, Version: m.info.Version,
+		StartedAt: m.started, UptimeSeconds: now.Sub(m.started).Seconds(), Now: now,
+		Latency: m.Latency(), Drift: m.Drift(),
+	}
+	if err := m.health(); err != nil {
+		s.HealthError = redact(err.Error())
+	} else {
+		s.Healthy = true
+	}
+	if m.src.Gate != nil {
+		var g gate.Status
+		if m.safely("gate", func() { g = m.src.Gate() }) {
+			s.Gate = &g
+		}
+	}
+	if m.src.Feed != nil {
+		var f keysync.Status
+		if m.safely("feed", func() { f = m.src.Feed() }) {
+			f.LastError = redact(f.LastError)
+			s.Feed = &f
+		}
+	}
+	if m.src.Scanner != nil {
+		var st scanner.Stats
+		var present bool
+		if m.safely("scanner", func() { st, present = m.src.Scanner() }) {
+			s.Scanner = &ScannerStatus{Present: present}
+			if present {
+				s.Scanner = &ScannerStatus{Present: true, Connected: st.Connected, Lines: st.Lines, Suppressed: st.Suppressed,
+					Overlong: st.Overlong, Reconnects: st.Reconnects, LastScan: st.LastScan, LastError: redact(st.LastError)}
+			}
+		}
+	}
+	if cr, ok := m.cacheStats(); ok {
+		s.Cache = &CacheStatus{ReadAt: cr.at}
+		if cr.err != nil {
+			s.Cache.Error = redact(cr.err.Error())
+		} else {
+			s.Cache.Stats = cacheStatsOf(cr.stats)
+		}
+	}
+	return s
+}
+
+// healthAdvice is what /healthz tells whoever reads a failure.
+const healthAdvice = "gate controller not answering: restart gateagent and run gateagent diag"
+
+// serveHealth answers 200 "ok" while the gate controller answers, 503
+// otherwise. Only the controller's liveness: a stale feed, a lost scanner
+// or a cache error are in /status and /metrics, not here.
+func (m *Metrics) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := m.health(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "unhealthy: %s\n%s\n", redact(err.Error()), healthAdvice)
+		return
+	}
+	fmt.Fprint(w, "ok\n")
+}
+
+func (m *Metrics) serveStatus(w http.ResponseWriter, r *http.Request) {
+	b, err := json.MarshalIndent(m.Status(), "", "  ")
+	if err != nil { // cannot happen: every field marshals
+		m.log.Error("metrics: encode status", "err", err)
+		http.Error(w, "status unavailable: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(b, '\n'))
+}
+
+func promhttpHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// minRedact is the shortest hex run redacted when it has a letter; runs of
+// a full cert ID's length (32) or more are redacted even if all digits.
+const (
+	minRedact = 16
+	certIDHex = 32
+)
+
+// redact replaces the hex runs in s that may be a cert ID (or part of
+// one) with "[redacted]": runs of 32 hex digits or more, and runs of 16 or
+// more that hold a letter (plain decimal numbers such as cursors stay).
+func redact(s string) string {
+	isHex := func(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+	var out []byte
+	last := 0
+	for i := 0; i < len(s); {
+		if !isHex(s[i]) {
+			i++
+			continue
+		}
+		j, letter := i, false
+		for j < len(s) && isHex(s[j]) {
+			letter = letter || s[j] > '9'
+			j++
+		}
+		if n := j - i; n >= certIDHex || n >= minRedact && letter {
+			out = append(append(out, s[last:i]...), "[redacted]"...)
+			last = j
+		}
+		i = j
+	}
+	if out == nil {
+		return s
+	}
+	return string(append(out, s[last:]...))
+}
