@@ -2,7 +2,12 @@
 // -ldflags "-X gateagent/internal/version.Version=… -X ….BuildDate=…".
 package version
 
-import "time"
+import (
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+)
 
 // Stamped by the Makefile; the defaults are what `go build` and `go test` see.
 var (
@@ -20,19 +25,61 @@ const sourceDate = "2026-11-23"
 // it (check 2 of the TR1 spec), so that a board that boots in 1970 refuses
 // tokens until its clock is set. It never returns a time before sourceDate.
 func BuildTime() time.Time {
+	t, _ := buildTime()
+	return t
+}
+
+// buildTime is BuildTime and the layout BuildDate was stamped in
+// (time.DateOnly when it was not stamped or was raised to the floor).
+func buildTime() (time.Time, string) {
 	floor, _ := time.Parse(time.DateOnly, sourceDate)
 	for _, layout := range []string{time.RFC3339, time.DateOnly} {
 		if t, err := time.Parse(layout, BuildDate); err == nil {
 			if t.Before(floor) {
-				return floor
+				return floor, time.DateOnly
 			}
-			return t.UTC()
+			return t.UTC(), layout
 		}
 	}
-	return floor
+	return floor, time.DateOnly
 }
 
-// String describes the build in one line.
+// Platform is the OS and architecture the binary was built for, as Go
+// names them ("linux/arm64"), with the ARM version for 32-bit ARM
+// ("linux/arm/v7", as container platforms write it): a technician can
+// tell at once whether the binary suits the board.
+func Platform() string {
+	p := runtime.GOOS + "/" + runtime.GOARCH
+	if runtime.GOARCH == "arm" {
+		if v := buildSetting("GOARM"); v != "" {
+			// GOARM may carry a float ABI ("7,softfloat"); keep the version.
+			v, _, _ = strings.Cut(v, ",")
+			p += "/v" + v
+		}
+	}
+	return p
+}
+
+func buildSetting(key string) string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range info.Settings {
+		if s.Key == key {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+// String describes the build in one line: version, commit, build date (to
+// the second when the build stamped a time), and the Go release and
+// platform it was built with, e.g.
+//
+//	v1.2.3 (abc1234, built 2026-11-23T10:00:00Z, go1.26.8 linux/arm64)
 func String() string {
-	return Version + " (" + Commit + ", built " + BuildTime().Format(time.DateOnly) + ")"
+	t, layout := buildTime()
+	return Version + " (" + Commit + ", built " + t.Format(layout) + ", " +
+		runtime.Version() + " " + Platform() + ")"
 }
