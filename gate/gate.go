@@ -4,13 +4,20 @@
 // decision in the gate's event log.
 //
 // Everything happens on one goroutine (Run), one scan at a time: a scan
-// that arrives while a passenger is passing, or while the emergency input
-// holds the gate open, is reported (logged, a short beep, an Ignored
-// outcome) and not checked, never queued.
+// that arrives while a passenger is passing, while the emergency input
+// holds the gate open, or during a technician's test, is reported (logged,
+// an Ignored outcome) and not checked, never queued.
 //
-// The relay moves on three paths only: a granted token (after its event is
-// durably recorded), the emergency input, and Run's exit, which locks it.
-// Technicians' relay tests (diag) go through the board, not through here.
+// The relay moves on four paths only, all on Run's goroutine: a granted
+// token (after its event is durably recorded), the emergency input, a
+// technician's explicit test (Test, for gateagent diag relay: recorded in
+// the event log, and only while the gate is idle), and Run's exit, which
+// locks it. Nothing else drives it.
+//
+// For gateagent diag, Test exercises the outputs of the running gate and
+// NextScan hands the next scan to a technician instead of checking it.
+// Checked scans report how long each stage took (Outcome.Stages), from the
+// scanner's first byte to the relay.
 package gate
 
 import (
@@ -150,8 +157,17 @@ type Controller struct {
 	lastFault time.Time // when a fault decision was last logged as an error
 	// passage is the passage sensor's last level: only a change counts.
 	passage bool
+	// test is the technician's test under way (state testing).
+	test *techTest
 
-	ping chan chan struct{}
+	ping    chan chan struct{}
+	testReq chan *testRequest
+
+	// waiter is the technician waiting for the next scan (NextScan);
+	// guarded by waitMu (taken before mu, never after), so that a waiter
+	// that gives up and a scan handed to it cannot cross.
+	waitMu sync.Mutex
+	waiter *scanWaiter
 
 	mu     sync.Mutex
 	status Status
@@ -163,10 +179,11 @@ const (
 	idle    state = iota
 	granted       // unlocked, waiting for the passenger to enter
 	passing       // the passenger is in the passage
+	testing       // a technician's test of the outputs (Test)
 )
 
 func (s state) String() string {
-	return [...]string{"idle", "granted", "passing"}[s]
+	return [...]string{"idle", "granted", "passing", "testing"}[s]
 }
 
 // New checks the config and returns a controller.
@@ -196,15 +213,17 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{cfg: cfg, t: cfg.Timing.withDefaults(), clock: cfg.Clock, log: cfg.Logger, ping: make(chan chan struct{})}
+	c := &Controller{cfg: cfg, t: cfg.Timing.withDefaults(), clock: cfg.Clock, log: cfg.Logger,
+		ping: make(chan chan struct{}), testReq: make(chan *testRequest)}
 	c.status.Reasons = map[string]uint64{}
 	c.status.Outcomes = map[string]uint64{}
 	return c, nil
 }
 
-// Run handles scans and inputs until ctx ends, then locks the gate and
-// turns its signals off. Every output is driven off as Run starts; the
-// relay moves nowhere else but on a grant or the emergency input.
+// Run handles scans, inputs and technicians' requests until ctx ends, then
+// locks the gate and turns its signals off. Every output is driven off as
+// Run starts; the relay moves nowhere else but on a grant, the emergency
+// input or a technician's test.
 func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 	b := c.cfg.Board
 	if err := b.Safe(); err != nil {
@@ -213,7 +232,11 @@ func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
-		// Lock first, then wait for the input watchers.
+		// A test under way ends (recorded, its caller told), then the
+		// gate locks, then the input watchers are waited for.
+		if c.test != nil {
+			c.endTest(fmt.Errorf("%w: the gate controller stopped", ErrInterrupted))
+		}
 		stop(&c.relayRetry)
 		if err := b.Safe(); err != nil {
 			c.log.Error("could not lock the gate at shutdown", "err", err)
@@ -281,6 +304,12 @@ func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
 			c.onInputDead(name)
 		case reply := <-c.ping:
 			close(reply)
+		case req := <-c.testReq:
+			c.startTest(req)
+		case <-c.testTimerC():
+			c.onTestTimer()
+		case <-c.testCtxDone():
+			c.endTest(fmt.Errorf("gate: technician test cancelled: %w", c.test.req.ctx.Err()))
 		}
 	}
 }
@@ -319,9 +348,17 @@ func (c *Controller) Ping(timeout time.Duration) error {
 }
 
 func (c *Controller) onScan(s scanner.Scan) {
+	if c.handOver(s) {
+		return
+	}
 	switch {
 	case c.emergency:
 		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "the emergency input holds the gate open: no scan needed"})
+		return
+	case c.state == testing:
+		// No beep: it would mix with an indicator test's.
+		c.log.Info("scan during a technician test not checked", "test", c.test.res.Kind.String())
+		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "technician test under way"})
 		return
 	case c.fault != "":
 		c.logFault("gate out of service: "+c.fault, nil)
@@ -335,6 +372,10 @@ func (c *Controller) onScan(s scanner.Scan) {
 		return
 	}
 	d, err := c.cfg.Verifier.Verify(s.Text)
+	st := Stages{Decode: d.Stages.Decode, Lookup: d.Stages.Lookup, Tag: d.Stages.Tag}
+	if !s.Began.IsZero() && s.At.After(s.Began) {
+		st.Read = s.At.Sub(s.Began)
+	}
 	ev := cache.Event{
 		Time: d.At, Kind: cache.EventDecision, Reason: d.Reason, Direction: c.cfg.Direction,
 		CertID: d.CertID, StepOffset: d.StepOffset, Detail: d.Detail,
@@ -347,33 +388,40 @@ func (c *Controller) onScan(s scanner.Scan) {
 		if ev.Detail == "" && err != nil {
 			ev.Detail = truncate(err.Error())
 		}
-		c.record(ev)
-		c.deny(d, s, err)
+		st.Record = c.timedRecord(ev)
+		c.deny(d, s, err, st)
 		return
 	}
 	if !d.Granted() {
 		if d.Reason == verify.Malformed {
 			var ok bool
 			if ev.Detail, ok = c.malformed.admit(ev.Time, ev.Detail); ok {
-				c.record(ev)
+				st.Record = c.timedRecord(ev)
 			}
 		} else {
-			c.record(ev)
+			st.Record = c.timedRecord(ev)
 		}
-		c.deny(d, s, nil)
+		c.deny(d, s, nil, st)
 		return
 	}
-	// Grant: durable record first, then the relay.
-	if _, err := c.cfg.Log.AppendEvent(ev); err != nil {
+	// Grant: durable record first, then the relay. The stages are real
+	// latencies: timed on the monotonic clock, not on c.clock.
+	mark := time.Now()
+	_, err = c.cfg.Log.AppendEvent(ev)
+	st.Record = time.Since(mark)
+	if err != nil {
 		c.log.Error("grant not recorded, so the gate stays shut: the event log cannot be written; check the disk and run gateagent diag", "cert", d.CertID, "err", err)
-		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err)
+		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err, st)
 		return
 	}
-	if err := c.setRelay(true); err != nil {
+	mark = time.Now()
+	err = c.setRelay(true)
+	st.Relay = time.Since(mark)
+	if err != nil {
 		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, CertID: d.CertID,
 			Detail: "granted but the relay could not be unlocked: the passenger was turned away"})
 		_ = c.setRelay(false) // stop retrying the unlock: drive it locked
-		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err)
+		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err, st)
 		return
 	}
 	relayAt := c.clock.Now()
@@ -387,10 +435,10 @@ func (c *Controller) onScan(s scanner.Scan) {
 		c.pulse = c.clock.NewTimer(c.t.Pulse)
 	}
 	c.log.Info("granted", "cert", d.CertID, "step_offset", d.StepOffset)
-	c.observe(Outcome{Kind: Granted, Decision: d, ScanAt: s.At, At: relayAt})
+	c.observe(Outcome{Kind: Granted, Decision: d, ScanAt: s.At, Stages: st, At: relayAt})
 }
 
-func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
+func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error, st Stages) {
 	fam := d.Reason.Family()
 	if err != nil {
 		fam = verify.FamilyFault
@@ -402,7 +450,7 @@ func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error) {
 	case err == nil:
 		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID)
 	}
-	c.observe(Outcome{Kind: Denied, Decision: d, ScanAt: s.At, At: c.clock.Now(), Err: err})
+	c.observe(Outcome{Kind: Denied, Decision: d, ScanAt: s.At, Stages: st, At: c.clock.Now(), Err: err})
 }
 
 func (c *Controller) onPassage(active bool) {
@@ -415,6 +463,9 @@ func (c *Controller) onPassage(active bool) {
 		if active {
 			c.observe(Outcome{Kind: FreePassage, At: c.clock.Now()})
 		}
+		return
+	}
+	if c.state == testing && c.testPassage(active) {
 		return
 	}
 	switch {
@@ -461,6 +512,11 @@ func (c *Controller) onEmergency(active bool) {
 	c.emergency = active
 	c.setStatus(func(s *Status) { s.Emergency = active })
 	if active {
+		// A test under way ends, its relay left energised: the emergency
+		// holds it so.
+		if c.test != nil {
+			c.endTest(fmt.Errorf("%w: the emergency input engaged; the gate is held open", ErrInterrupted))
+		}
 		// Open first: in an emergency the way out matters more than the log.
 		stop(&c.pulse)
 		stop(&c.pass)
@@ -532,6 +588,9 @@ func (c *Controller) driveRelay() error {
 // be recorded.
 func (c *Controller) onInputDead(name string) {
 	c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "input " + name + " unreadable"})
+	if name == c.cfg.Board.Passage.Name() && c.test != nil {
+		c.endTest(fmt.Errorf("%w: the passage sensor cannot be read", ErrInterrupted))
+	}
 	if name == c.cfg.Board.Passage.Name() && c.fault == "" {
 		c.fault = "the passage sensor cannot be read"
 		c.lock()
@@ -601,6 +660,13 @@ func (c *Controller) setSignal(red, buzz bool) {
 	if err := c.cfg.Board.Buzzer.Set(buzz); err != nil {
 		c.log.Warn("buzzer output failed", "err", err)
 	}
+}
+
+// timedRecord is record, timed on the monotonic clock (the Record stage).
+func (c *Controller) timedRecord(e cache.Event) time.Duration {
+	mark := time.Now()
+	c.record(e)
+	return time.Since(mark)
 }
 
 // record appends an event, logging a failure (the gate goes on: only a

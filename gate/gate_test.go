@@ -82,6 +82,13 @@ func newRig(t *testing.T, timing gate.Timing) *rig {
 // dead inputs) before the controller starts.
 func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board)) *rig {
 	t.Helper()
+	return newRigFull(t, timing, pre, mod, nil)
+}
+
+// newRigFull is newRigWith, with wrap (when not nil) wrapping the
+// verifier the controller uses.
+func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board), wrap func(gate.Verifier) gate.Verifier) *rig {
+	t.Helper()
 	r := &rig{t: t, pins: hwtest.NewBoard(), clock: clockwork.NewFakeClockAt(now0),
 		scans: make(chan scanner.Scan), outcomes: make(chan gate.Outcome, 64)}
 	if pre != nil {
@@ -107,7 +114,11 @@ func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.ctrl, err = gate.New(gate.Config{Verifier: v, Log: r.log, Board: r.board, Direction: verify.Entry,
+	var gv gate.Verifier = v
+	if wrap != nil {
+		gv = wrap(v)
+	}
+	r.ctrl, err = gate.New(gate.Config{Verifier: gv, Log: r.log, Board: r.board, Direction: verify.Entry,
 		Timing: timing, Clock: r.clock, Observe: func(o gate.Outcome) { r.outcomes <- o }})
 	if err != nil {
 		t.Fatal(err)
@@ -677,5 +688,64 @@ func TestDeadPassageSensorTakesTheGateOutOfService(t *testing.T) {
 	}
 	if got := levels(r); got != "L" {
 		t.Fatalf("relay went %s", got)
+	}
+}
+
+// stagedVerifier is the verifier, reporting known stage times.
+type stagedVerifier struct {
+	gate.Verifier
+	stages verify.Stages
+}
+
+func (v stagedVerifier) Verify(token []byte) (verify.Decision, error) {
+	d, err := v.Verifier.Verify(token)
+	d.Stages = v.stages
+	return d, err
+}
+
+// send hands the controller a scan as the scanner would.
+func (r *rig) send(s scanner.Scan) {
+	r.t.Helper()
+	select {
+	case r.scans <- s:
+	case <-time.After(5 * time.Second):
+		r.t.Fatal("controller did not take the scan")
+	}
+}
+
+func TestOutcomeStages(t *testing.T) {
+	known := verify.Stages{Decode: 3 * time.Microsecond, Lookup: 40 * time.Microsecond, Tag: 5 * time.Microsecond}
+	r := newRigFull(t, gate.Timing{}, nil, nil, func(v gate.Verifier) gate.Verifier { return stagedVerifier{v, known} })
+	at := r.clock.Now()
+	r.send(scanner.Scan{Text: r.token(0, verify.StepOf(now0)), Began: at.Add(-250 * time.Millisecond), At: at})
+	st := r.want(gate.Granted).Stages
+	if st.Read != 250*time.Millisecond {
+		t.Errorf("read stage %v, want At − Began = 250ms", st.Read)
+	}
+	if st.Decode != known.Decode || st.Lookup != known.Lookup || st.Tag != known.Tag {
+		t.Errorf("stages %+v: want the verifier's %+v", st, known)
+	}
+	if st.Record <= 0 || st.Relay <= 0 {
+		t.Errorf("stages %+v: want the record (fsync) and the relay timed", st)
+	}
+
+	// A denial: recorded, no relay; a scan without Began has no read stage.
+	r.clock.Advance(8 * time.Second)
+	r.want(gate.Lapsed)
+	r.send(scanner.Scan{Text: r.token(3, verify.StepOf(now0)), At: r.clock.Now()})
+	o := r.want(gate.Denied)
+	if o.Decision.Reason != verify.Revoked {
+		t.Fatalf("reason %v, want REVOKED", o.Decision.Reason)
+	}
+	if st := o.Stages; st.Read != 0 || st.Relay != 0 || st.Record <= 0 || st.Lookup != known.Lookup {
+		t.Errorf("denial's stages %+v: want no read or relay stage, the record and the verifier's timed", st)
+	}
+
+	// A scan not checked has no stages.
+	r.scan(r.token(0, verify.StepOf(now0)))
+	r.want(gate.Granted)
+	r.send(scanner.Scan{Text: r.token(1, verify.StepOf(now0)), Began: at, At: r.clock.Now()})
+	if o := r.want(gate.Ignored); o.Stages != (gate.Stages{}) {
+		t.Errorf("ignored scan's stages %+v, want none", o.Stages)
 	}
 }

@@ -14,7 +14,7 @@ type OutcomeKind uint8
 const (
 	Granted      OutcomeKind = iota + 1 // valid token: recorded, relay unlocked, green
 	Denied                              // refused: Decision.Reason says why (Err: the gate could not decide or act)
-	Ignored                             // scan not checked: a passage is under way or the emergency input is engaged
+	Ignored                             // scan not checked: a passage, the emergency input or a technician's test is under way, or NextScan took it
 	Passed                              // the granted passenger entered the passage: anti-passback recorded
 	Closed                              // the passage is clear again: gate locked
 	Lapsed                              // the granted passenger did not enter in time: gate locked
@@ -41,7 +41,7 @@ type Outcome struct {
 	// ScanAt is when the scan that led here was read (zero otherwise).
 	ScanAt time.Time
 	// Stages is how long each stage of a checked scan took (Granted and
-	// Denied outcomes of a scan).
+	// Denied outcomes of a scan the verifier checked; zero otherwise).
 	Stages Stages
 	// At is when the gate acted: for Granted, the instant the relay was
 	// set, so At − ScanAt is the scan-to-relay latency.
@@ -52,13 +52,17 @@ type Outcome struct {
 
 // Stages is how long each stage of one scan took, from the scanner's
 // first byte to the relay: the per-stage latency figures of diag and
-// the metrics. A stage that did not run is zero.
+// the metrics. They are real latencies, on the monotonic clock, whatever
+// Config.Clock is. A stage that did not run is zero, as is a stage nobody
+// timed: Read needs the scanner's Scan.Began, and Decode, Lookup and Tag
+// a verifier that times its stages (verify.Config.Stages; the gate copies
+// verify.Decision.Stages).
 type Stages struct {
 	Read   time.Duration // first byte of the frame to its terminator (scanner.Scan.Began to At)
 	Decode time.Duration // parse the token text
 	Lookup time.Duration // read the certificate from the key cache
 	Tag    time.Duration // HMAC and constant-time comparison
-	Record time.Duration // the decision written to the event log (fsync)
+	Record time.Duration // the decision written to the event log (fsync); zero when not recorded (malformed flood)
 	Relay  time.Duration // driving the relay pin (grants only)
 }
 
@@ -72,6 +76,9 @@ type Status struct {
 	LastAt    time.Time         `json:"last_outcome_at,omitzero"`
 	Outcomes  map[string]uint64 `json:"outcomes"`
 	Reasons   map[string]uint64 `json:"reasons"`
+	// ScanWaiter: a technician waits in NextScan: the next scan is theirs,
+	// not checked.
+	ScanWaiter bool `json:"scan_waiter,omitempty"`
 }
 
 // Status returns a copy of the controller's state.
@@ -107,7 +114,8 @@ func (c *Controller) observe(o Outcome) {
 	}
 }
 
-// TestKind is a technician's test of the gate's outputs (gateagent diag).
+// TestKind is a technician's test of the gate's outputs (gateagent diag;
+// see Controller.Test).
 type TestKind uint8
 
 // The tests.
@@ -116,11 +124,12 @@ const (
 	TestIndicators                     // green, red, then the buzzer, one after the other
 )
 
-// TestResult says what a technician's test did.
+// TestResult says what a technician's test did. Times are on the gate's
+// Config.Clock.
 type TestResult struct {
 	Kind    TestKind  `json:"kind"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended"`
+	Started time.Time `json:"started"` // the test began: for the relay, the pulse began
+	Ended   time.Time `json:"ended"`   // the test ended: its outputs back off, unless the emergency took over
 	// PassageSeen: the passage sensor went active during the relay pulse
 	// or within the confirmation time after it (someone pushed through:
 	// the turnstile really unlocked).

@@ -28,6 +28,8 @@ const (
 var (
 	sigGranted = pattern{{buzz: true, dur: 80 * time.Millisecond}}
 	sigBusy    = pattern{{buzz: true, dur: 60 * time.Millisecond}}
+	// sigAck: a scan was handed to a technician (NextScan).
+	sigAck = pattern{{buzz: true, dur: 40 * time.Millisecond}}
 )
 
 // denySignal returns the red lamp and buzzer pattern for a denial of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 // Terminator ends a frame on the wire.
@@ -55,6 +56,10 @@ type Frame struct {
 	// Dropped is the length of an over-long line (longer than maxLine
 	// bytes, terminator not counted), which was discarded; 0 for a line.
 	Dropped int
+	// Began is the time given to the FeedAt call that brought the
+	// frame's first byte (zero for bytes given to Feed). A line split
+	// over several reads began with the first of them.
+	Began time.Time
 }
 
 // Framer splits a byte stream into lines bounded in length.
@@ -77,6 +82,10 @@ type Framer struct {
 	buf     []byte // the first min(n, max) bytes of the current line
 	n       int    // the current line's length so far (saturates at math.MaxInt)
 	pending bool   // CRLF: the last byte fed was a CR, not yet known to be content
+
+	at    time.Time // the current FeedAt call's time
+	began time.Time // when the current line's first byte was fed
+	crAt  time.Time // when the pending CR was fed
 }
 
 // NewFramer returns a Framer for lines ended by t, of at most maxLine bytes.
@@ -97,11 +106,18 @@ func (f *Framer) Pending() int { return len(f.buf) }
 // Reset discards the unterminated line, as after the stream was cut.
 func (f *Framer) Reset() {
 	f.buf, f.n, f.pending = f.buf[:0], 0, false
+	f.began, f.crAt = time.Time{}, time.Time{}
 }
 
 // Feed consumes p and calls emit for each complete frame, in order.
 // A nil emit discards the frames.
-func (f *Framer) Feed(p []byte, emit func(Frame)) {
+func (f *Framer) Feed(p []byte, emit func(Frame)) { f.FeedAt(p, time.Time{}, emit) }
+
+// FeedAt is Feed for bytes that arrived at time at (when the read that
+// brought them returned): each frame's Began is the at of the call that
+// brought its first byte.
+func (f *Framer) FeedAt(p []byte, at time.Time, emit func(Frame)) {
+	f.at = at
 	if emit == nil {
 		emit = func(Frame) {}
 	}
@@ -127,7 +143,9 @@ func (f *Framer) Feed(p []byte, emit func(Frame)) {
 			f.end(emit)
 			p = p[1:]
 		} else {
-			f.absorb(cr) // the CR was content; p[0] is handled below
+			// The CR was content, fed with the previous chunk (the
+			// line began then, if with it); p[0] is handled below.
+			f.absorbAt(cr, f.crAt)
 		}
 	}
 	for len(p) > 0 {
@@ -139,7 +157,7 @@ func (f *Framer) Feed(p []byte, emit func(Frame)) {
 		f.absorb(p[:i])
 		switch {
 		case i+1 == len(p): // the CR ends this chunk: wait for the next one
-			f.pending = true
+			f.pending, f.crAt = true, f.at
 			return
 		case p[i+1] == '\n':
 			f.end(emit)
@@ -153,10 +171,17 @@ func (f *Framer) Feed(p []byte, emit func(Frame)) {
 
 var cr = []byte{'\r'}
 
-// absorb adds b to the current line, keeping at most max bytes of it.
-func (f *Framer) absorb(b []byte) {
+// absorb adds b, fed now, to the current line.
+func (f *Framer) absorb(b []byte) { f.absorbAt(b, f.at) }
+
+// absorbAt adds b, fed at at, to the current line, keeping at most max
+// bytes of it.
+func (f *Framer) absorbAt(b []byte, at time.Time) {
 	if len(b) == 0 {
 		return
+	}
+	if f.n == 0 {
+		f.began = at
 	}
 	if room := f.max - len(f.buf); room > 0 {
 		f.buf = append(f.buf, b[:min(room, len(b))]...)
@@ -170,15 +195,15 @@ func (f *Framer) absorb(b []byte) {
 
 // end closes the current line at its terminator.
 func (f *Framer) end(emit func(Frame)) {
-	n := f.n
+	n, began := f.n, f.began
 	line := f.buf[:len(f.buf):len(f.buf)]
-	f.buf, f.n = f.buf[:0], 0
+	f.buf, f.n, f.began = f.buf[:0], 0, time.Time{}
 	switch {
 	case n == 0:
 		return
 	case n > f.max:
-		emit(Frame{Dropped: n})
+		emit(Frame{Dropped: n, Began: began})
 	default:
-		emit(Frame{Line: line})
+		emit(Frame{Line: line, Began: began})
 	}
 }

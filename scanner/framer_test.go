@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // got is a frame as a test sees it: a line, or a dropped length.
@@ -199,4 +200,64 @@ func TestFramerLineIsTheFramersBuffer(t *testing.T) {
 	if len(kept) != 2 || string(kept[0]) != "first" || string(kept[1]) != "second" {
 		t.Fatalf("kept %q", kept)
 	}
+}
+
+// TestFramerBegan: each frame began with the chunk that brought its first
+// byte: a line split over chunks with the first, the lines after the
+// first in one chunk with that chunk, and with CRLF a CR that turns out to
+// be content with the chunk it came in.
+func TestFramerBegan(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	type began struct {
+		line string
+		at   int // chunk index, -1: zero time
+	}
+	for _, tc := range []struct {
+		name   string
+		term   Terminator
+		max    int
+		chunks []string
+		want   []began
+	}{
+		{"one chunk, several lines", CR, 64, []string{"A\rBB\rC\r"}, []began{{"A", 0}, {"BB", 0}, {"C", 0}}},
+		{"split line", CR, 64, []string{"TR1:AB", "CD", "EF\r"}, []began{{"TR1:ABCDEF", 0}}},
+		{"line ends, next starts in the same chunk", LF, 64, []string{"ONE\nTW", "O\n", "THREE\n"},
+			[]began{{"ONE", 0}, {"TWO", 0}, {"THREE", 2}}},
+		{"empty lines do not begin a line", CR, 64, []string{"\r\r", "\rX", "\r"}, []began{{"X", 1}}},
+		{"terminator alone in a chunk", CR, 64, []string{"A", "\r", "B\r"}, []began{{"A", 0}, {"B", 2}}},
+		{"CRLF split between chunks", CRLF, 64, []string{"AB\r", "\nCD\r", "\n"}, []began{{"AB", 0}, {"CD", 1}}},
+		{"CRLF: an empty line's CR alone", CRLF, 64, []string{"\r", "\nXY\r\n"}, []began{{"XY", 1}}},
+		{"CRLF: a lone CR is content, from its chunk", CRLF, 64, []string{"\r", "Z\r\n"}, []began{{"\rZ", 0}}},
+		{"over-long line", CR, 4, []string{"123", "456", "7\rOK\r"}, []began{{"<dropped 7>", 0}, {"OK", 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFramer(tc.term, tc.max)
+			var out []began
+			for i, c := range tc.chunks {
+				f.FeedAt([]byte(c), at(i), func(fr Frame) {
+					b := began{line: string(fr.Line), at: -1}
+					if fr.Dropped > 0 {
+						b.line = fmt.Sprintf("<dropped %d>", fr.Dropped)
+					}
+					if !fr.Began.IsZero() {
+						b.at = int(fr.Began.Sub(t0) / time.Second)
+					}
+					out = append(out, b)
+				})
+			}
+			if fmt.Sprint(out) != fmt.Sprint(tc.want) {
+				t.Fatalf("frames (line, chunk it began in) %v, want %v", out, tc.want)
+			}
+		})
+	}
+	// Feed, without a time, leaves Began zero; Reset forgets a line's start.
+	f := NewFramer(CR, 16)
+	f.FeedAt([]byte("OLD"), at(1), nil)
+	f.Reset()
+	f.Feed([]byte("NEW\r"), func(fr Frame) {
+		if !fr.Began.IsZero() {
+			t.Errorf("frame from Feed began at %v, want zero", fr.Began)
+		}
+	})
 }

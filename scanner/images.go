@@ -32,10 +32,21 @@ type FrameSource interface {
 	Next(ctx context.Context) (image.Image, string, error)
 }
 
+// StampedFrameSource is a FrameSource that also says when it found each
+// frame, before decoding it. Images uses it for Scan.Began, so that the
+// read stage covers the image's decoding too; from any other source a
+// frame begins when Next returns it. DirFrames is one.
+type StampedFrameSource interface {
+	FrameSource
+	// NextStamped is Next, with found: the time, on now, at which the
+	// frame was found (before it was read and decoded).
+	NextStamped(ctx context.Context, now func() time.Time) (img image.Image, name string, found time.Time, err error)
+}
+
 // ImageOptions are an image scanner's settings and collaborators.
 type ImageOptions struct {
 	Logger       *slog.Logger     // nil: discard
-	Now          func() time.Time // the clock for the repeat window and Scan.At; nil: time.Now
+	Now          func() time.Time // the clock for the repeat window, Scan.At and Scan.Began; nil: time.Now
 	RepeatWindow time.Duration    // 0 disables; see Dedup
 	MaxText      int              // the longest text delivered, in bytes; default 512 (longer: an error)
 }
@@ -117,8 +128,7 @@ func (im *Images) Run(ctx context.Context, out chan<- Scan) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		img, name, err := im.src.Next(ctx)
-		at := im.now()
+		img, name, began, err := im.next(ctx)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr
@@ -131,6 +141,7 @@ func (im *Images) Run(ctx context.Context, out chan<- Scan) error {
 		}
 		im.update(func(st *ImageStats) { st.Frames++ })
 		text, err := qrcode.Decode(img)
+		at := im.now() // the text is complete: the scan's At
 		switch {
 		case errors.Is(err, qrcode.ErrNotFound) || err == nil && text == "":
 			im.update(func(st *ImageStats) { st.NoCode++ })
@@ -150,12 +161,22 @@ func (im *Images) Run(ctx context.Context, out chan<- Scan) error {
 			continue
 		}
 		select {
-		case out <- Scan{Text: []byte(text), At: at, Source: name}:
+		case out <- Scan{Text: []byte(text), At: at, Began: began, Source: name}:
 			im.log.Debug("scanner code", "frame", name, "length", len(text))
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// next returns the source's next frame and when it began: when a
+// StampedFrameSource found it, or else when Next returned it.
+func (im *Images) next(ctx context.Context) (image.Image, string, time.Time, error) {
+	if ss, ok := im.src.(StampedFrameSource); ok {
+		return ss.NextStamped(ctx, im.now)
+	}
+	img, name, err := im.src.Next(ctx)
+	return img, name, im.now(), err
 }
 
 // Limits and defaults of DirFrames.
@@ -193,25 +214,37 @@ type DirFrames struct {
 
 // Next returns the next frame in the directory, waiting for one.
 func (d *DirFrames) Next(ctx context.Context) (image.Image, string, error) {
+	img, name, _, err := d.NextStamped(ctx, time.Now)
+	return img, name, err
+}
+
+// NextStamped is Next, with found: the time on now at which the frame's
+// file was taken from the directory, before it was read and decoded (a
+// file listed while others were ahead of it is found when its turn
+// comes).
+func (d *DirFrames) NextStamped(ctx context.Context, now func() time.Time) (img image.Image, name string, found time.Time, err error) {
+	if now == nil {
+		now = time.Now
+	}
 	poll := d.Poll
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, "", err
+			return nil, "", time.Time{}, err
 		}
 		if len(d.queue) == 0 {
 			names, err := d.list()
 			if err != nil {
 				if !sleep(ctx, poll) {
-					return nil, "", ctx.Err()
+					return nil, "", time.Time{}, ctx.Err()
 				}
-				return nil, "", err
+				return nil, "", time.Time{}, err
 			}
 			if len(names) == 0 {
 				if !sleep(ctx, poll) {
-					return nil, "", ctx.Err()
+					return nil, "", time.Time{}, ctx.Err()
 				}
 				continue
 			}
@@ -219,9 +252,10 @@ func (d *DirFrames) Next(ctx context.Context) (image.Image, string, error) {
 		}
 		name := d.queue[0]
 		d.queue = d.queue[1:]
+		found := now()
 		img, ok, err := d.take(name)
 		if ok {
-			return img, name, err
+			return img, name, found, err
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +314,53 @@ func TestImagesFromSource(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "frame-1: the code holds 20 bytes, more than the 10-byte limit") {
 		t.Errorf("over-long text not logged with its length:\n%s", r.logs.String())
+	}
+}
+
+// TestImagesBegan: a scan from a frame file began when the file was
+// found, before it was read, removed and decoded, and is complete (At)
+// once its code is decoded; from any other source it began when Next
+// returned the frame.
+func TestImagesBegan(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	var calls int
+	present := map[time.Time]bool{} // each time the clock gave: was the frame file still there?
+	now := func() time.Time {
+		_, err := os.Stat(filepath.Join(dir, "001.png"))
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		at := base.Add(time.Duration(calls) * time.Second)
+		present[at] = err == nil
+		return at
+	}
+	writeFile(t, dir, "001.png", codePNG(t, "TR1:BEGAN"))
+	r := startImages(t, &scanner.DirFrames{Dir: dir, Poll: 10 * time.Millisecond}, scanner.ImageOptions{Now: now})
+	s := r.next(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if s.Began.IsZero() || !s.Began.Before(s.At) {
+		t.Fatalf("began %v, at %v: want Began before At", s.Began, s.At)
+	}
+	if !present[s.Began] {
+		t.Errorf("Began %v was taken after the frame file was read and removed, want when it was found", s.Began)
+	}
+	if present[s.At] {
+		t.Errorf("At %v was taken while the frame file was still there, want once its code was decoded", s.At)
+	}
+
+	// A plain FrameSource: the frame began when Next returned it.
+	m, err := qrcode.Encode("TR1:PLAIN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	step := func() time.Time { n++; return base.Add(time.Duration(n) * time.Second) }
+	r2 := startImages(t, &frames{imgs: []image.Image{m.Image(3)}, errs: []error{nil}}, scanner.ImageOptions{Now: step})
+	s2 := r2.next(t)
+	if want := base.Add(time.Second); !s2.Began.Equal(want) || !s2.At.Equal(base.Add(2*time.Second)) {
+		t.Errorf("began %v, at %v: want %v (when Next returned) and a second later (decoded)", s2.Began, s2.At, want)
 	}
 }

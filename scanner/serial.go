@@ -32,11 +32,19 @@ const (
 
 // Scan is one text read from the scanner.
 type Scan struct {
-	Text []byte    // owned copy, exactly as sent (only the terminator is stripped)
-	At   time.Time // when the read that completed it returned (for latency figures)
-	// Began is when the read that brought the frame's first byte
-	// returned (an image: when its file was found), so At − Began is the
-	// read stage. Zero when unknown.
+	Text []byte // owned copy, exactly as sent (only the terminator is stripped)
+	// At is when the text was complete: from a serial scanner, when the
+	// read that brought its terminator returned; from an image, when its
+	// code had been decoded. The repeat window and the scan-to-relay
+	// latency count from it.
+	At time.Time
+	// Began is when the scan's first part came in: from a serial
+	// scanner, when the read that brought the frame's first byte returned
+	// (frames whose first bytes came in one read all began with it); from
+	// an image, when its file was found, before it was decoded. At − Began
+	// is the read stage: how long the scanner took to send the text, or
+	// the image to be read and decoded. Began is on At's clock and never
+	// after it; zero when unknown.
 	Began  time.Time
 	Source string // the port name, or the image file name
 }
@@ -350,7 +358,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- Scan, de
 			log.Debug("scanner repeat suppressed", "length", len(f.Line))
 			return
 		}
-		scan := Scan{Text: bytes.Clone(f.Line), At: at, Source: s.cfg.Port}
+		scan := Scan{Text: bytes.Clone(f.Line), At: at, Began: f.Began, Source: s.cfg.Port}
 		// Counted before the send, so that a consumer that has the scan
 		// sees it in Stats; taken back if it is never taken.
 		var prev time.Time
@@ -367,7 +375,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- Scan, de
 		n, err := port.Read(buf)
 		at = s.now()
 		if n > 0 {
-			fr.Feed(buf[:n], emit)
+			fr.FeedAt(buf[:n], at, emit)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr

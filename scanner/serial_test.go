@@ -462,3 +462,68 @@ func TestSerialRunMisuse(t *testing.T) {
 		t.Errorf("Run returned %v", err)
 	}
 }
+
+// TestSerialBegan: a scan's Began is when the read that brought its first
+// byte returned: a line sent in two halves 150 ms apart began at least
+// 100 ms before it was complete, and a line that starts in the read that
+// ends the one before began with that read. Began is never after At.
+func TestSerialBegan(t *testing.T) {
+	const pause = 150 * time.Millisecond
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+	r.waitConnected()
+	check := func(s scanner.Scan) {
+		t.Helper()
+		if s.Began.IsZero() || s.Began.After(s.At) {
+			t.Errorf("scan %q began at %v, completed at %v: want a Began no later than At", s.Text, s.Began, s.At)
+		}
+	}
+
+	before := time.Now()
+	write(t, peer, "TR1:FIRST HA")
+	time.Sleep(pause)
+	write(t, peer, "LF\r")
+	s := r.next(3 * time.Second)
+	if string(s.Text) != "TR1:FIRST HALF" {
+		t.Fatalf("scan %q", s.Text)
+	}
+	check(s)
+	if s.Began.Before(before) {
+		t.Errorf("began at %v, before the first half was written (%v)", s.Began, before)
+	}
+	if d := s.At.Sub(s.Began); d < 100*time.Millisecond {
+		t.Errorf("At − Began = %v for a line sent in halves %v apart, want at least 100ms", d, pause)
+	}
+
+	// One write: a whole line and the start of the next; the rest later.
+	write(t, peer, "TR1:WHOLE\rTR1:NEX")
+	whole := r.next(3 * time.Second)
+	if string(whole.Text) != "TR1:WHOLE" {
+		t.Fatalf("scan %q", whole.Text)
+	}
+	check(whole)
+	time.Sleep(pause)
+	write(t, peer, "T\r")
+	next := r.next(3 * time.Second)
+	if string(next.Text) != "TR1:NEXT" {
+		t.Fatalf("scan %q", next.Text)
+	}
+	check(next)
+	if d := next.At.Sub(next.Began); d < 100*time.Millisecond {
+		t.Errorf("At − Began = %v for a line begun in the read that ended the one before, %v before its end; want at least 100ms", d, pause)
+	}
+	if next.Began.Before(whole.Began) {
+		t.Errorf("the second line began at %v, before the first (%v)", next.Began, whole.Began)
+	}
+
+	// Several lines in one write: each no later than its At.
+	write(t, peer, "TR1:A\rTR1:B\rTR1:C\r")
+	for _, want := range []string{"TR1:A", "TR1:B", "TR1:C"} {
+		s := r.next(3 * time.Second)
+		if string(s.Text) != want {
+			t.Fatalf("scan %q, want %q", s.Text, want)
+		}
+		check(s)
+	}
+}

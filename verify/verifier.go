@@ -143,7 +143,10 @@ type Config struct {
 	// clock is set.
 	TrustedAfter time.Time
 	// Stages, when set, makes every Decision carry the time its stages
-	// took (Decision.Stages), for the gate's latency figures.
+	// took (Decision.Stages), for the gate's latency figures. It costs
+	// four reads of the monotonic clock per check (about 0.2 µs on a
+	// server; see BenchmarkVerifyMemStages); unset, VerifyAt reads no
+	// clock at all.
 	Stages bool
 }
 
@@ -153,6 +156,7 @@ type Verifier struct {
 	clock        Clock
 	policy       Policy
 	trustedAfter time.Time
+	stages       bool
 }
 
 // New returns a Verifier, or an error wrapping ErrConfig.
@@ -168,7 +172,7 @@ func New(c Config) (*Verifier, error) {
 	if err := c.Policy.Validate(); err != nil {
 		return nil, err
 	}
-	return &Verifier{store: c.Store, clock: c.Clock, policy: c.Policy, trustedAfter: c.TrustedAfter}, nil
+	return &Verifier{store: c.Store, clock: c.Clock, policy: c.Policy, trustedAfter: c.TrustedAfter, stages: c.Stages}, nil
 }
 
 // Policy returns the policy v applies.
@@ -188,15 +192,20 @@ type Decision struct {
 	At time.Time
 	// Detail says what was wrong with a Malformed token.
 	Detail string
-	// Stages is how long each stage took, when Config.Stages is set.
+	// Stages is how long each stage took, when Config.Stages is set;
+	// zero otherwise.
 	Stages Stages
 }
 
-// Stages is how long the stages of one check took (monotonic clock).
+// Stages is how long the stages of one check took, measured on the
+// monotonic clock (time.Now), never on the verifier's Clock: that one
+// decides validity and may be corrected or faked; these are real
+// latencies. A stage that did not run (the check stopped before it) is
+// zero.
 type Stages struct {
-	Decode time.Duration // check 1: parse and base45-decode the text
-	Lookup time.Duration // check 3: the key cache read
-	Tag    time.Duration // check 4: HMAC-SHA256 and the comparison
+	Decode time.Duration // check 1: parse and base45-decode the text (ParseToken)
+	Lookup time.Duration // check 3: the key cache read (Store.Lookup; check 2's comparison too)
+	Tag    time.Duration // check 4: HMAC-SHA256 and the constant-time comparison
 }
 
 // Granted reports whether the gate may open: only for OK.
@@ -216,9 +225,19 @@ func (v *Verifier) Verify(token []byte) (Decision, error) {
 // the decision is then Undecided and the gate must stay shut.
 func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 	d := Decision{At: now}
+	// Stage timing: four monotonic clock reads, each stage starting where
+	// the last ended; every one behind v.stages, so that the path without
+	// them is unchanged.
+	var mark time.Time
+	if v.stages {
+		mark = time.Now()
+	}
 
 	// 1. The text is a TR1 token.
 	tok, err := ParseToken(token)
+	if v.stages {
+		d.Stages.Decode = lap(&mark)
+	}
 	if err != nil {
 		d.Reason, d.Detail = Malformed, err.Error()
 		return d, nil
@@ -231,8 +250,12 @@ func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 		return d, nil
 	}
 
-	// 3. The certificate is in the cache.
+	// 3. The certificate is in the cache. (Its stage starts where the
+	// decode's ended: check 2 is one comparison, not worth a clock read.)
 	e, found, err := v.store.Lookup(tok.CertID, v.policy.Direction)
+	if v.stages {
+		d.Stages.Lookup = lap(&mark)
+	}
 	if err != nil {
 		return d, fmt.Errorf("%w: looking up cert %s: %w", ErrStore, tok.CertID, err)
 	}
@@ -243,7 +266,11 @@ func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 
 	// 4. The tag is right, compared in constant time.
 	want := ComputeTag(&e.Key, &tok.CertID, tok.Step)
-	if !hmac.Equal(want[:], tok.Tag[:]) {
+	tagOK := hmac.Equal(want[:], tok.Tag[:])
+	if v.stages {
+		d.Stages.Tag = lap(&mark)
+	}
+	if !tagOK {
 		d.Reason = BadTag
 		return d, nil
 	}
@@ -289,4 +316,13 @@ func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 
 	d.Reason = OK
 	return d, nil
+}
+
+// lap returns the time since *mark on the monotonic clock and moves *mark
+// to now.
+func lap(mark *time.Time) time.Duration {
+	now := time.Now()
+	d := now.Sub(*mark)
+	*mark = now
+	return d
 }
