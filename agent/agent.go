@@ -15,16 +15,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/control"
+	"gateagent/diag"
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
 	"gateagent/keysync"
+	"gateagent/metrics"
 	"gateagent/scanner"
 	"gateagent/verify"
 )
@@ -57,6 +62,8 @@ type Agent struct {
 	cache  *cache.Cache
 	feed   *keysync.Client
 	ctrl   *gate.Controller
+	verify *verify.Verifier
+	stats  *metrics.Metrics
 	serial *scanner.Serial
 	images *scanner.Images
 	notify *sdnotify.Notifier
@@ -103,13 +110,28 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: verify: %w", err)
 	}
-	v, err := verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
-		TrustedAfter: version.BuildTime()})
+	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
+		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.ctrl, err = gate.New(gate.Config{Verifier: v, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
-		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: opts.Observe})
+	a.stats = metrics.New(metrics.Info{GateID: cfg.Gate.ID, Direction: cfg.Gate.Direction, Version: version.String()},
+		metrics.Sources{
+			Gate:    func() gate.Status { return a.ctrl.Status() },
+			Feed:    a.feed.Status,
+			Scanner: a.scannerStats,
+			Cache:   a.cache.Stats,
+			Health:  func() error { return a.ctrl.Ping(2 * time.Second) },
+		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
+	observe := a.stats.Observe
+	if opts.Observe != nil {
+		observe = func(o gate.Outcome) {
+			a.stats.Observe(o)
+			opts.Observe(o)
+		}
+	}
+	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
+		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -152,6 +174,16 @@ func openBoard(cfg *config.Config, opts Options) (*hw.Board, error) {
 	}
 	return b, nil
 }
+
+func (a *Agent) scannerStats() (scanner.Stats, bool) {
+	if a.serial == nil {
+		return scanner.Stats{}, false
+	}
+	return a.serial.Stats(), true
+}
+
+// Metrics is the agent's counters, health and status.
+func (a *Agent) Metrics() *metrics.Metrics { return a.stats }
 
 // Cache is the gate's key cache (for the demo and tests; the agent owns it).
 func (a *Agent) Cache() *cache.Cache { return a.cache }
@@ -230,6 +262,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer wg.Done()
 		a.purgeLoop(fctx)
 	}()
+	a.serveControl(fctx, &wg)
 	wctx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
 	wg.Add(1)
@@ -276,6 +309,40 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", runErr)
 	}
 	return nil
+}
+
+// serveControl serves the control socket (diag, status, metrics) and, when
+// configured, status and metrics on a loopback TCP address, until ctx
+// ends. Neither is needed to run the gate: when one cannot be opened, the
+// agent says so and runs without it.
+func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
+	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
+		Metrics: a.stats, Scanner: a.scannerStats, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
+	mux := http.NewServeMux()
+	mux.Handle("/diag", live.Handler())
+	mux.Handle("/diag/", live.Handler())
+	mux.Handle("/", a.stats.Handler())
+	serve := func(l net.Listener, h http.Handler, what string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := control.Serve(ctx, l, h, a.log); err != nil {
+				a.log.Error(what+" stopped", "err", err)
+			}
+		}()
+	}
+	if l, err := control.Listen(a.cfg.Control.Socket); err != nil {
+		a.log.Warn("no control socket: gateagent diag works only with the agent stopped", "err", err)
+	} else {
+		serve(l, mux, "control socket")
+	}
+	if addr := a.cfg.Control.Metrics; addr != "" {
+		if l, err := net.Listen("tcp", addr); err != nil {
+			a.log.Warn("no metrics listener", "addr", addr, "err", err)
+		} else {
+			serve(l, a.stats.Handler(), "metrics listener")
+		}
+	}
 }
 
 // purgeLoop deletes expired certificates and old anti-passback entries

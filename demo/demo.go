@@ -120,6 +120,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 	cfg.Scanner.Baud = 115200
 	cfg.Scanner.RepeatWindow = 0 // the demo shows the same code twice on purpose
 	cfg.HW.Kind = "sim"
+	cfg.Control.Socket = filepath.Join(o.Dir, "control.sock")
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo: its own config: %w", err)
 	}

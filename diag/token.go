@@ -75,7 +75,11 @@ func ExplainToken(v *verify.Verifier, text []byte, now time.Time) (TokenReport, 
 		r.Status = Pass
 	}
 	if t := x.Token; t != nil {
-		r.CertID, r.Step, r.StepTime = t.CertID.String(), t.Step, verify.StepStart(t.Step)
+		r.CertID, r.Step = t.CertID.String(), t.Step
+		// The last steps lie past the year 9999, which JSON cannot write.
+		if st := verify.StepStart(t.Step); st.Year() <= 9999 {
+			r.StepTime = st
+		}
 		r.StepOffset = int64(t.Step) - int64(x.NowStep)
 	}
 	if x.Checks[2].Outcome != verify.NotRun { // check 3 looked the certificate up
@@ -158,8 +162,12 @@ func (r *TokenReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "step      -; the gate's step is %d\n", r.NowStep)
 	} else {
 		fmt.Fprintf(&b, "cert ID   %s\n", r.CertID)
-		fmt.Fprintf(&b, "step      %d, the minute from %s; the gate's step is %d (offset %+d)\n",
-			r.Step, r.StepTime.UTC().Format(time.RFC3339), r.NowStep, r.StepOffset)
+		from := "after the year 9999"
+		if !r.StepTime.IsZero() {
+			from = "from " + r.StepTime.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(&b, "step      %d, the minute %s; the gate's step is %d (offset %+d)\n",
+			r.Step, from, r.NowStep, r.StepOffset)
 	}
 	fmt.Fprintf(&b, "cache     %s\n", r.cacheLine())
 	fmt.Fprintf(&b, "checks (> marks the one that decides):\n")

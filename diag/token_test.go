@@ -104,7 +104,11 @@ func TestExplainTokenSpecVectors(t *testing.T) {
 	for _, vec := range vecTokens {
 		now := verify.StepStart(vec.step).Add(30 * time.Second)
 		v := vecVerifier(t, memstore.New(vecCert(t, vecCertID, vecKey, now)), now)
-		if r := agrees(t, v, vec.token, now); r.Status != diag.Pass || r.StepOffset != 0 || !r.StepTime.Equal(verify.StepStart(vec.step)) {
+		wantTime := verify.StepStart(vec.step)
+		if wantTime.Year() > 9999 {
+			wantTime = time.Time{} // JSON cannot write it: left out
+		}
+		if r := agrees(t, v, vec.token, now); r.Status != diag.Pass || r.StepOffset != 0 || !r.StepTime.Equal(wantTime) {
 			t.Errorf("step %d: %s %s, offset %d, step time %v", vec.step, r.Status, r.Reason, r.StepOffset, r.StepTime)
 		}
 	}

@@ -1,0 +1,199 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"gateagent/cache"
+	"gateagent/config"
+	"gateagent/control"
+	"gateagent/diag"
+	"gateagent/gate"
+	"gateagent/hw/hwtest"
+)
+
+// diagStation is a running agent with its control socket in a temp dir.
+func diagStation(t *testing.T) (*station, string) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	st := newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Socket = sock }})
+	return st, sock
+}
+
+// runDiag runs `gateagent diag ARGS --socket SOCK` as a technician would
+// against the running agent, and returns its exit status and output.
+func runDiag(t *testing.T, sock string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	// No config file: diag finds the agent by its socket alone.
+	code := diag.Command(append(args, "--socket", sock, "--config", filepath.Join(t.TempDir(), "none.toml")), &out, &errb, diag.Env{})
+	return code, out.String(), errb.String()
+}
+
+// TestDiagThroughTheRunningAgent: with the agent running, diag answers
+// from the agent's own state over the control socket, and its latency
+// figures come from the agent's scans.
+func TestDiagThroughTheRunningAgent(t *testing.T) {
+	st, sock := diagStation(t)
+	c := st.issue()
+	st.write(st.token(c.ID, time.Now()) + "\r")
+	st.want(gate.Granted)
+	st.pins.Set(hwtest.Passage, gpio.High)
+	st.want(gate.Passed)
+	st.pins.Set(hwtest.Passage, gpio.Low)
+	st.want(gate.Closed)
+
+	code, out, errs := runDiag(t, sock, "--json")
+	var r diag.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("no report (%v): %s %s", err, out, errs)
+	}
+	if r.Mode != "daemon" || r.Gate != "E2E-01" {
+		t.Errorf("mode %q gate %q", r.Mode, r.Gate)
+	}
+	for _, ch := range r.Checks {
+		if ch.Status != diag.Pass {
+			t.Errorf("%s is %s: %s", ch.Name, ch.Status, ch.Line)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	lat, _ := r.Find(diag.NameLatency)
+	if !strings.Contains(lat.Line, "over 1 grants") {
+		t.Errorf("latency line: %s", lat.Line)
+	}
+	sc, _ := r.Find(diag.NameScanner)
+	if !strings.Contains(sc.Line, "connected: 1 codes read") {
+		t.Errorf("scanner line: %s", sc.Line)
+	}
+
+	// The per-stage histogram: every stage of the grant has its sample.
+	code, out, _ = runDiag(t, sock, "latency")
+	for _, stage := range []string{"read", "decode", "lookup", "tag", "record", "relay", "scan_to_relay"} {
+		if !strings.Contains(out, stage) {
+			t.Errorf("latency histogram lacks %s:\n%s", stage, out)
+		}
+	}
+	if code != 0 || !strings.Contains(out, "<=") {
+		t.Errorf("latency: exit %d\n%s", code, out)
+	}
+
+	// A token explained by the agent (its cache is locked to anyone else).
+	code, out, errs = runDiag(t, sock, "token", st.token(c.ID, time.Now()))
+	if code != 2 || !strings.Contains(out, "PASSBACK") {
+		t.Errorf("diag token of a code that just passed: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// Prometheus metrics over the same socket.
+	resp, err := control.NewClient(sock).Do(context.Background(), http.MethodGet, "/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`gateagent_decisions_total{reason="OK"} 1`, "gateagent_scan_to_relay_seconds_count 1", "gateagent_events_backlog", "gateagent_scanner_reconnects_total 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestDiagScanMovesNothing: diag scan through the running agent explains
+// the next code and neither moves the relay nor records a decision.
+func TestDiagScanMovesNothing(t *testing.T) {
+	st, sock := diagStation(t)
+	c := st.issue()
+	before := len(st.events())
+	done := make(chan struct{})
+	var code int
+	var out string
+	go func() {
+		defer close(done)
+		code, out, _ = runDiag(t, sock, "scan", "--timeout", "10s")
+	}()
+	// Offer the code once diag waits for it at the gate.
+	deadline := time.Now().Add(10 * time.Second)
+	for !st.ag.Gate().Status().ScanWaiter {
+		if time.Now().After(deadline) {
+			t.Fatal("diag scan is not waiting at the gate after 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st.write(st.token(c.ID, time.Now()) + "\r")
+	<-done
+	if code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("diag scan: exit %d\n%s", code, out)
+	}
+	if got := levels(st.relayOuts()); got != "L" {
+		t.Errorf("relay driven %s during diag scan, want only L (safe at start)", got)
+	}
+	for _, e := range st.events()[before:] {
+		if e.Kind == cache.EventDecision {
+			t.Errorf("diag scan recorded a decision: %+v", e)
+		}
+	}
+}
+
+// TestDiagRelayPulse: the technician's relay test through the running
+// agent moves the relay once, is confirmed by the passage sensor, and is
+// in the event log.
+func TestDiagRelayPulse(t *testing.T) {
+	st, sock := diagStation(t)
+	// Someone pushes through when the relay unlocks.
+	go func() {
+		for l := range st.pins.WaitOut(hwtest.Relay) {
+			if l == unlocked {
+				st.pins.Set(hwtest.Passage, gpio.High)
+				time.Sleep(50 * time.Millisecond)
+				st.pins.Set(hwtest.Passage, gpio.Low)
+				return
+			}
+		}
+	}()
+	code, out, errs := runDiag(t, sock, "relay", "--pulse", "300ms")
+	if code != 0 || !strings.Contains(out, "PASS") || !strings.Contains(out, "passage sensor saw someone pass") {
+		t.Fatalf("diag relay: exit %d\n%s%s", code, out, errs)
+	}
+	if got := levels(st.relayOuts()); got != "LUL" {
+		t.Errorf("relay driven %s, want LUL", got)
+	}
+	found := false
+	for _, e := range st.events() {
+		found = found || e.Kind == cache.EventTechnician && strings.Contains(e.Detail, "relay")
+	}
+	if !found {
+		t.Error("no technician event for the relay test")
+	}
+	// Without --pulse the relay is never moved.
+	if code, _, errs := runDiag(t, sock, "relay"); code != 2 || !strings.Contains(errs, "--pulse") {
+		t.Errorf("diag relay without --pulse: exit %d: %s", code, errs)
+	}
+	if got := levels(st.relayOuts()); got != "LUL" {
+		t.Errorf("relay driven %s after a refused test", got)
+	}
+}
+
+// TestDiagSensorsLive streams the inputs from the running agent.
+func TestDiagSensorsLive(t *testing.T) {
+	st, sock := diagStation(t)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		st.pins.Set(hwtest.Emergency, gpio.High)
+	}()
+	code, out, _ := runDiag(t, sock, "sensors", "--seconds", "1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) < 2 || !strings.Contains(lines[0], "emergency=released") || !strings.Contains(out, "emergency=ENGAGED") {
+		t.Fatalf("diag sensors: exit %d\n%s", code, out)
+	}
+	st.pins.Set(hwtest.Emergency, gpio.Low)
+	st.want(gate.EmergencyOn)
+}

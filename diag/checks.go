@@ -1,0 +1,493 @@
+package diag
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gateagent/cache"
+	"gateagent/config"
+	"gateagent/feed"
+	"gateagent/hw"
+	"gateagent/keysync"
+	"gateagent/scanner"
+	"gateagent/verify"
+)
+
+// The checks, in the order a report lists them. Each judge below turns
+// facts (gathered by the daemon or by diag itself) into one Check, so both
+// modes say the same thing about the same state.
+const (
+	NameConfig   = "config"
+	NameHardware = "hardware"
+	NameScanner  = "scanner"
+	NameClock    = "clock"
+	NameCache    = "cache"
+	NameFeed     = "feed"
+	NameBacklog  = "backlog"
+	NameLatency  = "latency"
+)
+
+// Thresholds of the judges.
+const (
+	// ClockOffsetWarn: a gate clock further than this from the issuer's
+	// is corrected, but its time sync is broken.
+	ClockOffsetWarn = 30 * time.Second
+	// DriftMinScans is how many authentic scans the drift verdict needs.
+	DriftMinScans = 20
+	// BacklogWarnAge: events older than this not yet uploaded.
+	BacklogWarnAge = time.Hour
+	// DiskFreeWarn: less room than this beside the cache.
+	DiskFreeWarn = 100 << 20
+	// LatencyWarn: a p99 scan-to-relay above this is felt by passengers.
+	LatencyWarn = 300 * time.Millisecond
+)
+
+func judgeConfig(path string, cfg *config.Config, err error) Check {
+	c := Check{Name: NameConfig, Facts: map[string]any{"file": path}}
+	if err != nil {
+		c.Status, c.Line = Fail, fmt.Sprintf("%v: fix the file, then check it with gateagent run --config %s --check", oneLine(err), path)
+		return c
+	}
+	c.Status = Pass
+	c.Line = fmt.Sprintf("%s is good: gate %s, %s, scanner %s, hardware %s", filepath.Base(path), cfg.Gate.ID, cfg.Gate.Direction, cfg.Scanner.Kind, cfg.HW.Kind)
+	c.Facts["gate"], c.Facts["direction"] = cfg.Gate.ID, cfg.Gate.Direction
+	return c
+}
+
+// inputLevels reads the board's inputs for the hardware check.
+type inputLevels struct {
+	passage, emergency       bool
+	hasEmergency, readFailed bool
+	err                      error
+}
+
+func readInputs(b *hw.Board) inputLevels {
+	var l inputLevels
+	var err error
+	if l.passage, err = b.Passage.Active(); err != nil {
+		l.readFailed, l.err = true, fmt.Errorf("%s: %w", b.Passage.Name(), err)
+	}
+	if b.Emergency != nil {
+		l.hasEmergency = true
+		if l.emergency, err = b.Emergency.Active(); err != nil {
+			l.readFailed, l.err = true, fmt.Errorf("%s: %w", b.Emergency.Name(), err)
+		}
+	}
+	return l
+}
+
+func judgeHardware(kind string, b *hw.Board, openErr error) Check {
+	c := Check{Name: NameHardware, Facts: map[string]any{"kind": kind}}
+	if openErr != nil {
+		c.Status = Fail
+		c.Line = fmt.Sprintf("%v: check the pin names in the config's [hw] section against the board's pinout, and the wiring", oneLine(openErr))
+		return c
+	}
+	l := readInputs(b)
+	c.Facts["passage_active"] = l.passage
+	if l.hasEmergency {
+		c.Facts["emergency_active"] = l.emergency
+	}
+	switch {
+	case l.readFailed:
+		c.Status, c.Line = Fail, fmt.Sprintf("cannot read an input: %v: check its wiring", oneLine(l.err))
+	case l.emergency:
+		c.Status, c.Line = Warn, "emergency input engaged: the gate is held open for free passage; release it at the fire panel if that is not intended"
+	case l.passage:
+		c.Status, c.Line = Warn, "passage sensor active: someone is in the passage, or the sensor is blocked or faulty; clear it and watch gateagent diag sensors"
+	default:
+		c.Status = Pass
+		names := []string{}
+		for _, o := range b.Outputs() {
+			names = append(names, o.Name())
+		}
+		c.Line = fmt.Sprintf("outputs %s open and off; passage clear", strings.Join(names, ", "))
+		if l.hasEmergency {
+			c.Line += "; emergency input released"
+		}
+		if kind == "sim" {
+			c.Line += " (simulated board: no real turnstile)"
+		}
+	}
+	return c
+}
+
+// judgeScannerPort judges an attempt to open the scanner's port (the
+// daemon stopped).
+func judgeScannerPort(cfg *config.Config, err error) Check {
+	c := Check{Name: NameScanner, Facts: map[string]any{"kind": cfg.Scanner.Kind}}
+	if cfg.Scanner.Kind == "images" {
+		c.Facts["dir"] = cfg.Scanner.ImageDir
+		if err != nil {
+			c.Status, c.Line = Fail, fmt.Sprintf("image directory %s: %v: create it and let the camera write there", cfg.Scanner.ImageDir, oneLine(err))
+			return c
+		}
+		c.Status, c.Line = Pass, fmt.Sprintf("image directory %s is there", cfg.Scanner.ImageDir)
+		return c
+	}
+	c.Facts["port"] = cfg.Scanner.Port
+	if err != nil {
+		what := "check the scanner's cable and power, and the udev rule that names it (ls -l " + cfg.Scanner.Port + ")"
+		if strings.Contains(err.Error(), "busy") {
+			what = "another program holds it: stop it (is gateagent running without its control socket?)"
+		}
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		c.Status, c.Line = Fail, fmt.Sprintf("port %s does not open (%v): %s", cfg.Scanner.Port, cause, what)
+		return c
+	}
+	c.Status = Pass
+	c.Line = fmt.Sprintf("port %s opens at %d baud, %d data bits, parity %s, %d stop bits; run gateagent diag scan to read a code", cfg.Scanner.Port,
+		cfg.Scanner.Baud, cfg.Scanner.DataBits, cfg.Scanner.Parity, cfg.Scanner.StopBits)
+	return c
+}
+
+// judgeScannerLive judges the running scanner's counters.
+func judgeScannerLive(cfg *config.Config, st scanner.Stats, serial bool, now time.Time) Check {
+	if !serial {
+		return judgeScannerPort(cfg, nil)
+	}
+	c := Check{Name: NameScanner, Facts: map[string]any{"port": cfg.Scanner.Port, "connected": st.Connected, "lines": st.Lines,
+		"reconnects": st.Reconnects, "overlong": st.Overlong}}
+	if !st.LastScan.IsZero() {
+		c.Facts["last_scan"] = st.LastScan
+	}
+	if !st.Connected {
+		c.Status = Fail
+		c.Line = fmt.Sprintf("port %s not connected (%s): check the scanner's cable and power; the agent reopens it by itself", cfg.Scanner.Port, orDash(st.LastError))
+		return c
+	}
+	last := "no scan yet"
+	if !st.LastScan.IsZero() {
+		last = "last scan " + ago(now, st.LastScan)
+	}
+	c.Status = Pass
+	c.Line = fmt.Sprintf("port %s connected: %d codes read, %s, %d reconnects", cfg.Scanner.Port, st.Lines, last, st.Reconnects)
+	if st.Overlong > 0 {
+		c.Line += fmt.Sprintf(", %d over-long lines dropped", st.Overlong)
+	}
+	return c
+}
+
+// clockFacts is what the clock check looks at.
+type clockFacts struct {
+	raw, trustedAfter time.Time
+	offset            time.Duration
+	offsetKnown       bool
+	offsetFrom        string // "issuer now" or "learnt by the daemon"
+	offsets           []int64
+	offsetsFrom       string
+}
+
+func judgeClock(f clockFacts) Check {
+	c := Check{Name: NameClock, Facts: map[string]any{"gate_time": f.raw, "trusted_after": f.trustedAfter}}
+	if f.offsetKnown {
+		c.Facts["offset_to_issuer"] = f.offset.String()
+	}
+	d := learnDrift(f.offsets)
+	c.Facts["scans_ahead"], c.Facts["scans_behind"], c.Facts["scans_on_time"] = d.ahead, d.behind, d.same
+	if f.raw.Before(f.trustedAfter) {
+		c.Status = Fail
+		c.Line = fmt.Sprintf("gate clock reads %s, before this agent was built (%s): codes are refused as CLOCK_UNTRUSTED until the gate reaches the issuer; set the time (timedatectl, NTP) and check the RTC battery",
+			f.raw.UTC().Format(time.RFC3339), f.trustedAfter.UTC().Format("2006-01-02"))
+		return c
+	}
+	off := "offset to the issuer unknown (see feed)"
+	if f.offsetKnown {
+		off = fmt.Sprintf("%s (%s)", describeOffset(f.offset), f.offsetFrom)
+	}
+	if f.offsetKnown && (f.offset > ClockOffsetWarn || f.offset < -ClockOffsetWarn) {
+		c.Status = Warn
+		c.Line = fmt.Sprintf("gate clock %s: codes are checked on the corrected clock, but the gate's time sync is broken: check NTP (timedatectl timesync-status)", off)
+		return c
+	}
+	if d.n >= DriftMinScans && (d.ahead*2 >= d.n || d.behind*2 >= d.n) {
+		c.Status = Warn
+		if d.ahead*2 >= d.n {
+			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more ahead: the gate's clock is about a minute slow; %s; check NTP", d.ahead, d.n, off)
+		} else {
+			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more behind: the gate's clock is about a minute fast; %s; check NTP", d.behind, d.n, off)
+		}
+		return c
+	}
+	c.Status = Pass
+	c.Line = fmt.Sprintf("gate clock %s, %s", f.raw.UTC().Format(time.RFC3339), off)
+	if d.n > 0 {
+		c.Line += fmt.Sprintf("; of %d codes (%s) %d on time, %d ahead, %d behind", d.n, f.offsetsFrom, d.same, d.ahead, d.behind)
+	}
+	return c
+}
+
+type drift struct{ n, ahead, behind, same int }
+
+func learnDrift(offsets []int64) drift {
+	var d drift
+	for _, o := range offsets {
+		d.n++
+		switch {
+		case o > 0:
+			d.ahead++
+		case o < 0:
+			d.behind++
+		default:
+			d.same++
+		}
+	}
+	return d
+}
+
+func describeOffset(off time.Duration) string {
+	switch {
+	case off > time.Second:
+		return fmt.Sprintf("%s behind the issuer", off.Round(time.Second))
+	case off < -time.Second:
+		return fmt.Sprintf("%s ahead of the issuer", (-off).Round(time.Second))
+	}
+	return fmt.Sprintf("on time with the issuer (offset %s)", off.Round(time.Millisecond))
+}
+
+// cacheFacts is what the cache check looks at.
+type cacheFacts struct {
+	path      string
+	openErr   error
+	checkErr  error
+	stats     *cache.Stats
+	statsErr  error
+	feed      cache.FeedState // read on its own: it answers beside a damaged certificate page
+	checked   bool            // the integrity check ran
+	now       time.Time
+	freshAt   time.Time // last known caught up with the feed
+	maxAge    time.Duration
+	diskFree  uint64
+	diskErr   error
+	fileBytes int64
+}
+
+func judgeCache(f cacheFacts) Check {
+	c := Check{Name: NameCache, Facts: map[string]any{"file": f.path}}
+	aside := fmt.Sprintf("stop gateagent, move %s aside and start it again: it resyncs from the issuer (events in the old file that were not uploaded are lost; keep it for the station)", f.path)
+	switch {
+	case errors.Is(f.openErr, cache.ErrLocked):
+		c.Status, c.Line = Fail, fmt.Sprintf("%s is locked by another process, and no agent answers on the control socket: is gateagent hung? restart it (systemctl restart gateagent)", f.path)
+		return c
+	case errors.Is(f.openErr, cache.ErrCorrupt), errors.Is(f.checkErr, cache.ErrCorrupt), errors.Is(f.statsErr, cache.ErrCorrupt):
+		err := errors.Join(f.openErr, f.checkErr, f.statsErr)
+		c.Status, c.Line = Fail, fmt.Sprintf("%s is damaged (%s): %s", f.path, corruption(err), aside)
+		return c
+	case f.openErr != nil:
+		c.Status, c.Line = Fail, fmt.Sprintf("%v: the agent creates it at its first start; check the directory exists and belongs to the agent's user", oneLine(f.openErr))
+		return c
+	case f.checkErr != nil || f.statsErr != nil:
+		c.Status, c.Line = Fail, fmt.Sprintf("cannot read %s: %v", f.path, oneLine(errors.Join(f.checkErr, f.statsErr)))
+		return c
+	}
+	st := f.stats
+	c.Facts["certificates"], c.Facts["file_bytes"] = st.Certs, f.fileBytes
+	c.Facts["cursor"], c.Facts["epoch"] = f.feed.Cursor, f.feed.Epoch
+	if !f.freshAt.IsZero() {
+		c.Facts["last_sync"] = f.freshAt
+	}
+	c.Facts["max_age"] = f.maxAge.String()
+	if f.diskErr == nil {
+		c.Facts["disk_free_bytes"] = f.diskFree
+	}
+	integrity := "integrity ok"
+	if !f.checked {
+		integrity = "integrity not checked"
+	}
+	summary := fmt.Sprintf("%d certificates, %s, %s", st.Certs, mib(f.fileBytes), integrity)
+	if f.diskErr == nil {
+		summary += fmt.Sprintf(", %s free", mib(int64(f.diskFree)))
+	}
+	switch {
+	case f.freshAt.IsZero():
+		c.Status, c.Line = Fail, fmt.Sprintf("never synced with the issuer (%s): the gate knows no valid certificate; see the feed check", summary)
+	case f.maxAge > 0 && f.now.Sub(f.freshAt) > f.maxAge:
+		c.Status = Fail
+		c.Line = fmt.Sprintf("stale: last synced %s, the feed allows %s (%s): revocations since then are not known here; see the feed check and the network path to the issuer",
+			ago(f.now, f.freshAt), f.maxAge, summary)
+	case f.feed.Resync != nil:
+		c.Status, c.Line = Warn, fmt.Sprintf("a full sync is under way (%s): certificates it has not reached yet are refused as UNKNOWN_CERT until it ends", summary)
+	case f.diskErr == nil && f.diskFree < DiskFreeWarn:
+		c.Status, c.Line = Warn, fmt.Sprintf("only %s free beside the cache (%s): free space on %s before the cache or event log cannot grow", mib(int64(f.diskFree)), summary, filepath.Dir(f.path))
+	default:
+		c.Status, c.Line = Pass, fmt.Sprintf("%s, last synced %s (the feed allows %s)", summary, ago(f.now, f.freshAt), f.maxAge)
+	}
+	return c
+}
+
+// diskFree is the space left to the agent on the file system holding path.
+func diskFree(path string) (uint64, error) {
+	var s unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(path), &s); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", filepath.Dir(path), err)
+	}
+	return uint64(s.Bavail) * uint64(s.Bsize), nil
+}
+
+// feedFacts is what the feed check looks at.
+type feedFacts struct {
+	url         string
+	probe       keysync.Probe
+	err         error
+	cursor      uint64 // the cache's position
+	epoch       uint64
+	cursorKnown bool
+}
+
+func judgeFeed(f feedFacts) Check {
+	c := Check{Name: NameFeed, Facts: map[string]any{"url": f.url}}
+	if f.err != nil {
+		c.Status = Fail
+		cause := oneLine(f.err)
+		var op *net.OpError
+		if errors.As(f.err, &op) {
+			cause = op.Error() // without the URL and its nonce
+		}
+		c.Line = fmt.Sprintf("%s: %s: %s", f.url, cause, feedAdvice(f.err))
+		return c
+	}
+	p := f.probe
+	c.Facts["head"], c.Facts["key_id"], c.Facts["rtt"] = p.Head, p.KeyID, p.RTT.String()
+	c.Status = Pass
+	c.Line = fmt.Sprintf("issuer answers in %s, head signed by trusted key %s, head at %d", ms(p.RTT), p.KeyID, p.Head)
+	if f.cursorKnown {
+		switch {
+		case f.epoch != 0 && f.epoch != p.Epoch:
+			c.Status = Warn
+			c.Line += "; the issuer's feed was replaced (new epoch): the gate resyncs from a snapshot at its next poll"
+		case p.Head >= f.cursor:
+			c.Facts["lag_records"] = p.Head - f.cursor
+			c.Line += fmt.Sprintf(", cache at %d (%d behind)", f.cursor, p.Head-f.cursor)
+		default:
+			c.Status = Warn
+			c.Line += fmt.Sprintf("; the cache is at %d, ahead of the issuer: the gate resyncs at its next poll", f.cursor)
+		}
+	}
+	return c
+}
+
+// feedAdvice says what to do about a failed feed round trip.
+func feedAdvice(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		certErr   x509.CertificateInvalidError
+		recErr    tls.RecordHeaderError
+		netErr    net.Error
+	)
+	switch {
+	case errors.Is(err, feed.ErrSignature):
+		return "the head's signature does not verify with the trusted key of that ID: feed.trusted_keys holds a wrong key for it, or something between the gate and the issuer alters the feed; compare with `issuer pubkey`"
+	case errors.Is(err, feed.ErrUnknownKey):
+		return "add the issuer's new public key (issuer pubkey) to feed.trusted_keys"
+	case errors.Is(err, keysync.ErrMisdirected):
+		return "the answer is a genuine feed document but not the one asked for: check the station proxy's cache rules (the head must never be cached)"
+	case errors.Is(err, feed.ErrFormat):
+		return "the answer is not a feed document: check feed.url points at the issuer's feed"
+	case errors.As(err, &unknownCA), errors.As(err, &certErr):
+		return "TLS: the issuer's certificate is not signed by the station CA the gate trusts: check feed.ca_file"
+	case errors.As(err, &hostErr):
+		return "TLS: the issuer's certificate is for another name: check feed.url or feed.server_name"
+	case errors.As(err, &recErr):
+		return "TLS: the issuer does not speak TLS at that address: check http/https in feed.url"
+	case strings.Contains(err.Error(), "tls:"):
+		return "TLS handshake failed: check feed.cert_file/key_file (mutual TLS) and feed.ca_file"
+	case errors.As(err, &netErr):
+		return "the issuer is unreachable from the gate: check the network cable, the station network and the proxy; the gate keeps checking codes on its cache until it goes stale"
+	}
+	return "check feed.url and the issuer's logs"
+}
+
+// judgeBacklog judges the events not yet uploaded.
+func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) Check {
+	c := Check{Name: NameBacklog}
+	if err != nil {
+		c.Status, c.Line = Fail, fmt.Sprintf("cannot read the event log: %v: see the cache check", oneLine(err))
+		return c
+	}
+	c.Facts = map[string]any{"events": b.Events, "last_seq": b.LastSeq}
+	if b.Events == 0 {
+		c.Status, c.Line = Pass, fmt.Sprintf("every event is uploaded (%d recorded since the cache was made)", b.LastSeq)
+		return c
+	}
+	c.Facts["oldest"] = b.Oldest
+	if now.Sub(b.Oldest) > BacklogWarnAge {
+		c.Status = Warn
+		c.Line = fmt.Sprintf("%d events not uploaded, the oldest from %s: the issuer is not taking them", b.Events, ago(now, b.Oldest))
+		if uploadErr != "" {
+			c.Line += " (" + uploadErr + ")"
+		}
+		c.Line += "; see the feed check. Nothing is lost: they stay in the cache until acknowledged"
+		return c
+	}
+	c.Status, c.Line = Pass, fmt.Sprintf("%d events waiting for the next upload, the oldest from %s", b.Events, ago(now, b.Oldest))
+	return c
+}
+
+// authenticOffsets picks the step offsets of authentic decisions out of
+// the event log (the daemon stopped: its learnt figures are gone).
+func authenticOffsets(events []cache.Event) []int64 {
+	var out []int64
+	for _, e := range events {
+		d := verify.Decision{Reason: e.Reason}
+		if e.Kind == cache.EventDecision && d.Authentic() {
+			out = append(out, e.StepOffset)
+		}
+	}
+	return out
+}
+
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return fmt.Sprintf("%s in the future (the clock was set back?)", (-d).Round(time.Second))
+	case d < time.Second:
+		return "just now"
+	case d < 48*time.Hour:
+		return d.Round(time.Second).String() + " ago"
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+func mib(n int64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// oneLine flattens an error (errors.Join puts newlines between parts).
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// corruption is what bbolt found wrong, without the cache's own advice
+// (the check's line gives it) and shortened to the first problem.
+func corruption(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if i := strings.LastIndex(s, cache.ErrCorrupt.Error()); i >= 0 {
+		s = strings.TrimLeft(s[i+len(cache.ErrCorrupt.Error()):], ":( ")
+		s = strings.TrimSuffix(s, ")")
+	}
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}

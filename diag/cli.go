@@ -1,0 +1,220 @@
+package diag
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"gateagent/config"
+	"gateagent/control"
+)
+
+const usageText = `usage: gateagent diag [command] [--config FILE] [--socket PATH] [--json]
+
+With the agent running, diag asks it over its control socket; with the
+agent stopped, it opens the board, the scanner and the cache itself.
+Exit status: 0 PASS, 1 WARN, 2 FAIL (the worst check).
+
+commands:
+  (none)                 every check: config, hardware, scanner, clock, cache, feed, backlog, latency
+  scan [--timeout 30s]   wait for one code at the scanner and explain it; the relay does not move
+  relay --pulse 500ms    energise the relay once and watch the passage sensor confirm it
+  sensors [--seconds 10] show the passage, emergency and approach inputs live
+  indicators             green lamp, red lamp, then the buzzer, one after the other
+  latency                the running agent's per-stage latency histogram
+  token TOKEN            explain one code against the cache, check by check
+  decode IMAGE           read the code in a photo of a passenger's screen and explain it
+`
+
+// Command is `gateagent diag ARGS`: it returns the exit status.
+func Command(args []string, stdout, stderr io.Writer, env Env) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("diag "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
+	var o cliOpts
+	fs.StringVar(&o.config, "config", "/etc/gateagent/gateagent.toml", "the gate's config `file`")
+	fs.StringVar(&o.socket, "socket", "", "the agent's control socket (default: control.socket of the config)")
+	fs.BoolVar(&o.json, "json", false, "print JSON")
+	switch sub {
+	case "scan":
+		fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a code")
+	case "relay":
+		fs.DurationVar(&o.pulse, "pulse", 0, "energise the relay for this long (50ms to 5s); required")
+	case "sensors":
+		fs.IntVar(&o.seconds, "seconds", 10, "how long to watch (1 to 600)")
+	}
+	// Flags may come before or after the arguments (diag token TOKEN --json).
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		o.args = append(o.args, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	c := &cli{o: o, stdout: stdout, stderr: stderr, env: env.withDefaults()}
+	var want int
+	switch sub {
+	case "", "scan", "relay", "sensors", "indicators", "latency":
+	case "token", "decode":
+		want = 1
+	default:
+		fmt.Fprintf(stderr, "gateagent diag: unknown command %q\n\n%s", sub, usageText)
+		return 2
+	}
+	if len(o.args) != want {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	if sub == "relay" && o.pulse == 0 {
+		fmt.Fprintln(stderr, "gateagent diag relay: give --pulse DURATION (e.g. --pulse 500ms): the relay moves only when asked explicitly")
+		return 2
+	}
+	if sub == "sensors" && (o.seconds < 1 || o.seconds > 600) {
+		fmt.Fprintln(stderr, "gateagent diag sensors: --seconds: use 1 to 600")
+		return 2
+	}
+	c.connect(ctx)
+	switch sub {
+	case "":
+		return c.report(ctx)
+	case "scan":
+		return c.scan(ctx)
+	case "relay":
+		return c.relay(ctx)
+	case "sensors":
+		return c.sensors(ctx)
+	case "indicators":
+		return c.indicators(ctx)
+	case "latency":
+		return c.latency(ctx)
+	case "token":
+		return c.token(ctx, []byte(o.args[0]), "argument")
+	default:
+		return c.decode(ctx, o.args[0])
+	}
+}
+
+type cliOpts struct {
+	config, socket string
+	json           bool
+	timeout, pulse time.Duration
+	seconds        int
+	args           []string
+}
+
+type cli struct {
+	o              cliOpts
+	stdout, stderr io.Writer
+	env            Env
+	// daemon is the running agent's control socket; nil when diag works
+	// on its own.
+	daemon *control.Client
+}
+
+// connect finds the running agent, if there is one.
+func (c *cli) connect(ctx context.Context) {
+	path := c.o.socket
+	if path == "" {
+		path = config.DefaultSocket
+		if cfg, err := config.Load(c.o.config); err == nil {
+			path = cfg.Control.Socket
+		}
+	}
+	if cl := control.NewClient(path); cl.Alive(ctx) {
+		c.daemon = cl
+	}
+}
+
+// report is the full list of checks.
+func (c *cli) report(ctx context.Context) int {
+	var r *Report
+	if c.daemon != nil {
+		r = new(Report)
+		if err := c.call(ctx, http.MethodGet, "/diag", nil, r); err != nil {
+			return c.fail(err)
+		}
+	} else {
+		r = Standalone(ctx, c.o.config, c.env)
+	}
+	if c.o.json {
+		r.WriteJSON(c.stdout)
+	} else {
+		r.WriteText(c.stdout)
+	}
+	return r.Worst().ExitCode()
+}
+
+// call asks the running agent and decodes its JSON answer into v. An
+// answer other than 200 is an error carrying the agent's message.
+func (c *cli) call(ctx context.Context, method, path string, body io.Reader, v any) error {
+	resp, err := c.daemon.Do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &agentError{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("reading the agent's answer: %w", err)
+	}
+	return nil
+}
+
+type agentError struct {
+	status int
+	msg    string
+}
+
+func (e *agentError) Error() string { return "the agent says: " + e.msg }
+
+// fail prints err and returns FAIL's exit status.
+func (c *cli) fail(err error) int {
+	fmt.Fprintf(c.stderr, "gateagent diag: %v\n", err)
+	return Fail.ExitCode()
+}
+
+// print writes v as JSON with --json, else calls text.
+func (c *cli) print(v any, text func(io.Writer) error) {
+	var err error
+	if c.o.json {
+		e := json.NewEncoder(c.stdout)
+		e.SetIndent("", "  ")
+		err = e.Encode(v)
+	} else {
+		err = text(c.stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gateagent diag: printing the result: %v\n", err)
+	}
+}
+
+func query(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return "?" + v.Encode()
+}
+
+var errNoDaemon = errors.New("the agent is not running")

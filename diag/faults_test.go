@@ -1,0 +1,174 @@
+package diag_test
+
+import (
+	"encoding/binary"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"gateagent/diag"
+	"gateagent/feed/feedtest"
+)
+
+// TestStandaloneFaults runs `gateagent diag --json` on a gate whose daemon
+// is stopped: healthy, then with one fault at a time. Each fault must make
+// its own check FAIL with a line that says what is wrong, and leave every
+// other check PASS (latency is SKIP: only a running agent has figures).
+func TestStandaloneFaults(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault func(*station)
+		check string   // the check that must FAIL ("" for none)
+		says  []string // what its line must say
+	}{
+		{"healthy", nil, "", nil},
+		{"scanner port missing", func(st *station) { st.fields["PORT"] = "/dev/gate-scanner-gone" },
+			diag.NameScanner, []string{"/dev/gate-scanner-gone", "does not open", "cable"}},
+		{"relay pin missing", func(st *station) { st.fields["RELAY"] = "GPIO99" },
+			diag.NameHardware, []string{"hw.relay", "GPIO99", "pinout"}},
+		{"clock in 1970", func(st *station) { st.gateNow = time.Unix(0, 0) },
+			diag.NameClock, []string{"1970-01-01", "CLOCK_UNTRUSTED", "set the time"}},
+		{"stale cache", func(st *station) { st.srv.Clock.Advance(2 * time.Hour); st.gateNow = st.srv.Clock.Now() },
+			diag.NameCache, []string{"stale", "last synced 2h0m0s ago", "network path"}},
+		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
+			diag.NameCache, []string{"damaged", "move", "aside", "resyncs"}},
+		{"issuer down", func(st *station) { st.srv.Stop() },
+			diag.NameFeed, []string{"unreachable", "network"}},
+		{"bad feed signature", func(st *station) {
+			// The issuer's key ID with another key: every signature fails.
+			st.fields["KEY"] = feedtest.Signer(t, "test-1", 2).Public().String()
+		}, diag.NameFeed, []string{"signature", "trusted_keys", "issuer pubkey"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStation(t)
+			if tc.fault != nil {
+				tc.fault(st)
+			}
+			code, r, _ := st.report()
+			if r.Mode != "standalone" || r.Gate != "DIAG-1" {
+				t.Errorf("report mode %q gate %q", r.Mode, r.Gate)
+			}
+			names := []string{diag.NameConfig, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency}
+			if len(r.Checks) != len(names) {
+				t.Fatalf("%d checks, want %d:\n%s", len(r.Checks), len(names), describe(r))
+			}
+			for i, c := range r.Checks {
+				want := diag.Pass
+				switch {
+				case c.Name == tc.check:
+					want = diag.Fail
+				case c.Name == diag.NameLatency:
+					want = diag.Skip
+				}
+				if c.Name != names[i] {
+					t.Errorf("check %d is %q, want %q", i, c.Name, names[i])
+				}
+				if c.Status != want {
+					t.Errorf("%s is %s, want %s: %s", c.Name, c.Status, want, c.Line)
+				}
+				if c.Line == "" {
+					t.Errorf("%s has no line", c.Name)
+				}
+			}
+			if c, ok := r.Find(tc.check); ok {
+				for _, w := range tc.says {
+					if !strings.Contains(c.Line, w) {
+						t.Errorf("%s line does not say %q: %s", c.Name, w, c.Line)
+					}
+				}
+			}
+			wantCode := 0
+			if tc.check != "" {
+				wantCode = 2
+			}
+			if code != wantCode {
+				t.Errorf("exit status %d, want %d\n%s", code, wantCode, describe(r))
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", describe(r))
+			}
+		})
+	}
+}
+
+// TestTextReport checks the report a technician reads: one line per
+// check, then the result.
+func TestTextReport(t *testing.T) {
+	st := newStation(t)
+	st.fields["PORT"] = "/dev/gate-scanner-gone"
+	code, out, _ := st.run()
+	if code != 2 {
+		t.Errorf("exit status %d, want 2", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 10 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[9] != "result: FAIL" {
+		t.Fatalf("report:\n%s", out)
+	}
+	for _, want := range []string{"PASS  config", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report has no line %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestWarnings: a gate that works but needs attention exits 1.
+func TestWarnings(t *testing.T) {
+	st := newStation(t)
+	st.pins.Set("PASSAGE", true) // someone stands in the passage
+	code, r, _ := st.report()
+	c, _ := r.Find(diag.NameHardware)
+	if code != 1 || c.Status != diag.Warn || !strings.Contains(c.Line, "passage sensor active") {
+		t.Fatalf("exit %d, hardware %s: %s", code, c.Status, c.Line)
+	}
+	st.pins.Set("PASSAGE", false)
+
+	// A gate clock 5 minutes slow: codes are checked on the corrected
+	// clock, but time sync is broken.
+	st.gateNow = st.srv.Clock.Now().Add(-5 * time.Minute)
+	code, r, _ = st.report()
+	c, _ = r.Find(diag.NameClock)
+	if code != 1 || c.Status != diag.Warn || !strings.Contains(c.Line, "5m0s behind") || !strings.Contains(c.Line, "NTP") {
+		t.Fatalf("exit %d, clock %s: %s", code, c.Status, c.Line)
+	}
+}
+
+func TestConfigBroken(t *testing.T) {
+	st := newStation(t)
+	st.fields["RELAY"] = `GPIO1"` + "\n" + `relay_pin = "x`
+	code, r, _ := st.report()
+	c, _ := r.Find(diag.NameConfig)
+	if code != 2 || c.Status != diag.Fail || !strings.Contains(c.Line, "relay_pin") || !strings.Contains(c.Line, "--check") {
+		t.Fatalf("exit %d, config %s: %s", code, c.Status, c.Line)
+	}
+	for _, c := range r.Checks[1:] {
+		if c.Status != diag.Skip {
+			t.Errorf("%s is %s without a config", c.Name, c.Status)
+		}
+	}
+}
+
+// damageCertPage marks one page of certificates in a closed cache file as
+// of an unknown page type, as a flipped bit in flash would: the file still
+// opens, the event log still reads, the integrity check must find it.
+func damageCertPage(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	for off := 2 * page; off+page <= len(b); off += page {
+		flags, count := binary.LittleEndian.Uint16(b[off+8:]), binary.LittleEndian.Uint16(b[off+10:])
+		ksize := binary.LittleEndian.Uint32(b[off+16+8:])
+		if flags == 0x02 && count >= 20 && ksize == 16 {
+			binary.LittleEndian.PutUint16(b[off+8:], 0x40)
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("no page of certificates found in the cache file")
+}

@@ -1,0 +1,214 @@
+package diag
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/config"
+	"gateagent/control"
+	"gateagent/gate"
+	"gateagent/hw"
+	"gateagent/internal/version"
+	"gateagent/keysync"
+	"gateagent/metrics"
+	"gateagent/scanner"
+	"gateagent/verify"
+)
+
+// Live is a running agent's parts, as its control socket shows them to
+// diag. Every field but Scanner is required.
+type Live struct {
+	Config   *config.Config
+	Board    *hw.Board
+	Cache    *cache.Cache
+	Feed     *keysync.Client
+	Gate     *gate.Controller
+	Verifier *verify.Verifier // the agent's own: its store, policy and corrected clock
+	Metrics  *metrics.Metrics
+	// Scanner reports the serial scanner's counters (false: images).
+	Scanner func() (scanner.Stats, bool)
+	// Now is the gate's raw clock.
+	Now          func() time.Time
+	TrustedAfter time.Time
+	Logger       *slog.Logger
+}
+
+// Report runs every check on the running agent's own state. The cache's
+// integrity check holds the cache's write lock while it runs (a grant
+// waits for it): about a second per million certificates.
+func (l *Live) Report(ctx context.Context) *Report {
+	cfg := l.Config
+	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
+	r.Add(judgeConfig("the running agent's config", cfg, nil))
+	r.Add(judgeHardware(cfg.HW.Kind, l.Board, nil))
+	st, serial := scanner.Stats{}, false
+	if l.Scanner != nil {
+		st, serial = l.Scanner()
+	}
+	raw := l.Now()
+	fst := l.Feed.Status()
+	now := raw.Add(fst.Offset)
+	r.Add(judgeScannerLive(cfg, st, serial, now))
+
+	d := l.Metrics.Drift()
+	var offsets []int64
+	for off, n := range d.Counts {
+		for range n {
+			offsets = append(offsets, off)
+		}
+	}
+	r.Add(judgeClock(clockFacts{raw: raw, trustedAfter: l.TrustedAfter, offset: fst.Offset, offsetKnown: fst.OffsetOK,
+		offsetFrom: "learnt by the agent", offsets: offsets, offsetsFrom: "scanned since the agent started"}))
+
+	cf := cacheFacts{path: l.Cache.Path(), now: now, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
+	cf.checkErr, cf.checked = l.Cache.Check(), true
+	cst, err := l.Cache.Stats()
+	cf.stats, cf.statsErr, cf.fileBytes = &cst, err, cst.FileSize
+	fs, ferr := l.Cache.Feed()
+	cf.feed = fs
+	if cf.statsErr == nil {
+		cf.statsErr = ferr
+	}
+	cf.diskFree, cf.diskErr = diskFree(l.Cache.Path())
+	r.Add(judgeCache(cf))
+
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	probe, perr := l.Feed.Probe(pctx)
+	cancel()
+	r.Add(judgeFeed(feedFacts{url: cfg.Feed.URL, probe: probe, err: perr, cursor: fs.Cursor, epoch: fs.Epoch, cursorKnown: ferr == nil}))
+	b, berr := l.Cache.Backlog()
+	r.Add(judgeBacklog(b, berr, now, fst.LastError))
+	r.Add(judgeLatency(l.Metrics.Latency(), true))
+	return r
+}
+
+// maxTokenBody bounds a token sent to /diag/token.
+const maxTokenBody = 4096
+
+// Handler serves diag's requests on the control socket:
+//
+//	GET  /diag                       every check (Report)
+//	GET  /diag/latency               per-stage latency ([]metrics.StageLatency)
+//	GET  /diag/sensors?seconds=N     the inputs, one JSON Reading per line, for N s
+//	POST /diag/token?source=S        explain the token in the body (TokenReport)
+//	POST /diag/scan?timeout=D        explain the next code scanned; nothing moves
+//	POST /diag/relay?pulse=D         the technician's relay test (gate.TestResult)
+//	POST /diag/indicators            the lamp and buzzer test
+//
+// Tests of the outputs are POSTs and are logged with the caller's uid.
+func (l *Live) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /diag", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, l.Report(r.Context()))
+	})
+	mux.HandleFunc("GET /diag/latency", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, l.Metrics.Latency())
+	})
+	mux.HandleFunc("GET /diag/sensors", l.serveSensors)
+	mux.HandleFunc("POST /diag/token", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenBody+1))
+		if err != nil || len(body) > maxTokenBody {
+			http.Error(w, fmt.Sprintf("the token must be at most %d bytes (a TR1 code is 58)", maxTokenBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		l.explain(w, body, r.URL.Query().Get("source"))
+	})
+	mux.HandleFunc("POST /diag/scan", l.serveScan)
+	mux.HandleFunc("POST /diag/relay", func(w http.ResponseWriter, r *http.Request) {
+		pulse, err := time.ParseDuration(r.URL.Query().Get("pulse"))
+		if err != nil {
+			http.Error(w, "give pulse=DURATION, e.g. 500ms", http.StatusBadRequest)
+			return
+		}
+		l.serveTest(w, r, gate.TestRelay, pulse)
+	})
+	mux.HandleFunc("POST /diag/indicators", func(w http.ResponseWriter, r *http.Request) {
+		l.serveTest(w, r, gate.TestIndicators, 0)
+	})
+	return mux
+}
+
+func (l *Live) explain(w http.ResponseWriter, text []byte, source string) {
+	if source == "" {
+		source = "argument"
+	}
+	rep, err := ExplainToken(l.Verifier, text, l.Feed.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rep.Source = source
+	writeJSON(w, &rep)
+}
+
+func (l *Live) serveScan(w http.ResponseWriter, r *http.Request) {
+	timeout := 30 * time.Second
+	if s := r.URL.Query().Get("timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > 10*time.Minute {
+			http.Error(w, "timeout: use a duration up to 10m", http.StatusBadRequest)
+			return
+		}
+		timeout = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	s, err := l.Gate.NextScan(ctx)
+	switch {
+	case errors.Is(err, gate.ErrBusy):
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	case err != nil:
+		http.Error(w, fmt.Sprintf("no code scanned within %s: hold a code under the scanner; if its light does not come on, check its power and cable", timeout), http.StatusGatewayTimeout)
+		return
+	}
+	l.explain(w, s.Text, "scanner")
+}
+
+func (l *Live) serveTest(w http.ResponseWriter, r *http.Request, kind gate.TestKind, pulse time.Duration) {
+	l.Logger.Info("technician test requested over the control socket", "test", kind.String(), "pulse", pulse, "peer", control.PeerOf(r).String())
+	res, err := l.Gate.Test(r.Context(), kind, pulse)
+	switch {
+	case errors.Is(err, gate.ErrBusy):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	default:
+		writeJSON(w, res)
+	}
+}
+
+func (l *Live) serveSensors(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+	if err != nil || n < 1 || n > 600 {
+		http.Error(w, "seconds: use 1 to 600", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	WatchInputs(r.Context(), l.Board, time.Duration(n)*time.Second, l.Now, func(rd Reading) error {
+		if err := enc.Encode(rd); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	e.Encode(v)
+}
