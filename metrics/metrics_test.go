@@ -21,6 +21,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/gate"
+	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
 	"gateagent/scanner"
 	"gateagent/verify"
@@ -31,22 +32,8 @@ var t0 = time.Date(2027, 3, 1, 8, 0, 0, 0, time.UTC)
 // testCert is a cert ID that must never show in any output.
 var testCert = verify.CertID{0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18, 0x29, 0x3a, 0x4b, 0x5c, 0x6d, 0x7e, 0x8f, 0x90}
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// fakeClock is the tests' clock: one they set and advance.
+type fakeClock = issuertest.Clock
 
 func newServer(t testing.TB, m *Metrics) *httptest.Server {
 	t.Helper()
@@ -284,7 +271,7 @@ func fullSources(clk *fakeClock) Sources {
 }
 
 func TestSourceGauges(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	m := New(Info{GateID: "G-07", Direction: "out", Version: "1.4.0"}, fullSources(clk), Options{Now: clk.Now})
 	got := scrape(t, newServer(t, m))
 
@@ -320,7 +307,7 @@ gateagent_scanner_reconnects_total 3
 }
 
 func TestSourceGaugesLeftOut(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	src := fullSources(clk)
 	src.Cache = func() (cache.Stats, error) { return cache.Stats{}, errors.New("cache: stats: disk I/O error") }
 	src.Scanner = func() (scanner.Stats, bool) { return scanner.Stats{}, false } // image scanner
@@ -367,7 +354,7 @@ func TestFeedLag(t *testing.T) {
 }
 
 func TestCacheReadReused(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	var calls atomic.Int32
 	src := Sources{Cache: func() (cache.Stats, error) {
 		n := calls.Add(1)
@@ -517,7 +504,7 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	m := New(Info{GateID: "G-07", Direction: "in", Version: "1.4.0"}, fullSources(clk), Options{Now: clk.Now})
 	srv := newServer(t, m)
 	m.Observe(grant(t0, 1200*time.Microsecond, gate.Stages{Read: 300 * time.Microsecond, Tag: 20 * time.Microsecond}))
@@ -731,7 +718,7 @@ func TestMethodsAndPaths(t *testing.T) {
 // No cert ID reaches /metrics, /status or /healthz, even where a source's
 // error text names one.
 func TestNoIdentityInOutput(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	id := testCert.String()
 	src := fullSources(clk)
 	feed, cacheSrc := src.Feed, src.Cache
@@ -798,7 +785,7 @@ func TestRedact(t *testing.T) {
 // Observe from the controller's goroutine (and a second caller) while
 // scrapes, /status and diag's readers run: clean under -race.
 func TestConcurrentObserveAndScrape(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := issuertest.NewClock(t0)
 	m := New(Info{GateID: "G-07"}, fullSources(clk), Options{Now: clk.Now, CacheEvery: time.Millisecond})
 	srv := newServer(t, m)
 
