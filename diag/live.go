@@ -43,7 +43,8 @@ type Live struct {
 
 // Report runs every check on the running agent's own state. The cache's
 // integrity check holds the cache's write lock while it runs (a grant
-// waits for it): about a second per million certificates.
+// waits for it): about 30 ms per million certificates on a 2-core amd64
+// VM (BenchmarkCheck1M), a few times that on an ARM board.
 func (l *Live) Report(ctx context.Context) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
