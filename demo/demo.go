@@ -19,11 +19,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gateagent/agent"
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/diag"
 	"gateagent/feed"
 	"gateagent/gate"
 	"gateagent/hw"
@@ -58,7 +60,8 @@ type demo struct {
 	cert     issuer.Certificate
 	gateID   string
 	step     int
-	qr       bool // print the next code as a QR code
+	qr       bool   // print the next code as a QR code
+	socket   string // the agent's control socket
 }
 
 // Run runs the walk-through, printing it to w.
@@ -121,6 +124,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 	cfg.Scanner.RepeatWindow = 0 // the demo shows the same code twice on purpose
 	cfg.HW.Kind = "sim"
 	cfg.Control.Socket = filepath.Join(o.Dir, "control.sock")
+	d.socket = cfg.Control.Socket
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo: its own config: %w", err)
 	}
@@ -151,7 +155,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 	d.say("  scanner  %s (a pseudo-terminal: the demo types the QR texts into it)\n", d.tty.SlavePath)
 	d.say("  gate     %s, relay locked, lamps off\n\n", d.gateID)
 
-	for _, s := range []func(context.Context) error{d.issue, d.valid, d.stale, d.passback, d.revoked, d.emergency, d.upload} {
+	for _, s := range []func(context.Context) error{d.issue, d.valid, d.stale, d.passback, d.revoked, d.emergency, d.upload, d.diag} {
 		if err := s(ctx); err != nil {
 			return err
 		}
@@ -316,6 +320,21 @@ func (d *demo) upload(ctx context.Context) error {
 		len(got), kinds[cache.EventDecision], kinds[cache.EventPassage], kinds[cache.EventEmergency], kinds[cache.EventAlarm]+kinds[cache.EventForcedPassage])
 	if len(got) != 7 || kinds[cache.EventDecision] != 4 || kinds[cache.EventPassage] != 1 || kinds[cache.EventEmergency] != 2 {
 		return errors.New("demo: the event log is not what the walk-through did")
+	}
+	return nil
+}
+
+// diag runs `gateagent diag` against the running gate, as a technician
+// would: every check must pass.
+func (d *demo) diag(ctx context.Context) error {
+	d.title("A technician runs `gateagent diag` at the gate (it asks the running agent over its control socket).")
+	var out, errb strings.Builder
+	code := diag.Command([]string{"--socket", d.socket, "--config", filepath.Join(filepath.Dir(d.socket), "none.toml")}, &out, &errb, diag.Env{})
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		d.say("   %s\n", line)
+	}
+	if code != 0 || !strings.Contains(out.String(), "daemon mode") {
+		return fmt.Errorf("demo: gateagent diag found the gate unwell (exit %d): %s", code, errb.String())
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ func TestWalkthrough(t *testing.T) {
 		"relay held open",
 		"emergency released: relay locked",
 		"holds the gate's 7 events: 4 decisions, 1 passage, 2 emergency, 0 alarms",
+		"daemon mode",
+		"PASS  feed",
+		"PASS  latency    scan to relay",
+		"result: PASS",
 		"shut down cleanly",
 		"█", // the QR code
 	} {
