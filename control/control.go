@@ -115,15 +115,21 @@ func NewClient(path string) *Client {
 }
 
 // Alive reports whether an agent answers on the socket.
-func (c *Client) Alive(ctx context.Context) bool {
+func (c *Client) Alive(ctx context.Context) bool { return c.Ping(ctx) == nil }
+
+// Ping asks the agent for its health and returns why it could not reach
+// it: errors.Is(err, fs.ErrPermission) when the caller may not use the
+// socket, fs.ErrNotExist or a refused connection when no agent listens.
+// Any answer, healthy or not, is nil.
+func (c *Client) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	resp, err := c.Do(ctx, http.MethodGet, "/healthz", nil)
 	if err != nil {
-		return false
+		return err
 	}
 	resp.Body.Close()
-	return true
+	return nil
 }
 
 // Do sends one request; the caller closes the body. Any status is an

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -92,7 +93,9 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 		fmt.Fprintln(stderr, "gateagent diag sensors: --seconds: use 1 to 600")
 		return 2
 	}
-	c.connect(ctx)
+	if err := c.connect(ctx); err != nil {
+		return c.fail(err)
+	}
 	switch sub {
 	case "":
 		return c.report(ctx)
@@ -131,7 +134,7 @@ type cli struct {
 }
 
 // connect finds the running agent, if there is one.
-func (c *cli) connect(ctx context.Context) {
+func (c *cli) connect(ctx context.Context) error {
 	path := c.o.socket
 	if path == "" {
 		path = config.DefaultSocket
@@ -139,9 +142,17 @@ func (c *cli) connect(ctx context.Context) {
 			path = cfg.Control.Socket
 		}
 	}
-	if cl := control.NewClient(path); cl.Alive(ctx) {
+	cl := control.NewClient(path)
+	err := cl.Ping(ctx)
+	switch {
+	case err == nil:
 		c.daemon = cl
+	case errors.Is(err, fs.ErrPermission):
+		// The agent may well be running: without its socket diag would
+		// only find the cache locked and the pins busy.
+		return fmt.Errorf("%s: permission denied: run diag as root, or as a member of the agent's group (usermod -aG gateagent USER, then log in again)", path)
 	}
+	return nil
 }
 
 // report is the full list of checks.
