@@ -25,6 +25,15 @@ import (
 func diagStation(t *testing.T) (*station, string) {
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	st := newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Socket = sock }})
+	// The socket opens after the scanner: wait for it, as a technician
+	// would see it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !control.NewClient(sock).Alive(context.Background()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent's control socket does not answer after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return st, sock
 }
 
@@ -172,6 +181,17 @@ func TestDiagRelayPulse(t *testing.T) {
 	}
 	if !found {
 		t.Error("no technician event for the relay test")
+	}
+	// Nor through the socket without a pulse (0 is not "the default").
+	for _, q := range []string{"", "?pulse=0", "?pulse=0s", "?pulse=-1s"} {
+		resp, err := control.NewClient(sock).Do(context.Background(), http.MethodPost, "/diag/relay"+q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST /diag/relay%s: %d, want 400", q, resp.StatusCode)
+		}
 	}
 	// Without --pulse the relay is never moved.
 	if code, _, errs := runDiag(t, sock, "relay"); code != 2 || !strings.Contains(errs, "--pulse") {

@@ -54,6 +54,8 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second, // request bodies are a token at most
+		IdleTimeout:       time.Minute,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, peerOf(c))
 		},

@@ -27,6 +27,7 @@ import (
 // modes say the same thing about the same state.
 const (
 	NameConfig   = "config"
+	NameAgent    = "agent" // only when an agent holds the gate but does not answer
 	NameHardware = "hardware"
 	NameScanner  = "scanner"
 	NameClock    = "clock"
@@ -43,6 +44,9 @@ const (
 	ClockOffsetWarn = 30 * time.Second
 	// DriftMinScans is how many authentic scans the drift verdict needs.
 	DriftMinScans = 20
+	// driftScans is how many of the newest scans standalone diag reads
+	// from the event log (the running agent keeps 256).
+	driftScans = 256
 	// BacklogWarnAge: events older than this not yet uploaded.
 	BacklogWarnAge = time.Hour
 	// DiskFreeWarn: less room than this beside the cache.
@@ -85,7 +89,9 @@ func readInputs(b *hw.Board) inputLevels {
 	return l
 }
 
-func judgeHardware(kind string, b *hw.Board, openErr error) Check {
+// judgeHardware judges the board: state is the running controller's
+// ("" when diag opened the board itself, which drives every output off).
+func judgeHardware(kind string, b *hw.Board, openErr error, state string) Check {
 	c := Check{Name: NameHardware, Facts: map[string]any{"kind": kind}}
 	if openErr != nil {
 		c.Status = Fail
@@ -102,6 +108,8 @@ func judgeHardware(kind string, b *hw.Board, openErr error) Check {
 		c.Status, c.Line = Fail, fmt.Sprintf("cannot read an input: %v: check its wiring", oneLine(l.err))
 	case l.emergency:
 		c.Status, c.Line = Warn, "emergency input engaged: the gate is held open for free passage; release it at the fire panel if that is not intended"
+	case l.passage && state != "" && state != "idle":
+		c.Status, c.Line = Pass, fmt.Sprintf("outputs open; the gate is %s and its passage sensor sees the passenger", state)
 	case l.passage:
 		c.Status, c.Line = Warn, "passage sensor active: someone is in the passage, or the sensor is blocked or faulty; clear it and watch gateagent diag sensors"
 	default:
@@ -110,7 +118,11 @@ func judgeHardware(kind string, b *hw.Board, openErr error) Check {
 		for _, o := range b.Outputs() {
 			names = append(names, o.Name())
 		}
-		c.Line = fmt.Sprintf("outputs %s open and off; passage clear", strings.Join(names, ", "))
+		if state == "" {
+			c.Line = fmt.Sprintf("outputs %s open and off; passage clear", strings.Join(names, ", "))
+		} else {
+			c.Line = fmt.Sprintf("outputs %s open, the gate %s; passage clear", strings.Join(names, ", "), state)
+		}
 		if l.hasEmergency {
 			c.Line += "; emergency input released"
 		}
@@ -200,8 +212,12 @@ func judgeClock(f clockFacts) Check {
 	c.Facts["scans_ahead"], c.Facts["scans_behind"], c.Facts["scans_on_time"] = d.ahead, d.behind, d.same
 	if f.raw.Before(f.trustedAfter) {
 		c.Status = Fail
-		c.Line = fmt.Sprintf("gate clock reads %s, before this agent was built (%s): codes are refused as CLOCK_UNTRUSTED until the gate reaches the issuer; set the time (timedatectl, NTP) and check the RTC battery",
-			f.raw.UTC().Format(time.RFC3339), f.trustedAfter.UTC().Format("2006-01-02"))
+		now := "codes are refused as CLOCK_UNTRUSTED until the gate reaches the issuer"
+		if f.offsetKnown && !f.raw.Add(f.offset).Before(f.trustedAfter) {
+			now = "codes are checked on the issuer's clock for now, but after a restart without the network every code is refused as CLOCK_UNTRUSTED"
+		}
+		c.Line = fmt.Sprintf("gate clock reads %s, before this agent was built (%s): %s; set the time (timedatectl, NTP) and check the RTC battery",
+			f.raw.UTC().Format(time.RFC3339), f.trustedAfter.UTC().Format("2006-01-02"), now)
 		return c
 	}
 	off := "offset to the issuer unknown (see feed)"
@@ -267,6 +283,7 @@ type cacheFacts struct {
 	statsErr  error
 	feed      cache.FeedState // read on its own: it answers beside a damaged certificate page
 	checked   bool            // the integrity check ran
+	checkAge  time.Duration   // how long ago (the agent reuses a recent result)
 	now       time.Time
 	freshAt   time.Time // last known caught up with the feed
 	maxAge    time.Duration
@@ -304,8 +321,11 @@ func judgeCache(f cacheFacts) Check {
 		c.Facts["disk_free_bytes"] = f.diskFree
 	}
 	integrity := "integrity ok"
-	if !f.checked {
+	switch {
+	case !f.checked:
 		integrity = "integrity not checked"
+	case f.checkAge >= time.Second:
+		integrity = fmt.Sprintf("integrity ok (checked %s ago; diag --deep checks again)", f.checkAge.Round(time.Second))
 	}
 	summary := fmt.Sprintf("%d certificates, %s, %s", st.Certs, mib(f.fileBytes), integrity)
 	if f.diskErr == nil {

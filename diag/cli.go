@@ -52,6 +52,9 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 	fs.StringVar(&o.config, "config", "/etc/gateagent/gateagent.toml", "the gate's config `file`")
 	fs.StringVar(&o.socket, "socket", "", "the agent's control socket (default: control.socket of the config)")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
+	if sub == "" {
+		fs.BoolVar(&o.deep, "deep", false, "run the cache's integrity check now even if the agent ran one lately")
+	}
 	switch sub {
 	case "scan":
 		fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a code")
@@ -118,7 +121,7 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 
 type cliOpts struct {
 	config, socket string
-	json           bool
+	json, deep     bool
 	timeout, pulse time.Duration
 	seconds        int
 	args           []string
@@ -147,12 +150,42 @@ func (c *cli) connect(ctx context.Context) error {
 	switch {
 	case err == nil:
 		c.daemon = cl
+		return nil
 	case errors.Is(err, fs.ErrPermission):
-		// The agent may well be running: without its socket diag would
-		// only find the cache locked and the pins busy.
+		// The agent may well be running: diag must not open the board
+		// and the port beside it.
 		return fmt.Errorf("%s: permission denied: run diag as root, or as a member of the agent's group (usermod -aG gateagent USER, then log in again)", path)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return nil // no agent: diag works on its own (and checks that no agent holds the cache)
 	}
-	return nil
+	return fmt.Errorf("the agent's control socket %s does not answer (%v): the agent may be starting or hung; wait a few seconds and try again, or see journalctl -u gateagent", path, oneLine(err))
+}
+
+// errAgentRunning: diag found no control socket, but an agent holds the
+// cache: it must not drive the board or open the port beside it.
+var errAgentRunning = errors.New("an agent is running (it holds the cache file) but its control socket does not answer: diag will not open the board or the scanner beside it; check control.socket in the config and journalctl -u gateagent, or stop the agent (systemctl stop gateagent) to run diag on its own")
+
+// standalone claims the gate for diag working on its own: it holds a
+// shared lock on the cache file for as long as diag runs, so that it never
+// opens the board or the scanner's port while an agent runs (the agent
+// holds the file's lock exclusively), and an agent starting meanwhile
+// waits for diag. No cache file: no agent has ever run here.
+func standalone(path string) (release func(), err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errAgentRunning
+		}
+		return nil, fmt.Errorf("cache %s: lock: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // report is the full list of checks.
@@ -160,7 +193,11 @@ func (c *cli) report(ctx context.Context) int {
 	var r *Report
 	if c.daemon != nil {
 		r = new(Report)
-		if err := c.call(ctx, http.MethodGet, "/diag", nil, r); err != nil {
+		path := "/diag"
+		if c.o.deep {
+			path += query("deep", "1")
+		}
+		if err := c.call(ctx, http.MethodGet, path, nil, r); err != nil {
 			return c.fail(err)
 		}
 	} else {

@@ -46,7 +46,7 @@ func newOfflineGate(t *testing.T, now time.Time) *offlineGate {
 	}
 	c.Close()
 	text := strings.NewReplacer("{CACHE}", g.cache, "{URL}", "http://127.0.0.1:1/", "{KEY}", "k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk=",
-		"{PORT}", filepath.Join(g.dir, "no-scanner"), "{RELAY}", hwtest.Relay, "{SOCKET}", filepath.Join(g.dir, "none.sock")).Replace(configText)
+		"{PORT}", filepath.Join(g.dir, "no-scanner"), "{RELAY}", hwtest.Relay, "{SOCKET}", filepath.Join(g.dir, "none.sock"), "{REFUSE}", "false").Replace(configText)
 	g.cfg = filepath.Join(g.dir, "gateagent.toml")
 	if err := os.WriteFile(g.cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

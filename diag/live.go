@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"gateagent/cache"
@@ -39,17 +40,39 @@ type Live struct {
 	Now          func() time.Time
 	TrustedAfter time.Time
 	Logger       *slog.Logger
+
+	// The cache's integrity check holds its write lock (a grant waits):
+	// one runs at a time, and a result younger than CheckEvery is reused
+	// unless a deep report asks for a new one.
+	checkMu  sync.Mutex
+	checkAt  time.Time
+	checkErr error
+}
+
+// CheckEvery is how long the agent reuses the result of the cache's
+// integrity check for diag reports.
+const CheckEvery = 10 * time.Minute
+
+// integrity returns the result of the cache's integrity check and its age.
+func (l *Live) integrity(deep bool) (error, time.Duration) {
+	l.checkMu.Lock()
+	defer l.checkMu.Unlock()
+	if deep || l.checkAt.IsZero() || time.Since(l.checkAt) > CheckEvery {
+		l.checkErr, l.checkAt = l.Cache.Check(), time.Now()
+	}
+	return l.checkErr, time.Since(l.checkAt)
 }
 
 // Report runs every check on the running agent's own state. The cache's
 // integrity check holds the cache's write lock while it runs (a grant
 // waits for it): about 30 ms per million certificates on a 2-core amd64
-// VM (BenchmarkCheck1M), a few times that on an ARM board.
-func (l *Live) Report(ctx context.Context) *Report {
+// VM (BenchmarkCheck1M), a few times that on an ARM board; so its result
+// is reused for CheckEvery unless deep is set.
+func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
 	r.Add(judgeConfig("the running agent's config", cfg, nil))
-	r.Add(judgeHardware(cfg.HW.Kind, l.Board, nil))
+	r.Add(judgeHardware(cfg.HW.Kind, l.Board, nil, l.Gate.Status().State))
 	st, serial := scanner.Stats{}, false
 	if l.Scanner != nil {
 		st, serial = l.Scanner()
@@ -69,8 +92,10 @@ func (l *Live) Report(ctx context.Context) *Report {
 	r.Add(judgeClock(clockFacts{raw: raw, trustedAfter: l.TrustedAfter, offset: fst.Offset, offsetKnown: fst.OffsetOK,
 		offsetFrom: "learnt by the agent", offsets: offsets, offsetsFrom: "scanned since the agent started"}))
 
-	cf := cacheFacts{path: l.Cache.Path(), now: now, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
-	cf.checkErr, cf.checked = l.Cache.Check(), true
+	// The last sync is stamped on the raw clock, as keysync judges it.
+	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
+	cf.checkErr, cf.checkAge = l.integrity(deep)
+	cf.checked = true
 	cst, err := l.Cache.Stats()
 	cf.stats, cf.statsErr, cf.fileBytes = &cst, err, cst.FileSize
 	fs, ferr := l.Cache.Feed()
@@ -108,7 +133,7 @@ const maxTokenBody = 4096
 func (l *Live) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /diag", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, l.Report(r.Context()))
+		writeJSON(w, l.Report(r.Context(), r.URL.Query().Get("deep") == "1"))
 	})
 	mux.HandleFunc("GET /diag/latency", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.Metrics.Latency())
@@ -125,7 +150,7 @@ func (l *Live) Handler() http.Handler {
 	mux.HandleFunc("POST /diag/scan", l.serveScan)
 	mux.HandleFunc("POST /diag/relay", func(w http.ResponseWriter, r *http.Request) {
 		pulse, err := time.ParseDuration(r.URL.Query().Get("pulse"))
-		if err != nil {
+		if err != nil || pulse <= 0 { // never the default: the relay moves only when asked explicitly
 			http.Error(w, "give pulse=DURATION, e.g. 500ms", http.StatusBadRequest)
 			return
 		}
@@ -141,11 +166,9 @@ func (l *Live) explain(w http.ResponseWriter, text []byte, source string) {
 	if source == "" {
 		source = "argument"
 	}
-	rep, err := ExplainToken(l.Verifier, text, l.Feed.Now())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
+	// A cache that cannot be read (or refuses, being stale) is in the
+	// report: the gate cannot decide, and says why.
+	rep, _ := ExplainToken(l.Verifier, text, l.Feed.Now())
 	rep.Source = source
 	writeJSON(w, &rep)
 }

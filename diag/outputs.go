@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"gateagent/config"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
 	"gateagent/verify"
@@ -45,6 +47,11 @@ func (c *cli) scan(ctx context.Context) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	release, err := standalone(cfg.Gate.Cache)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer release()
 	s, err := scanner.NewSerial(sc, scanner.Options{})
 	if err != nil {
 		return c.fail(err)
@@ -64,10 +71,7 @@ func (c *cli) scan(ctx context.Context) int {
 			return c.fail(err)
 		}
 		defer closeCache()
-		r, err = ExplainToken(v, got.Text, now)
-		if err != nil {
-			return c.fail(err)
-		}
+		r, _ = ExplainToken(v, got.Text, now) // a cache error is in the report
 		r.Source = "scanner"
 		return c.printToken(&r)
 	case <-sctx.Done():
@@ -97,9 +101,7 @@ func (c *cli) token(ctx context.Context, text []byte, source string) int {
 		return c.fail(err)
 	}
 	defer closeCache()
-	if r, err = ExplainToken(v, text, now); err != nil {
-		return c.fail(err)
-	}
+	r, _ = ExplainToken(v, text, now) // a cache error is in the report
 	r.Source = source
 	return c.printToken(&r)
 }
@@ -132,12 +134,24 @@ func (c *cli) localVerifier(ctx context.Context, cfg *config.Config) (*verify.Ve
 	env := c.env
 	env.FeedTimeout = min(env.FeedTimeout, 3*time.Second)
 	now := env.Now()
-	if p, err := probeFeed(ctx, cfg, env); err == nil {
+	if p, err := probeFeed(ctx, cfg, env); err == nil && p.OffsetOK {
 		now = now.Add(p.Offset)
 	} else {
 		fmt.Fprintf(c.stderr, "note: the issuer did not answer (%v): checking on the gate's own clock\n", oneLine(err))
 	}
-	v, err := verify.New(verify.Config{Store: ca, Clock: verify.ClockFunc(func() time.Time { return now }), Policy: policy, TrustedAfter: env.TrustedAfter})
+	// The agent's own guard: with refuse_when_stale, a stale cache
+	// decides nothing (judged on the raw clock, as the agent does).
+	keys, err := cfg.Keyring()
+	if err != nil {
+		ca.Close()
+		return nil, nil, time.Time{}, err
+	}
+	feedc, err := keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: ca, Now: env.Now, RefuseWhenStale: cfg.Feed.RefuseWhenStale})
+	if err != nil {
+		ca.Close()
+		return nil, nil, time.Time{}, err
+	}
+	v, err := verify.New(verify.Config{Store: feedc.Guard(ca), Clock: verify.ClockFunc(func() time.Time { return now }), Policy: policy, TrustedAfter: env.TrustedAfter})
 	if err != nil {
 		ca.Close()
 		return nil, nil, time.Time{}, err
@@ -182,16 +196,25 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 	if err != nil {
 		return gate.TestResult{}, err
 	}
+	// The cache first: the test is recorded in its event log, and holding
+	// it proves no agent drives the board meanwhile. diag never creates
+	// it (a file made by root would keep the agent out).
+	if _, err := os.Stat(cfg.Gate.Cache); err != nil {
+		return gate.TestResult{}, fmt.Errorf("no cache file (%w): the test is recorded in the cache's event log, which the agent creates at its first start; start the agent once, then test through it", err)
+	}
+	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{LockTimeout: time.Second})
+	if errors.Is(err, cache.ErrLocked) {
+		return gate.TestResult{}, errAgentRunning
+	}
+	if err != nil {
+		return gate.TestResult{}, err
+	}
+	defer ca.Close()
 	b, err := c.env.OpenBoard(cfg)
 	if err != nil {
 		return gate.TestResult{}, err
 	}
 	defer b.Close()
-	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{LockTimeout: time.Second})
-	if err != nil {
-		return gate.TestResult{}, fmt.Errorf("%w (the test is recorded in the cache's event log)", err)
-	}
-	defer ca.Close()
 	policy, err := cfg.Policy()
 	if err != nil {
 		return gate.TestResult{}, err
@@ -349,6 +372,11 @@ func (c *cli) sensors(ctx context.Context) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	release, err := standalone(cfg.Gate.Cache)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer release()
 	b, err := c.env.OpenBoard(cfg)
 	if err != nil {
 		return c.fail(err)

@@ -68,9 +68,18 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		return r
 	}
 	r.Gate = cfg.Gate.ID
+	release, err := standalone(cfg.Gate.Cache)
+	if err != nil {
+		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
+		for _, n := range []string{NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
+			r.Add(Check{Name: n, Status: Skip, Line: "not checked: an agent holds the gate"})
+		}
+		return r
+	}
+	defer release()
 
 	b, err := env.OpenBoard(cfg)
-	r.Add(judgeHardware(cfg.HW.Kind, b, err))
+	r.Add(judgeHardware(cfg.HW.Kind, b, err, ""))
 	if b != nil {
 		b.Close()
 	}
@@ -79,11 +88,13 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	raw := env.Now()
 	probe, probeErr := probeFeed(ctx, cfg, env)
 	now := raw
-	if probeErr == nil {
+	if probeErr == nil && probe.OffsetOK {
 		now = raw.Add(probe.Offset)
 	}
 
-	cf := cacheFacts{path: cfg.Gate.Cache, now: now}
+	// The sync time is stamped on the gate's raw clock, as the agent
+	// judges staleness.
+	cf := cacheFacts{path: cfg.Gate.Cache, now: raw}
 	var (
 		events    []cache.Event
 		backlog   cache.Backlog
@@ -104,12 +115,13 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 			cf.statsErr = feedErr
 		}
 		backlog, backlogErr = c.Backlog()
-		events, _ = c.Events(0, 10000)
+		// The newest decisions, as many as the running agent keeps.
+		events, _ = c.Events(max(backlog.LastSeq, driftScans)-driftScans, driftScans)
 	}
 	cf.diskFree, cf.diskErr = diskFree(cfg.Gate.Cache)
 
-	cl := clockFacts{raw: raw, trustedAfter: env.TrustedAfter, offset: probe.Offset, offsetKnown: probeErr == nil,
-		offsetFrom: "asked the issuer now", offsets: authenticOffsets(events), offsetsFrom: "in the event log not yet uploaded"}
+	cl := clockFacts{raw: raw, trustedAfter: env.TrustedAfter, offset: probe.Offset, offsetKnown: probeErr == nil && probe.OffsetOK,
+		offsetFrom: "asked the issuer now", offsets: authenticOffsets(events), offsetsFrom: "the newest in the event log not yet uploaded"}
 	r.Add(judgeClock(cl))
 	r.Add(judgeCache(cf))
 	ff := feedFacts{url: cfg.Feed.URL, probe: probe, err: probeErr}

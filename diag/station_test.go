@@ -46,12 +46,16 @@ type station struct {
 
 var trustedAfter = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
-func newStation(t *testing.T) *station {
+func newStation(t *testing.T) *station { return newSkewedStation(t, 0) }
+
+// newSkewedStation is a station whose gate clock is skew off the issuer's
+// from the start (its cache synced on that clock).
+func newSkewedStation(t *testing.T, skew time.Duration) *station {
 	t.Helper()
 	st := &station{t: t, dir: t.TempDir(), pins: hwtest.NewBoard()}
 	st.signer = feedtest.Signer(t, "test-1", 1)
 	st.srv = issuertest.Start(t, issuer.Options{Signer: st.signer})
-	st.gateNow = st.srv.Clock.Now()
+	st.gateNow = st.srv.Clock.Now().Add(skew)
 	st.cache = filepath.Join(st.dir, "cache.db")
 	st.tty = scannertest.Start(t)
 	st.port = st.tty.Dev
@@ -70,7 +74,7 @@ func newStation(t *testing.T) *station {
 	}
 	st.sync()
 	st.fields = map[string]string{"URL": st.srv.URL, "KEY": st.signer.Public().String(), "PORT": st.port,
-		"RELAY": hwtest.Relay, "CACHE": st.cache, "SOCKET": filepath.Join(st.dir, "control.sock")}
+		"RELAY": hwtest.Relay, "CACHE": st.cache, "SOCKET": filepath.Join(st.dir, "control.sock"), "REFUSE": "false"}
 	return st
 }
 
@@ -86,7 +90,8 @@ func (st *station) sync() {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Cache: c, GateID: "DIAG-1", Now: st.srv.Clock.Now})
+	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Cache: c, GateID: "DIAG-1",
+		Now: func() time.Time { return st.gateNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +107,7 @@ cache = "{CACHE}"
 [feed]
 url = "{URL}"
 trusted_keys = ["{KEY}"]
+refuse_when_stale = {REFUSE}
 [scanner]
 port = "{PORT}"
 baud = 115200

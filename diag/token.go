@@ -99,6 +99,11 @@ func ExplainToken(v *verify.Verifier, text []byte, now time.Time) (TokenReport, 
 			Decisive: c.Number == decisive,
 		}
 	}
+	if err != nil {
+		// The cache could not be read (or refuses, being stale): the gate
+		// stays shut, and the report says why.
+		r.Advice = fmt.Sprintf("the gate cannot decide: %v", oneLine(err))
+	}
 	return r, err
 }
 

@@ -412,7 +412,7 @@ func (c *Client) fetchHead(ctx context.Context) (*feed.Doc, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if rtt >= 0 && rtt < 5*time.Second {
+	if rtt >= 0 && rtt < maxOffsetRTT {
 		c.offset = offsetOf(d, t0, rtt)
 		c.offsetOK, c.rtt = true, rtt
 	} else {
@@ -438,6 +438,9 @@ func (c *Client) headRoundTrip(ctx context.Context) (d *feed.Doc, t0 time.Time, 
 	return d, t0, rtt, nil
 }
 
+// maxOffsetRTT: a slower round trip says too little of the issuer's clock.
+const maxOffsetRTT = 5 * time.Second
+
 // offsetOf is the issuer's clock minus the gate's: the issuer stamped the
 // head between t0 and t0+rtt, so take the middle.
 func offsetOf(d *feed.Doc, t0 time.Time, rtt time.Duration) time.Duration {
@@ -455,8 +458,11 @@ type Probe struct {
 	// raw clock at the round trip's midpoint.
 	IssuerTime time.Time     `json:"issuer_time"`
 	Offset     time.Duration `json:"clock_offset"`
-	RTT        time.Duration `json:"rtt"`
-	MaxAge     time.Duration `json:"max_age"`
+	// OffsetOK: the round trip was short enough (under maxOffsetRTT) for Offset
+	// to mean anything, as the client requires to learn one.
+	OffsetOK bool          `json:"clock_offset_ok"`
+	RTT      time.Duration `json:"rtt"`
+	MaxAge   time.Duration `json:"max_age"`
 }
 
 // Probe fetches the head once: is the issuer reachable, does TLS hold, is
@@ -467,8 +473,11 @@ func (c *Client) Probe(ctx context.Context) (Probe, error) {
 	if err != nil {
 		return Probe{RTT: rtt}, err
 	}
-	return Probe{Head: d.Next, Epoch: d.Epoch, KeyID: d.KeyID, IssuerTime: d.IssuerTime,
-		Offset: offsetOf(d, t0, rtt), RTT: rtt, MaxAge: d.MaxAge}, nil
+	p := Probe{Head: d.Next, Epoch: d.Epoch, KeyID: d.KeyID, IssuerTime: d.IssuerTime, RTT: rtt, MaxAge: d.MaxAge}
+	if rtt >= 0 && rtt < maxOffsetRTT {
+		p.Offset, p.OffsetOK = offsetOf(d, t0, rtt), true
+	}
+	return p, nil
 }
 
 // maxBody bounds what is read of any answer.

@@ -521,7 +521,7 @@ func TestProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Head != 3 || p.Offset != 90*time.Second || p.KeyID == "" || !p.IssuerTime.Equal(s.Clock.Now()) {
+	if p.Head != 3 || !p.OffsetOK || p.Offset != 90*time.Second || p.KeyID == "" || !p.IssuerTime.Equal(s.Clock.Now()) {
 		t.Fatalf("probe %+v", p)
 	}
 	// A probe learns nothing and writes nothing.
