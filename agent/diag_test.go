@@ -158,8 +158,9 @@ func TestDiagScanMovesNothing(t *testing.T) {
 func TestDiagRelayPulse(t *testing.T) {
 	st, sock := diagStation(t)
 	// Someone pushes through when the relay unlocks.
+	outs := st.pins.WaitOut(hwtest.Relay) // subscribed before the test can move it
 	go func() {
-		for l := range st.pins.WaitOut(hwtest.Relay) {
+		for l := range outs {
 			if l == unlocked {
 				st.pins.Set(hwtest.Passage, gpio.High)
 				time.Sleep(50 * time.Millisecond)

@@ -139,8 +139,9 @@ func TestDiagDecode(t *testing.T) {
 func TestDiagOutputsStandalone(t *testing.T) {
 	g := newOfflineGate(t, time.Now())
 	// Someone pushes through when the relay unlocks (active-low: Low).
+	outs := g.pins.WaitOut(hwtest.Relay) // subscribed before the test can move it
 	go func() {
-		for l := range g.pins.WaitOut(hwtest.Relay) {
+		for l := range outs {
 			if l == gpio.Low {
 				g.pins.Set(hwtest.Passage, true)
 				time.Sleep(30 * time.Millisecond)
