@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -217,4 +218,42 @@ func TestDiagSensorsLive(t *testing.T) {
 	}
 	st.pins.Set(hwtest.Emergency, gpio.Low)
 	st.want(gate.EmergencyOn)
+}
+
+// TestMetricsOnLoopback: control.metrics serves status and metrics over
+// TCP, read only: none of diag's requests, which can move the relay.
+func TestMetricsOnLoopback(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Metrics = addr }})
+	get := func(method, path string) int {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			req, _ := http.NewRequest(method, "http://"+addr+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for path, want := range map[string]int{"/metrics": 200, "/status": 200, "/healthz": 200, "/diag": 404} {
+		if got := get(http.MethodGet, path); got != want {
+			t.Errorf("GET %s on the metrics address: %d, want %d", path, got, want)
+		}
+	}
+	for _, path := range []string{"/diag/relay?pulse=500ms", "/diag/indicators", "/diag/scan"} {
+		if got := get(http.MethodPost, path); got != 404 && got != 405 {
+			t.Errorf("POST %s on the metrics address: %d, want 404 or 405", path, got)
+		}
+	}
 }

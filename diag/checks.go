@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -67,6 +68,9 @@ func judgeConfig(path string, cfg *config.Config, err error) Check {
 	return c
 }
 
+// missingPins picks the pin and its line out of hw.ErrNoPin's messages.
+var missingPins = regexp.MustCompile(`no such pin "([^"]*)" for (\w+)`)
+
 // inputLevels reads the board's inputs for the hardware check.
 type inputLevels struct {
 	passage, emergency       bool
@@ -95,7 +99,16 @@ func judgeHardware(kind string, b *hw.Board, openErr error, state string) Check 
 	c := Check{Name: NameHardware, Facts: map[string]any{"kind": kind}}
 	if openErr != nil {
 		c.Status = Fail
-		c.Line = fmt.Sprintf("%v: check the pin names in the config's [hw] section against the board's pinout, and the wiring", oneLine(openErr))
+		if missing := missingPins.FindAllStringSubmatch(openErr.Error(), -1); len(missing) > 0 {
+			var list []string
+			for _, m := range missing {
+				list = append(list, fmt.Sprintf("%s (hw.%s.pin)", m[1], m[2]))
+			}
+			c.Facts["missing_pins"] = list
+			c.Line = fmt.Sprintf("no such pin on this board: %s: check the pin names in the config's [hw] section against the board's pinout (gpioinfo lists the lines)", strings.Join(list, ", "))
+			return c
+		}
+		c.Line = fmt.Sprintf("%v: check the config's [hw] section, the wiring, and that the agent's user is in group gpio", oneLine(openErr))
 		return c
 	}
 	l := readInputs(b)
@@ -148,16 +161,12 @@ func judgeScannerPort(cfg *config.Config, err error) Check {
 	}
 	c.Facts["port"] = cfg.Scanner.Port
 	if err != nil {
-		what := "check the scanner's cable and power, and the udev rule that names it (ls -l " + cfg.Scanner.Port + ")"
-		if strings.Contains(err.Error(), "busy") {
-			what = "another program holds it: stop it (is gateagent running without its control socket?)"
+		// The scanner's own message names the cause and what to do.
+		msg := strings.TrimPrefix(oneLine(err), "scanner: open "+cfg.Scanner.Port+": ")
+		c.Status, c.Line = Fail, fmt.Sprintf("port %s does not open: %s", cfg.Scanner.Port, msg)
+		if errors.Is(err, fs.ErrNotExist) {
+			c.Line += " (ls -l " + cfg.Scanner.Port + "; the udev rule in configs/ gives a USB scanner that name)"
 		}
-		cause := err
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			cause = pe.Err
-		}
-		c.Status, c.Line = Fail, fmt.Sprintf("port %s does not open (%v): %s", cfg.Scanner.Port, cause, what)
 		return c
 	}
 	c.Status = Pass

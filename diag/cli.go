@@ -65,7 +65,9 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 	}
 	// Flags may come before or after the arguments (diag token TOKEN --json).
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return 0
+		} else if err != nil {
 			return 2
 		}
 		if fs.NArg() == 0 {
