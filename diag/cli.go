@@ -266,5 +266,3 @@ func query(kv ...string) string {
 	}
 	return "?" + v.Encode()
 }
-
-var errNoDaemon = errors.New("the agent is not running")

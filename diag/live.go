@@ -53,14 +53,15 @@ type Live struct {
 // integrity check for diag reports.
 const CheckEvery = 10 * time.Minute
 
-// integrity returns the result of the cache's integrity check and its age.
-func (l *Live) integrity(deep bool) (error, time.Duration) {
+// integrity returns the age of the cache's last integrity check and its
+// result.
+func (l *Live) integrity(deep bool) (time.Duration, error) {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
 	if deep || l.checkAt.IsZero() || time.Since(l.checkAt) > CheckEvery {
 		l.checkErr, l.checkAt = l.Cache.Check(), time.Now()
 	}
-	return l.checkErr, time.Since(l.checkAt)
+	return time.Since(l.checkAt), l.checkErr
 }
 
 // Report runs every check on the running agent's own state. The cache's
@@ -94,7 +95,7 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 
 	// The last sync is stamped on the raw clock, as keysync judges it.
 	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
-	cf.checkErr, cf.checkAge = l.integrity(deep)
+	cf.checkAge, cf.checkErr = l.integrity(deep)
 	cf.checked = true
 	cst, err := l.Cache.Stats()
 	cf.stats, cf.statsErr, cf.fileBytes = &cst, err, cst.FileSize

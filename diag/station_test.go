@@ -34,7 +34,6 @@ type station struct {
 	srv     *issuertest.Server
 	signer  *feed.Signer
 	dir     string
-	cfg     string // config file path
 	cache   string
 	port    string
 	tty     *scannertest.Socat
