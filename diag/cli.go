@@ -177,6 +177,9 @@ func standalone(path string) (release func(), err error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return func() {}, nil
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("cache %s: permission denied: with the agent stopped, diag opens the board, the port and the cache itself: run it as root (sudo gateagent diag)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cache %s: %w", path, err)
 	}
