@@ -319,8 +319,9 @@ func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
-	mux.Handle("/diag", live.Handler())
-	mux.Handle("/diag/", live.Handler())
+	diagHandler := live.Handler()
+	mux.Handle("/diag", diagHandler)
+	mux.Handle("/diag/", diagHandler)
 	mux.Handle("/", a.stats.Handler())
 	serve := func(l net.Listener, h http.Handler, what string) {
 		wg.Add(1)

@@ -77,16 +77,12 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 		args = fs.Args()[1:]
 	}
 	c := &cli{o: o, stdout: stdout, stderr: stderr, env: env.withDefaults()}
-	var want int
-	switch sub {
-	case "", "scan", "relay", "sensors", "indicators", "latency":
-	case "token", "decode":
-		want = 1
-	default:
+	cmd, ok := subcommands[sub]
+	if !ok {
 		fmt.Fprintf(stderr, "gateagent diag: unknown command %q\n\n%s", sub, usageText)
 		return 2
 	}
-	if len(o.args) != want {
+	if len(o.args) != cmd.args {
 		fmt.Fprint(stderr, usageText)
 		return 2
 	}
@@ -101,24 +97,23 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 	if err := c.connect(ctx); err != nil {
 		return c.fail(err)
 	}
-	switch sub {
-	case "":
-		return c.report(ctx)
-	case "scan":
-		return c.scan(ctx)
-	case "relay":
-		return c.relay(ctx)
-	case "sensors":
-		return c.sensors(ctx)
-	case "indicators":
-		return c.indicators(ctx)
-	case "latency":
-		return c.latency(ctx)
-	case "token":
-		return c.token(ctx, []byte(o.args[0]), "argument")
-	default:
-		return c.decode(ctx, o.args[0])
-	}
+	return cmd.run(c, ctx)
+}
+
+// subcommands are diag's commands: how many arguments each takes, and
+// what runs it.
+var subcommands = map[string]struct {
+	args int
+	run  func(*cli, context.Context) int
+}{
+	"":           {0, (*cli).report},
+	"scan":       {0, (*cli).scan},
+	"relay":      {0, (*cli).relay},
+	"sensors":    {0, (*cli).sensors},
+	"indicators": {0, (*cli).indicators},
+	"latency":    {0, (*cli).latency},
+	"token":      {1, func(c *cli, ctx context.Context) int { return c.token(ctx, []byte(c.o.args[0]), "argument") }},
+	"decode":     {1, func(c *cli, ctx context.Context) int { return c.decode(ctx, c.o.args[0]) }},
 }
 
 type cliOpts struct {
