@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,20 +13,11 @@ import (
 
 // runDemo is `gateagent demo`: the README's first command.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", "gateagent demo [--dir DIR] [--qr]",
+		"Runs the reference issuer in-process and a gate on simulated hardware, and walks through what a station sees.", stderr)
 	keep := fs.String("dir", "", "keep the issuer's and the gate's files (and demo.log) in this `directory` instead of a temporary one")
 	qr := fs.Bool("qr", false, "print the passenger's first code as a QR code in the terminal")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateagent demo [--dir DIR] [--qr]")
-		fmt.Fprintln(stderr, "\nRuns the reference issuer in-process and a gate on simulated hardware, and walks through what a station sees.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
+	if !parseNoArgs(fs, args) {
 		return 2
 	}
 	if *keep != "" {

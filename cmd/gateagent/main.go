@@ -4,6 +4,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -48,4 +49,30 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+}
+
+// newFlags is a subcommand's flag set: errors go to stderr, and its usage
+// prints the usage line, what the command does, and the flags.
+func newFlags(name, usage, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: "+usage)
+		fmt.Fprintln(stderr, "\n"+about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseNoArgs parses args for a command that takes flags only; false
+// means exit 2 (what was wrong is already printed).
+func parseNoArgs(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return false
+	}
+	return true
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -14,20 +13,11 @@ import (
 
 // runRun is `gateagent run --config FILE`: the gate's daemon.
 func runRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("run", "gateagent run [--config FILE] [--check]",
+		"Runs the gate: key feed, scanner, relay. SIGTERM or SIGINT locks the gate and exits 0.", stderr)
 	path := fs.String("config", "/etc/gateagent/gateagent.toml", "the gate's config `file`")
 	check := fs.Bool("check", false, "check the config file and exit (0: it is good)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateagent run [--config FILE] [--check]")
-		fmt.Fprintln(stderr, "\nRuns the gate: key feed, scanner, relay. SIGTERM or SIGINT locks the gate and exits 0.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
+	if !parseNoArgs(fs, args) {
 		return 2
 	}
 	cfg, err := config.Load(*path)
