@@ -31,6 +31,7 @@ import (
 	"gateagent/hw"
 	"gateagent/internal/pty"
 	"gateagent/internal/sdnotify"
+	"gateagent/internal/wait"
 	"gateagent/issuer"
 	"gateagent/issuer/idcard"
 	"gateagent/qrcode"
@@ -304,7 +305,7 @@ func (d *demo) upload(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("demo: the issuer holds %d events of the gate and %d are still pending after 15 s", len(got), len(pending))
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := wait.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -417,19 +418,8 @@ func (d *demo) waitCache(ctx context.Context, ok func(verify.Record, bool) bool)
 		if time.Now().After(deadline) {
 			return errors.New("demo: the gate's cache did not catch up with the issuer within 15 s")
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := wait.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

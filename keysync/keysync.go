@@ -26,6 +26,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/feed"
+	"gateagent/internal/wait"
 	"gateagent/verify"
 )
 
@@ -148,23 +149,12 @@ func newClient(cfg Config) (*Client, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = wait.Sleep
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{cfg: cfg, base: u, log: cfg.Logger}, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Run polls until ctx ends: sync, upload, then wait the interval, or a
@@ -178,21 +168,21 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		wait := c.cfg.Interval
+		pause := c.cfg.Interval
 		c.mu.Lock()
 		if err != nil {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
-			wait = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
+			pause = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
 		} else {
 			c.failures, c.lastErr = 0, nil
 		}
 		failures := c.failures
 		c.mu.Unlock()
 		if err != nil {
-			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", pause.Round(time.Millisecond))
 		}
-		if err := c.cfg.Sleep(ctx, wait); err != nil {
+		if err := c.cfg.Sleep(ctx, pause); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"gateagent/internal/wait"
 	"gateagent/qrcode"
 )
 
@@ -237,13 +238,13 @@ func (d *DirFrames) NextStamped(ctx context.Context, now func() time.Time) (img 
 		if len(d.queue) == 0 {
 			names, err := d.list()
 			if err != nil {
-				if !sleep(ctx, poll) {
+				if wait.Sleep(ctx, poll) != nil {
 					return nil, "", time.Time{}, ctx.Err()
 				}
 				return nil, "", time.Time{}, err
 			}
 			if len(names) == 0 {
-				if !sleep(ctx, poll) {
+				if wait.Sleep(ctx, poll) != nil {
 					return nil, "", time.Time{}, ctx.Err()
 				}
 				continue

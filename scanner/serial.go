@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gateagent/internal/wait"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -285,7 +286,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
 		if err != nil {
 			msg := err.Error()
 			s.update(func(st *Stats) { st.LastError = msg })
-			wait := jitter(backoff)
+			pause := jitter(backoff)
 			// A scanner left unplugged would log the same line every few
 			// seconds: only a change is a warning.
 			level := slog.LevelWarn
@@ -293,8 +294,8 @@ func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
 				level = slog.LevelDebug
 			}
 			lastOpenErr = msg
-			log.Log(ctx, level, "scanner port not available", "err", err, "retry_in", wait)
-			if !sleep(ctx, wait) {
+			log.Log(ctx, level, "scanner port not available", "err", err, "retry_in", pause)
+			if wait.Sleep(ctx, pause) != nil {
 				return ctx.Err()
 			}
 			backoff = min(2*backoff, s.cfg.MaxBackoff)
@@ -325,9 +326,9 @@ func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
 		if time.Since(opened) >= s.cfg.MaxBackoff {
 			backoff = s.cfg.MinBackoff
 		}
-		wait := jitter(backoff)
-		log.Warn("scanner port lost", "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		pause := jitter(backoff)
+		log.Warn("scanner port lost", "err", err, "retry_in", pause)
+		if wait.Sleep(ctx, pause) != nil {
 			return ctx.Err()
 		}
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
@@ -396,16 +397,4 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
