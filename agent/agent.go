@@ -26,6 +26,7 @@ import (
 	"gateagent/diag"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/internal/instance"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
 	"gateagent/keysync"
@@ -55,6 +56,7 @@ type Options struct {
 
 // Agent is one running gate.
 type Agent struct {
+	lock   *instance.Lock
 	cfg    *config.Config
 	opts   Options
 	log    *slog.Logger
@@ -69,51 +71,70 @@ type Agent struct {
 	notify *sdnotify.Notifier
 }
 
-// New opens the gate's board and cache and builds its parts. Close the
-// agent (or Run it) to release them.
-func New(cfg *config.Config, opts Options) (a *Agent, err error) {
+// New takes the gate's lock, opens its board and cache and builds its
+// parts. Close the agent (or Run it) to release them. A step that fails
+// releases what the steps before it opened, in reverse order, and returns
+// a *StartError naming the step; the board's outputs are off either way.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger}
-	// The board first: outputs safe before anything else happens.
-	if a.board, err = openBoard(cfg, opts); err != nil {
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger}
+	if err := a.open(); err != nil {
+		if cerr := a.Close(); cerr != nil {
+			a.log.Error("start-up: could not release what was opened", "err", cerr)
+		}
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			a.Close()
+	return a, nil
+}
+
+// open runs the start-up steps in order.
+func (a *Agent) open() (err error) {
+	cfg, opts := a.cfg, a.opts
+	step := func(name, key string, err error) error {
+		if err == nil {
+			return nil
 		}
-	}()
+		return &StartError{Step: name, Key: key, Err: err}
+	}
+	// One agent per gate: the lock comes before anything touches the
+	// board, the scanner port or the cache.
+	if a.lock, err = instance.Acquire(cfg.LockFile()); err != nil {
+		return step("lock", "gate.cache", err)
+	}
+	// The board next: outputs safe before anything else happens.
+	if a.board, err = openBoard(cfg, opts); err != nil {
+		return step("board", "hw", err)
+	}
 	if a.cache, err = cache.Open(cfg.Gate.Cache, nil); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return step("cache", "gate.cache", err)
 	}
 	keys, err := cfg.Keyring()
 	if err != nil {
-		return nil, fmt.Errorf("agent: feed.trusted_keys: %w", err)
+		return step("feed", "feed.trusted_keys", err)
 	}
-	httpc, err := keysync.NewHTTPClient(keysync.TLSOptions{CAFile: cfg.Feed.CAFile, CertFile: cfg.Feed.CertFile,
-		KeyFile: cfg.Feed.KeyFile, ServerName: cfg.Feed.ServerName})
+	httpc, err := keysync.NewHTTPClient(cfg.TLSOptions())
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return step("feed", tlsKey(err), err)
 	}
 	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.cache, GateID: cfg.Gate.ID,
 		Interval: cfg.Feed.Interval, RefuseWhenStale: cfg.Feed.RefuseWhenStale, HTTP: httpc, Now: opts.Now,
 		Logger: a.log.With("part", "feed")})
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return step("feed", "feed", err)
 	}
 	policy, err := cfg.Policy()
 	if err != nil {
-		return nil, fmt.Errorf("agent: verify: %w", err)
+		return step("verify", "verify", err)
 	}
 	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return step("verify", "verify", err)
 	}
 	a.stats = metrics.New(metrics.Info{GateID: cfg.Gate.ID, Direction: cfg.Gate.Direction, Version: version.String()},
 		metrics.Sources{
@@ -133,16 +154,16 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
 		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return step("gate", "timing", err)
 	}
 	switch cfg.Scanner.Kind {
 	case "serial":
 		sc, err := cfg.SerialConfig()
 		if err != nil {
-			return nil, fmt.Errorf("agent: scanner: %w", err)
+			return step("scanner", "scanner", err)
 		}
 		if a.serial, err = scanner.NewSerial(sc, scanner.Options{Logger: a.log.With("part", "scanner")}); err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
+			return step("scanner", "scanner", err)
 		}
 	case "images":
 		a.images = scanner.NewImages(&scanner.DirFrames{Dir: cfg.Scanner.ImageDir},
@@ -151,10 +172,27 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	a.notify = opts.Notifier
 	if a.notify == nil {
 		if a.notify, err = sdnotify.FromEnv(nil); err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
+			return step("systemd", "", err)
 		}
 	}
-	return a, nil
+	return nil
+}
+
+// tlsKey is the config key of the TLS file a keysync.FileError names.
+func tlsKey(err error) string {
+	var fe *keysync.FileError
+	if !errors.As(err, &fe) {
+		return "feed"
+	}
+	switch fe.Field {
+	case keysync.FieldCA:
+		return "feed.ca_file"
+	case keysync.FieldCert:
+		return "feed.cert_file"
+	case keysync.FieldKey:
+		return "feed.key_file"
+	}
+	return "feed"
 }
 
 func openBoard(cfg *config.Config, opts Options) (*hw.Board, error) {
@@ -197,15 +235,19 @@ func (a *Agent) Gate() *gate.Controller { return a.ctrl }
 // Scanner is the serial scanner (nil with an image scanner).
 func (a *Agent) Scanner() *scanner.Serial { return a.serial }
 
-// Close releases the board (outputs safe) and closes the cache.
+// Close releases what the agent opened, in the reverse order of start-up:
+// it closes the cache, releases the board (outputs safe), and lets another
+// agent take the gate. It is safe on an agent whose start-up stopped part
+// way.
 func (a *Agent) Close() error {
 	var errs []error
-	if a.board != nil {
-		errs = append(errs, a.board.Close())
-	}
 	if a.cache != nil {
 		errs = append(errs, a.cache.Close())
 	}
+	if a.board != nil {
+		errs = append(errs, a.board.Close())
+	}
+	errs = append(errs, a.lock.Release())
 	return errors.Join(errs...)
 }
 

@@ -20,6 +20,8 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/internal/conf"
+	"gateagent/internal/instance"
+	"gateagent/keysync"
 	"gateagent/scanner"
 	"gateagent/verify"
 )
@@ -349,6 +351,16 @@ func (c *Config) SerialConfig() (scanner.Config, error) {
 	sc := scanner.Config{Port: s.Port, Baud: s.Baud, Parity: s.Parity, DataBits: s.DataBits, StopBits: s.StopBits,
 		Terminator: term, MaxLine: s.MaxLine, RepeatWindow: s.RepeatWindow}
 	return sc, sc.Validate()
+}
+
+// LockFile is the gate's single-instance lock (see internal/instance): in
+// the state directory, beside the cache file.
+func (c *Config) LockFile() string { return instance.PathFor(c.Gate.Cache) }
+
+// TLSOptions are how the gate reaches an HTTPS issuer.
+func (c *Config) TLSOptions() keysync.TLSOptions {
+	f := c.Feed
+	return keysync.TLSOptions{CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile, ServerName: f.ServerName}
 }
 
 // Pins is the GPIO wiring.

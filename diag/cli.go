@@ -18,6 +18,7 @@ import (
 
 	"gateagent/config"
 	"gateagent/control"
+	"gateagent/internal/instance"
 )
 
 const usageText = `usage: gateagent diag [command] [--config FILE] [--socket PATH] [--json]
@@ -160,32 +161,48 @@ func (c *cli) connect(ctx context.Context) error {
 
 // errAgentRunning: diag found no control socket, but an agent holds the
 // cache: it must not drive the board or open the port beside it.
-var errAgentRunning = errors.New("an agent is running (it holds the cache file) but its control socket does not answer: diag will not open the board or the scanner beside it; check control.socket in the config and journalctl -u gateagent, or stop the agent (systemctl stop gateagent) to run diag on its own")
+var errAgentRunning = errors.New("an agent is running (it holds the gate's lock) but its control socket does not answer: diag will not open the board or the scanner beside it; check control.socket in the config and journalctl -u gateagent, or stop the agent (systemctl stop gateagent) to run diag on its own")
 
-// standalone claims the gate for diag working on its own: it holds a
-// shared lock on the cache file for as long as diag runs, so that it never
-// opens the board or the scanner's port while an agent runs (the agent
-// holds the file's lock exclusively), and an agent starting meanwhile
-// waits for diag. No cache file: no agent has ever run here.
-func standalone(path string) (release func(), err error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return func() {}, nil
-	}
-	if errors.Is(err, fs.ErrPermission) {
-		return nil, fmt.Errorf("cache %s: permission denied: with the agent stopped, diag opens the board, the port and the cache itself: run it as root (sudo gateagent diag)", path)
+// standalone claims the gate for diag working on its own: it shares the
+// gate's single-instance lock, and holds a shared lock on the cache file,
+// for as long as diag runs, so that it never opens the board or the
+// scanner's port while an agent runs (the agent holds both exclusively,
+// the instance lock from before it touches the board), and an agent
+// starting meanwhile waits for diag. No cache file: no agent has ever run
+// here.
+func standalone(cfg *config.Config) (release func(), err error) {
+	l, err := instance.Share(cfg.LockFile())
+	if errors.Is(err, instance.ErrHeld) {
+		return nil, errAgentRunning
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cache %s: %w", path, err)
+		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		f.Close()
+	path := cfg.Gate.Cache
+	f, err := os.Open(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return func() { l.Release() }, nil
+	case errors.Is(err, fs.ErrPermission):
+		err = fmt.Errorf("cache %s: permission denied: with the agent stopped, diag opens the board, the port and the cache itself: run it as root (sudo gateagent diag)", path)
+	case err != nil:
+		err = fmt.Errorf("cache %s: %w", path, err)
+	default:
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errAgentRunning
+			err = errAgentRunning
+		} else if err != nil {
+			err = fmt.Errorf("cache %s: lock: %w", path, err)
 		}
-		return nil, fmt.Errorf("cache %s: lock: %w", path, err)
+		if err != nil {
+			f.Close()
+		}
 	}
-	return func() { f.Close() }, nil
+	if err != nil {
+		l.Release()
+		return nil, err
+	}
+	return func() { f.Close(); l.Release() }, nil
 }
 
 // report is the full list of checks.

@@ -9,6 +9,7 @@ import (
 	"gateagent/cache"
 	"gateagent/diag"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/instance"
 )
 
 // TestAgentRunningWithoutSocket: an agent holds the cache but its control
@@ -36,6 +37,28 @@ func TestAgentRunningWithoutSocket(t *testing.T) {
 	}
 	if ops := st.pins.Journal.Ops(); len(ops) != 0 {
 		t.Errorf("diag touched the board beside a running agent: %v", ops)
+	}
+}
+
+// TestAgentStartingHoldsTheGate: an agent that has taken the gate's lock
+// but not yet opened its cache (it is starting, or rebuilding a damaged
+// cache) keeps diag off the board as well.
+func TestAgentStartingHoldsTheGate(t *testing.T) {
+	st := newStation(t)
+	lock, err := instance.Acquire(instance.PathFor(st.cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	code, r, _ := st.report()
+	if c, ok := r.Find(diag.NameAgent); code != 2 || !ok || c.Status != diag.Fail || !strings.Contains(c.Line, "an agent is running") {
+		t.Fatalf("exit %d:\n%s", code, describe(r))
+	}
+	if code, out, errs := st.run("relay", "--pulse", "100ms"); code != 2 || !strings.Contains(out+errs, "an agent is running") {
+		t.Errorf("diag relay beside a starting agent: exit %d: %s", code, errs)
+	}
+	if ops := st.pins.Journal.Ops(); len(ops) != 0 {
+		t.Errorf("diag touched the board beside a starting agent: %v", ops)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"gateagent/config"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/internal/instance"
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
@@ -47,7 +48,7 @@ func (c *cli) scan(ctx context.Context) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	release, err := standalone(cfg.Gate.Cache)
+	release, err := standalone(cfg)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -196,12 +197,21 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 	if err != nil {
 		return gate.TestResult{}, err
 	}
-	// The cache first: the test is recorded in its event log, and holding
-	// it proves no agent drives the board meanwhile. diag never creates
+	// The test is recorded in the cache's event log. diag never creates
 	// it (a file made by root would keep the agent out).
 	if _, err := os.Stat(cfg.Gate.Cache); err != nil {
 		return gate.TestResult{}, fmt.Errorf("no cache file (%w): the test is recorded in the cache's event log, which the agent creates at its first start; start the agent once, then test through it", err)
 	}
+	// The gate's lock, as the agent takes it: no agent drives the board
+	// meanwhile, and none starts until the test is done.
+	lock, err := instance.Acquire(cfg.LockFile())
+	if errors.Is(err, instance.ErrHeld) {
+		return gate.TestResult{}, errAgentRunning
+	}
+	if err != nil {
+		return gate.TestResult{}, err
+	}
+	defer lock.Release()
 	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{LockTimeout: time.Second})
 	if errors.Is(err, cache.ErrLocked) {
 		return gate.TestResult{}, errAgentRunning
@@ -372,7 +382,7 @@ func (c *cli) sensors(ctx context.Context) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	release, err := standalone(cfg.Gate.Cache)
+	release, err := standalone(cfg)
 	if err != nil {
 		return c.fail(err)
 	}

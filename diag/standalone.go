@@ -68,7 +68,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		return r
 	}
 	r.Gate = cfg.Gate.ID
-	release, err := standalone(cfg.Gate.Cache)
+	release, err := standalone(cfg)
 	if err != nil {
 		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
 		for _, n := range []string{NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
@@ -157,8 +157,7 @@ func probeFeed(ctx context.Context, cfg *config.Config, env Env) (keysync.Probe,
 	if err != nil {
 		return keysync.Probe{}, err
 	}
-	httpc, err := keysync.NewHTTPClient(keysync.TLSOptions{CAFile: cfg.Feed.CAFile, CertFile: cfg.Feed.CertFile,
-		KeyFile: cfg.Feed.KeyFile, ServerName: cfg.Feed.ServerName})
+	httpc, err := keysync.NewHTTPClient(cfg.TLSOptions())
 	if err != nil {
 		return keysync.Probe{}, err
 	}

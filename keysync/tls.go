@@ -3,7 +3,9 @@ package keysync
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"time"
@@ -20,17 +22,41 @@ type TLSOptions struct {
 	ServerName string
 }
 
-// NewHTTPClient returns the HTTP client for the issuer.
+// The TLS files a FileError names.
+const (
+	FieldCA   = "CA file"
+	FieldCert = "client certificate file"
+	FieldKey  = "client key file"
+)
+
+// FileError: a TLS file of TLSOptions cannot be used.
+type FileError struct {
+	Field string // FieldCA, FieldCert or FieldKey
+	Path  string
+	Err   error // fs errors (errors.Is(err, fs.ErrNotExist), …) or what is wrong with the contents
+}
+
+func (e *FileError) Error() string {
+	return fmt.Sprintf("keysync: %s %s: %v", e.Field, e.Path, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// errNoPEM: a CA file without one PEM certificate.
+var errNoPEM = errors.New("holds no PEM certificate")
+
+// NewHTTPClient returns the HTTP client for the issuer. It reads every
+// file it is given now, so a missing or unreadable one is found at start.
 func NewHTTPClient(o TLSOptions) (*http.Client, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("keysync: CA file: %w", err)
+			return nil, &FileError{FieldCA, o.CAFile, unwrapPath(err)}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("keysync: CA file %s holds no PEM certificate", o.CAFile)
+			return nil, &FileError{FieldCA, o.CAFile, errNoPEM}
 		}
 		cfg.RootCAs = pool
 	}
@@ -38,9 +64,17 @@ func NewHTTPClient(o TLSOptions) (*http.Client, error) {
 		return nil, fmt.Errorf("keysync: a client certificate needs both the certificate file and its key file")
 	}
 	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		certPEM, err := os.ReadFile(o.CertFile)
 		if err != nil {
-			return nil, fmt.Errorf("keysync: client certificate: %w", err)
+			return nil, &FileError{FieldCert, o.CertFile, unwrapPath(err)}
+		}
+		keyPEM, err := os.ReadFile(o.KeyFile)
+		if err != nil {
+			return nil, &FileError{FieldKey, o.KeyFile, unwrapPath(err)}
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, &FileError{FieldCert, o.CertFile, fmt.Errorf("with key %s: %w", o.KeyFile, err)}
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -48,4 +82,14 @@ func NewHTTPClient(o TLSOptions) (*http.Client, error) {
 	tr.TLSClientConfig = cfg
 	tr.Proxy = nil // the station path is configured, not taken from the environment
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// unwrapPath drops an *fs.PathError's repetition of the path (FileError
+// names it) and keeps its cause: "no such file or directory".
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

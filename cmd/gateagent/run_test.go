@@ -12,16 +12,25 @@ import (
 )
 
 func TestRunCheck(t *testing.T) {
-	if code, out, errOut := runArgs("run", "--config", "../../configs/gateagent.example.toml", "--check"); code != 0 || !strings.Contains(out, "config is good") {
+	// The example config, with its state and runtime directories here.
+	dir := t.TempDir()
+	ex, err := os.ReadFile("../../configs/gateagent.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex = []byte(strings.NewReplacer("/var/lib/gateagent", dir, "/run/gateagent", dir).Replace(string(ex)))
+	example := filepath.Join(dir, "gateagent.toml")
+	os.WriteFile(example, ex, 0o600)
+	if code, out, errOut := runArgs("run", "--config", example, "--check"); code != 0 || !strings.Contains(out, "config is good") || !strings.Contains(out, "ready to start") {
 		t.Fatalf("example: %d %q %q", code, out, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(bad, []byte("version = 1\n[gate]\nid = \"G\"\ndirecton = \"exit\"\n"), 0o600)
 	code, _, errOut := runArgs("run", "--config", bad, "--check")
-	if code != 1 || !strings.Contains(errOut, "bad.toml:4: gate.directon: unknown key") {
+	if code != exitConfig || !strings.Contains(errOut, "bad.toml:4: gate.directon: unknown key") {
 		t.Fatalf("typo: %d %q", code, errOut)
 	}
-	if code, _, errOut := runArgs("run", "--config", filepath.Join(t.TempDir(), "none.toml")); code != 1 || !strings.Contains(errOut, "none.toml") {
+	if code, _, errOut := runArgs("run", "--config", filepath.Join(t.TempDir(), "none.toml")); code != exitConfig || !strings.Contains(errOut, "none.toml") {
 		t.Fatalf("missing file: %d %q", code, errOut)
 	}
 	if code, _, _ := runArgs("run", "--frobnicate"); code != 2 {

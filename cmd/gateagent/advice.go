@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+
+	"gateagent/agent"
+	"gateagent/cache"
+	"gateagent/config"
+	"gateagent/hw"
+	"gateagent/internal/instance"
+	"gateagent/keysync"
+)
+
+// Exit statuses of gateagent run, as sysexits(3) names them, so that a
+// supervisor (and a technician reading `systemctl status`) can tell a gate
+// that needs someone from one that may start by itself on the next try.
+const (
+	exitFailure  = 1  // the gate ran and stopped on an error
+	exitUsage    = 2  // bad flags or arguments
+	exitTempFail = 75 // EX_TEMPFAIL: another agent holds the gate or its cache; try again later
+	exitConfig   = 78 // EX_CONFIG: the config or the machine is wrong (a file, a directory, a permission, a pin)
+)
+
+// startExit is the exit status for a start-up error.
+func startExit(err error) int {
+	if agent.Transient(err) {
+		return exitTempFail
+	}
+	return exitConfig
+}
+
+// startAdvice says what the operator does about a start-up error. The
+// errors say what failed; what to do about it is said here, where it is
+// shown.
+func startAdvice(err error, cfg *config.Config) string {
+	var (
+		held *instance.HeldError
+		file *keysync.FileError
+		step *agent.StartError
+	)
+	errors.As(err, &step)
+	dir := filepath.Dir(cfg.Gate.Cache)
+	switch {
+	case errors.As(err, &held):
+		return "stop the other agent first (systemctl stop gateagent), or ask the running one with gateagent diag"
+	case errors.Is(err, cache.ErrLocked):
+		return "another process has the cache file open (gateagent cache or diag working on the gate's files): let it finish, or stop it"
+	case errors.As(err, &file):
+		key := "feed.ca_file"
+		switch file.Field {
+		case keysync.FieldCert:
+			key = "feed.cert_file"
+		case keysync.FieldKey:
+			key = "feed.key_file"
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Sprintf("put the %s at %s, or correct %s in the config", file.Field, file.Path, key)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Sprintf("let the agent's user read it: chgrp gateagent %s && chmod 0640 %s", file.Path, file.Path)
+		}
+		return fmt.Sprintf("replace %s with the right PEM file (%s)", file.Path, key)
+	case errors.Is(err, cache.ErrSchema):
+		return "run a gateagent release that knows this cache, or move the file aside: the agent rebuilds it from the key feed"
+	case errors.Is(err, cache.ErrCorrupt):
+		return fmt.Sprintf("move %s aside (keep it for the technician) and start again: the agent rebuilds it from the key feed", cfg.Gate.Cache)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Sprintf("the file system of %s is read-only: remount it read-write, or point gate.cache at a writable directory", dir)
+	case step != nil && (step.Step == "cache" || step.Step == "lock") && errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("create %s for the agent's user (systemd's StateDirectory=gateagent makes /var/lib/gateagent), or correct gate.cache", dir)
+	case step != nil && (step.Step == "cache" || step.Step == "lock") && errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("give the agent's user %s and its files: chown -R gateagent:gateagent %s", dir, dir)
+	case errors.Is(err, hw.ErrNoPin), errors.Is(err, hw.ErrMissing):
+		return "check each hw.*.pin in the config against the board's pin names (gpioinfo lists them), then run gateagent diag"
+	}
+	return "run gateagent run --check and gateagent diag: they say what is wrong"
+}
