@@ -25,7 +25,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 demo: ## the walk-through: local issuer, gate on simulated hardware, pty scanner
-	$(GO) run ./cmd/gateagent demo
+	$(GO) run ./cmd/gatedemo
 
 build: ## static binaries for this machine in bin/ (gateagent, issuer)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent ./cmd/gateagent

@@ -1,6 +1,6 @@
 // Package agent wires one gate together from its config: the board, the
 // key cache, the key feed client, the verifier, the scanner and the gate
-// controller. `gateagent run` and `gateagent demo` both run it.
+// controller. `gateagent run` and the demo (cmd/gatedemo) both run it.
 //
 // Start-up order matters: the board is opened first, so every output is at
 // its safe level before anything else happens; then the cache, the feed

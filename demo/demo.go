@@ -151,7 +151,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 		}
 	}()
 
-	d.say("gateagent demo: an entry gate on simulated hardware, with a local issuer\n")
+	d.say("gatedemo: an entry gate on simulated hardware, with a local issuer\n")
 	d.say("  issuer   %s (in-process reference issuer, feed key demo-1)\n", issuerURL)
 	d.say("  scanner  %s (a pseudo-terminal: the demo types the QR texts into it)\n", d.tty.SlavePath)
 	d.say("  gate     %s, relay locked, lamps off\n\n", d.gateID)

@@ -19,7 +19,6 @@ func commands() []command {
 	return []command{
 		{"version", "print the version and build date", runVersion},
 		{"run", "run the gate (--config FILE)", runRun},
-		{"demo", "walk through a station on simulated hardware, with a local issuer", runDemo},
 		{"diag", "check the gate: hardware, scanner, clock, cache, feed (diag help)", runDiag},
 		{"cache", "inspect a cache file: stats, check", runCache},
 	}
