@@ -26,6 +26,7 @@ import (
 	"gateagent/diag"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/hw/gpiohw"
 	"gateagent/internal/instance"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
@@ -205,7 +206,7 @@ func openBoard(cfg *config.Config, opts Options) (*hw.Board, error) {
 	case cfg.HW.Kind == "sim":
 		b = hw.NewSim(opts.Stdout, nil).Board()
 	default:
-		b, err = hw.OpenHost(cfg.Pins())
+		b, err = gpiohw.OpenHost(cfg.Pins())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("agent: open the gate's board: %w", err)

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -68,9 +67,6 @@ func judgeConfig(path string, cfg *config.Config, err error) Check {
 	return c
 }
 
-// missingPins picks the pin and its line out of hw.ErrNoPin's messages.
-var missingPins = regexp.MustCompile(`no such pin "([^"]*)" for (\w+)`)
-
 // inputLevels reads the board's inputs for the hardware check.
 type inputLevels struct {
 	passage, emergency       bool
@@ -99,13 +95,15 @@ func judgeHardware(kind string, b *hw.Board, openErr error, state string) Check 
 	c := Check{Name: NameHardware, Facts: map[string]any{"kind": kind}}
 	if openErr != nil {
 		c.Status = Fail
-		if missing := missingPins.FindAllStringSubmatch(openErr.Error(), -1); len(missing) > 0 {
-			var list []string
-			for _, m := range missing {
-				list = append(list, fmt.Sprintf("%s (hw.%s.pin)", m[1], m[2]))
+		var missing []string
+		for _, e := range hw.PinErrors(openErr) {
+			if errors.Is(e, hw.ErrNoPin) {
+				missing = append(missing, fmt.Sprintf("%s (%s)", e.Pin, e.Key()))
 			}
-			c.Facts["missing_pins"] = list
-			c.Line = fmt.Sprintf("no such pin on this board: %s: check the pin names in the config's [hw] section against the board's pinout (gpioinfo lists the lines)", strings.Join(list, ", "))
+		}
+		if len(missing) > 0 {
+			c.Facts["missing_pins"] = missing
+			c.Line = fmt.Sprintf("no such pin on this board: %s: check the pin names in the config's [hw] section against the board's pinout (gpioinfo lists the lines)", strings.Join(missing, ", "))
 			return c
 		}
 		c.Line = fmt.Sprintf("%v: check the config's [hw] section, the wiring, and that the agent's user is in group gpio", oneLine(openErr))

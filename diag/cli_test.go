@@ -15,6 +15,7 @@ import (
 	"gateagent/config"
 	"gateagent/diag"
 	"gateagent/hw"
+	"gateagent/hw/gpiohw"
 	"gateagent/hw/hwtest"
 	"gateagent/verify"
 )
@@ -58,7 +59,7 @@ func (g *offlineGate) run(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	env := diag.Env{
 		Now:          func() time.Time { return g.now },
-		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return hw.OpenPins(cfg.Pins(), g.pins.Lookup) },
+		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return gpiohw.OpenPins(cfg.Pins(), g.pins.Lookup) },
 		TrustedAfter: time.Unix(0, 0),
 		FeedTimeout:  2 * time.Second,
 	}

@@ -10,6 +10,7 @@ import (
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/hw"
+	"gateagent/hw/gpiohw"
 	"gateagent/internal/version"
 	"gateagent/keysync"
 	"gateagent/scanner"
@@ -40,7 +41,7 @@ func (e Env) withDefaults() Env {
 			if cfg.HW.Kind == "sim" {
 				return hw.NewSim(nil, nil).Board(), nil
 			}
-			return hw.OpenHost(cfg.Pins())
+			return gpiohw.OpenHost(cfg.Pins())
 		}
 	}
 	if e.TrustedAfter.IsZero() {

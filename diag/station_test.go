@@ -18,6 +18,7 @@ import (
 	"gateagent/feed"
 	"gateagent/feed/feedtest"
 	"gateagent/hw"
+	"gateagent/hw/gpiohw"
 	"gateagent/hw/hwtest"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
@@ -146,7 +147,7 @@ func (st *station) writeConfig() string {
 func (st *station) env() diag.Env {
 	return diag.Env{
 		Now:          func() time.Time { return st.gateNow },
-		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return hw.OpenPins(cfg.Pins(), st.pins.Lookup) },
+		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return gpiohw.OpenPins(cfg.Pins(), st.pins.Lookup) },
 		TrustedAfter: trustedAfter,
 		FeedTimeout:  5 * time.Second,
 	}

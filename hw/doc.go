@@ -8,8 +8,10 @@
 // passage; the emergency switch engaged). Which electrical level that is
 // comes from the config (active_low), so nothing above this package knows it.
 //
-// Implementations: periph.io pins by name (gpio.go), a simulated board that
-// prints its state (sim.go) and fakes on periph's gpiotest pins (hwtest).
+// Implementations: periph.io pins by name (package gpiohw, the driver: only
+// the wiring and diag import it), a simulated board that prints its state
+// (sim.go) and fakes on periph's gpiotest pins (hwtest). This package
+// imports no driver, so the gate controller links none.
 // Every output is driven off (its safe level) as it is opened, before any
 // input is read, and again by Board.Safe at shutdown.
 package hw

@@ -2,7 +2,6 @@ package hw
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
@@ -36,9 +35,6 @@ type Board struct {
 	Approach  Input // someone stands at the scanner (starts a scan with Trigger)
 	Trigger   Output
 }
-
-// ErrMissing reports a required line that the board lacks.
-var ErrMissing = errors.New("hw: required line missing")
 
 // Outputs lists the board's outputs, relay first.
 func (b *Board) Outputs() []Output {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"gateagent/agent"
@@ -74,8 +75,12 @@ func startAdvice(err error, cfg *config.Config) string {
 		return fmt.Sprintf("create %s for the agent's user (systemd's StateDirectory=gateagent makes /var/lib/gateagent), or correct gate.cache", dir)
 	case step != nil && (step.Step == "cache" || step.Step == "lock") && errors.Is(err, fs.ErrPermission):
 		return fmt.Sprintf("give the agent's user %s and its files: chown -R gateagent:gateagent %s", dir, dir)
-	case errors.Is(err, hw.ErrNoPin), errors.Is(err, hw.ErrMissing):
-		return "check each hw.*.pin in the config against the board's pin names (gpioinfo lists them), then run gateagent diag"
+	case len(hw.PinErrors(err)) > 0:
+		var keys []string
+		for _, e := range hw.PinErrors(err) {
+			keys = append(keys, e.Key())
+		}
+		return fmt.Sprintf("check %s in the config against the board's pin names (gpioinfo lists them) and the wiring, then run gateagent diag", strings.Join(keys, ", "))
 	}
 	return "run gateagent run --check and gateagent diag: they say what is wrong"
 }

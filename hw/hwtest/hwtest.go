@@ -13,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"gateagent/hw"
+	"gateagent/hw/gpiohw"
 )
 
 // Op is one operation on a pin.
@@ -189,7 +190,7 @@ func Wiring(relayActiveLow bool) hw.Pins {
 }
 
 // Open opens the fake board as the agent would open a real one.
-func (b *Board) Open(p hw.Pins) (*hw.Board, error) { return hw.OpenPins(p, b.Lookup) }
+func (b *Board) Open(p hw.Pins) (*hw.Board, error) { return gpiohw.OpenPins(p, b.Lookup) }
 
 // Set drives the named input: active true sets it to its active level
 // given activeLow.

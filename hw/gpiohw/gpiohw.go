@@ -1,53 +1,25 @@
-package hw
+// Package gpiohw drives a gate's lines on the board's GPIO pins through
+// periph.io: the host drivers (host.Init) and pins found by name. It is the
+// hardware driver, kept apart from package hw's interfaces so that nothing
+// but the wiring (agent) and diag links periph's host drivers.
+package gpiohw
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/host/v3"
+
+	"gateagent/hw"
 )
-
-// Line names one GPIO line of the board and how it is wired.
-type Line struct {
-	// Pin is the periph.io pin name ("GPIO17", "P1_11"); empty means the
-	// line is not wired.
-	Pin string `conf:"pin"`
-	// ActiveLow: the line is active at the low level (an opto-isolated
-	// input pulled up, a relay board switched by a low level).
-	ActiveLow bool `conf:"active_low"`
-	// Pull of an input: "none", "up", "down" or "" (leave as it is).
-	Pull string `conf:"pull"`
-}
-
-// Pins is the wiring of a gate: the GPIO line of each function.
-type Pins struct {
-	Relay, Green, Red, Buzzer, Trigger Line
-	Passage, Emergency, Approach       Line
-	// Debounce is how long an input must hold a new level before it
-	// counts. Default 20 ms; negative turns debouncing off.
-	Debounce time.Duration
-	// Poll is how often an input is read when no edge arrives (a missed
-	// interrupt is caught within it). Default 50 ms.
-	Poll time.Duration
-}
-
-// Input timing defaults.
-const (
-	DefaultDebounce = 20 * time.Millisecond
-	DefaultPoll     = 50 * time.Millisecond
-)
-
-// ErrNoPin reports a pin name the board does not have.
-var ErrNoPin = errors.New("hw: no such pin")
 
 // OpenHost initialises periph.io's host drivers and opens the gate's lines
 // by name (see OpenPins).
-func OpenHost(p Pins) (*Board, error) {
+func OpenHost(p hw.Pins) (*hw.Board, error) {
 	if _, err := host.Init(); err != nil {
 		return nil, fmt.Errorf("hw: initialise GPIO drivers: %w", err)
 	}
@@ -59,28 +31,28 @@ func OpenHost(p Pins) (*Board, error) {
 // relay before all others, and only then are inputs configured: nothing is
 // read before every output is safe. A required line whose pin is missing is
 // an error naming it; the outputs that were found are left safe.
-func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
-	p = p.withDefaults()
-	b := &Board{}
+func OpenPins(p hw.Pins, lookup func(string) gpio.PinIO) (*hw.Board, error) {
+	p = p.WithDefaults()
+	b := &hw.Board{}
 	var errs []error
 	// resolve finds a line's pin by name (no I/O), or records why not.
-	resolve := func(fn string, l Line, required bool) gpio.PinIO {
+	resolve := func(fn string, l hw.Line, required bool) gpio.PinIO {
 		switch {
 		case l.Pin == "" && required:
-			errs = append(errs, fmt.Errorf("%w: %s has no pin in the config (hw.%s.pin)", ErrMissing, fn, fn))
+			errs = append(errs, &hw.PinError{Line: fn, Err: hw.ErrMissing})
 		case l.Pin == "":
 		default:
 			if pin := lookup(l.Pin); pin != nil {
 				return pin
 			}
-			errs = append(errs, fmt.Errorf("%w %q for %s: check hw.%s.pin against the board's pin names", ErrNoPin, l.Pin, fn, fn))
+			errs = append(errs, &hw.PinError{Line: fn, Pin: l.Pin, Err: hw.ErrNoPin})
 		}
 		return nil
 	}
 	outputs := []struct {
 		fn       string
-		line     Line
-		dst      *Output
+		line     hw.Line
+		dst      *hw.Output
 		required bool
 	}{
 		{"relay", p.Relay, &b.Relay, true}, {"green", p.Green, &b.Green, true}, {"red", p.Red, &b.Red, true},
@@ -88,8 +60,8 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 	}
 	inputs := []struct {
 		fn       string
-		line     Line
-		dst      *Input
+		line     hw.Line
+		dst      *hw.Input
 		required bool
 	}{
 		{"passage", p.Passage, &b.Passage, true}, {"emergency", p.Emergency, &b.Emergency, false},
@@ -100,7 +72,7 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 		if pin := resolve(o.fn, o.line, o.required); pin != nil {
 			out, err := NewOutput(o.fn, pin, o.line.ActiveLow)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, &hw.PinError{Line: o.fn, Pin: o.line.Pin, Err: err})
 				continue
 			}
 			*o.dst = out
@@ -116,7 +88,7 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 		}
 		i, err := NewInput(in.fn, pin, in.line, p.Debounce, p.Poll)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &hw.PinError{Line: in.fn, Pin: in.line.Pin, Err: err})
 			continue
 		}
 		*in.dst = i
@@ -131,31 +103,6 @@ func OpenPins(p Pins, lookup func(string) gpio.PinIO) (*Board, error) {
 	return b, nil
 }
 
-func (p Pins) withDefaults() Pins {
-	if p.Debounce == 0 {
-		p.Debounce = DefaultDebounce
-	}
-	if p.Poll == 0 {
-		p.Poll = DefaultPoll
-	}
-	return p
-}
-
-// ParsePull reads an input's pull setting.
-func ParsePull(s string) (gpio.Pull, error) {
-	switch strings.ToLower(s) {
-	case "":
-		return gpio.PullNoChange, nil
-	case "none", "float":
-		return gpio.Float, nil
-	case "up":
-		return gpio.PullUp, nil
-	case "down":
-		return gpio.PullDown, nil
-	}
-	return gpio.PullNoChange, fmt.Errorf("hw: pull %q: use none, up or down", s)
-}
-
 // PinOutput is an Output on a periph.io pin.
 type PinOutput struct {
 	name      string
@@ -167,7 +114,7 @@ type PinOutput struct {
 func NewOutput(name string, pin gpio.PinOut, activeLow bool) (*PinOutput, error) {
 	o := &PinOutput{name: name, pin: pin, activeLow: activeLow}
 	if err := o.Set(false); err != nil {
-		return nil, fmt.Errorf("hw: drive %s (%s) to its safe level: %w", name, pin.Name(), err)
+		return nil, fmt.Errorf("drive it to its safe level: %w", err)
 	}
 	return o, nil
 }
@@ -195,20 +142,24 @@ type PinInput struct {
 
 // NewInput makes pin an input with edge detection (polling when the pin
 // has none).
-func NewInput(name string, pin gpio.PinIn, l Line, debounce, poll time.Duration) (*PinInput, error) {
-	pull, err := ParsePull(l.Pull)
+func NewInput(name string, pin gpio.PinIn, l hw.Line, debounce, poll time.Duration) (*PinInput, error) {
+	p, err := hw.ParsePull(l.Pull)
 	if err != nil {
 		return nil, fmt.Errorf("hw.%s.pull: %w", name, err)
 	}
+	pull := pulls[p]
 	in := &PinInput{name: name, pin: pin, activeLow: l.ActiveLow, debounce: debounce, poll: poll, edges: true}
 	if err := pin.In(pull, gpio.BothEdges); err != nil {
 		in.edges = false
 		if err := pin.In(pull, gpio.NoEdge); err != nil {
-			return nil, fmt.Errorf("hw: make %s (%s) an input: %w", name, pin.Name(), err)
+			return nil, fmt.Errorf("make it an input: %w", err)
 		}
 	}
 	return in, nil
 }
+
+// pulls are periph's pulls for hw's.
+var pulls = [...]gpio.Pull{hw.PullNoChange: gpio.PullNoChange, hw.PullNone: gpio.Float, hw.PullUp: gpio.PullUp, hw.PullDown: gpio.PullDown}
 
 // Name is the line's function ("passage").
 func (i *PinInput) Name() string { return i.name }

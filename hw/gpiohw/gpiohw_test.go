@@ -1,7 +1,6 @@
-package hw_test
+package gpiohw_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -64,13 +63,18 @@ func TestMissingPinsAreNamedAndOutputsLeftSafe(t *testing.T) {
 	if err == nil {
 		t.Fatal("opened a board without its buzzer and with an unknown passage pin")
 	}
-	for _, want := range []string{"buzzer", "hw.buzzer.pin", `"GPIO99"`, "passage"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %s", err, want)
-		}
+	got := hw.PinErrors(err)
+	if len(got) != 2 {
+		t.Fatalf("%d pin errors in %v, want the buzzer's and the passage's", len(got), err)
 	}
-	if !errors.Is(err, hw.ErrMissing) {
-		t.Errorf("error %v is not ErrMissing", err)
+	if e := got[0]; e.Line != "buzzer" || e.Pin != "" || e.Key() != "hw.buzzer.pin" || !errors.Is(e, hw.ErrMissing) {
+		t.Errorf("first: %+v (%s), want the buzzer missing", e, e.Key())
+	}
+	if e := got[1]; e.Line != "passage" || e.Pin != "GPIO99" || e.Key() != "hw.passage.pin" || !errors.Is(e, hw.ErrNoPin) {
+		t.Errorf("second: %+v, want no pin GPIO99 for the passage", e)
+	}
+	if !errors.Is(err, hw.ErrMissing) || !errors.Is(err, hw.ErrNoPin) {
+		t.Errorf("error %v is not ErrMissing and ErrNoPin", err)
 	}
 	if got := pins.Pins[hwtest.Relay].Level(); got != gpio.High {
 		t.Errorf("relay left at %v, want its safe level", got)
@@ -130,53 +134,5 @@ func TestInputWatchReportsChanges(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Watch returned %v", err)
-	}
-}
-
-func TestSimPrintsChangesOnly(t *testing.T) {
-	var out bytes.Buffer
-	var changes []string
-	sim := hw.NewSim(&out, func(name string, on bool) {
-		if on {
-			changes = append(changes, name)
-		}
-	})
-	b := sim.Board()
-	if err := b.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b.Relay.Set(true)
-	b.Relay.Set(true)
-	b.Relay.Set(false)
-	want := "hw: relay off\nhw: green off\nhw: red off\nhw: buzzer off\nhw: relay on\nhw: relay off\n"
-	if out.String() != want {
-		t.Fatalf("printed %q, want %q", out.String(), want)
-	}
-	if len(changes) != 1 || changes[0] != "relay" || sim.Output("relay") {
-		t.Fatalf("changes %v, relay %v", changes, sim.Output("relay"))
-	}
-	in := sim.Input("emergency")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := make(chan bool, 8)
-	go in.Watch(ctx, ch)
-	if <-ch {
-		t.Fatal("emergency active at start")
-	}
-	in.Set(true)
-	in.Set(false) // a short pulse is seen whole, in order
-	if !<-ch || <-ch {
-		t.Fatal("pulse not seen as on then off")
-	}
-}
-
-func TestParsePull(t *testing.T) {
-	for s, want := range map[string]gpio.Pull{"": gpio.PullNoChange, "up": gpio.PullUp, "down": gpio.PullDown, "none": gpio.Float} {
-		if got, err := hw.ParsePull(s); err != nil || got != want {
-			t.Errorf("%q: %v %v", s, got, err)
-		}
-	}
-	if _, err := hw.ParsePull("sideways"); err == nil {
-		t.Error("accepted sideways")
 	}
 }
