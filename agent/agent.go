@@ -264,7 +264,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	scans := make(chan scanner.Scan)
+	scans := make(chan gate.Scan)
 	fctx, stopFeed := context.WithCancel(context.Background())
 	sctx, stopScanner := context.WithCancel(context.Background())
 	gctx, stopGate := context.WithCancel(context.Background())

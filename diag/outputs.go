@@ -60,7 +60,7 @@ func (c *cli) scan(ctx context.Context) int {
 	fmt.Fprintf(c.stderr, "waiting up to %s for a code at %s...\n", c.o.timeout, sc.Port)
 	sctx, cancel := context.WithTimeout(ctx, c.o.timeout)
 	defer cancel()
-	scans := make(chan scanner.Scan, 1)
+	scans := make(chan gate.Scan, 1)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(sctx, scans) }()
 	select {

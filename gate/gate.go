@@ -33,7 +33,6 @@ import (
 
 	"gateagent/cache"
 	"gateagent/hw"
-	"gateagent/scanner"
 	"gateagent/verify"
 )
 
@@ -224,7 +223,7 @@ func New(cfg Config) (*Controller, error) {
 // locks the gate and turns its signals off. Every output is driven off as
 // Run starts; the relay moves nowhere else but on a grant, the emergency
 // input or a technician's test.
-func (c *Controller) Run(ctx context.Context, scans <-chan scanner.Scan) error {
+func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 	b := c.cfg.Board
 	if err := b.Safe(); err != nil {
 		return fmt.Errorf("gate: start: %w", err)
@@ -347,7 +346,7 @@ func (c *Controller) Ping(timeout time.Duration) error {
 	}
 }
 
-func (c *Controller) onScan(s scanner.Scan) {
+func (c *Controller) onScan(s Scan) {
 	if c.handOver(s) {
 		return
 	}
@@ -438,7 +437,7 @@ func (c *Controller) onScan(s scanner.Scan) {
 	c.observe(Outcome{Kind: Granted, Decision: d, ScanAt: s.At, Stages: st, At: relayAt})
 }
 
-func (c *Controller) deny(d verify.Decision, s scanner.Scan, err error, st Stages) {
+func (c *Controller) deny(d verify.Decision, s Scan, err error, st Stages) {
 	fam := d.Reason.Family()
 	if err != nil {
 		fam = verify.FamilyFault

@@ -16,7 +16,6 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/hw/hwtest"
-	"gateagent/scanner"
 	"gateagent/verify"
 )
 
@@ -35,7 +34,7 @@ type rig struct {
 	log      *faultyLog
 	clock    clockwork.FakeClock
 	ctrl     *gate.Controller
-	scans    chan scanner.Scan
+	scans    chan gate.Scan
 	outcomes chan gate.Outcome
 	certs    []verify.Cert
 	cancel   context.CancelFunc
@@ -90,7 +89,7 @@ func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board), wrap func(gate.Verifier) gate.Verifier) *rig {
 	t.Helper()
 	r := &rig{t: t, pins: hwtest.NewBoard(), clock: clockwork.NewFakeClockAt(now0),
-		scans: make(chan scanner.Scan), outcomes: make(chan gate.Outcome, 64)}
+		scans: make(chan gate.Scan), outcomes: make(chan gate.Outcome, 64)}
 	if pre != nil {
 		pre(r.pins)
 	}
@@ -158,7 +157,7 @@ func (r *rig) token(i int, step uint32) []byte {
 func (r *rig) scan(text []byte) {
 	r.t.Helper()
 	select {
-	case r.scans <- scanner.Scan{Text: text, At: r.clock.Now()}:
+	case r.scans <- gate.Scan{Text: text, At: r.clock.Now()}:
 	case <-time.After(5 * time.Second):
 		r.t.Fatal("controller did not take the scan")
 	}
@@ -704,7 +703,7 @@ func (v stagedVerifier) Verify(token []byte) (verify.Decision, error) {
 }
 
 // send hands the controller a scan as the scanner would.
-func (r *rig) send(s scanner.Scan) {
+func (r *rig) send(s gate.Scan) {
 	r.t.Helper()
 	select {
 	case r.scans <- s:
@@ -717,7 +716,7 @@ func TestOutcomeStages(t *testing.T) {
 	known := verify.Stages{Decode: 3 * time.Microsecond, Lookup: 40 * time.Microsecond, Tag: 5 * time.Microsecond}
 	r := newRigFull(t, gate.Timing{}, nil, nil, func(v gate.Verifier) gate.Verifier { return stagedVerifier{v, known} })
 	at := r.clock.Now()
-	r.send(scanner.Scan{Text: r.token(0, verify.StepOf(now0)), Began: at.Add(-250 * time.Millisecond), At: at})
+	r.send(gate.Scan{Text: r.token(0, verify.StepOf(now0)), Began: at.Add(-250 * time.Millisecond), At: at})
 	st := r.want(gate.Granted).Stages
 	if st.Read != 250*time.Millisecond {
 		t.Errorf("read stage %v, want At − Began = 250ms", st.Read)
@@ -732,7 +731,7 @@ func TestOutcomeStages(t *testing.T) {
 	// A denial: recorded, no relay; a scan without Began has no read stage.
 	r.clock.Advance(8 * time.Second)
 	r.want(gate.Lapsed)
-	r.send(scanner.Scan{Text: r.token(3, verify.StepOf(now0)), At: r.clock.Now()})
+	r.send(gate.Scan{Text: r.token(3, verify.StepOf(now0)), At: r.clock.Now()})
 	o := r.want(gate.Denied)
 	if o.Decision.Reason != verify.Revoked {
 		t.Fatalf("reason %v, want REVOKED", o.Decision.Reason)
@@ -744,7 +743,7 @@ func TestOutcomeStages(t *testing.T) {
 	// A scan not checked has no stages.
 	r.scan(r.token(0, verify.StepOf(now0)))
 	r.want(gate.Granted)
-	r.send(scanner.Scan{Text: r.token(1, verify.StepOf(now0)), Began: at, At: r.clock.Now()})
+	r.send(gate.Scan{Text: r.token(1, verify.StepOf(now0)), Began: at, At: r.clock.Now()})
 	if o := r.want(gate.Ignored); o.Stages != (gate.Stages{}) {
 		t.Errorf("ignored scan's stages %+v, want none", o.Stages)
 	}

@@ -58,7 +58,7 @@ type Outcome struct {
 // a verifier that times its stages (verify.Config.Stages; the gate copies
 // verify.Decision.Stages).
 type Stages struct {
-	Read   time.Duration // first byte of the frame to its terminator (scanner.Scan.Began to At)
+	Read   time.Duration // first byte of the frame to its terminator (Scan.Began to At)
 	Decode time.Duration // parse the token text
 	Lookup time.Duration // read the certificate from the key cache
 	Tag    time.Duration // HMAC and constant-time comparison

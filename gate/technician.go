@@ -10,7 +10,6 @@ import (
 
 	"gateagent/cache"
 	"gateagent/hw"
-	"gateagent/scanner"
 )
 
 // Technicians' tests (gateagent diag relay, diag indicators) and the
@@ -369,7 +368,7 @@ func (t *techTest) detail(err error) string {
 
 // scanWaiter is a technician waiting for the next scan.
 type scanWaiter struct {
-	ch chan scanner.Scan // buffered: handed over once, under waitMu
+	ch chan Scan // buffered: handed over once, under waitMu
 }
 
 // NextScan hands the next scan that reaches Run's loop to the caller
@@ -380,15 +379,15 @@ type scanWaiter struct {
 // waiting (the next scan is checked as usual) and NextScan returns an
 // error wrapping ctx's. A scan that arrives while nobody waits is checked
 // as usual. If Run is not running, NextScan waits until ctx ends.
-func (c *Controller) NextScan(ctx context.Context) (scanner.Scan, error) {
+func (c *Controller) NextScan(ctx context.Context) (Scan, error) {
 	if err := ctx.Err(); err != nil {
-		return scanner.Scan{}, fmt.Errorf("gate: no scan: %w", err)
+		return Scan{}, fmt.Errorf("gate: no scan: %w", err)
 	}
-	w := &scanWaiter{ch: make(chan scanner.Scan, 1)}
+	w := &scanWaiter{ch: make(chan Scan, 1)}
 	c.waitMu.Lock()
 	if c.waiter != nil {
 		c.waitMu.Unlock()
-		return scanner.Scan{}, fmt.Errorf("%w: someone else is already waiting for a scan (gateagent diag scan); try again when they are done", ErrBusy)
+		return Scan{}, fmt.Errorf("%w: someone else is already waiting for a scan (gateagent diag scan); try again when they are done", ErrBusy)
 	}
 	c.waiter = w
 	c.setStatus(func(s *Status) { s.ScanWaiter = true })
@@ -403,13 +402,13 @@ func (c *Controller) NextScan(ctx context.Context) (scanner.Scan, error) {
 	if c.waiter == w {
 		c.waiter = nil
 		c.setStatus(func(s *Status) { s.ScanWaiter = false })
-		return scanner.Scan{}, fmt.Errorf("gate: no scan came: %w", ctx.Err())
+		return Scan{}, fmt.Errorf("gate: no scan came: %w", ctx.Err())
 	}
 	return <-w.ch, nil // handed over as ctx ended: it is in the buffer
 }
 
 // handOver gives s to the technician waiting for it, if any.
-func (c *Controller) handOver(s scanner.Scan) bool {
+func (c *Controller) handOver(s Scan) bool {
 	c.waitMu.Lock()
 	w := c.waiter
 	if w != nil {

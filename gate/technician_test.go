@@ -13,7 +13,6 @@ import (
 	"gateagent/cache"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
-	"gateagent/scanner"
 	"gateagent/verify"
 )
 
@@ -505,7 +504,7 @@ func (r *rig) nextScan(ctx context.Context) <-chan scanResult {
 }
 
 type scanResult struct {
-	s   scanner.Scan
+	s   gate.Scan
 	err error
 }
 

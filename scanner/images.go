@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"gateagent/gate"
 	"gateagent/internal/wait"
 	"gateagent/qrcode"
 )
@@ -115,7 +116,7 @@ func (im *Images) fail(name string, err error) {
 // the source ends (then it returns nil) or ctx ends (then ctx.Err()).
 // Sending blocks until the consumer takes the scan or ctx ends. The text
 // of a scan is never logged. Run must not be called again while it runs.
-func (im *Images) Run(ctx context.Context, out chan<- Scan) error {
+func (im *Images) Run(ctx context.Context, out chan<- gate.Scan) error {
 	switch {
 	case im.src == nil:
 		return errors.New("scanner: image scanner has no frame source")
@@ -162,7 +163,7 @@ func (im *Images) Run(ctx context.Context, out chan<- Scan) error {
 			continue
 		}
 		select {
-		case out <- Scan{Text: []byte(text), At: at, Began: began, Source: name}:
+		case out <- gate.Scan{Text: []byte(text), At: at, Began: began, Source: name}:
 			im.log.Debug("scanner code", "frame", name, "length", len(text))
 		case <-ctx.Done():
 			return ctx.Err()

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"gateagent/internal/syncbuf"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -21,6 +20,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gateagent/gate"
+	"gateagent/internal/syncbuf"
 
 	"gateagent/qrcode"
 	"gateagent/scanner"
@@ -104,7 +106,7 @@ func names(t *testing.T, dir string) []string {
 
 type imagesRun struct {
 	im     *scanner.Images
-	out    chan scanner.Scan
+	out    chan gate.Scan
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncbuf.Buffer
@@ -112,7 +114,7 @@ type imagesRun struct {
 
 func startImages(t *testing.T, src scanner.FrameSource, opts scanner.ImageOptions) *imagesRun {
 	t.Helper()
-	r := &imagesRun{out: make(chan scanner.Scan), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
+	r := &imagesRun{out: make(chan gate.Scan), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
 	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.im = scanner.NewImages(src, opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -132,7 +134,7 @@ func startImages(t *testing.T, src scanner.FrameSource, opts scanner.ImageOption
 	return r
 }
 
-func (r *imagesRun) next(t *testing.T) scanner.Scan {
+func (r *imagesRun) next(t *testing.T) gate.Scan {
 	t.Helper()
 	select {
 	case s := <-r.out:
@@ -142,7 +144,7 @@ func (r *imagesRun) next(t *testing.T) scanner.Scan {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no scan within 10 s (stats %+v)", r.im.Stats())
 	}
-	return scanner.Scan{}
+	return gate.Scan{}
 }
 
 func TestImagesFromDirectory(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"gateagent/internal/wait"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -13,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gateagent/gate"
+	"gateagent/internal/wait"
 
 	"go.bug.st/serial"
 )
@@ -30,25 +32,6 @@ const (
 	// default set it explicitly.
 	DefaultRepeatWindow = 2 * time.Second
 )
-
-// Scan is one text read from the scanner.
-type Scan struct {
-	Text []byte // owned copy, exactly as sent (only the terminator is stripped)
-	// At is when the text was complete: from a serial scanner, when the
-	// read that brought its terminator returned; from an image, when its
-	// code had been decoded. The repeat window and the scan-to-relay
-	// latency count from it.
-	At time.Time
-	// Began is when the scan's first part came in: from a serial
-	// scanner, when the read that brought the frame's first byte returned
-	// (frames whose first bytes came in one read all began with it); from
-	// an image, when its file was found, before it was decoded. At − Began
-	// is the read stage: how long the scanner took to send the text, or
-	// the image to be read and decoded. Began is on At's clock and never
-	// after it; zero when unknown.
-	Began  time.Time
-	Source string // the port name, or the image file name
-}
 
 // Config is the serial scanner's settings. Zero fields take their
 // defaults (see WithDefaults).
@@ -264,7 +247,7 @@ const readBufSize = 4096
 //
 // Sending on out blocks until the consumer takes the scan or ctx ends. Run
 // must not be called again while it runs.
-func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
+func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 	if out == nil {
 		return errors.New("scanner: Run needs a channel for the scans")
 	}
@@ -336,7 +319,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- Scan) error {
 }
 
 // read reads frames from port until it fails or ctx ends.
-func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- Scan, dedup *Dedup, log *slog.Logger) error {
+func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Scan, dedup *Dedup, log *slog.Logger) error {
 	// Closing the port from another goroutine unblocks a pending Read.
 	stop := context.AfterFunc(ctx, func() { _ = port.Close() })
 	defer stop()
@@ -359,7 +342,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- Scan, de
 			log.Debug("scanner repeat suppressed", "length", len(f.Line))
 			return
 		}
-		scan := Scan{Text: bytes.Clone(f.Line), At: at, Began: f.Began, Source: s.cfg.Port}
+		scan := gate.Scan{Text: bytes.Clone(f.Line), At: at, Began: f.Began, Source: s.cfg.Port}
 		// Counted before the send, so that a consumer that has the scan
 		// sees it in Stats; taken back if it is never taken.
 		var prev time.Time

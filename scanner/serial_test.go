@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"gateagent/internal/syncbuf"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -17,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/gate"
+	"gateagent/internal/syncbuf"
+
 	"gateagent/scanner"
 	"gateagent/scanner/scannertest"
 )
@@ -25,7 +27,7 @@ import (
 type run struct {
 	t      *testing.T
 	s      *scanner.Serial
-	out    chan scanner.Scan
+	out    chan gate.Scan
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncbuf.Buffer
@@ -46,7 +48,7 @@ func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{t: t, s: s, out: make(chan scanner.Scan), cancel: cancel, done: make(chan error, 1), logs: logs}
+	r := &run{t: t, s: s, out: make(chan gate.Scan), cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { r.done <- s.Run(ctx, r.out) }()
 	t.Cleanup(func() {
 		cancel()
@@ -80,7 +82,7 @@ func (r *run) waitConnected() {
 }
 
 // next returns the next scan, failing the test after timeout.
-func (r *run) next(timeout time.Duration) scanner.Scan {
+func (r *run) next(timeout time.Duration) gate.Scan {
 	r.t.Helper()
 	select {
 	case s := <-r.out:
@@ -90,7 +92,7 @@ func (r *run) next(timeout time.Duration) scanner.Scan {
 	case <-time.After(timeout):
 		r.t.Fatalf("no scan within %v (stats %+v)", timeout, r.s.Stats())
 	}
-	return scanner.Scan{}
+	return gate.Scan{}
 }
 
 // none checks that no scan arrives for d.
@@ -452,9 +454,9 @@ func TestSerialRunMisuse(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, make(chan scanner.Scan)) }()
+	go func() { done <- s.Run(ctx, make(chan gate.Scan)) }()
 	waitFor(t, 3*time.Second, "first open attempt", func() bool { return s.Stats().LastError != "" })
-	if err := s.Run(ctx, make(chan scanner.Scan)); err == nil || !strings.Contains(err.Error(), "already running") {
+	if err := s.Run(ctx, make(chan gate.Scan)); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second concurrent Run: %v", err)
 	}
 	cancel()
@@ -473,7 +475,7 @@ func TestSerialBegan(t *testing.T) {
 	peer := tty.OpenPeer(t)
 	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
 	r.waitConnected()
-	check := func(s scanner.Scan) {
+	check := func(s gate.Scan) {
 		t.Helper()
 		if s.Began.IsZero() || s.Began.After(s.At) {
 			t.Errorf("scan %q began at %v, completed at %v: want a Began no later than At", s.Text, s.Began, s.At)
