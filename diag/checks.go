@@ -413,6 +413,7 @@ func feedAdvice(err error) string {
 		hostErr   x509.HostnameError
 		certErr   x509.CertificateInvalidError
 		recErr    tls.RecordHeaderError
+		opErr     *net.OpError
 		netErr    net.Error
 	)
 	switch {
@@ -430,8 +431,11 @@ func feedAdvice(err error) string {
 		return "TLS: the issuer's certificate is for another name: check feed.url or feed.server_name"
 	case errors.As(err, &recErr):
 		return "TLS: the issuer does not speak TLS at that address: check http/https in feed.url"
-	case strings.Contains(err.Error(), "tls:"):
-		return "TLS handshake failed: check feed.cert_file/key_file (mutual TLS) and feed.ca_file"
+	case errors.As(err, &opErr) && opErr.Op == "remote error":
+		// crypto/tls reports an alert the issuer sent as a net.OpError
+		// with this Op: it refused the handshake, mostly the gate's
+		// client certificate.
+		return "TLS: the issuer refused the handshake: check feed.cert_file/key_file (mutual TLS: the gate's certificate must be one the issuer accepts) and feed.ca_file"
 	case errors.As(err, &netErr):
 		return "the issuer is unreachable from the gate: check the network cable, the station network and the proxy; the gate keeps checking codes on its cache until it goes stale"
 	}

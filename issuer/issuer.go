@@ -221,7 +221,7 @@ func (is *Issuer) check(a *Application, now time.Time) (idcard.Number, *Refusal)
 		case errors.Is(err, idcard.ErrBirthDate):
 			code = "birth_date"
 		}
-		return "", refuse(code, "%s", strings.TrimPrefix(err.Error(), "idcard: "))
+		return "", refuse(code, "%s", idDetail(err))
 	}
 	if r := checkText("name", a.Name, 64); r != nil {
 		return "", r
@@ -401,7 +401,7 @@ func (is *Issuer) History(docNumber string) ([]Certificate, error) {
 	now := is.opt.Now().UTC()
 	num, _, err := idcard.Parse(docNumber, now)
 	if err != nil {
-		return nil, &Refusal{Code: "document_number_invalid", Message: strings.TrimPrefix(err.Error(), "idcard: ")}
+		return nil, &Refusal{Code: "document_number_invalid", Message: idDetail(err)}
 	}
 	var out []Certificate
 	err = is.db.View(func(tx *bolt.Tx) error {
@@ -453,4 +453,13 @@ func (is *Issuer) Token(id verify.CertID, at time.Time) (verify.Token, error) {
 		return verify.Token{}, fmt.Errorf("issuer: token of %s: %w", id, err)
 	}
 	return verify.NewToken(&s.Key, id, verify.StepOf(at)), nil
+}
+
+// idDetail is what is wrong with a document number, for the applicant.
+func idDetail(err error) string {
+	var e *idcard.Error
+	if errors.As(err, &e) {
+		return e.Reason()
+	}
+	return err.Error()
 }

@@ -31,12 +31,29 @@ type Info struct {
 
 // The errors of Parse; each error it returns wraps exactly one of them.
 var (
-	ErrLength     = errors.New("idcard: not 18 characters")
-	ErrCharacters = errors.New("idcard: invalid character")
-	ErrCheck      = errors.New("idcard: wrong check character")
-	ErrArea       = errors.New("idcard: implausible area code")
-	ErrBirthDate  = errors.New("idcard: implausible birth date")
+	ErrLength     = errors.New("not 18 characters")
+	ErrCharacters = errors.New("invalid character")
+	ErrCheck      = errors.New("wrong check character")
+	ErrArea       = errors.New("implausible area code")
+	ErrBirthDate  = errors.New("implausible birth date")
 )
+
+// Error is a number Parse refused.
+type Error struct {
+	Kind   error  // ErrLength, ErrCharacters, ErrCheck, ErrArea or ErrBirthDate
+	Detail string // what is wrong, in words the applicant can act on
+}
+
+func (e *Error) Error() string { return "idcard: " + e.Reason() }
+
+// Reason is what is wrong, for the applicant: the kind and the detail.
+func (e *Error) Reason() string { return e.Kind.Error() + ": " + e.Detail }
+
+func (e *Error) Unwrap() error { return e.Kind }
+
+func refuse(kind error, format string, a ...any) *Error {
+	return &Error{Kind: kind, Detail: fmt.Sprintf(format, a...)}
+}
 
 // length is the length of a resident identity card number.
 const length = 18
@@ -79,11 +96,11 @@ var nonMainland = map[string]bool{"71": true, "81": true, "82": true, "83": true
 func Parse(s string, now time.Time) (Number, Info, error) {
 	s = strings.Trim(s, " ")
 	if len(s) != length {
-		return "", Info{}, fmt.Errorf("%w: the number has %d characters, a resident identity card number has 18: enter all 18 characters, without spaces", ErrLength, len(s))
+		return "", Info{}, refuse(ErrLength, "the number has %d characters, a resident identity card number has 18: enter all 18 characters, without spaces", len(s))
 	}
 	for i := range length - 1 {
 		if !isDigit(s[i]) {
-			return "", Info{}, fmt.Errorf("%w: character %d is not a digit, but the first 17 are all digits: check the number against the card", ErrCharacters, i+1)
+			return "", Info{}, refuse(ErrCharacters, "character %d is not a digit, but the first 17 are all digits: check the number against the card", i+1)
 		}
 	}
 	last := s[length-1]
@@ -92,10 +109,10 @@ func Parse(s string, now time.Time) (Number, Info, error) {
 		s = s[:length-1] + "X"
 	}
 	if !isDigit(last) && last != 'X' {
-		return "", Info{}, fmt.Errorf("%w: the 18th character is neither a digit nor X: check the number against the card", ErrCharacters)
+		return "", Info{}, refuse(ErrCharacters, "the 18th character is neither a digit nor X: check the number against the card")
 	}
 	if want := CheckChar(s[:length-1]); last != want {
-		return "", Info{}, fmt.Errorf("%w: the check character is %c but the number ends in %c: check the number against the card", ErrCheck, want, last)
+		return "", Info{}, refuse(ErrCheck, "the check character is %c but the number ends in %c: check the number against the card", want, last)
 	}
 	if err := checkArea(s[:6]); err != nil {
 		return "", Info{}, err
@@ -144,16 +161,16 @@ func (n Number) Redacted() string {
 func checkArea(area string) error {
 	province, prefecture, county := area[:2], area[2:4], area[4:6]
 	if nonMainland[province] {
-		return fmt.Errorf("%w: numbers starting %s are Hong Kong, Macao or Taiwan residence-permit or other non-mainland numbers, not a resident identity card: only a mainland resident identity card can be used", ErrArea, province)
+		return refuse(ErrArea, "numbers starting %s are Hong Kong, Macao or Taiwan residence-permit or other non-mainland numbers, not a resident identity card: only a mainland resident identity card can be used", province)
 	}
 	if !provinces[province] {
-		return fmt.Errorf("%w: %s (the first 2 digits) is not a mainland province code: check the number against the card", ErrArea, province)
+		return refuse(ErrArea, "%s (the first 2 digits) is not a mainland province code: check the number against the card", province)
 	}
 	if p := twoDigits(prefecture); (p < 1 || p > 70) && p != 90 {
-		return fmt.Errorf("%w: %s (digits 3-4) is not a prefecture code: check the number against the card", ErrArea, prefecture)
+		return refuse(ErrArea, "%s (digits 3-4) is not a prefecture code: check the number against the card", prefecture)
 	}
 	if twoDigits(county) == 0 {
-		return fmt.Errorf("%w: 00 (digits 5-6) is not a county code: check the number against the card", ErrArea)
+		return refuse(ErrArea, "00 (digits 5-6) is not a county code: check the number against the card")
 	}
 	return nil
 }
@@ -165,22 +182,22 @@ func birthDate(ymd string, now time.Time) (time.Time, error) {
 	m, d := twoDigits(ymd[4:6]), twoDigits(ymd[6:8])
 	birth := time.Date(y, time.Month(m), d, 0, 0, 0, 0, cst)
 	if birth.Year() != y || int(birth.Month()) != m || birth.Day() != d {
-		return time.Time{}, fmt.Errorf("%w: digits 7-14 are not a real calendar date (YYYYMMDD): check the number against the card", ErrBirthDate)
+		return time.Time{}, refuse(ErrBirthDate, "digits 7-14 are not a real calendar date (YYYYMMDD): check the number against the card")
 	}
 	if y < 1900 {
-		return time.Time{}, fmt.Errorf("%w: the birth year (digits 7-10) is before 1900: check the number against the card", ErrBirthDate)
+		return time.Time{}, refuse(ErrBirthDate, "the birth year (digits 7-10) is before 1900: check the number against the card")
 	}
 	ty, tm, td := now.In(cst).Date()
 	today := time.Date(ty, tm, td, 0, 0, 0, 0, cst)
 	if birth.After(today) {
-		return time.Time{}, fmt.Errorf("%w: the birth date (digits 7-14) is after today (China Standard Time): check the number against the card", ErrBirthDate)
+		return time.Time{}, refuse(ErrBirthDate, "the birth date (digits 7-14) is after today (China Standard Time): check the number against the card")
 	}
 	age := ty - y
 	if tm < birth.Month() || tm == birth.Month() && td < d {
 		age--
 	}
 	if age > maxAge {
-		return time.Time{}, fmt.Errorf("%w: the birth date (digits 7-14) makes the holder more than %d years old: check the number against the card", ErrBirthDate, maxAge)
+		return time.Time{}, refuse(ErrBirthDate, "the birth date (digits 7-14) makes the holder more than %d years old: check the number against the card", maxAge)
 	}
 	return birth, nil
 }
