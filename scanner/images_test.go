@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"gateagent/gate"
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 
 	"gateagent/qrcode"
@@ -200,7 +201,7 @@ func TestImagesFromDirectory(t *testing.T) {
 	if s := r.next(t); string(s.Text) != c || s.At.Before(before) {
 		t.Fatalf("scan %q at %v, want %q", s.Text, s.At, c)
 	}
-	waitFor(t, 5*time.Second, "every frame taken", func() bool { return len(names(t, dir)) == 2 })
+	eventually.True(t, 5*time.Second, "every frame taken", func() bool { return len(names(t, dir)) == 2 })
 	if got := strings.Join(names(t, dir), " "); got != ".partial.png sub" {
 		t.Errorf("left in the directory: %s, want the dot file and the subdirectory", got)
 	}

@@ -142,7 +142,12 @@ type Stats struct {
 	Suppressed uint64 // repeats suppressed
 	Overlong   uint64 // over-long lines dropped
 	Reconnects uint64 // successful reopens after a loss
-	LastScan   time.Time
+	// OpenFailures counts the attempts to open the port that failed.
+	OpenFailures uint64
+	// Bytes counts what the scanner sent: bytes but no lines mean it
+	// sends codes the framing does not end (a wrong terminator).
+	Bytes    uint64
+	LastScan time.Time
 	LastError  string // the last open/read error, for diag
 }
 
@@ -268,7 +273,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		port, err := open(s.cfg)
 		if err != nil {
 			msg := err.Error()
-			s.update(func(st *Stats) { st.LastError = msg })
+			s.update(func(st *Stats) { st.LastError = msg; st.OpenFailures++ })
 			pause := jitter(backoff)
 			// A scanner left unplugged would log the same line every few
 			// seconds: only a change is a warning.
@@ -359,6 +364,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		n, err := port.Read(buf)
 		at = s.now()
 		if n > 0 {
+			s.update(func(st *Stats) { st.Bytes += uint64(n) })
 			fr.FeedAt(buf[:n], at, emit)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {

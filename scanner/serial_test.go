@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"gateagent/gate"
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 
 	"gateagent/scanner"
@@ -64,21 +65,9 @@ func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
 	return r
 }
 
-// waitFor polls cond until it holds, or fails the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func (r *run) waitConnected() {
 	r.t.Helper()
-	waitFor(r.t, 5*time.Second, "scanner connected", func() bool { return r.s.Stats().Connected })
+	eventually.True(r.t, 5*time.Second, "scanner connected", func() bool { return r.s.Stats().Connected })
 }
 
 // next returns the next scan, failing the test after timeout.
@@ -164,7 +153,7 @@ func TestSerialRepeatWindow(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		offset.Store(int64(time.Duration(i) * 1500 * time.Millisecond))
 		write(t, peer, "TR1:HELD\r")
-		waitFor(t, 3*time.Second, "repeat suppressed", func() bool { return r.s.Stats().Suppressed == uint64(i) })
+		eventually.True(t, 3*time.Second, "repeat suppressed", func() bool { return r.s.Stats().Suppressed == uint64(i) })
 	}
 	// Another code is not affected.
 	write(t, peer, "TR1:OTHER\r")
@@ -273,18 +262,19 @@ func TestSerialReconnects(t *testing.T) {
 	}
 
 	tty.Kill(t) // the scanner is unplugged
-	waitFor(t, 5*time.Second, "scanner disconnected", func() bool { return !r.s.Stats().Connected })
+	eventually.True(t, 5*time.Second, "scanner disconnected", func() bool { return !r.s.Stats().Connected })
 	if st := r.s.Stats(); st.LastError == "" {
 		t.Errorf("no LastError after the loss: %+v", st)
 	}
-	time.Sleep(100 * time.Millisecond) // a few failed reopens
+	failed := r.s.Stats().OpenFailures
+	eventually.True(t, 5*time.Second, "a few failed reopens", func() bool { return r.s.Stats().OpenFailures >= failed+3 })
 	if st := r.s.Stats(); st.Connected || st.Reconnects != 0 {
 		t.Fatalf("stats %+v while the port is gone", st)
 	}
 
 	tty.Restart(t) // plugged in again
 	peer = tty.OpenPeer(t)
-	waitFor(t, 5*time.Second, "scanner reconnected", func() bool {
+	eventually.True(t, 5*time.Second, "scanner reconnected", func() bool {
 		st := r.s.Stats()
 		return st.Connected && st.Reconnects == 1
 	})
@@ -310,12 +300,12 @@ func TestSerialPortMissingAtStart(t *testing.T) {
 	tty := scannertest.Start(t)
 	tty.Kill(t) // not plugged in yet
 	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
-	waitFor(t, 5*time.Second, "open failure reported", func() bool { return r.s.Stats().LastError != "" })
+	eventually.True(t, 5*time.Second, "open failure reported", func() bool { return r.s.Stats().LastError != "" })
 	st := r.s.Stats()
 	if st.Connected || !strings.Contains(st.LastError, tty.Dev) || !strings.Contains(st.LastError, "scanner.port") {
 		t.Fatalf("stats %+v, want disconnected and an error naming the port and the setting", st)
 	}
-	time.Sleep(100 * time.Millisecond)
+	eventually.True(t, 5*time.Second, "a few failed opens", func() bool { return r.s.Stats().OpenFailures >= 3 })
 	tty.Restart(t)
 	peer := tty.OpenPeer(t)
 	r.waitConnected()
@@ -350,10 +340,10 @@ func TestSerialStopsPromptly(t *testing.T) {
 			peer := tty.OpenPeer(t)
 			r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
 			r.waitConnected()
-			waitFor(t, 3*time.Second, "Read pending", func() bool { return readers() == 1 })
+			eventually.True(t, 3*time.Second, "Read pending", func() bool { return readers() == 1 })
 			if blocked { // a scan nobody takes: Run waits to send it
 				write(t, peer, "TR1:UNTAKEN\r")
-				waitFor(t, 3*time.Second, "line read", func() bool { return readers() == 0 })
+				eventually.True(t, 3*time.Second, "line read", func() bool { return readers() == 0 })
 			}
 			start := time.Now()
 			r.cancel()
@@ -372,7 +362,7 @@ func TestSerialStopsPromptly(t *testing.T) {
 			if r.s.Stats().Connected {
 				t.Error("still connected after Run returned")
 			}
-			waitFor(t, time.Second, "no goroutine left in Read", func() bool { return readers() == 0 })
+			eventually.True(t, time.Second, "no goroutine left in Read", func() bool { return readers() == 0 })
 			// The port is closed: it can be opened again at once.
 			if err := scanner.Probe(scanner.Config{Port: tty.Dev}); err != nil {
 				t.Fatalf("Probe after Run: %v", err)
@@ -420,10 +410,11 @@ func TestSerialNeverLogsText(t *testing.T) {
 			t.Fatalf("scan %q, want %q", s.Text, want)
 		}
 	}
+	sent := r.s.Stats().Bytes
 	write(t, peer, secrets[1]) // unterminated when the port goes
-	time.Sleep(20 * time.Millisecond)
+	eventually.True(t, 5*time.Second, "the unterminated text read", func() bool { return r.s.Stats().Bytes >= sent+uint64(len(secrets[1])) })
 	tty.Kill(t)
-	waitFor(t, 5*time.Second, "disconnected", func() bool { return !r.s.Stats().Connected })
+	eventually.True(t, 5*time.Second, "disconnected", func() bool { return !r.s.Stats().Connected })
 	st := r.s.Stats()
 	if st.Lines != 2 || st.Suppressed != 1 || st.Overlong != 1 {
 		t.Fatalf("stats %+v, want 2 lines, 1 suppressed, 1 over-long", st)
@@ -455,7 +446,7 @@ func TestSerialRunMisuse(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, make(chan gate.Scan)) }()
-	waitFor(t, 3*time.Second, "first open attempt", func() bool { return s.Stats().LastError != "" })
+	eventually.True(t, 3*time.Second, "first open attempt", func() bool { return s.Stats().LastError != "" })
 	if err := s.Run(ctx, make(chan gate.Scan)); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second concurrent Run: %v", err)
 	}
