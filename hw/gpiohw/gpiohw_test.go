@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
@@ -86,53 +87,63 @@ func TestMissingPinsAreNamedAndOutputsLeftSafe(t *testing.T) {
 	}
 }
 
+// TestInputWatchReportsChanges runs in a synctest bubble: the watcher's
+// timers and the fake pin's edge waits run on the bubble's clock, so
+// "nothing was reported" is checked once every goroutine is idle.
 func TestInputWatchReportsChanges(t *testing.T) {
-	pins := hwtest.NewBoard()
-	w := hwtest.Wiring(true)
-	w.Passage.ActiveLow = true
-	w.Debounce = 5 * time.Millisecond
-	pins.Set(hwtest.Passage, gpio.High) // idle: active-low input pulled high
-	b, err := pins.Open(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := make(chan bool, 8)
-	done := make(chan error, 1)
-	go func() { done <- b.Passage.Watch(ctx, ch) }()
-	next := func() bool {
-		t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		pins := hwtest.NewBoard()
+		w := hwtest.Wiring(true)
+		w.Passage.ActiveLow = true
+		w.Debounce = 5 * time.Millisecond
+		pins.Set(hwtest.Passage, gpio.High) // idle: active-low input pulled high
+		b, err := pins.Open(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ch := make(chan bool, 8)
+		done := make(chan error, 1)
+		go func() { done <- b.Passage.Watch(ctx, ch) }()
+		next := func() bool {
+			t.Helper()
+			select {
+			case v := <-ch:
+				return v
+			case <-time.After(2 * time.Second):
+				t.Fatal("no change reported")
+			}
+			return false
+		}
+		if next() {
+			t.Fatal("first report: active, want inactive (the line is high, active-low)")
+		}
+		pins.Set(hwtest.Passage, gpio.Low)
+		if !next() {
+			t.Fatal("low level not reported as active")
+		}
+		// A glitch shorter than the debounce is not a change: the
+		// watcher sees the line go high (it waits out the debounce),
+		// the line is low again before that, six debounce times pass on
+		// the bubble's clock, and nothing is reported.
+		pins.Set(hwtest.Passage, gpio.High)
+		synctest.Wait()
+		pins.Set(hwtest.Passage, gpio.Low)
+		time.Sleep(30 * time.Millisecond)
+		synctest.Wait()
 		select {
 		case v := <-ch:
-			return v
-		case <-time.After(2 * time.Second):
-			t.Fatal("no change reported")
+			t.Fatalf("glitch reported as %v", v)
+		default:
 		}
-		return false
-	}
-	if next() {
-		t.Fatal("first report: active, want inactive (the line is high, active-low)")
-	}
-	pins.Set(hwtest.Passage, gpio.Low)
-	if !next() {
-		t.Fatal("low level not reported as active")
-	}
-	// A glitch shorter than the debounce is not a change.
-	pins.Set(hwtest.Passage, gpio.High)
-	pins.Set(hwtest.Passage, gpio.Low)
-	time.Sleep(30 * time.Millisecond)
-	select {
-	case v := <-ch:
-		t.Fatalf("glitch reported as %v", v)
-	default:
-	}
-	pins.Set(hwtest.Passage, gpio.High)
-	if next() {
-		t.Fatal("high level not reported as inactive")
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Watch returned %v", err)
-	}
+		pins.Set(hwtest.Passage, gpio.High)
+		if next() {
+			t.Fatal("high level not reported as inactive")
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Watch returned %v", err)
+		}
+	})
 }
