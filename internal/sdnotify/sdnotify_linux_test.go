@@ -24,7 +24,7 @@ func TestAbstractSocket(t *testing.T) {
 	if err := n.Ready("gate in service"); err != nil {
 		t.Fatal(err)
 	}
-	if got := recv(t, conn, wait); got != "READY=1\nSTATUS=gate in service" {
+	if got := queued(t, conn); len(got) != 1 || got[0] != "READY=1\nSTATUS=gate in service" {
 		t.Errorf("got %q", got)
 	}
 	if _, err := os.Stat(name); !os.IsNotExist(err) {

@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -38,52 +40,6 @@ func listen(t *testing.T) (*net.UnixConn, string) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn, path
-}
-
-// recv reads one datagram, failing the test if none comes within d.
-func recv(t *testing.T, conn *net.UnixConn, d time.Duration) string {
-	t.Helper()
-	msg, ok := tryRecv(t, conn, d)
-	if !ok {
-		t.Fatalf("no datagram within %v", d)
-	}
-	return msg
-}
-
-// tryRecv reads one datagram if one comes within d.
-func tryRecv(t *testing.T, conn *net.UnixConn, d time.Duration) (string, bool) {
-	t.Helper()
-	if err := conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	n, _, err := conn.ReadFromUnix(buf)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return "", false
-		}
-		t.Fatal(err)
-	}
-	return string(buf[:n]), true
-}
-
-// drain returns the datagrams already queued: it reads until none comes
-// within d, and fails the test if datagrams keep coming for longer than wait.
-func drain(t *testing.T, conn *net.UnixConn, d time.Duration) []string {
-	t.Helper()
-	var got []string
-	deadline := time.Now().Add(wait)
-	for {
-		msg, ok := tryRecv(t, conn, d)
-		if !ok {
-			return got
-		}
-		got = append(got, msg)
-		if time.Now().After(deadline) {
-			t.Fatalf("datagrams still coming after %v: %q", wait, got)
-		}
-	}
 }
 
 func TestNoSocketIsNoop(t *testing.T) {
@@ -185,12 +141,10 @@ func TestMessages(t *testing.T) {
 		if err := tc.send(); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if got := recv(t, conn, wait); got != tc.want {
+		// A datagram is queued on the socket when its send returns.
+		if got := queued(t, conn); len(got) != 1 || got[0] != tc.want {
 			t.Errorf("%s sent %q, want %q", tc.name, got, tc.want)
 		}
-	}
-	if extra := drain(t, conn, 20*time.Millisecond); len(extra) > 0 {
-		t.Errorf("unexpected datagrams %q", extra)
 	}
 }
 
@@ -210,159 +164,150 @@ func TestSendErrorWithoutListener(t *testing.T) {
 	}
 }
 
+// TestWatchdogPets runs the watchdog in a synctest bubble: its ticker runs
+// on the bubble's clock, so each interval brings exactly one pet, and once
+// Watchdog has returned no interval brings another.
 func TestWatchdogPets(t *testing.T) {
 	t.Parallel()
-	conn, path := listen(t)
-	n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000"))
-	const every = 20 * time.Millisecond
-	if d := n.WatchdogInterval(); d != every {
-		t.Fatalf("WatchdogInterval() = %v, want %v", d, every)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- n.Watchdog(ctx, func() error { return nil }) }()
-
-	const pets = 5
-	for i := range pets {
-		if got := recv(t, conn, wait); got != "WATCHDOG=1" {
-			t.Fatalf("datagram %d = %q, want WATCHDOG=1", i, got)
+	synctest.Test(t, func(t *testing.T) {
+		conn, path := listen(t)
+		n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000"))
+		const every = 20 * time.Millisecond
+		if d := n.WatchdogInterval(); d != every {
+			t.Fatalf("WatchdogInterval() = %v, want %v", d, every)
 		}
-	}
-	// A ticker never fires early, so five pets take at least five
-	// intervals; an upper bound would only measure the machine's load.
-	if el := time.Since(start); el < pets*every {
-		t.Errorf("%d pets in %v: faster than every %v", pets, el, every)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- n.Watchdog(ctx, func() error { return nil }) }()
+
+		synctest.Wait()
+		if got := queued(t, conn); len(got) != 0 {
+			t.Fatalf("pets before the first interval: %q", got)
+		}
+		for i := range 5 {
+			time.Sleep(every)
+			synctest.Wait()
+			if got := queued(t, conn); len(got) != 1 || got[0] != "WATCHDOG=1" {
+				t.Fatalf("interval %d brought %q, want one WATCHDOG=1", i+1, got)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
 			t.Errorf("Watchdog: %v", err)
 		}
-	case <-time.After(wait):
-		t.Fatal("Watchdog did not return when its context ended")
-	}
-	// Nothing after it returned (beyond a pet already in flight).
-	time.Sleep(3 * every)
-	for _, m := range drain(t, conn, 10*time.Millisecond) {
-		if m != "WATCHDOG=1" {
-			t.Errorf("unexpected datagram %q", m)
+		time.Sleep(3 * every)
+		synctest.Wait()
+		if extra := queued(t, conn); len(extra) > 0 {
+			t.Errorf("pets after Watchdog returned: %q", extra)
 		}
+	})
+}
+
+// queued returns the datagrams waiting on conn, without waiting for more:
+// in a synctest bubble, once every goroutine is idle, that is all that was
+// sent.
+func queued(t *testing.T, conn *net.UnixConn) []string {
+	t.Helper()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if extra := drain(t, conn, 3*every); len(extra) > 0 {
-		t.Errorf("pets after Watchdog returned: %q", extra)
+	var got []string
+	for {
+		buf := make([]byte, 4096)
+		var n int
+		var rerr error
+		if err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if errors.Is(rerr, syscall.EAGAIN) {
+			return got
+		}
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		got = append(got, string(buf[:n]))
 	}
 }
 
-// health is a healthy func whose answer the test switches, counting calls.
+// health is a healthy func whose answer the test switches.
 type health struct {
-	mu    sync.Mutex
-	err   error
-	calls int
+	mu  sync.Mutex
+	err error
 }
 
 func (h *health) check() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.calls++
 	return h.err
 }
 
-func (h *health) set(err error) int {
+func (h *health) set(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.err = err
-	return h.calls
 }
 
-// waitCalls waits until healthy has been called n times in all. Watchdog
-// sends a tick's datagram before it calls healthy again, so by then every
-// datagram of the first n-1 calls is queued on the socket.
-func (h *health) waitCalls(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		h.mu.Lock()
-		c := h.calls
-		h.mu.Unlock()
-		if c >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("healthy called %d times within %v, want %d", c, wait, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
+// TestWatchdogWithholdsPetsWhileUnhealthy runs in a synctest bubble, one
+// interval at a time: each tick's datagrams are exactly what that tick
+// sent.
 func TestWatchdogWithholdsPetsWhileUnhealthy(t *testing.T) {
 	t.Parallel()
-	conn, path := listen(t)
-	n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000"))
-	if err := n.Ready("gate in service"); err != nil {
-		t.Fatal(err)
-	}
-	if got := recv(t, conn, wait); got != "READY=1\nSTATUS=gate in service" {
-		t.Fatalf("Ready sent %q", got)
-	}
-
-	h := &health{err: errors.New("gate controller not answering")}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- n.Watchdog(ctx, h.check) }()
-
-	// Failing: one STATUS with the error's text, however many ticks pass,
-	// and no WATCHDOG=1.
-	h.waitCalls(t, 6)
-	want := []string{"STATUS=gate controller not answering"}
-	if got := drain(t, conn, 30*time.Millisecond); !reflect.DeepEqual(got, want) {
-		t.Fatalf("while unhealthy: got %q, want %q", got, want)
-	}
-
-	// A different failure is reported once too. (At most one check already
-	// under way may still see the old error; it sends nothing.)
-	c := h.set(errors.New("gate controller: lock\njammed"))
-	h.waitCalls(t, c+4)
-	want = []string{"STATUS=gate controller: lock jammed"}
-	if got := drain(t, conn, 30*time.Millisecond); !reflect.DeepEqual(got, want) {
-		t.Fatalf("after the failure changed: got %q, want %q", got, want)
-	}
-
-	// Healthy again: the status set by Ready comes back, then pets resume.
-	// (Pets keep coming now, so read them one by one rather than drain.)
-	h.set(nil)
-	for i, want := range []string{"STATUS=gate in service", "WATCHDOG=1", "WATCHDOG=1"} {
-		if got := recv(t, conn, wait); got != want {
-			t.Fatalf("after recovery, datagram %d = %q, want %q", i, got, want)
+	synctest.Test(t, func(t *testing.T) {
+		conn, path := listen(t)
+		n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000"))
+		every := n.WatchdogInterval()
+		if err := n.Ready("gate in service"); err != nil {
+			t.Fatal(err)
 		}
-	}
+		if got := queued(t, conn); !reflect.DeepEqual(got, []string{"READY=1\nSTATUS=gate in service"}) {
+			t.Fatalf("Ready sent %q", got)
+		}
 
-	// Failing again with the first text reports it again: it is a change.
-	c = h.set(errors.New("gate controller not answering"))
-	got := recv(t, conn, wait)
-	for got == "WATCHDOG=1" { // pets queued before the switch
-		got = recv(t, conn, wait)
-	}
-	if want := "STATUS=gate controller not answering"; got != want {
-		t.Fatalf("failing again: got %q, want %q", got, want)
-	}
-	h.waitCalls(t, c+4)
-	if extra := drain(t, conn, 30*time.Millisecond); len(extra) > 0 {
-		t.Fatalf("failing again: then %q, want nothing", extra)
-	}
+		h := &health{err: errors.New("gate controller not answering")}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- n.Watchdog(ctx, h.check) }()
+		tick := func(what string, want ...string) {
+			t.Helper()
+			time.Sleep(every)
+			synctest.Wait()
+			if got := queued(t, conn); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+				t.Fatalf("%s: the tick sent %q, want %q", what, got, want)
+			}
+		}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
+		// Failing: one STATUS with the error's text, however many ticks
+		// pass, and no WATCHDOG=1.
+		tick("unhealthy", "STATUS=gate controller not answering")
+		for range 5 {
+			tick("still unhealthy")
+		}
+		// A different failure is reported once too.
+		h.set(errors.New("gate controller: lock\njammed"))
+		tick("the failure changed", "STATUS=gate controller: lock jammed")
+		tick("still that failure")
+		// Healthy again: the status set by Ready comes back, then pets
+		// resume.
+		h.set(nil)
+		tick("recovered", "STATUS=gate in service", "WATCHDOG=1")
+		tick("healthy", "WATCHDOG=1")
+		// Failing again with the first text reports it again: it is a
+		// change.
+		h.set(errors.New("gate controller not answering"))
+		tick("failing again", "STATUS=gate controller not answering")
+		tick("still failing")
+
+		cancel()
+		if err := <-done; err != nil {
 			t.Errorf("Watchdog: %v", err)
 		}
-	case <-time.After(wait):
-		t.Fatal("Watchdog did not return when its context ended")
-	}
+	})
 }
 
 func TestWatchdogPID(t *testing.T) {
@@ -384,24 +329,27 @@ func TestWatchdogPID(t *testing.T) {
 		}
 	}
 
-	// Another process's watchdog: Watchdog sends nothing and checks nothing,
-	// while the other messages still go out.
-	conn, path := listen(t)
-	n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000", "WATCHDOG_PID", other))
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
-	if err := n.Watchdog(ctx, func() error { t.Error("healthy called"); return nil }); err != nil {
-		t.Errorf("Watchdog: %v", err)
-	}
-	if got := drain(t, conn, 30*time.Millisecond); len(got) > 0 {
-		t.Errorf("Watchdog for another pid sent %q", got)
-	}
-	if err := n.Stopping(); err != nil {
-		t.Fatal(err)
-	}
-	if got := recv(t, conn, wait); got != "STOPPING=1" {
-		t.Errorf("Stopping sent %q", got)
-	}
+	// Another process's watchdog: Watchdog sends nothing and checks
+	// nothing for 150 ms (on a bubble's clock), while the other messages
+	// still go out.
+	synctest.Test(t, func(t *testing.T) {
+		conn, path := listen(t)
+		n := mustFromEnv(t, env("NOTIFY_SOCKET", path, "WATCHDOG_USEC", "40000", "WATCHDOG_PID", other))
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		if err := n.Watchdog(ctx, func() error { t.Error("healthy called"); return nil }); err != nil {
+			t.Errorf("Watchdog: %v", err)
+		}
+		if got := queued(t, conn); len(got) > 0 {
+			t.Errorf("Watchdog for another pid sent %q", got)
+		}
+		if err := n.Stopping(); err != nil {
+			t.Fatal(err)
+		}
+		if got := queued(t, conn); !reflect.DeepEqual(got, []string{"STOPPING=1"}) {
+			t.Errorf("Stopping sent %q", got)
+		}
+	})
 }
 
 func mustFromEnv(t *testing.T, getenv func(string) string) *Notifier {
