@@ -146,9 +146,9 @@ type Stats struct {
 	OpenFailures uint64
 	// Bytes counts what the scanner sent: bytes but no lines mean it
 	// sends codes the framing does not end (a wrong terminator).
-	Bytes    uint64
-	LastScan time.Time
-	LastError  string // the last open/read error, for diag
+	Bytes     uint64
+	LastScan  time.Time
+	LastError string // the last open/read error, for diag
 }
 
 // Serial reads scans from a scanner on a serial line.
