@@ -2,13 +2,15 @@ package main
 
 import (
 	"fmt"
-	"gateagent/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"gateagent/internal/eventually"
+	"gateagent/internal/syncbuf"
 )
 
 func TestRunCheck(t *testing.T) {
@@ -59,13 +61,7 @@ kind = "sim"
 	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errOut.String(), "gate in service") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not in service after 10 s:\n%s", errOut.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "gate in service", func() bool { return strings.Contains(errOut.String(), "gate in service") })
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
