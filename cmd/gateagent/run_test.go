@@ -50,10 +50,11 @@ kind = "sim"
 	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
+	// Never synced (its issuer is absent): it runs, but is not in service.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errOut.String(), "gate in service") {
+	for !strings.Contains(errOut.String(), "waiting for the first key sync") {
 		if time.Now().After(deadline) {
-			t.Fatalf("not in service after 10 s:\n%s", errOut.String())
+			t.Fatalf("not running after 10 s:\n%s", errOut.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -73,6 +74,9 @@ kind = "sim"
 	}
 	if strings.Contains(out.String(), "relay on") {
 		t.Errorf("the relay moved: %q", out.String())
+	}
+	if strings.Contains(errOut.String(), "gate in service") {
+		t.Errorf("a gate that never synced said it was in service:\n%s", errOut.String())
 	}
 	for _, want := range []string{"scanner", "gate stopped cleanly"} {
 		if !strings.Contains(errOut.String(), want) {

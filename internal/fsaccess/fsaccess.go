@@ -21,6 +21,7 @@ import (
 // User is whom a check is made as.
 type User struct {
 	Name   string `json:"name"`
+	Group  string `json:"group,omitempty"` // the primary group's name
 	UID    int    `json:"uid"`
 	GID    int    `json:"gid"`
 	Groups []int  `json:"groups,omitempty"` // supplementary groups
@@ -59,6 +60,9 @@ func fromOS(uu *user.User) (User, error) {
 	}
 	if u.GID, err = strconv.Atoi(uu.Gid); err != nil {
 		return User{}, fmt.Errorf("fsaccess: user %s: gid %q", uu.Username, uu.Gid)
+	}
+	if g, err := user.LookupGroupId(uu.Gid); err == nil {
+		u.Group = g.Name
 	}
 	ids, err := uu.GroupIds()
 	if err != nil {
