@@ -294,12 +294,12 @@ func judgeClock(f clockFacts) Check {
 			if big || nRefused > 0 {
 				c.Status = Fail
 			}
-			side := "behind"
+			side := "ahead of"
 			if f.offset < 0 {
-				side = "ahead of"
+				side = "behind"
 			}
-			c.Line = withRefused(fmt.Sprintf("the issuer's clock is wrong: the gate's clock is %s the issuer's by %s, and %s; %s, so passengers' codes are refused as stale or from the future",
-				side, abs(f.offset).Round(time.Second), sync, applied)) +
+			c.Line = withRefused(fmt.Sprintf("the issuer's clock is wrong: it is %s %s the gate's, whose clock is synchronised (NTP); %s, so passengers' codes are refused as stale or from the future",
+				abs(f.offset).Round(time.Second), side, applied)) +
 				"; fix the issuer's clock (its NTP): the gates follow it within a feed round"
 		case f.kernelErr == nil:
 			c.Facts["blame"] = "gate"
