@@ -380,7 +380,7 @@ func (a *Agent) logReadiness(r, prev health.Readiness) {
 	case len(r.Problems) == 1 && r.Has(health.NeverSynced):
 		a.log.Warn("gate not in service yet: waiting for the first key sync; every code is refused until the gate knows the certificates", "feed", a.cfg.Feed.URL)
 	default:
-		a.log.Error("gate out of service: every code is refused; run gateagent diag", "why", r.Summary())
+		a.log.Error("gate out of service: every code is refused; run gateagent diag", "why", r.Why())
 	}
 }
 

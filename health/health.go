@@ -118,12 +118,18 @@ func (r Readiness) Same(o Readiness) bool {
 	return true
 }
 
-// Summary is the verdict in one line: "in service", or what keeps the gate
-// from granting.
+// Summary is the verdict in one line: "in service", or "out of service: "
+// and Why.
 func (r Readiness) Summary() string {
 	if r.OK() {
 		return "in service"
 	}
+	return "out of service: " + r.Why()
+}
+
+// Why is what keeps the gate from granting, each problem with its detail;
+// empty when nothing does.
+func (r Readiness) Why() string {
 	parts := make([]string, len(r.Problems))
 	for i, p := range r.Problems {
 		parts[i] = p.What
@@ -131,7 +137,7 @@ func (r Readiness) Summary() string {
 			parts[i] += " (" + p.Detail + ")"
 		}
 	}
-	return "out of service: " + strings.Join(parts, "; ")
+	return strings.Join(parts, "; ")
 }
 
 // Parts are what the verdict is judged from. A nil part was not looked at:
