@@ -213,6 +213,8 @@ func TestDiskFullIsUnhealthyAndRecovers(t *testing.T) {
 	body := waitHealth(t, sock, http.StatusServiceUnavailable, time.Second)
 	if d := time.Since(refusedAt); d > time.Second {
 		t.Errorf("/healthz unhealthy %v after the refused grant, want within 1 s", d)
+	} else {
+		t.Logf("/healthz unhealthy %v after the refused grant", d.Round(time.Microsecond))
 	}
 	if !strings.Contains(body, "not_recording") || !strings.Contains(body, "no space left on device") || !strings.Contains(body, "run gateagent diag") {
 		t.Errorf("/healthz body %q", body)
@@ -236,7 +238,9 @@ func TestDiskFullIsUnhealthyAndRecovers(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	freed := time.Now()
 	waitHealth(t, sock, http.StatusOK, 3*gate.RecordProbe)
+	t.Logf("/healthz ok %v after the space was freed, with nobody scanning", time.Since(freed).Round(time.Millisecond))
 	if service, _ := serviceCheck(t, sock); service.Status != diag.Pass {
 		t.Errorf("diag service after the space was freed: %s %s", service.Status, service.Line)
 	}
