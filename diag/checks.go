@@ -428,7 +428,7 @@ func judgeCache(f cacheFacts) Check {
 		err := errors.Join(f.openErr, f.checkErr, f.statsErr)
 		c.Status, c.Line = Fail, fmt.Sprintf("%s is damaged (%s): %s", f.path, corruption(err), aside)
 		return c
-	case f.write.checked && f.write.err != nil:
+	case f.write.checked && f.write.err != nil && !f.write.dirOnly:
 		c.Status, c.Line = Fail, f.write.line(f.path)
 		return c
 	case f.openErr != nil:
@@ -450,6 +450,9 @@ func judgeCache(f cacheFacts) Check {
 	}
 	if f.write.checked && f.write.user.Name != "" {
 		c.Facts["writable_by"], c.Facts["write_check"] = f.write.user.Name, string(f.write.method)
+		if f.write.note != "" {
+			c.Facts["write_check_note"] = f.write.note
+		}
 	}
 	integrity := "integrity ok"
 	switch {
@@ -476,6 +479,8 @@ func judgeCache(f cacheFacts) Check {
 		c.Status = Fail
 		c.Line = fmt.Sprintf("stale: last synced %s, the feed allows %s (%s): revocations since then are not known here; see the feed check and the network path to the issuer",
 			ago(f.now, f.freshAt), f.maxAge, summary)
+	case f.write.dirOnly:
+		c.Status, c.Line = Warn, f.write.line(f.path)
 	case f.feed.Resync != nil:
 		c.Status, c.Line = Warn, fmt.Sprintf("a full sync is under way (%s): certificates it has not reached yet are refused as UNKNOWN_CERT until it ends", summary)
 	case f.diskErr == nil && f.diskFree < DiskFreeWarn:

@@ -51,7 +51,7 @@ func TestStandaloneFaults(t *testing.T) {
 			c.Close()
 		}, diag.NameCache, []string{"never synced", "see the feed check"}, "waiting for the first key sync"},
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
-			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "the key cache cannot be written"},
+			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache"},
 		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
 			diag.NameCache, []string{"damaged", "move", "aside", "resyncs"}, ""},
 		{"issuer down", func(st *station) { st.srv.Stop() },

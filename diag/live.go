@@ -81,8 +81,11 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
 	r.Add(judgeConfig("the running agent's config", cfg, nil))
-	ready := l.Ready()
-	r.Add(judgeService(ready, true, l.Cache.Path()))
+	var ready health.Readiness
+	if l.Ready != nil {
+		ready = l.Ready()
+		r.Add(judgeService(ready, true, l.Cache.Path(), nil))
+	}
 	r.Add(judgeHardware(cfg.HW.Kind, l.Board, nil, l.Gate.Status().State))
 	st, serial := scanner.Stats{}, false
 	if l.Scanner != nil {

@@ -26,8 +26,9 @@ const MinDiskFree = 1 << 20
 
 // judgeService turns the gate's verdict into the service check. daemon:
 // the verdict of the running agent; otherwise diag's own, on what the
-// agent would find if it started.
-func judgeService(r health.Readiness, daemon bool, cachePath string) Check {
+// agent would find if it started, with w its check of the cache's access
+// as the agent's user.
+func judgeService(r health.Readiness, daemon bool, cachePath string, w *writable) Check {
 	c := Check{Name: NameService, Facts: map[string]any{"can_grant": r.OK()}}
 	if r.OK() {
 		c.Status = Pass
@@ -41,6 +42,10 @@ func judgeService(r health.Readiness, daemon bool, cachePath string) Check {
 	var parts []string
 	for _, p := range r.Problems {
 		causes = append(causes, p.Cause.String())
+		if p.Cause == health.CacheNotWritable && w != nil && w.err != nil {
+			parts = append(parts, w.line(cachePath))
+			continue
+		}
 		parts = append(parts, problemLine(p, cachePath))
 	}
 	c.Facts["causes"] = causes
@@ -121,17 +126,22 @@ func chownAdvice(u *fsaccess.User, dir string) string {
 // User=, which a test keeps in agreement.
 const AgentUser = "gateagent"
 
-// writable is whether the agent's user may write the cache: its directory
-// (to create the file) and the file itself, when there is one.
+// writable is whether the agent's user may write the cache: the file
+// itself when there is one (the agent opens it read-write, or does not
+// start), and its directory (to create the file when there is none, or
+// after it was moved aside).
 type writable struct {
 	checked bool
 	user    fsaccess.User
 	note    string // how the user was chosen, when not as asked
 	method  fsaccess.Method
 	err     error
+	// dirOnly: the file is writable, only its directory is not: the
+	// agent runs, but could not make a new file.
+	dirOnly bool
 }
 
-// checkWritable checks the cache's directory and file as the agent's user
+// checkWritable checks the cache's file and directory as the agent's user
 // name (or, when this machine has no such user, as diag's own).
 func checkWritable(path, name string) writable {
 	w := writable{checked: true}
@@ -147,13 +157,22 @@ func checkWritable(path, name string) writable {
 		return w
 	}
 	w.user = u
-	w.method, w.err = fsaccess.Check(filepath.Dir(path), fsaccess.Write|fsaccess.Search, u)
-	if w.err == nil {
-		if _, serr := os.Stat(path); serr == nil {
-			w.method, w.err = fsaccess.Check(path, fsaccess.Read|fsaccess.Write, u)
+	_, serr := os.Stat(path)
+	exists := serr == nil
+	if exists {
+		if w.method, w.err = fsaccess.Check(path, fsaccess.Read|fsaccess.Write, u); w.err != nil {
+			return w
 		}
 	}
+	w.method, w.err = fsaccess.Check(filepath.Dir(path), fsaccess.Write|fsaccess.Search, u)
+	w.dirOnly = w.err != nil && exists
 	return w
+}
+
+// fatal: the agent cannot open or create its cache, so it cannot start.
+func (w writable) fatal() bool {
+	var d *fsaccess.Denied
+	return w.err != nil && !w.dirOnly && errors.As(w.err, &d)
 }
 
 // writableLine says why the agent's user cannot write the cache, and what
@@ -170,6 +189,8 @@ func (w writable) line(path string) string {
 		judged = " (judged from mode bits: run diag as root for the kernel's answer)"
 	}
 	switch {
+	case w.dirOnly:
+		return fmt.Sprintf("%s%s: the agent runs on the cache file it has, but could not make a new one (after the file is moved aside); %s", what, judged, chownAdvice(&w.user, dir))
 	case errors.Is(w.err, syscall.EROFS):
 		return fmt.Sprintf("%s: it is on a read-only file system, so the agent cannot open it; %s", what, storageAdvice(w.err, dir))
 	case errors.Is(w.err, fs.ErrNotExist):

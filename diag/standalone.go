@@ -13,7 +13,6 @@ import (
 	"gateagent/config"
 	"gateagent/health"
 	"gateagent/hw"
-	"gateagent/internal/fsaccess"
 	"gateagent/internal/kclock"
 	"gateagent/internal/version"
 	"gateagent/keysync"
@@ -156,8 +155,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	// What the agent would find if it started now: the same verdict the
 	// running agent serves on /healthz, from what diag found.
 	parts := health.Parts{Gate: boardFault, Now: now, TrustedAfter: env.TrustedAfter}
-	var denied *fsaccess.Denied
-	if errors.As(cf.write.err, &denied) {
+	if cf.write.fatal() {
 		parts.Cache = cf.write.err
 	}
 	switch {
@@ -166,7 +164,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	case errors.Is(cf.openErr, fs.ErrNotExist):
 		parts.Feed = &keysync.Status{} // no cache yet: never synced
 	}
-	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache))
+	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write))
 	return r
 }
 
