@@ -309,7 +309,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			break
 		}
 		ready := a.Readiness()
-		a.logReadiness(ready, health.Readiness{})
+		a.logReadiness(ready)
 		if err := a.notify.Ready(serviceStatus(ready)); err != nil {
 			a.log.Warn("could not tell systemd the gate is ready", "err", err)
 		}
@@ -362,7 +362,7 @@ func (a *Agent) watchReadiness(ctx context.Context, last health.Readiness) {
 		if r.Same(last) {
 			continue
 		}
-		a.logReadiness(r, last)
+		a.logReadiness(r)
 		if err := a.notify.Status(serviceStatus(r)); err != nil {
 			a.log.Debug("could not tell systemd the gate's status", "err", err)
 		}
@@ -370,10 +370,10 @@ func (a *Agent) watchReadiness(ctx context.Context, last health.Readiness) {
 	}
 }
 
-// logReadiness logs the gate's verdict r, which follows prev: "gate in
-// service" only when it can grant. A gate that has never synced waits for
-// its first key sync, which is not a fault of its own.
-func (a *Agent) logReadiness(r, prev health.Readiness) {
+// logReadiness logs the gate's verdict r: "gate in service" only when it
+// can grant. A gate that has never synced waits for its first key sync,
+// which is not a fault of its own.
+func (a *Agent) logReadiness(r health.Readiness) {
 	switch {
 	case r.OK():
 		a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())

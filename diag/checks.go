@@ -468,8 +468,12 @@ func judgeCache(f cacheFacts) Check {
 	dir := filepath.Dir(f.path)
 	switch {
 	case f.record != nil:
+		since := ""
+		if !f.recordSince.IsZero() {
+			since = " since " + ago(f.now, f.recordSince)
+		}
 		c.Status = Fail
-		c.Line = fmt.Sprintf("the event log cannot be written since %s (%s), so every grant is refused (%s): %s", ago(f.now, f.recordSince), oneLine(f.record), summary, storageAdvice(f.record, dir))
+		c.Line = fmt.Sprintf("the event log cannot be written%s (%s), so every grant is refused (%s): %s", since, oneLine(f.record), summary, storageAdvice(f.record, dir))
 	case f.diskErr == nil && f.diskFree < MinDiskFree:
 		c.Status = Fail
 		c.Line = fmt.Sprintf("disk full: only %s free beside the cache (%s): the event log cannot grow, and grants stop when it must; %s", mib(int64(f.diskFree)), summary, storageAdvice(syscall.ENOSPC, dir))

@@ -113,8 +113,8 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	if p, ok := ready.Find(health.NotRecording); ok {
 		cf.record, cf.recordSince = p.Err, p.Since
 	}
-	if p, ok := ready.Find(health.CacheNotWritable); ok {
-		cf.write = writable{checked: true, err: p.Err}
+	if p, ok := ready.Find(health.CacheNotWritable); ok && cf.record == nil {
+		cf.record = p.Err // its file system is read-only: nothing can be written
 	}
 	r.Add(judgeCache(cf))
 
