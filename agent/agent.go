@@ -14,10 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"gateagent/cache"
@@ -25,9 +28,12 @@ import (
 	"gateagent/control"
 	"gateagent/diag"
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/hw"
 	"gateagent/hw/gpiohw"
+	"gateagent/internal/fsaccess"
 	"gateagent/internal/instance"
+	"gateagent/internal/kclock"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
 	"gateagent/keysync"
@@ -53,6 +59,9 @@ type Options struct {
 	Notifier *sdnotify.Notifier
 	// Now is the gate's raw clock; default time.Now.
 	Now func() time.Time
+	// ClockState says whether the kernel clock is synchronised (diag's
+	// clock check); default kclock.Read (adjtimex).
+	ClockState kclock.Reader
 }
 
 // Agent is one running gate.
@@ -82,6 +91,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ClockState == nil {
+		opts.ClockState = kclock.Read
 	}
 	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger}
 	if err := a.open(); err != nil {
@@ -143,7 +155,7 @@ func (a *Agent) open() (err error) {
 			Feed:    a.feed.Status,
 			Scanner: a.scannerStats,
 			Cache:   a.cache.Stats,
-			Health:  func() error { return a.ctrl.Ping(2 * time.Second) },
+			Ready:   a.Readiness,
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
 	if opts.Observe != nil {
@@ -219,6 +231,20 @@ func (a *Agent) scannerStats() (scanner.Stats, bool) {
 		return scanner.Stats{}, false
 	}
 	return a.serial.Stats(), true
+}
+
+// Readiness says whether the gate can grant a valid code now, and if not,
+// why: /healthz, /status, diag and the agent's own "in service" log lines
+// all read it.
+func (a *Agent) Readiness() health.Readiness {
+	g, f := a.ctrl.Status(), a.feed.Status()
+	p := health.Parts{Gate: &g, Ping: a.ctrl.Ping(2 * time.Second), Feed: &f, Now: a.feed.Now(), TrustedAfter: version.BuildTime()}
+	// A file system remounted read-only (a failing SD card) takes no
+	// write, not even through the file bbolt holds open.
+	if ro, err := fsaccess.ReadOnly(a.cache.Path()); err == nil && ro {
+		p.Cache = &fs.PathError{Op: "write", Path: filepath.Dir(a.cache.Path()), Err: syscall.EROFS}
+	}
+	return health.Judge(p)
 }
 
 // Metrics is the agent's counters, health and status.
@@ -325,10 +351,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			runErr = fmt.Errorf("the gate controller did not start: %w", err)
 			break
 		}
-		a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
-		if err := a.notify.Ready("gate in service"); err != nil {
+		ready := a.Readiness()
+		a.logReadiness(ready)
+		if err := a.notify.Ready(serviceStatus(ready)); err != nil {
 			a.log.Warn("could not tell systemd the gate is ready", "err", err)
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.watchReadiness(wctx, ready)
+		}()
 		select {
 		case <-ctx.Done():
 			a.log.Info("shutting down: locking the gate")
@@ -354,13 +386,66 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	return nil
 }
 
+// readinessEvery is how often the agent looks again at whether the gate can
+// grant, to log and tell systemd when that changes.
+const readinessEvery = time.Second
+
+// watchReadiness logs (and tells systemd) each change of whether the gate
+// can grant, from last, until ctx ends.
+func (a *Agent) watchReadiness(ctx context.Context, last health.Readiness) {
+	t := time.NewTicker(readinessEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r := a.Readiness()
+		if r.Same(last) {
+			continue
+		}
+		a.logReadiness(r)
+		if err := a.notify.Status(serviceStatus(r)); err != nil {
+			a.log.Debug("could not tell systemd the gate's status", "err", err)
+		}
+		last = r
+	}
+}
+
+// logReadiness logs the gate's verdict r: "gate in service" only when it
+// can grant. A gate that has never synced waits for its first key sync,
+// which is not a fault of its own.
+func (a *Agent) logReadiness(r health.Readiness) {
+	switch {
+	case r.OK():
+		a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
+	case len(r.Problems) == 1 && r.Has(health.NeverSynced):
+		a.log.Warn("gate not in service yet: waiting for the first key sync; every code is refused until the gate knows the certificates", "feed", a.cfg.Feed.URL)
+	default:
+		a.log.Error("gate out of service: every code is refused; run gateagent diag", "why", r.Why())
+	}
+}
+
+// serviceStatus is the line systemd shows for the gate's verdict.
+func serviceStatus(r health.Readiness) string {
+	switch {
+	case r.OK():
+		return "gate in service"
+	case len(r.Problems) == 1 && r.Has(health.NeverSynced):
+		return "waiting for the first key sync"
+	}
+	return "gate " + r.Summary()
+}
+
 // serveControl serves the control socket (diag, status, metrics) and, when
 // configured, status and metrics on a loopback TCP address, until ctx
 // ends. Neither is needed to run the gate: when one cannot be opened, the
 // agent says so and runs without it.
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
-		Metrics: a.stats, Scanner: a.scannerStats, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
+		Metrics: a.stats, Scanner: a.scannerStats, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
+		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()
 	mux.Handle("/diag", diagHandler)

@@ -246,6 +246,12 @@ func TestMetricsOnLoopback(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// /healthz is 200 once the gate is in service (its first key sync).
+	for deadline := time.Now().Add(10 * time.Second); get(http.MethodGet, "/healthz") != 200; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("GET /healthz on the metrics address: not 200 within 10 s")
+		}
+	}
 	for path, want := range map[string]int{"/metrics": 200, "/status": 200, "/healthz": 200, "/diag": 404} {
 		if got := get(http.MethodGet, path); got != want {
 			t.Errorf("GET %s on the metrics address: %d, want %d", path, got, want)

@@ -35,6 +35,7 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/kclock"
 	"gateagent/internal/sdnotify"
 	"gateagent/issuer"
 	"gateagent/issuer/idcard"
@@ -62,9 +63,11 @@ type station struct {
 	ag       *agent.Agent
 	outcomes chan gate.Outcome
 	logs     *syncbuf.Buffer
-	cancel   context.CancelFunc
-	done     chan error
-	nextDoc  int
+	// clockState is the kernel clock's state the agent is given.
+	clockState kclock.Reader
+	cancel     context.CancelFunc
+	done       chan error
+	nextDoc    int
 }
 
 type stationOpts struct {
@@ -75,6 +78,9 @@ type stationOpts struct {
 	notifier *sdnotify.Notifier
 	// noStart leaves the agent to the test.
 	noStart bool
+	// clockState is what the kernel says of the gate's clock; default the
+	// real kernel's answer.
+	clockState kclock.Reader
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -111,6 +117,7 @@ func newStation(t testing.TB, o stationOpts) *station {
 		t.Fatal(err)
 	}
 	st.cfg = &cfg
+	st.clockState = o.clockState
 	if !o.noStart {
 		st.start(o.now, o.notifier)
 	}
@@ -128,7 +135,7 @@ func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 		notifier, _ = sdnotify.FromEnv(func(string) string { return "" })
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now,
+	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState,
 		Observe: func(o gate.Outcome) {
 			select {
 			case st.outcomes <- o:

@@ -8,10 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/internal/fsaccess"
 	"gateagent/internal/instance"
 	"gateagent/keysync"
 )
@@ -32,10 +31,10 @@ type Finding struct {
 
 // Preflight checks what the agent needs at start without taking the gate:
 // it drives no output, opens no scanner port, and never waits on a lock.
-// It checks as the user it runs as: run it as the agent's user (sudo -u
-// gateagent) to check that user's access. The files it reads are the ones
-// New would read: the TLS files, the cache (read-only) and its directory.
-func Preflight(cfg *config.Config) []Finding {
+// Access to the state directory and the cache is checked as user as (the
+// agent's user; see internal/fsaccess), the files it reads (the TLS files,
+// the cache, read-only) are read as the process runs.
+func Preflight(cfg *config.Config, as fsaccess.User) []Finding {
 	var out []Finding
 	problem := func(key string, err error) { out = append(out, Finding{Key: key, Problem: true, Err: err}) }
 	note := func(key, format string, a ...any) {
@@ -49,22 +48,22 @@ func Preflight(cfg *config.Config) []Finding {
 	}
 
 	dir := filepath.Dir(cfg.Gate.Cache)
-	if err := writableDir(dir); err != nil {
+	if err := writableDir(dir, as); err != nil {
 		problem("gate.cache", err)
-		return append(out, controlDir(cfg)...)
+		return append(out, controlDir(cfg, as)...)
 	}
-	err := checkCache(cfg, note)
+	err := checkCache(cfg, as, note)
 	switch {
 	case errors.Is(err, instance.ErrHeld), errors.Is(err, cache.ErrLocked):
 		note("gate.cache", "%s: held by a running agent (%v)", cfg.Gate.Cache, err)
 	case err != nil:
 		problem("gate.cache", err)
 	}
-	return append(out, controlDir(cfg)...)
+	return append(out, controlDir(cfg, as)...)
 }
 
 // checkCache opens the cache read-only, unless an agent runs the gate.
-func checkCache(cfg *config.Config, note func(key, format string, a ...any)) error {
+func checkCache(cfg *config.Config, as fsaccess.User, note func(key, format string, a ...any)) error {
 	l, err := instance.Share(cfg.LockFile())
 	if err != nil {
 		return err
@@ -79,7 +78,7 @@ func checkCache(cfg *config.Config, note func(key, format string, a ...any)) err
 		return err
 	}
 	defer c.Close()
-	if err := writableFile(cfg.Gate.Cache); err != nil {
+	if _, err := fsaccess.Check(cfg.Gate.Cache, fsaccess.Read|fsaccess.Write, as); err != nil {
 		return err
 	}
 	note("gate.cache", "%s opens", cfg.Gate.Cache)
@@ -88,17 +87,17 @@ func checkCache(cfg *config.Config, note func(key, format string, a ...any)) err
 
 // controlDir checks that the control socket's directory exists: without
 // it the agent runs, but diag can reach it only when it is stopped.
-func controlDir(cfg *config.Config) []Finding {
+func controlDir(cfg *config.Config, as fsaccess.User) []Finding {
 	dir := filepath.Dir(cfg.Control.Socket)
-	if err := writableDir(dir); err != nil {
+	if err := writableDir(dir, as); err != nil {
 		return []Finding{{Key: "control.socket", Note: fmt.Sprintf("%v: the agent will run without its control socket (systemd's RuntimeDirectory=gateagent makes %s)", err, dir)}}
 	}
 	return nil
 }
 
-// writableDir checks that dir exists, is a directory, and that this
-// process may create files in it.
-func writableDir(dir string) error {
+// writableDir checks that dir exists, is a directory, and that user as
+// may create files in it.
+func writableDir(dir string, as fsaccess.User) error {
 	fi, err := os.Stat(dir)
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
@@ -110,16 +109,8 @@ func writableDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s: %w", dir, errNotDir)
 	}
-	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
-		return &fs.PathError{Op: "write into directory", Path: dir, Err: err}
-	}
-	return nil
-}
-
-// writableFile checks that this process may read and write path.
-func writableFile(path string) error {
-	if err := unix.Faccessat(unix.AT_FDCWD, path, unix.R_OK|unix.W_OK, unix.AT_EACCESS); err != nil {
-		return &fs.PathError{Op: "read and write", Path: path, Err: err}
+	if _, err := fsaccess.Check(dir, fsaccess.Write|fsaccess.Search, as); err != nil {
+		return err
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gateagent/diag"
 )
 
 // The files under test, in this directory.
@@ -27,7 +29,7 @@ const (
 const (
 	binary     = "/usr/local/bin/gateagent"
 	configPath = "/etc/gateagent/gateagent.toml"
-	user       = "gateagent"
+	user       = diag.AgentUser // diag checks the cache's access as this user
 	// controllerPing is how long the agent waits for its controller to
 	// answer before it skips a watchdog pet (agent.go: a.ctrl.Ping(2 *
 	// time.Second)). WatchdogSec must leave room for three of them: the

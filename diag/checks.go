@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +18,9 @@ import (
 	"gateagent/config"
 	"gateagent/feed"
 	"gateagent/hw"
+	"gateagent/internal/kclock"
 	"gateagent/keysync"
+	"gateagent/metrics"
 	"gateagent/scanner"
 	"gateagent/verify"
 )
@@ -206,17 +209,57 @@ type clockFacts struct {
 	offset            time.Duration
 	offsetKnown       bool
 	offsetFrom        string // "issuer now" or "learnt by the daemon"
-	offsets           []int64
-	offsetsFrom       string
+	// daemon: the running agent checks codes on raw+offset once it has
+	// learnt an offset; otherwise the agent will, once it runs.
+	daemon      bool
+	offsets     []int64
+	offsetsFrom string
+	// kernel is whether the gate's kernel clock is synchronised (NTP),
+	// unknown when kernelErr is set.
+	kernel    kclock.State
+	kernelErr error
+	// refusals are the codes refused for the clock in the last hour,
+	// counted by the agent or read from the event log (refusalsFrom).
+	refusals      metrics.ClockRefusals
+	refusalsKnown bool
+	refusalsFrom  string
 }
+
+// ClockOffsetFail: an offset this large puts every code outside the step
+// window (±1 minute by default).
+const ClockOffsetFail = 2 * time.Minute
 
 func judgeClock(f clockFacts) Check {
 	c := Check{Name: NameClock, Facts: map[string]any{"gate_time": f.raw, "trusted_after": f.trustedAfter}}
 	if f.offsetKnown {
 		c.Facts["offset_to_issuer"] = f.offset.String()
+		c.Facts["offset_applied"] = f.daemon
 	}
 	d := learnDrift(f.offsets)
 	c.Facts["scans_ahead"], c.Facts["scans_behind"], c.Facts["scans_on_time"] = d.ahead, d.behind, d.same
+	sync := "cannot tell whether the gate's clock is synchronised (" + errText(f.kernelErr) + ")"
+	if f.kernelErr == nil {
+		c.Facts["kernel_synchronised"], c.Facts["kernel_max_error"] = f.kernel.Synced, f.kernel.MaxError.String()
+		sync = "the gate's clock is synchronised (NTP)"
+		if !f.kernel.Synced {
+			sync = "the gate's clock is not synchronised (timedatectl: \"System clock synchronized: no\")"
+		}
+	}
+	refused, nRefused := "", uint64(0)
+	if f.refusalsKnown {
+		c.Facts["code_stale_last_hour"], c.Facts["code_from_future_last_hour"] = f.refusals.Stale, f.refusals.Future
+		nRefused = f.refusals.Stale + f.refusals.Future
+		refused = fmt.Sprintf("%d codes refused as CODE_STALE and %d as CODE_FROM_FUTURE in the last hour (%s)", f.refusals.Stale, f.refusals.Future, f.refusalsFrom)
+	}
+	applied := "no offset to the issuer learnt yet: codes are checked on the gate's own clock"
+	switch {
+	case f.offsetKnown && f.daemon:
+		applied = "the offset learnt from the feed is applied: codes are checked on the issuer's clock"
+	case f.offsetKnown:
+		applied = "the agent applies this offset once it runs: codes are checked on the issuer's clock"
+	case !f.daemon:
+		applied = "the agent learns the offset to the issuer once it runs"
+	}
 	if f.raw.Before(f.trustedAfter) {
 		c.Status = Fail
 		now := "codes are refused as CLOCK_UNTRUSTED until the gate reaches the issuer"
@@ -231,18 +274,59 @@ func judgeClock(f clockFacts) Check {
 	if f.offsetKnown {
 		off = fmt.Sprintf("%s (%s)", describeOffset(f.offset), f.offsetFrom)
 	}
+	withRefused := func(s string) string {
+		if refused != "" {
+			s += "; " + refused
+		}
+		return s
+	}
 	if f.offsetKnown && (f.offset > ClockOffsetWarn || f.offset < -ClockOffsetWarn) {
-		c.Status = Warn
-		c.Line = fmt.Sprintf("gate clock %s: codes are checked on the corrected clock, but the gate's time sync is broken: check NTP (timedatectl timesync-status)", off)
+		big := f.offset >= ClockOffsetFail || f.offset <= -ClockOffsetFail
+		switch {
+		case f.kernelErr == nil && f.kernel.Synced:
+			// The gate keeps good time: the issuer does not, and the gate
+			// follows it, so passengers' codes (made on their phones'
+			// network time) fall outside the step window.
+			c.Facts["blame"] = "issuer"
+			c.Status = Warn
+			if big || nRefused > 0 {
+				c.Status = Fail
+			}
+			side := "ahead of"
+			if f.offset < 0 {
+				side = "behind"
+			}
+			c.Line = withRefused(fmt.Sprintf("the issuer's clock is wrong: it is %s %s the gate's, whose clock is synchronised (NTP); %s, so passengers' codes are refused as stale or from the future",
+				abs(f.offset).Round(time.Second), side, applied)) +
+				"; fix the issuer's clock (its NTP): the gates follow it within a feed round"
+		case f.kernelErr == nil:
+			c.Facts["blame"] = "gate"
+			c.Status = Warn
+			c.Line = withRefused(fmt.Sprintf("gate clock %s, and %s: %s, so codes pass for now", off, sync, applied)) +
+				"; the gate's time sync is broken: check NTP (timedatectl timesync-status)"
+		default:
+			c.Status = Warn
+			c.Line = withRefused(fmt.Sprintf("gate clock %s, and %s, so it cannot say which clock is wrong; %s", off, sync, applied)) +
+				"; check NTP on the gate (timedatectl timesync-status) and the issuer's clock"
+		}
 		return c
 	}
 	if d.n >= DriftMinScans && (d.ahead*2 >= d.n || d.behind*2 >= d.n) {
 		c.Status = Warn
+		if f.kernelErr == nil && f.kernel.Synced {
+			dir := "ahead (the phones are about a minute fast)"
+			if d.behind*2 >= d.n {
+				dir = "behind (the phones are about a minute slow)"
+			}
+			c.Line = withRefused(fmt.Sprintf("%d of the last %d codes read one step or more %s; %s and %s: nothing to fix at the gate", max(d.ahead, d.behind), d.n, dir, sync, off))
+			return c
+		}
 		if d.ahead*2 >= d.n {
 			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more ahead: the gate's clock is about a minute slow; %s; check NTP", d.ahead, d.n, off)
 		} else {
 			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more behind: the gate's clock is about a minute fast; %s; check NTP", d.behind, d.n, off)
 		}
+		c.Line = withRefused(c.Line)
 		return c
 	}
 	c.Status = Pass
@@ -250,7 +334,32 @@ func judgeClock(f clockFacts) Check {
 	if d.n > 0 {
 		c.Line += fmt.Sprintf("; of %d codes (%s) %d on time, %d ahead, %d behind", d.n, f.offsetsFrom, d.same, d.ahead, d.behind)
 	}
+	if nRefused > 0 {
+		c.Line = withRefused(c.Line)
+	}
+	if f.kernelErr == nil && !f.kernel.Synced {
+		if f.offsetKnown {
+			c.Line += "; " + sync + ", but the offset learnt from the feed keeps codes checked on the issuer's clock"
+		} else {
+			c.Status = Warn
+			c.Line += "; " + sync + " and no offset to the issuer is known, so codes are checked on a clock nobody sets: check NTP (timedatectl timesync-status) and see the feed check"
+		}
+	}
 	return c
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	return oneLine(err)
 }
 
 type drift struct{ n, ahead, behind, same int }
@@ -297,6 +406,13 @@ type cacheFacts struct {
 	diskFree  uint64
 	diskErr   error
 	fileBytes int64
+	// write: may the agent's user write the cache (standalone), or is its
+	// file system read-only (daemon).
+	write writable
+	// record is the running gate's failed write of its event log, since
+	// recordSince (nil: writes succeed).
+	record      error
+	recordSince time.Time
 }
 
 func judgeCache(f cacheFacts) Check {
@@ -309,6 +425,9 @@ func judgeCache(f cacheFacts) Check {
 	case errors.Is(f.openErr, cache.ErrCorrupt), errors.Is(f.checkErr, cache.ErrCorrupt), errors.Is(f.statsErr, cache.ErrCorrupt):
 		err := errors.Join(f.openErr, f.checkErr, f.statsErr)
 		c.Status, c.Line = Fail, fmt.Sprintf("%s is damaged (%s): %s", f.path, corruption(err), aside)
+		return c
+	case f.write.checked && f.write.err != nil && !f.write.dirOnly:
+		c.Status, c.Line = Fail, f.write.line(f.path)
 		return c
 	case f.openErr != nil:
 		c.Status, c.Line = Fail, fmt.Sprintf("%v: the agent creates it at its first start; check the directory exists and belongs to the agent's user", oneLine(f.openErr))
@@ -327,6 +446,12 @@ func judgeCache(f cacheFacts) Check {
 	if f.diskErr == nil {
 		c.Facts["disk_free_bytes"] = f.diskFree
 	}
+	if f.write.checked && f.write.user.Name != "" {
+		c.Facts["writable_by"], c.Facts["write_check"] = f.write.user.Name, string(f.write.method)
+		if f.write.note != "" {
+			c.Facts["write_check_note"] = f.write.note
+		}
+	}
 	integrity := "integrity ok"
 	switch {
 	case !f.checked:
@@ -338,13 +463,26 @@ func judgeCache(f cacheFacts) Check {
 	if f.diskErr == nil {
 		summary += fmt.Sprintf(", %s free", mib(int64(f.diskFree)))
 	}
+	dir := filepath.Dir(f.path)
 	switch {
+	case f.record != nil:
+		since := ""
+		if !f.recordSince.IsZero() {
+			since = " since " + ago(f.now, f.recordSince)
+		}
+		c.Status = Fail
+		c.Line = fmt.Sprintf("the event log cannot be written%s (%s), so every grant is refused (%s): %s", since, oneLine(f.record), summary, storageAdvice(f.record, dir))
+	case f.diskErr == nil && f.diskFree < MinDiskFree:
+		c.Status = Fail
+		c.Line = fmt.Sprintf("disk full: only %s free beside the cache (%s): the event log cannot grow, and grants stop when it must; %s", mib(int64(f.diskFree)), summary, storageAdvice(syscall.ENOSPC, dir))
 	case f.freshAt.IsZero():
 		c.Status, c.Line = Fail, fmt.Sprintf("never synced with the issuer (%s): the gate knows no valid certificate; see the feed check", summary)
 	case f.maxAge > 0 && f.now.Sub(f.freshAt) > f.maxAge:
 		c.Status = Fail
 		c.Line = fmt.Sprintf("stale: last synced %s, the feed allows %s (%s): revocations since then are not known here; see the feed check and the network path to the issuer",
 			ago(f.now, f.freshAt), f.maxAge, summary)
+	case f.write.dirOnly:
+		c.Status, c.Line = Warn, f.write.line(f.path)
 	case f.feed.Resync != nil:
 		c.Status, c.Line = Warn, fmt.Sprintf("a full sync is under way (%s): certificates it has not reached yet are refused as UNKNOWN_CERT until it ends", summary)
 	case f.diskErr == nil && f.diskFree < DiskFreeWarn:

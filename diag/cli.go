@@ -28,7 +28,12 @@ agent stopped, it opens the board, the scanner and the cache itself.
 Exit status: 0 PASS, 1 WARN, 2 FAIL (the worst check).
 
 commands:
-  (none)                 every check: config, hardware, scanner, clock, cache, feed, backlog, latency
+  (none) [--deep] [--user NAME]
+                         every check: config, service (can the gate grant?), hardware, scanner,
+                         clock, cache, feed, backlog, latency; with the agent stopped, the cache's
+                         access is checked as the agent's user NAME (default gateagent)
+  clock                  the clock check alone: which clock is wrong, the gate's or the issuer's,
+                         and how many codes were refused for it in the last hour
   scan [--timeout 30s]   wait for one code at the scanner and explain it; the relay does not move
   relay --pulse 500ms    energise the relay once and watch the passage sensor confirm it
   sensors [--seconds 10] show the passage, emergency and approach inputs live
@@ -55,6 +60,7 @@ func Command(args []string, stdout, stderr io.Writer, env Env) int {
 	fs.BoolVar(&o.json, "json", false, "print JSON")
 	if sub == "" {
 		fs.BoolVar(&o.deep, "deep", false, "run the cache's integrity check now even if the agent ran one lately")
+		fs.StringVar(&env.AgentUser, "user", env.AgentUser, "the agent's `user`, whose access to the cache is checked (default "+AgentUser+")")
 	}
 	switch sub {
 	case "scan":
@@ -108,6 +114,7 @@ var subcommands = map[string]struct {
 	run  func(*cli, context.Context) int
 }{
 	"":           {0, (*cli).report},
+	"clock":      {0, (*cli).clock},
 	"scan":       {0, (*cli).scan},
 	"relay":      {0, (*cli).relay},
 	"sensors":    {0, (*cli).sensors},
@@ -226,6 +233,23 @@ func (c *cli) report(ctx context.Context) int {
 		r.WriteText(c.stdout)
 	}
 	return r.Worst().ExitCode()
+}
+
+// clock is the clock check alone.
+func (c *cli) clock(ctx context.Context) int {
+	var ch Check
+	if c.daemon != nil {
+		if err := c.call(ctx, http.MethodGet, "/diag/clock", nil, &ch); err != nil {
+			return c.fail(err)
+		}
+	} else {
+		var err error
+		if ch, err = StandaloneClock(ctx, c.o.config, c.env); err != nil {
+			return c.fail(err)
+		}
+	}
+	c.print(&ch, func(w io.Writer) error { return ch.WriteText(w) })
+	return ch.Status.ExitCode()
 }
 
 // call asks the running agent and decodes its JSON answer into v. An

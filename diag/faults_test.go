@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/cache"
 	"gateagent/diag"
 	"gateagent/feed/feedtest"
+	"gateagent/internal/kclock"
 )
 
 // TestStandaloneFaults runs `gateagent diag --json` on a gate whose daemon
@@ -21,24 +23,43 @@ func TestStandaloneFaults(t *testing.T) {
 		fault func(*station)
 		check string   // the check that must FAIL ("" for none)
 		says  []string // what its line must say
+		// service: the gate could not grant either; the service check
+		// FAILs too, and says this.
+		service string
 	}{
-		{"healthy", nil, "", nil},
+		{"healthy", nil, "", nil, ""},
 		{"scanner port missing", func(st *station) { st.fields["PORT"] = "/dev/gate-scanner-gone" },
-			diag.NameScanner, []string{"/dev/gate-scanner-gone", "does not open", "cable"}},
+			diag.NameScanner, []string{"/dev/gate-scanner-gone", "does not open", "cable"}, ""},
 		{"relay pin missing", func(st *station) { st.fields["RELAY"] = "GPIO99" },
-			diag.NameHardware, []string{"hw.relay", "GPIO99", "pinout"}},
+			diag.NameHardware, []string{"hw.relay", "GPIO99", "pinout"}, "board does not open"},
 		{"clock in 1970", func(st *station) { st.gateNow = time.Unix(0, 0) },
-			diag.NameClock, []string{"1970-01-01", "CLOCK_UNTRUSTED", "set the time"}},
+			diag.NameClock, []string{"1970-01-01", "CLOCK_UNTRUSTED", "set the time"}, ""},
 		{"stale cache", func(st *station) { st.srv.Clock.Advance(2 * time.Hour); st.gateNow = st.srv.Clock.Now() },
-			diag.NameCache, []string{"stale", "last synced 2h0m0s ago", "network path"}},
+			diag.NameCache, []string{"stale", "last synced 2h0m0s ago", "network path"}, ""},
+		{"stale cache, refused", func(st *station) {
+			st.srv.Clock.Advance(2 * time.Hour)
+			st.gateNow = st.srv.Clock.Now()
+			st.fields["REFUSE"] = "true"
+		}, diag.NameCache, []string{"stale", "last synced 2h0m0s ago"}, "refuse_when_stale is set"},
+		{"never synced", func(st *station) {
+			// The agent ran, but never reached the issuer.
+			os.Remove(st.cache)
+			c, err := cache.Open(st.cache, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}, diag.NameCache, []string{"never synced", "see the feed check"}, "waiting for the first key sync"},
+		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
+			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache"},
 		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
-			diag.NameCache, []string{"damaged", "move", "aside", "resyncs"}},
+			diag.NameCache, []string{"damaged", "move", "aside", "resyncs"}, ""},
 		{"issuer down", func(st *station) { st.srv.Stop() },
-			diag.NameFeed, []string{"unreachable", "network"}},
+			diag.NameFeed, []string{"unreachable", "network"}, ""},
 		{"bad feed signature", func(st *station) {
 			// The issuer's key ID with another key: every signature fails.
 			st.fields["KEY"] = feedtest.Signer(t, "test-1", 2).Public().String()
-		}, diag.NameFeed, []string{"signature", "trusted_keys", "issuer pubkey"}},
+		}, diag.NameFeed, []string{"signature", "trusted_keys", "issuer pubkey"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,14 +71,14 @@ func TestStandaloneFaults(t *testing.T) {
 			if r.Mode != "standalone" || r.Gate != "DIAG-1" {
 				t.Errorf("report mode %q gate %q", r.Mode, r.Gate)
 			}
-			names := []string{diag.NameConfig, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency}
+			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency}
 			if len(r.Checks) != len(names) {
 				t.Fatalf("%d checks, want %d:\n%s", len(r.Checks), len(names), describe(r))
 			}
 			for i, c := range r.Checks {
 				want := diag.Pass
 				switch {
-				case c.Name == tc.check:
+				case c.Name == tc.check, c.Name == diag.NameService && tc.service != "":
 					want = diag.Fail
 				case c.Name == diag.NameLatency:
 					want = diag.Skip
@@ -71,6 +92,9 @@ func TestStandaloneFaults(t *testing.T) {
 				if c.Line == "" {
 					t.Errorf("%s has no line", c.Name)
 				}
+			}
+			if c, _ := r.Find(diag.NameService); tc.service != "" && !strings.Contains(c.Line, tc.service) {
+				t.Errorf("service line does not say %q: %s", tc.service, c.Line)
 			}
 			if c, ok := r.Find(tc.check); ok {
 				for _, w := range tc.says {
@@ -103,10 +127,10 @@ func TestTextReport(t *testing.T) {
 		t.Errorf("exit status %d, want 2", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 10 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[9] != "result: FAIL" {
+	if len(lines) != 11 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[10] != "result: FAIL" {
 		t.Fatalf("report:\n%s", out)
 	}
-	for _, want := range []string{"PASS  config", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency"} {
+	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report has no line %q:\n%s", want, out)
 		}
@@ -127,6 +151,7 @@ func TestWarnings(t *testing.T) {
 	// A gate clock 5 minutes slow: codes are checked on the corrected
 	// clock, but time sync is broken.
 	st.gateNow = st.srv.Clock.Now().Add(-5 * time.Minute)
+	st.kernel = kclock.State{MaxError: 16 * time.Second, Unsync: true}
 	code, r, _ = st.report()
 	c, _ = r.Find(diag.NameClock)
 	if code != 1 || c.Status != diag.Warn || !strings.Contains(c.Line, "5m0s behind") || !strings.Contains(c.Line, "NTP") {

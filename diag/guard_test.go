@@ -10,6 +10,7 @@ import (
 	"gateagent/diag"
 	"gateagent/hw/hwtest"
 	"gateagent/internal/instance"
+	"gateagent/internal/kclock"
 )
 
 // TestAgentRunningWithoutSocket: an agent holds the cache but its control
@@ -67,6 +68,7 @@ func TestAgentStartingHoldsTheGate(t *testing.T) {
 // judges it), and only its clock is flagged.
 func TestFreshnessOnTheRawClock(t *testing.T) {
 	st := newSkewedStation(t, -40*time.Minute)
+	st.kernel = kclock.State{MaxError: 16 * time.Second, Unsync: true} // the gate is the wrong one
 	st.srv.Clock.Advance(10 * time.Minute)
 	st.gateNow = st.gateNow.Add(10 * time.Minute)
 	code, r, _ := st.report()

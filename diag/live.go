@@ -16,7 +16,9 @@ import (
 	"gateagent/config"
 	"gateagent/control"
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/hw"
+	"gateagent/internal/kclock"
 	"gateagent/internal/version"
 	"gateagent/keysync"
 	"gateagent/metrics"
@@ -25,7 +27,7 @@ import (
 )
 
 // Live is a running agent's parts, as its control socket shows them to
-// diag. Every field but Scanner is required.
+// diag. Every field but Scanner and ClockState is required.
 type Live struct {
 	Config   *config.Config
 	Board    *hw.Board
@@ -36,6 +38,12 @@ type Live struct {
 	Metrics  *metrics.Metrics
 	// Scanner reports the serial scanner's counters (false: images).
 	Scanner func() (scanner.Stats, bool)
+	// Ready is the agent's verdict: can the gate grant (what /healthz
+	// serves).
+	Ready func() health.Readiness
+	// ClockState says whether the kernel clock is synchronised; default
+	// kclock.Read.
+	ClockState kclock.Reader
 	// Now is the gate's raw clock.
 	Now          func() time.Time
 	TrustedAfter time.Time
@@ -73,6 +81,11 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
 	r.Add(judgeConfig("the running agent's config", cfg, nil))
+	var ready health.Readiness
+	if l.Ready != nil {
+		ready = l.Ready()
+		r.Add(judgeService(ready, true, l.Cache.Path(), nil))
+	}
 	r.Add(judgeHardware(cfg.HW.Kind, l.Board, nil, l.Gate.Status().State))
 	st, serial := scanner.Stats{}, false
 	if l.Scanner != nil {
@@ -83,15 +96,7 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	now := raw.Add(fst.Offset)
 	r.Add(judgeScannerLive(cfg, st, serial, now))
 
-	d := l.Metrics.Drift()
-	var offsets []int64
-	for off, n := range d.Counts {
-		for range n {
-			offsets = append(offsets, off)
-		}
-	}
-	r.Add(judgeClock(clockFacts{raw: raw, trustedAfter: l.TrustedAfter, offset: fst.Offset, offsetKnown: fst.OffsetOK,
-		offsetFrom: "learnt by the agent", offsets: offsets, offsetsFrom: "scanned since the agent started"}))
+	r.Add(judgeClock(l.clockFacts(raw, fst)))
 
 	// The last sync is stamped on the raw clock, as keysync judges it.
 	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
@@ -105,6 +110,12 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 		cf.statsErr = ferr
 	}
 	cf.diskFree, cf.diskErr = diskFree(l.Cache.Path())
+	if p, ok := ready.Find(health.NotRecording); ok {
+		cf.record, cf.recordSince = p.Err, p.Since
+	}
+	if p, ok := ready.Find(health.CacheNotWritable); ok && cf.record == nil {
+		cf.record = p.Err // its file system is read-only: nothing can be written
+	}
 	r.Add(judgeCache(cf))
 
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -117,12 +128,40 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	return r
 }
 
+// clockFacts gathers the clock check's facts from the running agent: its
+// learnt offset (applied to every code), the step offsets and the clock
+// refusals its metrics counted, and the kernel clock's state.
+func (l *Live) clockFacts(raw time.Time, fst keysync.Status) clockFacts {
+	d := l.Metrics.Drift()
+	var offsets []int64
+	for off, n := range d.Counts {
+		for range n {
+			offsets = append(offsets, off)
+		}
+	}
+	f := clockFacts{raw: raw, trustedAfter: l.TrustedAfter, offset: fst.Offset, offsetKnown: fst.OffsetOK, daemon: true,
+		offsetFrom: "learnt by the agent", offsets: offsets, offsetsFrom: "scanned since the agent started",
+		refusals: l.Metrics.ClockRefusals(), refusalsKnown: true, refusalsFrom: "counted by the agent"}
+	read := l.ClockState
+	if read == nil {
+		read = kclock.Read
+	}
+	f.kernel, f.kernelErr = read()
+	return f
+}
+
+// Clock is the clock check alone (gateagent diag clock).
+func (l *Live) Clock() Check {
+	return judgeClock(l.clockFacts(l.Now(), l.Feed.Status()))
+}
+
 // maxTokenBody bounds a token sent to /diag/token.
 const maxTokenBody = 4096
 
 // Handler serves diag's requests on the control socket:
 //
 //	GET  /diag                       every check (Report)
+//	GET  /diag/clock                 the clock check alone (Check)
 //	GET  /diag/latency               per-stage latency ([]metrics.StageLatency)
 //	GET  /diag/sensors?seconds=N     the inputs, one JSON Reading per line, for N s
 //	POST /diag/token?source=S        explain the token in the body (TokenReport)
@@ -135,6 +174,10 @@ func (l *Live) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /diag", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.Report(r.Context(), r.URL.Query().Get("deep") == "1"))
+	})
+	mux.HandleFunc("GET /diag/clock", func(w http.ResponseWriter, r *http.Request) {
+		c := l.Clock()
+		writeJSON(w, &c)
 	})
 	mux.HandleFunc("GET /diag/latency", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.Metrics.Latency())

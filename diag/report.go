@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -112,6 +114,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "%-4s  %-10s %s\n", c.Status, c.Name, c.Line)
 	}
 	fmt.Fprintf(&b, "result: %s\n", r.Worst())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteText prints one check for a person: its line, then its facts, one
+// per line, by name.
+func (c Check) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-4s  %-10s %s\n", c.Status, c.Name, c.Line)
+	for _, k := range slices.Sorted(maps.Keys(c.Facts)) {
+		fmt.Fprintf(&b, "      %-28s %v\n", k+":", c.Facts[k])
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

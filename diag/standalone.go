@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/health"
 	"gateagent/hw"
 	"gateagent/hw/gpiohw"
+	"gateagent/internal/kclock"
 	"gateagent/internal/version"
 	"gateagent/keysync"
+	"gateagent/metrics"
 	"gateagent/scanner"
+	"gateagent/verify"
 )
 
 // Env is how diag reaches the gate's world when it works on its own (the
@@ -30,6 +36,12 @@ type Env struct {
 	TrustedAfter time.Time
 	// FeedTimeout bounds the round trip to the issuer; default 10 s.
 	FeedTimeout time.Duration
+	// ClockState says whether the kernel clock is synchronised; default
+	// kclock.Read (adjtimex).
+	ClockState kclock.Reader
+	// AgentUser is the user the agent runs as, whose access to the cache
+	// diag checks; default AgentUser (configs/gateagent.service's User=).
+	AgentUser string
 }
 
 func (e Env) withDefaults() Env {
@@ -50,6 +62,12 @@ func (e Env) withDefaults() Env {
 	if e.FeedTimeout <= 0 {
 		e.FeedTimeout = 10 * time.Second
 	}
+	if e.ClockState == nil {
+		e.ClockState = kclock.Read
+	}
+	if e.AgentUser == "" {
+		e.AgentUser = AgentUser
+	}
 	return e
 }
 
@@ -63,7 +81,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	cfg, err := config.Load(path)
 	r.Add(judgeConfig(path, cfg, err))
 	if err != nil {
-		for _, n := range []string{NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: the config does not load"})
 		}
 		return r
@@ -72,7 +90,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	release, err := standalone(cfg)
 	if err != nil {
 		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
-		for _, n := range []string{NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: an agent holds the gate"})
 		}
 		return r
@@ -81,9 +99,12 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 
 	b, err := env.OpenBoard(cfg)
 	r.Add(judgeHardware(cfg.HW.Kind, b, err, ""))
+	var inputs inputLevels
 	if b != nil {
+		inputs = readInputs(b)
 		b.Close()
 	}
+	boardFault := standaloneFault(err, inputs)
 	r.Add(judgeScannerPort(cfg, probeScanner(cfg)))
 
 	raw := env.Now()
@@ -101,8 +122,10 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		backlog   cache.Backlog
 		feedState cache.FeedState
 		feedErr   error
+		logRead   bool
 	)
 	backlogErr := errors.New("the cache file cannot be opened")
+	cf.write = checkWritable(cfg.Gate.Cache, env.AgentUser)
 	c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
 	cf.openErr = err
 	if err == nil {
@@ -116,14 +139,11 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 			cf.statsErr = feedErr
 		}
 		backlog, backlogErr = c.Backlog()
-		// The newest decisions, as many as the running agent keeps.
-		events, _ = c.Events(max(backlog.LastSeq, driftScans)-driftScans, driftScans)
+		events, logRead = newestEvents(c, backlog)
 	}
 	cf.diskFree, cf.diskErr = diskFree(cfg.Gate.Cache)
 
-	cl := clockFacts{raw: raw, trustedAfter: env.TrustedAfter, offset: probe.Offset, offsetKnown: probeErr == nil && probe.OffsetOK,
-		offsetFrom: "asked the issuer now", offsets: authenticOffsets(events), offsetsFrom: "the newest in the event log not yet uploaded"}
-	r.Add(judgeClock(cl))
+	r.Add(judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env)))
 	r.Add(judgeCache(cf))
 	ff := feedFacts{url: cfg.Feed.URL, probe: probe, err: probeErr}
 	if cf.openErr == nil && feedErr == nil {
@@ -132,7 +152,100 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	r.Add(judgeFeed(ff))
 	r.Add(judgeBacklog(backlog, backlogErr, now, ""))
 	r.Add(Check{Name: NameLatency, Status: Skip, Line: "no figures: the agent keeps them in memory while it runs, and it is not running"})
+
+	// What the agent would find if it started now: the same verdict the
+	// running agent serves on /healthz, from what diag found.
+	parts := health.Parts{Gate: boardFault, Now: now, TrustedAfter: env.TrustedAfter}
+	if cf.write.fatal() {
+		parts.Cache = cf.write.err
+	}
+	switch {
+	case cf.openErr == nil && feedErr == nil:
+		parts.Feed = feedStatusOf(feedState, raw, cfg.Feed.RefuseWhenStale)
+	case errors.Is(cf.openErr, fs.ErrNotExist):
+		parts.Feed = &keysync.Status{} // no cache yet: never synced
+	}
+	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write))
 	return r
+}
+
+// feedStatusOf is what the agent would start from: the feed's state as
+// the cache file holds it, judged on the gate's raw clock as keysync
+// judges staleness.
+func feedStatusOf(fs cache.FeedState, raw time.Time, refuse bool) *keysync.Status {
+	st := &keysync.Status{FreshAt: fs.SyncedAt, MaxAge: fs.MaxAge, Head: fs.Cursor}
+	st.Stale = fs.SyncedAt.IsZero() || fs.MaxAge <= 0 || raw.Sub(fs.SyncedAt) > fs.MaxAge
+	st.Refusing = st.Stale && refuse
+	return st
+}
+
+// clockEvents is how many of the newest events standalone diag reads for
+// the clock: the last hour's refusals of a busy gate, and the newest
+// driftScans for the drift.
+const clockEvents = 4096
+
+// newestEvents reads the newest events of the log not yet uploaded; false
+// when it cannot be read.
+func newestEvents(c *cache.Cache, b cache.Backlog) ([]cache.Event, bool) {
+	ev, err := c.Events(max(b.LastSeq, clockEvents)-clockEvents, clockEvents)
+	return ev, err == nil
+}
+
+// standaloneClock gathers the clock check's facts with the agent stopped:
+// the offset asked of the issuer now, the step offsets and the clock
+// refusals of the event log (what is not yet uploaded), the kernel
+// clock's state.
+func standaloneClock(raw, now time.Time, probe keysync.Probe, probeErr error, events []cache.Event, logRead bool, env Env) clockFacts {
+	drift := events[max(0, len(events)-driftScans):]
+	f := clockFacts{raw: raw, trustedAfter: env.TrustedAfter, offset: probe.Offset, offsetKnown: probeErr == nil && probe.OffsetOK,
+		offsetFrom: "asked the issuer now", offsets: authenticOffsets(drift), offsetsFrom: "the newest in the event log not yet uploaded",
+		refusals: clockRefusals(events, now), refusalsKnown: logRead, refusalsFrom: "from the event log not yet uploaded"}
+	f.kernel, f.kernelErr = env.ClockState()
+	return f
+}
+
+// clockRefusals counts the decisions of the last hour refused for the
+// clock. Events are stamped on the agent's corrected clock; now is the
+// gate's clock corrected by the issuer's offset, when known.
+func clockRefusals(events []cache.Event, now time.Time) metrics.ClockRefusals {
+	var c metrics.ClockRefusals
+	for _, e := range events {
+		if e.Kind != cache.EventDecision || now.Sub(e.Time) > time.Hour || e.Time.After(now.Add(time.Minute)) {
+			continue
+		}
+		switch e.Reason {
+		case verify.CodeStale:
+			c.Stale++
+		case verify.CodeFromFuture:
+			c.Future++
+		}
+	}
+	return c
+}
+
+// StandaloneClock is gateagent diag clock with the agent stopped: the
+// clock check alone, without the board or the scanner.
+func StandaloneClock(ctx context.Context, path string, env Env) (Check, error) {
+	env = env.withDefaults()
+	cfg, err := config.Load(path)
+	if err != nil {
+		return Check{}, err
+	}
+	raw := env.Now()
+	probe, probeErr := probeFeed(ctx, cfg, env)
+	now := raw
+	if probeErr == nil && probe.OffsetOK {
+		now = raw.Add(probe.Offset)
+	}
+	var events []cache.Event
+	var logRead bool
+	if c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
+		if b, err := c.Backlog(); err == nil {
+			events, logRead = newestEvents(c, b)
+		}
+		c.Close()
+	}
+	return judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env)), nil
 }
 
 // probeScanner opens the scanner's port once (or looks at the camera's

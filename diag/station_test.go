@@ -20,6 +20,7 @@ import (
 	"gateagent/hw"
 	"gateagent/hw/gpiohw"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/kclock"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -41,7 +42,13 @@ type station struct {
 	pins    *hwtest.Board
 	certs   []verify.Cert
 	gateNow time.Time
-	fields  map[string]string // config text substitutions
+	// kernel is what the gate's kernel says of its clock: synchronised
+	// unless a test says otherwise.
+	kernel kclock.State
+	// agentUser is whom diag checks the cache's access as ("": the
+	// default, gateagent, or diag's own user where there is none).
+	agentUser string
+	fields    map[string]string // config text substitutions
 }
 
 var trustedAfter = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -52,7 +59,7 @@ func newStation(t *testing.T) *station { return newSkewedStation(t, 0) }
 // from the start (its cache synced on that clock).
 func newSkewedStation(t *testing.T, skew time.Duration) *station {
 	t.Helper()
-	st := &station{t: t, dir: t.TempDir(), pins: hwtest.NewBoard()}
+	st := &station{t: t, dir: t.TempDir(), pins: hwtest.NewBoard(), kernel: kclock.State{Synced: true, MaxError: 20 * time.Millisecond}}
 	st.signer = feedtest.Signer(t, "test-1", 1)
 	st.srv = issuertest.Start(t, issuer.Options{Signer: st.signer})
 	st.gateNow = st.srv.Clock.Now().Add(skew)
@@ -150,6 +157,8 @@ func (st *station) env() diag.Env {
 		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return gpiohw.OpenPins(cfg.Pins(), st.pins.Lookup) },
 		TrustedAfter: trustedAfter,
 		FeedTimeout:  5 * time.Second,
+		ClockState:   func() (kclock.State, error) { return st.kernel, nil },
+		AgentUser:    st.agentUser,
 	}
 }
 

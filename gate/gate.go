@@ -154,6 +154,15 @@ type Controller struct {
 	// refused (a watched input died).
 	fault     string
 	lastFault time.Time // when a fault decision was last logged as an error
+	// recErr is the last failed write of the event log, nil once a write
+	// succeeds: while writes fail no grant can be recorded, so none is
+	// made. recProbe tries a small write (the outage's own alarm event)
+	// every RecordProbe, so that the gate recovers by itself even when
+	// nobody scans.
+	recErr   error
+	recSince time.Time
+	recLost  int // events not recorded since recSince
+	recProbe clockwork.Timer
 	// passage is the passage sensor's last level: only a change counts.
 	passage bool
 	// test is the technician's test under way (state testing).
@@ -237,6 +246,7 @@ func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 			c.endTest(fmt.Errorf("%w: the gate controller stopped", ErrInterrupted))
 		}
 		stop(&c.relayRetry)
+		stop(&c.recProbe)
 		if err := b.Safe(); err != nil {
 			c.log.Error("could not lock the gate at shutdown", "err", err)
 		}
@@ -299,6 +309,9 @@ func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 		case <-timerC(c.relayRetry):
 			c.relayRetry = nil
 			c.driveRelay()
+		case <-timerC(c.recProbe):
+			c.recProbe = nil
+			c.probeRecord()
 		case name := <-dead:
 			c.onInputDead(name)
 		case reply := <-c.ping:
@@ -406,7 +419,7 @@ func (c *Controller) onScan(s Scan) {
 	// Grant: durable record first, then the relay. The stages are real
 	// latencies: timed on the monotonic clock, not on c.clock.
 	mark := time.Now()
-	_, err = c.cfg.Log.AppendEvent(ev)
+	err = c.append(ev)
 	st.Record = time.Since(mark)
 	if err != nil {
 		c.log.Error("grant not recorded, so the gate stays shut: the event log cannot be written; check the disk and run gateagent diag", "cert", d.CertID, "err", err)
@@ -470,7 +483,9 @@ func (c *Controller) onPassage(active bool) {
 	switch {
 	case c.state == granted && active:
 		ev := cache.Event{Time: c.cfg.Now(), Kind: cache.EventPassage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}
-		if _, err := c.cfg.Log.RecordPassage(c.grant.CertID, c.cfg.Direction, ev); err != nil {
+		_, err := c.cfg.Log.RecordPassage(c.grant.CertID, c.cfg.Direction, ev)
+		c.wrote(err)
+		if err != nil {
 			c.log.Error("passage not recorded: anti-passback will not know this passenger; check the disk and run gateagent diag", "cert", c.grant.CertID, "err", err)
 		}
 		c.state = passing
@@ -564,6 +579,7 @@ func (c *Controller) driveRelay() error {
 	if err != nil {
 		if !c.relayFault {
 			c.relayFault = true
+			c.setStatus(func(s *Status) { s.RelayFault = true })
 			c.log.Error("relay output failed: retrying every second; check the relay wiring and run gateagent diag", "on", on, "err", err)
 			c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: truncate("relay output failed: " + err.Error())})
 		}
@@ -575,6 +591,7 @@ func (c *Controller) driveRelay() error {
 	}
 	if c.relayFault {
 		c.relayFault = false
+		c.setStatus(func(s *Status) { s.RelayFault = false })
 		c.log.Warn("relay output works again", "on", on)
 		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "relay output works again"})
 	}
@@ -592,6 +609,7 @@ func (c *Controller) onInputDead(name string) {
 	}
 	if name == c.cfg.Board.Passage.Name() && c.fault == "" {
 		c.fault = "the passage sensor cannot be read"
+		c.setStatus(func(s *Status) { s.Fault = c.fault })
 		c.lock()
 	}
 }
@@ -674,9 +692,76 @@ func (c *Controller) record(e cache.Event) {
 	if e.Time.IsZero() {
 		e.Time = c.cfg.Now()
 	}
-	if _, err := c.cfg.Log.AppendEvent(e); err != nil {
+	if err := c.append(e); err != nil {
 		c.log.Error("event not recorded: check the disk and run gateagent diag", "kind", e.Kind.String(), "err", err)
 	}
+}
+
+// RecordProbe is how often a gate whose event log cannot be written tries
+// again, with the outage's alarm event, when nothing else writes.
+const RecordProbe = 2 * time.Second
+
+// append writes one event and keeps the record fault.
+func (c *Controller) append(e cache.Event) error {
+	_, err := c.cfg.Log.AppendEvent(e)
+	c.wrote(err)
+	return err
+}
+
+// wrote keeps the record fault after a write of the event log: a failure
+// sets it (the gate refuses grants it cannot record), a success clears it.
+func (c *Controller) wrote(err error) {
+	if err == nil {
+		if c.recErr != nil {
+			c.recordWorks(false)
+		}
+		return
+	}
+	c.recLost++
+	if c.recErr == nil {
+		c.recSince = c.clock.Now()
+		c.log.Error("the event log cannot be written: grants are refused until it can, and it is tried again every few seconds; check the disk and run gateagent diag", "err", err)
+		c.recProbe = c.clock.NewTimer(RecordProbe)
+	}
+	c.recErr = err
+	c.setStatus(func(s *Status) {
+		s.RecordFault, s.RecordErr, s.RecordFaultSince = truncate(err.Error()), err, c.recSince
+	})
+}
+
+// recordWorks clears the record fault: the event log took a write again.
+// Unless the write was the probe's own outage event, that event follows.
+func (c *Controller) recordWorks(probed bool) {
+	stop(&c.recProbe)
+	outage := c.outageEvent()
+	lost := c.recLost
+	c.recErr, c.recLost = nil, 0
+	c.setStatus(func(s *Status) { s.RecordFault, s.RecordErr, s.RecordFaultSince = "", nil, time.Time{} })
+	c.log.Warn("the event log can be written again: the gate grants again", "after", c.clock.Since(c.recSince).Round(time.Millisecond), "not_recorded", lost)
+	if !probed {
+		c.record(outage)
+	}
+}
+
+// outageEvent is the alarm that records a stretch of failed writes.
+func (c *Controller) outageEvent() cache.Event {
+	return cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: truncate(fmt.Sprintf(
+		"event log could not be written from %s for %s: %d events not recorded, grants refused meanwhile",
+		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), c.recLost))}
+}
+
+// probeRecord tries the outage's alarm event: the smallest write that is
+// worth keeping. It succeeds once the disk takes writes again.
+func (c *Controller) probeRecord() {
+	e := c.outageEvent()
+	e.Time = c.cfg.Now()
+	if _, err := c.cfg.Log.AppendEvent(e); err != nil {
+		c.recErr = err
+		c.setStatus(func(s *Status) { s.RecordFault, s.RecordErr = truncate(err.Error()), err })
+		c.recProbe = c.clock.NewTimer(RecordProbe)
+		return
+	}
+	c.recordWorks(true)
 }
 
 // truncate cuts s to what an event's detail holds, on a character boundary.

@@ -3,8 +3,10 @@ package gate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -472,6 +474,65 @@ func TestGrantNotRecordedKeepsTheGateShut(t *testing.T) {
 	r.want(gate.Granted)
 }
 
+// TestRecordFaultClearsByItself: a gate whose event log cannot be written
+// reports it (gate.Status) from the first unrecorded grant, and once the
+// disk takes writes again it recovers with nobody scanning: its probe
+// writes the outage's alarm event.
+func TestRecordFaultClearsByItself(t *testing.T) {
+	r := newRig(t, gate.Timing{})
+	full := fmt.Errorf("write cache.db: %w", syscall.ENOSPC)
+	r.log.setFail(full)
+	r.scan(r.token(0, verify.StepOf(now0)))
+	if o := r.want(gate.Denied); o.Err == nil {
+		t.Fatal("an unrecorded grant was not refused with its error")
+	}
+	st := r.ctrl.Status()
+	if st.RecordFault == "" || !errors.Is(st.RecordErr, syscall.ENOSPC) || !st.RecordFaultSince.Equal(now0) {
+		t.Fatalf("status after the failed write: %q %v %v", st.RecordFault, st.RecordErr, st.RecordFaultSince)
+	}
+	// Still failing: the probe keeps the fault.
+	r.clock.Advance(gate.RecordProbe)
+	_ = r.ctrl.Ping(time.Second)
+	if st := r.ctrl.Status(); st.RecordFault == "" {
+		t.Fatal("record fault cleared while writes still fail")
+	}
+	r.log.setFail(nil)
+	r.eventually("the record fault cleared with nobody scanning", func() bool { return r.ctrl.Status().RecordFault == "" })
+	var outage []string
+	for _, e := range r.events() {
+		if e.Kind == cache.EventAlarm {
+			outage = append(outage, e.Detail)
+		}
+	}
+	if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 events not recorded") {
+		t.Fatalf("alarm events %q, want the one outage", outage)
+	}
+	r.scan(r.token(0, verify.StepOf(now0)))
+	r.want(gate.Granted)
+}
+
+// TestRecordFaultClearsOnTheNextWrite: a write that succeeds clears the
+// fault at once, and the outage is recorded after it.
+func TestRecordFaultClearsOnTheNextWrite(t *testing.T) {
+	r := newRig(t, gate.Timing{})
+	r.log.setFail(errors.New("EIO"))
+	r.scan(r.token(1, verify.StepOf(now0)-5)) // stale: a denial whose record fails
+	r.want(gate.Denied)
+	if r.ctrl.Status().RecordFault == "" {
+		t.Fatal("a failed denial record did not set the record fault")
+	}
+	r.log.setFail(nil)
+	r.scan(r.token(0, verify.StepOf(now0)))
+	r.want(gate.Granted)
+	if st := r.ctrl.Status(); st.RecordFault != "" || st.RecordErr != nil || !st.RecordFaultSince.IsZero() {
+		t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
+	}
+	ev := r.events()
+	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != cache.EventAlarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
+		t.Fatalf("events %+v, want the grant then the outage", ev)
+	}
+}
+
 func TestShutdownDuringGrantLocks(t *testing.T) {
 	r := newRig(t, gate.Timing{})
 	r.scan(r.token(0, verify.StepOf(now0)))
@@ -589,7 +650,13 @@ func TestFailedLockIsRetriedUntilLocked(t *testing.T) {
 	if r.pins.Pins[hwtest.Relay].Level() != unlocked {
 		t.Fatal("the injected failure did not happen")
 	}
+	if !r.ctrl.Status().RelayFault {
+		t.Error("the relay's failure is not in the gate's status")
+	}
 	r.eventually("relay locked after the failures", func() bool { return r.pins.Pins[hwtest.Relay].Level() == locked })
+	if r.ctrl.Status().RelayFault {
+		t.Error("the relay fault stayed in the status after the relay worked again")
+	}
 	if n := r.alarms(); n != 2 {
 		t.Fatalf("%d alarm events, want 2 (failed, works again)", n)
 	}
@@ -684,6 +751,9 @@ func TestDeadPassageSensorTakesTheGateOutOfService(t *testing.T) {
 	r.scan(r.token(0, verify.StepOf(now0)))
 	if o := r.want(gate.Denied); o.Err == nil || !strings.Contains(o.Err.Error(), "passage sensor") {
 		t.Fatalf("outcome %+v, want out of service", o)
+	}
+	if f := r.ctrl.Status().Fault; !strings.Contains(f, "passage sensor") {
+		t.Fatalf("status fault %q, want the passage sensor", f)
 	}
 	if got := levels(r); got != "L" {
 		t.Fatalf("relay went %s", got)

@@ -79,6 +79,21 @@ type Status struct {
 	// ScanWaiter: a technician waits in NextScan: the next scan is theirs,
 	// not checked.
 	ScanWaiter bool `json:"scan_waiter,omitempty"`
+
+	// Fault says why the gate is out of service (an input it needs
+	// cannot be read): every scan is refused until the agent restarts.
+	Fault string `json:"fault,omitempty"`
+	// RelayFault: the relay output failed and is driven again every
+	// second; a grant while it fails turns the passenger away.
+	RelayFault bool `json:"relay_fault,omitempty"`
+	// RecordFault is the last failed write of the event log, from
+	// RecordFaultSince on, while writes fail: a grant that cannot be
+	// recorded is refused. It clears at the next write that succeeds (the
+	// controller tries one every RecordProbe). RecordErr is the same
+	// error, for errors.Is.
+	RecordFault      string    `json:"record_fault,omitempty"`
+	RecordFaultSince time.Time `json:"record_fault_since,omitzero"`
+	RecordErr        error     `json:"-"`
 }
 
 // Status returns a copy of the controller's state.

@@ -49,6 +49,12 @@ type Config struct {
 	// past the feed's maximum age, so the gate sends passengers to the
 	// manual channel instead of trusting an old cache.
 	RefuseWhenStale bool
+	// StaleRetry replaces the growing backoff while the gate cannot grant
+	// for want of a fresh cache (stale with RefuseWhenStale, or never
+	// synced): a failed round is retried after a jittered wait in
+	// [StaleRetry/2, StaleRetry], so the gate grants again within seconds
+	// of the issuer's return. Default 5 s.
+	StaleRetry time.Duration
 	// HTTP is the client for the issuer; default a client with a 30 s
 	// timeout. Build one with TLS settings with NewHTTPClient.
 	HTTP *http.Client
@@ -92,6 +98,14 @@ type Client struct {
 	failures   int
 	uploaded   uint64
 	alarmState bool // the last stale state written as an event
+
+	// alarmMu makes each staleness check, its log line and its event one
+	// step, so that transitions are recorded in the order they happen.
+	alarmMu sync.Mutex
+	// synced is signalled when a round has moved freshAt: the staleness
+	// timer starts over. wake is signalled when the cache turns stale
+	// while Run waits out a backoff: it retries at once.
+	synced, wake chan struct{}
 }
 
 // New checks cfg and returns a client resumed from the cache's state.
@@ -139,6 +153,9 @@ func newClient(cfg Config) (*Client, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(5*time.Minute, cfg.MinBackoff)
 	}
+	if cfg.StaleRetry <= 0 {
+		cfg.StaleRetry = 5 * time.Second
+	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -154,13 +171,24 @@ func newClient(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, base: u, log: cfg.Logger}, nil
+	return &Client{cfg: cfg, base: u, log: cfg.Logger, synced: make(chan struct{}, 1), wake: make(chan struct{}, 1)}, nil
 }
 
 // Run polls until ctx ends: sync, upload, then wait the interval, or a
-// growing, jittered backoff after a failure. It returns ctx's error.
+// growing, jittered backoff after a failure. While the gate cannot grant
+// for want of a fresh cache (stale with RefuseWhenStale, or never synced)
+// a failure is retried after StaleRetry instead. The staleness alarm has a
+// timer of its own, set for the moment the cache passes the feed's
+// maximum age: it does not wait for the next round. Run returns ctx's
+// error.
 func (c *Client) Run(ctx context.Context) error {
-	for {
+	var wg sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer func() {
+		stopWatch()
+		wg.Wait()
+	}()
+	for round := 0; ; round++ {
 		_, err := c.Sync(ctx)
 		if err == nil {
 			_, err = c.Upload(ctx)
@@ -168,12 +196,24 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if round == 0 {
+			// The first round judged the cache as the agent found it;
+			// from now on the timer watches it.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.watchStale(wctx)
+			}()
+		}
 		pause := c.cfg.Interval
 		c.mu.Lock()
 		if err != nil {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
 			pause = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
+			if c.starved(c.cfg.Now()) {
+				pause = backoff(c.cfg.StaleRetry/2, c.cfg.StaleRetry, 2)
+			}
 		} else {
 			c.failures, c.lastErr = 0, nil
 		}
@@ -182,10 +222,25 @@ func (c *Client) Run(ctx context.Context) error {
 		if err != nil {
 			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", pause.Round(time.Millisecond))
 		}
-		if err := c.cfg.Sleep(ctx, pause); err != nil {
+		if err := c.pause(ctx, pause); err != nil {
 			return err
 		}
 	}
+}
+
+// pause waits d, or less when the cache turns stale meanwhile (wake).
+func (c *Client) pause(ctx context.Context, d time.Duration) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.wake:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	_ = c.cfg.Sleep(sctx, d)
+	return ctx.Err()
 }
 
 // backoff is the wait after n consecutive failures: uniformly random in
@@ -225,7 +280,18 @@ type Result struct {
 func (c *Client) Sync(ctx context.Context) (Result, error) {
 	var res Result
 	defer c.checkStale()
-	head, err := c.fetchHead(ctx)
+	hctx := ctx
+	c.mu.Lock()
+	starved := c.starved(c.cfg.Now())
+	c.mu.Unlock()
+	if starved {
+		// Every second counts: a head that hangs is given up on in time
+		// for the next retry.
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, c.cfg.StaleRetry)
+		defer cancel()
+	}
+	head, err := c.fetchHead(hctx)
 	if err != nil {
 		return res, err
 	}
@@ -268,6 +334,10 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 	c.mu.Lock()
 	c.freshAt, c.maxAge, c.head = now, head.MaxAge, head.Next
 	c.mu.Unlock()
+	select {
+	case c.synced <- struct{}{}:
+	default:
+	}
 	if res.Documents > 0 {
 		c.log.Info("key feed synced", "cursor", res.Cursor, "head", res.Head, "upserts", res.Upserts, "revokes", res.Revokes, "resync", res.Resynced)
 	}

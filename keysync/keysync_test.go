@@ -457,9 +457,11 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestBackoffRun: a gate with a fresh cache backs off from an issuer that
+// does not answer, up to MaxBackoff, and polls at the interval once it
+// answers again.
 func TestBackoffRun(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{})
-	s.Stop()
 	var waits []time.Duration
 	ctx, cancel := context.WithCancel(context.Background())
 	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
@@ -475,6 +477,8 @@ func TestBackoffRun(t *testing.T) {
 			return ctx.Err()
 		}
 	})
+	g.sync(t) // fresh: the gate grants meanwhile, so there is no hurry
+	s.Stop()
 	if err := g.Run(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/keysync"
 	"gateagent/scanner"
 )
@@ -14,7 +15,9 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 
 // The metrics read from Sources at scrape time.
 var (
-	descUp        = newDesc("up", "1 when the gate controller's loop answers (what /healthz reports), 0 when it does not.")
+	descUp        = newDesc("up", "1 when the gate controller's loop answers, 0 when it does not (the watchdog restarts the agent).")
+	descReady     = newDesc("ready", "1 when the gate can grant a valid code (what /healthz reports), 0 when every code is refused: gateagent_not_ready says why.")
+	descNotReady  = newDesc("not_ready", "1 for each cause that keeps the gate from granting now: unresponsive, not_recording, cache_not_writable, board_fault, never_synced, stale, clock_untrusted.", "cause")
 	descBuildInfo = newDesc("build_info", "Always 1: the agent's version and the gate it runs.", "version", "gate", "direction")
 	descEmergency = newDesc("gate_emergency", "1 while the emergency input holds the gate open.")
 
@@ -39,7 +42,7 @@ var (
 )
 
 var sourceDescs = []*prometheus.Desc{
-	descUp, descBuildInfo, descEmergency,
+	descUp, descReady, descNotReady, descBuildInfo, descEmergency,
 	descFeedStale, descFeedFreshTime, descFeedAge, descFeedHead, descFeedLag, descFeedFailures, descClockOffset,
 	descCacheCerts, descCacheFileBytes, descEventsBacklog, descEventsOldest,
 	descScannerConnected, descScannerReconnects, descScannerLines, descScannerOverlong, descScannerSuppressed,
@@ -67,7 +70,12 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	now := m.now()
 
 	gauge(descBuildInfo, 1, m.info.Version, m.info.GateID, m.info.Direction)
-	gauge(descUp, bool01(m.health() == nil))
+	rd := m.ready()
+	gauge(descUp, bool01(!rd.Has(health.Unresponsive)))
+	gauge(descReady, bool01(rd.OK()))
+	for _, c := range health.Causes() {
+		gauge(descNotReady, bool01(rd.Has(c)), c.String())
+	}
 
 	if m.src.Gate != nil {
 		var st gate.Status

@@ -1,16 +1,21 @@
 // Package metrics is the gate's counters, health and status over HTTP:
 //
-//	GET /healthz  liveness of the gate controller (200 "ok", or 503 and what to do)
+//	GET /healthz  can the gate grant a valid code (200 "ok", or 503 and why)
 //	GET /status   the gate's state as JSON (Status)
 //	GET /metrics  Prometheus metrics, namespace gateagent
 //
 // Other paths answer 404 and other methods 405 (HEAD is served as GET).
 //
-// /healthz says only whether the gate controller's loop answers
-// (Sources.Health): a stale key cache, a lost scanner or an unreadable
-// cache file do not fail it, since restarting the agent would not cure
-// them. They are in /status and in the metrics (gateagent_feed_stale,
-// gateagent_scanner_connected, ...), where alerts should look for them.
+// /healthz, /status's "healthy" and gateagent_ready all read one verdict,
+// Sources.Ready (health.Judge of the agent's parts): unhealthy whenever the
+// gate cannot grant, whatever the reason (its controller hangs, its event
+// log cannot be written, a board fault, no certificates yet, a stale cache
+// it refuses to use, an untrusted clock). The watchdog is another matter:
+// it restarts the agent only when the controller hangs, since a restart
+// cures none of the others. A lost scanner or a feed that does not answer
+// while the cache is fresh leave the gate able to grant: they are in
+// /status and the metrics (gateagent_scanner_connected,
+// gateagent_feed_failures, ...), where alerts should look for them.
 //
 // Counters and latency histograms are fed by Observe, hooked into
 // gate.Config.Observe. Everything else is read from Sources at scrape (or
@@ -37,6 +42,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/internal/version"
 	"gateagent/keysync"
 	"gateagent/scanner"
@@ -65,10 +71,10 @@ type Sources struct {
 	// Options.CacheEvery, never twice at once, and its result (or error)
 	// is reused in between.
 	Cache func() (cache.Stats, error)
-	// Health returns nil when the gate controller's loop answers
-	// (gate.Controller.Ping with a short timeout). A nil Health counts as
-	// healthy.
-	Health func() error
+	// Ready says whether the gate can grant (health.Judge of the agent's
+	// parts, the controller's liveness among them). A nil Ready counts as
+	// ready.
+	Ready func() health.Readiness
 }
 
 // Info names the gate in the build-info metric and in /status.
@@ -135,6 +141,7 @@ type Metrics struct {
 	ringMu sync.Mutex
 	lat    [numStages]latencyRing
 	drift  driftRing
+	clock  clockRing
 
 	// cacheMu is held while Sources.Cache runs (one read at a time) and
 	// guards cached. Observe never takes it.
@@ -274,6 +281,13 @@ func (m *Metrics) Observe(o gate.Outcome) {
 	if authentic {
 		m.drift.add(d.StepOffset)
 	}
+	if o.Kind == gate.Denied && (d.Reason == verify.CodeStale || d.Reason == verify.CodeFromFuture) {
+		at := o.At
+		if at.IsZero() {
+			at = m.now()
+		}
+		m.clock.add(at, d.Reason)
+	}
 	m.ringMu.Unlock()
 }
 
@@ -306,16 +320,17 @@ func (m *Metrics) cacheStats() (cacheRead, bool) {
 	return r, true
 }
 
-// health calls Sources.Health: nil when it is nil or answers nil.
-func (m *Metrics) health() error {
-	if m.src.Health == nil {
-		return nil
+// ready calls Sources.Ready: ready when it is nil. A Ready that panics
+// judges the gate unresponsive: nobody can say it grants.
+func (m *Metrics) ready() health.Readiness {
+	if m.src.Ready == nil {
+		return health.Readiness{}
 	}
-	var err error
-	if !m.safely("health", func() { err = m.src.Health() }) {
-		err = fmt.Errorf("metrics: health source panicked")
+	var r health.Readiness
+	if !m.safely("ready", func() { r = m.src.Ready() }) {
+		r = health.Readiness{Problems: []health.Problem{{Cause: health.Unresponsive, What: "the health source panicked"}}}
 	}
-	return err
+	return r
 }
 
 // safely runs f, a call of a Source, and reports false if it panicked:

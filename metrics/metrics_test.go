@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
 	"gateagent/scanner"
@@ -266,8 +268,13 @@ func fullSources(clk *fakeClock) Sources {
 			return cache.Stats{Schema: 3, Certs: 5000, Events: 7, OldestAt: clk.Now().Add(-90 * time.Second), FileSize: 87 << 20,
 				Feed: cache.FeedState{Cursor: 100, KeyID: "k2027"}}, nil
 		},
-		Health: func() error { return nil },
+		Ready: func() health.Readiness { return health.Judge(health.Parts{Gate: &gate.Status{}}) },
 	}
+}
+
+// hung is the verdict on a gate whose controller does not answer.
+func hung(err error) func() health.Readiness {
+	return func() health.Readiness { return health.Judge(health.Parts{Gate: &gate.Status{}, Ping: err}) }
 }
 
 func TestSourceGauges(t *testing.T) {
@@ -312,7 +319,7 @@ func TestSourceGaugesLeftOut(t *testing.T) {
 	src.Cache = func() (cache.Stats, error) { return cache.Stats{}, errors.New("cache: stats: disk I/O error") }
 	src.Scanner = func() (scanner.Stats, bool) { return scanner.Stats{}, false } // image scanner
 	src.Gate = func() gate.Status { panic("broken source") }
-	src.Health = func() error { return errors.New("gate: controller loop unresponsive for 1s") }
+	src.Ready = hung(errors.New("gate: controller loop unresponsive for 1s"))
 	feed := src.Feed
 	src.Feed = func() keysync.Status {
 		s := feed()
@@ -331,6 +338,8 @@ func TestSourceGaugesLeftOut(t *testing.T) {
 	wantSample(t, got, "gateagent_feed_stale", 1)
 	wantSample(t, got, "gateagent_feed_head", 120)
 	wantSample(t, got, "gateagent_up", 0)
+	wantSample(t, got, "gateagent_ready", 0)
+	wantSample(t, got, `gateagent_not_ready{cause="unresponsive"}`, 1)
 	wantSample(t, got, `gateagent_decisions_total{reason="OK"}`, 0)
 }
 
@@ -468,38 +477,88 @@ func TestCacheReadSingleFlight(t *testing.T) {
 	}
 }
 
+// TestHealthz: /healthz is 200 "ok" while the gate can grant, and 503 with
+// each cause while it cannot, whatever the cause (not only a hung
+// controller).
 func TestHealthz(t *testing.T) {
-	var fail atomic.Pointer[error]
-	src := Sources{
-		Health: func() error {
-			if p := fail.Load(); p != nil {
-				return *p
-			}
-			return nil
-		},
-		Feed: func() keysync.Status { return keysync.Status{Stale: true} }, // stale: not /healthz's business
-	}
-	srv := newServer(t, New(Info{}, src, Options{}))
+	var parts atomic.Pointer[health.Parts]
+	parts.Store(&health.Parts{Gate: &gate.Status{}, Feed: &keysync.Status{FreshAt: t0, MaxAge: time.Minute, Stale: true}})
+	src := Sources{Ready: func() health.Readiness { return health.Judge(*parts.Load()) }}
+	m := New(Info{}, src, Options{})
+	srv := newServer(t, m)
 
+	// Stale but not refusing: the gate still grants.
 	if code, body := get(t, srv.URL+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("healthy: %d %q, want 200 \"ok\\n\"", code, body)
 	}
-	err := errors.New("gate: controller loop unresponsive for 1s")
-	fail.Store(&err)
+	full := fmt.Errorf("cache: append decision event: %w", syscall.ENOSPC)
+	parts.Store(&health.Parts{Gate: &gate.Status{RecordFault: full.Error(), RecordErr: full}, Feed: &keysync.Status{}})
 	code, body := get(t, srv.URL+"/healthz")
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("unhealthy: %d, want 503", code)
 	}
-	for _, want := range []string{"gate: controller loop unresponsive for 1s", "restart gateagent and run gateagent diag"} {
+	for _, want := range []string{
+		"unhealthy: not_recording: grants cannot be recorded: the event log cannot be written: cache: append decision event: no space left on device\n",
+		"unhealthy: never_synced: waiting for the first key sync\n",
+		"run gateagent diag",
+	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("unhealthy body %q lacks %q", body, want)
 		}
 	}
+	got := scrape(t, srv)
+	wantSample(t, got, "gateagent_up", 1)
+	wantSample(t, got, "gateagent_ready", 0)
+	wantSample(t, got, `gateagent_not_ready{cause="not_recording"}`, 1)
+	wantSample(t, got, `gateagent_not_ready{cause="never_synced"}`, 1)
+	wantSample(t, got, `gateagent_not_ready{cause="board_fault"}`, 0)
+	if s := m.Status(); s.Healthy || len(s.Problems) != 2 || s.Problems[0].Cause != health.NotRecording || !strings.Contains(s.HealthError, "waiting for the first key sync") {
+		t.Errorf("status: healthy %v %q %+v", s.Healthy, s.HealthError, s.Problems)
+	}
 
-	// No Health source: healthy.
+	// No Ready source: healthy.
 	srv2 := newServer(t, New(Info{}, Sources{}, Options{}))
 	if code, body := get(t, srv2.URL+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("no health source: %d %q, want 200 \"ok\\n\"", code, body)
+	}
+	// A Ready that panics: not healthy, and the agent lives on.
+	srv3 := newServer(t, New(Info{}, Sources{Ready: func() health.Readiness { panic("broken") }}, Options{}))
+	if code, _ := get(t, srv3.URL+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("panicking health source: %d, want 503", code)
+	}
+}
+
+// TestClockRefusals: the denials for the clock are counted per minute
+// over the last hour, and older ones drop out.
+func TestClockRefusals(t *testing.T) {
+	clk := issuertest.NewClock(t0)
+	m := New(Info{}, Sources{}, Options{Now: clk.Now})
+	deny := func(r verify.Reason, at time.Time) {
+		m.Observe(gate.Outcome{Kind: gate.Denied, Decision: decision(r, 0), ScanAt: at, At: at})
+	}
+	deny(verify.CodeStale, t0.Add(-90*time.Minute)) // observed late, from the previous hour's slot
+	for i := range 5 {
+		deny(verify.CodeStale, t0.Add(time.Duration(i)*10*time.Minute))
+	}
+	deny(verify.CodeFromFuture, t0.Add(30*time.Minute))
+	deny(verify.Revoked, t0.Add(30*time.Minute))
+	clk.Advance(45 * time.Minute)
+	if c := m.ClockRefusals(); c.Stale != 5 || c.Future != 1 {
+		t.Errorf("after 45 minutes: %+v, want 5 stale and 1 from the future", c)
+	}
+	clk.Advance(30 * time.Minute) // t0+75m: the first two of t0, t0+10m have left the hour
+	if c := m.ClockRefusals(); c.Stale != 3 || c.Future != 1 {
+		t.Errorf("after 75 minutes: %+v, want 3 and 1", c)
+	}
+	if s := m.Status(); s.ClockRefusals.Stale != 3 {
+		t.Errorf("status: %+v", s.ClockRefusals)
+	}
+	clk.Advance(2 * time.Hour)
+	if c := m.ClockRefusals(); c.Stale != 0 || c.Future != 0 {
+		t.Errorf("two hours later: %+v, want none", c)
+	}
+	if n := testing.AllocsPerRun(100, func() { deny(verify.CodeStale, clk.Now()) }); n != 0 {
+		t.Errorf("Observe of a clock refusal allocates %v times", n)
 	}
 }
 
@@ -569,7 +628,7 @@ func TestStatusJSON(t *testing.T) {
 	src := fullSources(clk)
 	src.Scanner = func() (scanner.Stats, bool) { return scanner.Stats{}, false }
 	src.Cache = func() (cache.Stats, error) { return cache.Stats{}, errors.New("cache: stats: read error") }
-	src.Health = func() error { return errors.New("gate: controller loop unresponsive for 1s") }
+	src.Ready = hung(errors.New("gate: controller loop unresponsive for 1s"))
 	s = New(Info{}, src, Options{Now: clk.Now}).Status()
 	if s.Scanner == nil || s.Scanner.Present || s.Cache == nil || s.Cache.Error != "cache: stats: read error" || s.Cache.Stats != nil ||
 		s.Healthy || s.HealthError == "" {
@@ -735,7 +794,7 @@ func TestNoIdentityInOutput(t *testing.T) {
 	src.Scanner = func() (scanner.Stats, bool) {
 		return scanner.Stats{LastError: "read " + strings.ToUpper(id)}, true
 	}
-	src.Health = func() error { return errors.New("stuck on " + id) }
+	src.Ready = hung(errors.New("stuck on " + id))
 	m := New(Info{GateID: "G-07"}, src, Options{Now: clk.Now})
 	srv := newServer(t, m)
 	for _, r := range verify.Reasons() {

@@ -11,6 +11,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/gate"
+	"gateagent/health"
 	"gateagent/keysync"
 	"gateagent/scanner"
 )
@@ -24,9 +25,15 @@ type Status struct {
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Now           time.Time `json:"now"`
-	// Healthy is what /healthz reports: the gate controller answers.
-	Healthy     bool   `json:"healthy"`
-	HealthError string `json:"health_error,omitempty"`
+	// Healthy is what /healthz reports: the gate can grant a valid code.
+	// When it cannot, HealthError says why in one line and Problems lists
+	// each cause (health.Readiness).
+	Healthy     bool             `json:"healthy"`
+	HealthError string           `json:"health_error,omitempty"`
+	Problems    []health.Problem `json:"problems,omitempty"`
+	// ClockRefusals counts the codes refused for the clock in the last
+	// hour.
+	ClockRefusals ClockRefusals `json:"clock_refusals_last_hour"`
 
 	Gate    *gate.Status    `json:"gate,omitempty"`
 	Feed    *keysync.Status `json:"feed,omitempty"`
@@ -108,12 +115,16 @@ func (m *Metrics) Status() Status {
 	s := Status{
 		GateID: m.info.GateID, Direction: m.info.Direction, Version: m.info.Version,
 		StartedAt: m.started, UptimeSeconds: now.Sub(m.started).Seconds(), Now: now,
-		Latency: m.Latency(), Drift: m.Drift(),
+		Latency: m.Latency(), Drift: m.Drift(), ClockRefusals: m.ClockRefusals(),
 	}
-	if err := m.health(); err != nil {
-		s.HealthError = redact(err.Error())
-	} else {
-		s.Healthy = true
+	r := m.ready()
+	s.Healthy = r.OK()
+	if !s.Healthy {
+		s.HealthError = redact(r.Summary())
+		for _, p := range r.Problems {
+			p.What, p.Detail = redact(p.What), redact(p.Detail)
+			s.Problems = append(s.Problems, p)
+		}
 	}
 	if m.src.Gate != nil {
 		var g gate.Status
@@ -150,21 +161,29 @@ func (m *Metrics) Status() Status {
 	return s
 }
 
-// healthAdvice is what /healthz tells whoever reads a failure.
-const healthAdvice = "gate controller not answering: restart gateagent and run gateagent diag"
+// healthAdvice is what /healthz tells whoever reads a failure: diag says
+// what to do about each cause.
+const healthAdvice = "every code is refused: run gateagent diag on the gate, it says what to do"
 
-// serveHealth answers 200 "ok" while the gate controller answers, 503
-// otherwise. Only the controller's liveness: a stale feed, a lost scanner
-// or a cache error are in /status and /metrics, not here.
+// serveHealth answers 200 "ok" while the gate can grant a valid code, 503
+// otherwise: one line per cause, then the advice.
 func (m *Metrics) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := m.health(); err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "unhealthy: %s\n%s\n", redact(err.Error()), healthAdvice)
+	rd := m.ready()
+	if rd.OK() {
+		fmt.Fprint(w, "ok\n")
 		return
 	}
-	fmt.Fprint(w, "ok\n")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	for _, p := range rd.Problems {
+		line := p.What
+		if p.Detail != "" {
+			line += ": " + p.Detail
+		}
+		fmt.Fprintf(w, "unhealthy: %s: %s\n", p.Cause, redact(line))
+	}
+	fmt.Fprintf(w, "%s\n", healthAdvice)
 }
 
 func (m *Metrics) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -6,12 +6,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"os/user"
-	"strconv"
 	"syscall"
 
 	"gateagent/agent"
 	"gateagent/config"
+	"gateagent/diag"
+	"gateagent/internal/fsaccess"
 )
 
 // runRun is `gateagent run --config FILE`: the gate's daemon.
@@ -51,8 +51,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 // start, as the user it runs as.
 func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: config is good (gate %s, %s)\n", path, cfg.Gate.ID, cfg.Gate.Direction)
+	as, err := agentUser()
+	if err != nil {
+		fmt.Fprintf(stderr, "gateagent: %v\n", err)
+		return exitConfig
+	}
 	bad := 0
-	for _, f := range agent.Preflight(cfg) {
+	for _, f := range agent.Preflight(cfg, as) {
 		if f.Problem {
 			bad++
 			fmt.Fprintf(stderr, "gateagent: %s: %v\n  fix: %s\n", f.Key, f.Err, startAdvice(&agent.StartError{Step: preflightStep(f.Key), Key: f.Key, Err: f.Err}, cfg))
@@ -61,11 +66,23 @@ func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: %s\n", f.Key, f.Note)
 	}
 	if bad > 0 {
-		fmt.Fprintf(stderr, "gateagent: %d problem(s): the gate would not start or could not grant (checked as %s)\n", bad, whoami())
+		fmt.Fprintf(stderr, "gateagent: %d problem(s): the gate would not start or could not grant (access checked as %s)\n", bad, as)
 		return exitConfig
 	}
-	fmt.Fprintf(stdout, "ready to start (checked as %s)\n", whoami())
+	fmt.Fprintf(stdout, "ready to start (access checked as %s)\n", as)
 	return 0
+}
+
+// agentUser is whose access run --check checks: root checks as the
+// agent's user (the unit's User=) when the machine has it, anyone else as
+// themselves.
+func agentUser() (fsaccess.User, error) {
+	if os.Geteuid() == 0 {
+		if u, err := fsaccess.Lookup(diag.AgentUser); err == nil {
+			return u, nil
+		}
+	}
+	return fsaccess.Current()
 }
 
 // preflightStep is the start-up step that reads a config key.
@@ -74,13 +91,4 @@ func preflightStep(key string) string {
 		return "cache"
 	}
 	return "feed"
-}
-
-// whoami names the user the checks ran as.
-func whoami() string {
-	uid := os.Geteuid()
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return fmt.Sprintf("user %s, uid %d", u.Username, uid)
-	}
-	return fmt.Sprintf("uid %d", uid)
 }

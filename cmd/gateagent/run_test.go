@@ -61,7 +61,10 @@ kind = "sim"
 	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
-	eventually.True(t, 10*time.Second, "gate in service", func() bool { return strings.Contains(errOut.String(), "gate in service") })
+	// Never synced (its issuer is absent): it runs, but is not in service.
+	eventually.True(t, 10*time.Second, "waiting for the first key sync", func() bool {
+		return strings.Contains(errOut.String(), "waiting for the first key sync")
+	})
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +81,9 @@ kind = "sim"
 	}
 	if strings.Contains(out.String(), "relay on") {
 		t.Errorf("the relay moved: %q", out.String())
+	}
+	if strings.Contains(errOut.String(), "gate in service") {
+		t.Errorf("a gate that never synced said it was in service:\n%s", errOut.String())
 	}
 	for _, want := range []string{"scanner", "gate stopped cleanly"} {
 		if !strings.Contains(errOut.String(), want) {
