@@ -101,5 +101,6 @@ func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, "internal", "the issuer could not store the events: retry")
 		return
 	}
+	is.opt.Logger.Info("events uploaded", "gate", up.GateID, "stored", ack.Stored, "duplicates", ack.Duplicates, "through", ack.AckedThrough)
 	writeJSON(w, http.StatusOK, ack)
 }

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"gateagent/internal/syncbuf"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gateagent/internal/cli"
+	"gateagent/internal/syncbuf"
 
 	"gateagent/feed"
 	"gateagent/internal/testpki"
@@ -26,13 +29,13 @@ func runArgs(args ...string) (code int, stdout, stderr string) {
 }
 
 func TestUsage(t *testing.T) {
-	if code, _, errOut := runArgs(); code != 2 || !strings.Contains(errOut, "keygen") || !strings.Contains(errOut, "show") {
-		t.Fatalf("no args: %d %q", code, errOut)
+	if code, out, _ := runArgs(); code != 0 || !strings.Contains(out, "keygen") || !strings.Contains(out, "show") {
+		t.Fatalf("no args: %d %q", code, out)
 	}
 	if code, out, _ := runArgs("help"); code != 0 || !strings.Contains(out, "serve") {
 		t.Fatalf("help: %d %q", code, out)
 	}
-	if code, _, errOut := runArgs("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+	if code, _, errOut := runArgs("frobnicate"); code != 64 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Fatalf("unknown command: %d %q", code, errOut)
 	}
 	for _, args := range [][]string{
@@ -46,8 +49,8 @@ func TestUsage(t *testing.T) {
 		{"show", strings.Repeat("ab", 16), "--at", "yesterday"},
 		{"history", "--server", "ftp://x/", "--doc-number", "1"},
 	} {
-		if code, _, _ := runArgs(args...); code != 2 {
-			t.Errorf("%q: exit %d, want 2", args, code)
+		if code, _, _ := runArgs(args...); code != 64 {
+			t.Errorf("%q: exit %d, want 64 (usage)", args, code)
 		}
 	}
 }
@@ -97,7 +100,7 @@ func TestKeygenPubkey(t *testing.T) {
 	if code, out, _ := runArgs("keygen", "--key", named, "--id", "rail-2026"); code != 0 || !strings.Contains(out, "\nrail-2026:") {
 		t.Fatalf("keygen --id: %d %q", code, out)
 	}
-	if code, _, _ := runArgs("keygen", "--key", filepath.Join(t.TempDir(), "k"), "--id", "bad id"); code != 2 {
+	if code, _, _ := runArgs("keygen", "--key", filepath.Join(t.TempDir(), "k"), "--id", "bad id"); code != 64 {
 		t.Fatalf("keygen with a bad ID: %d", code)
 	}
 }
@@ -274,5 +277,57 @@ func TestServeMutualTLS(t *testing.T) {
 	if code, _, errOut := runArgs("serve", "--db", filepath.Join(dir, "issuer.db"), "--key", key,
 		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", keyFile); code != 1 || !strings.Contains(errOut, "no PEM certificate") {
 		t.Fatalf("bad client CA: %d %q", code, errOut)
+	}
+}
+
+// TestServeTLSTrust: a client command reaches an HTTPS issuer when told the
+// station CA with --ca, and without it is told to give one.
+func TestServeTLSTrust(t *testing.T) {
+	ca := testpki.CA(t, "station CA")
+	dir := t.TempDir()
+	caFile, _ := ca.WriteFiles(t, dir, "ca")
+	certFile, keyFile := ca.Issue(t, "127.0.0.1").WriteFiles(t, dir, "server")
+	key, _ := keygen(t)
+	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile)
+	server := "https://" + addr + "/"
+	unknown := strings.Repeat("0", 32)
+	if code, _, errOut := runArgs("revoke", "--server", server, unknown); code != 1 || !strings.Contains(errOut, "give the station CA with --ca") {
+		t.Errorf("without --ca: %d %q", code, errOut)
+	}
+	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", caFile, unknown); code != 1 || !strings.Contains(errOut, "no certificate with that ID") {
+		t.Errorf("with --ca: %d %q (the issuer answered, so TLS worked)", code, errOut)
+	}
+	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", keyFile, unknown); code != 64 || !strings.Contains(errOut, "no PEM certificate") {
+		t.Errorf("--ca without a certificate: %d %q", code, errOut)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	}
+}
+
+// TestHelpEverywhere walks every command: --help and `help CMD` exit 0
+// and show that command's own usage, its own flags GNU-style, and the
+// exit statuses.
+func TestHelpEverywhere(t *testing.T) {
+	cli.Walk(root(), func(path []string, c *cli.Command) {
+		for _, args := range [][]string{append(append([]string(nil), path...), "--help"), append([]string{"help"}, path...)} {
+			code, out, errOut := runArgs(args...)
+			if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: "+strings.Join(append([]string{"issuer"}, path...), " ")) || !strings.Contains(out, "Exit status:") {
+				t.Errorf("issuer %q: exit %d\n%s%s", args, code, out, errOut)
+			}
+			fs := flag.NewFlagSet("", flag.ContinueOnError)
+			if c.Flags != nil {
+				c.Flags(fs)
+			}
+			fs.VisitAll(func(f *flag.Flag) {
+				if !strings.Contains(out, "\n  --"+f.Name) {
+					t.Errorf("issuer %q does not list --%s:\n%s", args, f.Name, out)
+				}
+			})
+		}
+	})
+	if code, out, _ := runArgs("--version"); code != 0 || !strings.HasPrefix(out, "issuer dev") {
+		t.Errorf("--version: %d %q", code, out)
 	}
 }

@@ -2,34 +2,36 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 
+	"gateagent/internal/cli"
 	"gateagent/verify"
 )
 
-// runRevoke revokes a certificate.
-func runRevoke(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("revoke", "CERTID [--server URL]", stderr)
-	server := serverFlag(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+// revokeCmd revokes a certificate.
+func revokeCmd() *cli.Command {
+	var srv server
+	return &cli.Command{
+		Name:    "revoke",
+		Args:    "CERTID",
+		NArgs:   [2]int{1, 1},
+		Summary: "revoke a certificate",
+		Help:    "Revokes a certificate at the issuer: gates refuse it once their next key sync brings the revocation.",
+		Flags:   srv.flags,
+		Run: func(c *cli.Context) int {
+			id, err := verify.ParseCertID(c.Args[0])
+			if err != nil {
+				return c.Usagef("%v", err)
+			}
+			cl, code := srv.connect(c)
+			if cl == nil {
+				return code
+			}
+			if _, err := cl.call(http.MethodPost, "v1/certs/"+id.String()+"/revoke", nil, nil); err != nil {
+				return c.Fail(err)
+			}
+			fmt.Fprintln(c.Stdout, "revoked", id)
+			return 0
+		},
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "want one certificate ID")
-	}
-	id, err := verify.ParseCertID(pos[0])
-	if err != nil {
-		return usageErr(fs, "%v", err)
-	}
-	c, err := newClient(*server)
-	if err != nil {
-		return usageErr(fs, "%v", err)
-	}
-	if _, err := c.call(http.MethodPost, "v1/certs/"+id.String()+"/revoke", nil, nil); err != nil {
-		return failed(stderr, err)
-	}
-	fmt.Fprintln(stdout, "revoked", id)
-	return 0
 }

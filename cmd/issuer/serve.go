@@ -5,8 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"gateagent/internal/cli"
 	"gateagent/issuer"
 )
 
@@ -30,55 +31,68 @@ var serveReady func(addr string)
 
 const pruneEvery = time.Hour
 
-// runServe opens the issuer's state file and serves its HTTP API until
-// SIGINT or SIGTERM.
-func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("serve", "--db FILE --key FILE [flags]", stderr)
-	db := fs.String("db", "", "the issuer's state `FILE` (bbolt; created if absent)")
-	keyPath := fs.String("key", "", "the signing key `FILE` written by `issuer keygen`")
-	listen := fs.String("listen", "127.0.0.1:8440", "the `ADDRESS` to listen on")
-	pageSize := fs.Int("page-size", 0, "changes in a log page and certificates in a snapshot page (default 16384)")
-	maxAge := fs.Duration("max-age", 30*time.Minute, "how old a gate's cache may grow before it counts as stale")
-	retention := fs.Duration("log-retention", 7*24*time.Hour, "how long changes stay in the log; a gate further behind resyncs from a snapshot")
-	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate `FILE` (with --tls-key)")
-	tlsKey := fs.String("tls-key", "", "the PEM private key `FILE` of --tls-cert")
-	clientCA := fs.String("client-ca", "", "require client certificates signed by a CA in this PEM `FILE` (mutual TLS; needs --tls-cert)")
-	if pos, err := parseArgs(fs, args); err != nil {
-		return 2
-	} else if len(pos) != 0 {
-		return usageErr(fs, "unexpected argument %q", pos[0])
-	}
-	switch {
-	case *db == "" || *keyPath == "":
-		return usageErr(fs, "--db and --key are required")
-	case (*tlsCert == "") != (*tlsKey == ""):
-		return usageErr(fs, "--tls-cert and --tls-key go together")
-	case *clientCA != "" && *tlsCert == "":
-		return usageErr(fs, "--client-ca needs --tls-cert and --tls-key")
-	case *pageSize < 0 || *maxAge <= 0 || *retention <= 0:
-		return usageErr(fs, "--page-size, --max-age and --log-retention must be positive")
-	}
+// serveOpts are serve's flags.
+type serveOpts struct {
+	db, keyPath, listen       string
+	pageSize                  int
+	maxAge, retention         time.Duration
+	tlsCert, tlsKey, clientCA string
+}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	signer, err := loadKey(*keyPath)
+// serveCmd opens the issuer's state file and serves its HTTP API until
+// SIGINT or SIGTERM.
+func serveCmd() *cli.Command {
+	var o serveOpts
+	return &cli.Command{
+		Name:    "serve",
+		Summary: "serve the issuer's HTTP API and key feed",
+		Help:    "Opens the issuer's state file and serves its HTTP API and the signed key feed until SIGINT or SIGTERM.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&o.db, "db", "", "the issuer's state `FILE` (bbolt; created if absent; required)")
+			fs.StringVar(&o.keyPath, "key", "", "the signing key `FILE` written by `issuer keygen` (required)")
+			fs.StringVar(&o.listen, "listen", "127.0.0.1:8440", "the `ADDRESS` to listen on")
+			fs.IntVar(&o.pageSize, "page-size", 0, "changes in a log page and certificates in a snapshot page (default 16384)")
+			fs.DurationVar(&o.maxAge, "max-age", 30*time.Minute, "how old a gate's cache may grow before it counts as stale")
+			fs.DurationVar(&o.retention, "log-retention", 7*24*time.Hour, "how long changes stay in the log; a gate further behind resyncs from a snapshot")
+			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate `FILE` (with --tls-key)")
+			fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key `FILE` of --tls-cert")
+			fs.StringVar(&o.clientCA, "client-ca", "", "require client certificates signed by a CA in this PEM `FILE` (mutual TLS; needs --tls-cert)")
+		},
+		Run: func(c *cli.Context) int { return serve(c, o) },
+	}
+}
+
+func serve(c *cli.Context, o serveOpts) int {
+	switch {
+	case o.db == "" || o.keyPath == "":
+		return c.Usagef("--db and --key are required")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return c.Usagef("--tls-cert and --tls-key go together")
+	case o.clientCA != "" && o.tlsCert == "":
+		return c.Usagef("--client-ca needs --tls-cert and --tls-key")
+	case o.pageSize < 0 || o.maxAge <= 0 || o.retention <= 0:
+		return c.Usagef("--page-size, --max-age and --log-retention must be positive")
+	}
+	log := slog.New(slog.NewTextHandler(c.Stderr, nil))
+	signer, err := loadKey(o.keyPath)
 	if err != nil {
-		return failed(stderr, err)
+		return c.Fail(err)
 	}
 	var tlsConf *tls.Config
-	if *tlsCert != "" {
-		if tlsConf, err = serverTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
-			return failed(stderr, err)
+	if o.tlsCert != "" {
+		if tlsConf, err = serverTLS(o.tlsCert, o.tlsKey, o.clientCA); err != nil {
+			return c.Fail(err)
 		}
 	}
-	is, err := issuer.Open(*db, issuer.Options{
+	is, err := issuer.Open(o.db, issuer.Options{
 		Signer:       signer,
-		PageSize:     *pageSize,
-		MaxAge:       *maxAge,
-		LogRetention: *retention,
+		PageSize:     o.pageSize,
+		MaxAge:       o.maxAge,
+		LogRetention: o.retention,
 		Logger:       log,
 	})
 	if err != nil {
-		return failed(stderr, err)
+		return c.Fail(err)
 	}
 	defer is.Close()
 	prune := func() {
@@ -90,9 +104,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	prune()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return failed(stderr, fmt.Errorf("%w: is another issuer running? choose another --listen", err))
+		return c.Fail(fmt.Errorf("%w: is another issuer running? choose another --listen", err))
 	}
 	srv := &http.Server{
 		Handler:           is.Handler(),
@@ -115,8 +129,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	addr := ln.Addr().String()
-	log.Info("issuer listening", "addr", addr, "tls", tlsConf != nil, "client_certs", *clientCA != "",
-		"key_id", signer.KeyID, "epoch", fmt.Sprintf("%016x", is.Epoch()), "db", *db)
+	log.Info("issuer listening", "addr", addr, "tls", tlsConf != nil, "client_certs", o.clientCA != "",
+		"key_id", signer.KeyID, "epoch", fmt.Sprintf("%016x", is.Epoch()), "db", o.db)
 	if serveReady != nil {
 		serveReady(addr)
 	}
