@@ -505,7 +505,7 @@ func TestManyUnknownKeysListedShort(t *testing.T) {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
 	// Up to 20 places, each is listed with its line.
-	_, err = config.Parse("gateagent.toml", []byte(minimal+"[timing]\n"+strings.Repeat("x.y = 1\n", 1)+"a = 1\nb = 2\n"))
+	_, err = config.Parse("gateagent.toml", []byte(minimal+"[timing]\nx.y = 1\na = 1\nb = 2\n"))
 	if fes := fileErrors(err); len(fes) != 3 || fes[0].Line != 12 || fes[2].Key != "timing.b" {
 		t.Errorf("three unknown keys: %v", err)
 	}
@@ -523,5 +523,20 @@ func TestLongNamesCut(t *testing.T) {
 	_, err = config.Parse("gateagent.toml", []byte("version = 1\n[gate]\nid = 1\ndirection = [\""+long+"\", 2]\n"))
 	if err == nil || len(err.Error()) > 300 {
 		t.Errorf("%d bytes: %.300v", len(err.Error()), err)
+	}
+}
+
+// TestUnknownKeysWithATypeError: a value of the wrong type does not hide
+// the unknown keys: all are reported, in line order.
+func TestUnknownKeysWithATypeError(t *testing.T) {
+	text := "version = 1\n[gate]\nid = \"G\"\ndirecton = \"exit\"\n[feed]\ninterval = 10\n[hw.relay]\npinn = \"x\"\n"
+	_, err := config.Parse("gateagent.toml", []byte(text))
+	fes := fileErrors(err)
+	var got []string
+	for _, fe := range fes {
+		got = append(got, fmt.Sprintf("%d %s", fe.Line, fe.Key))
+	}
+	if want := []string{"4 gate.directon", "6 feed.interval", "8 hw.relay.pinn"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q: %v", got, want, err)
 	}
 }

@@ -44,26 +44,40 @@ const maxErrors = 20
 var (
 	configType   = reflect.TypeFor[Config]()
 	durationType = reflect.TypeFor[time.Duration]()
-	// shapeType is Config with each time.Duration a string, so that go-toml
+	// keysType is Config with every key an interface: go-toml's strict mode
+	// then lists every unknown key, with no value of the wrong type to stop
+	// it first.
+	keysType = mirror(configType, func(reflect.Type) reflect.Type { return reflect.TypeFor[any]() })
+	// typesType is Config with each time.Duration a string, so that go-toml
 	// itself refuses a bare number for a duration, with its line. (Read into
 	// time.Duration, interval = 10 would be 10 ns.)
-	shapeType = mirror(configType, reflect.TypeFor[string]())
-	// valueType is Config with each time.Duration a durationText, which
+	typesType = mirror(configType, durationsAs(reflect.TypeFor[string]()))
+	// valuesType is Config with each time.Duration a durationText, which
 	// parses the string.
-	valueType = mirror(configType, reflect.TypeFor[durationText]())
+	valuesType = mirror(configType, durationsAs(reflect.TypeFor[durationText]()))
 )
+
+func durationsAs(leaf reflect.Type) func(reflect.Type) reflect.Type {
+	return func(t reflect.Type) reflect.Type {
+		if t == durationType {
+			return leaf
+		}
+		return t
+	}
+}
 
 var bom = []byte("\ufeff")
 
 // decode reads src, the file called name, onto c, which holds the
 // defaults: keys the file leaves out keep them. On error c is unchanged.
 //
-// go-toml reads the file three times, each time into a stricter target, so
+// go-toml reads the file four times, each time into a stricter target, so
 // that each problem comes with the line go-toml found it on:
 //  1. a map: the TOML syntax;
-//  2. the config's shape, unknown keys refused, durations as strings: every
-//     unknown key at once, or else the first value of the wrong type;
-//  3. the config with its durations parsed: the first that is not one.
+//  2. the config's sections with any value for a key: every unknown key;
+//  3. the config with durations as strings: the first value of the wrong
+//     type (reported with the unknown keys);
+//  4. the config with its durations parsed: the first that is not one.
 //
 // The messages are written here from the key's Go type and the value the
 // map holds, not taken from go-toml's text, which names Go types.
@@ -86,12 +100,18 @@ func decode(name string, src []byte, c *Config) error {
 		return &FileError{File: name, Msg: fmt.Sprintf("%d unknown keys or sections, such as %s: is it the right file?",
 			len(unknown), strings.Join(some, ", "))}
 	}
-	shape := reflect.New(shapeType)
-	err := toml.NewDecoder(bytes.NewReader(src)).DisallowUnknownFields().Decode(shape.Interface())
-	if errs := append(f.explain(err), caseErrs...); len(errs) > 0 {
+	err := toml.NewDecoder(bytes.NewReader(src)).DisallowUnknownFields().Decode(reflect.New(keysType).Interface())
+	errs := f.explain(err)
+	var missing *toml.StrictMissingError
+	if err == nil || errors.As(err, &missing) {
+		// Else a section was given a value: that is the error of step 3 too.
+		errs = append(errs, f.explain(toml.NewDecoder(bytes.NewReader(src)).Decode(reflect.New(typesType).Interface()))...)
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
+	if errs = append(errs, caseErrs...); len(errs) > 0 {
 		return joinErrors(name, errs)
 	}
-	v := reflect.New(valueType)
+	v := reflect.New(valuesType)
 	convert(v.Elem(), reflect.ValueOf(c).Elem())
 	if err := toml.NewDecoder(bytes.NewReader(src)).Decode(v.Interface()); err != nil {
 		return joinErrors(name, f.explain(err))
@@ -121,14 +141,11 @@ func parseDuration(s string) (time.Duration, bool) {
 	return d, err == nil && d >= 0
 }
 
-// mirror returns t with each time.Duration in it, at any depth of
-// sections, replaced by leaf; field names and tags stay.
-func mirror(t, leaf reflect.Type) reflect.Type {
-	if t == durationType {
-		return leaf
-	}
+// mirror returns section t with the type of each key in it, at any depth
+// of sections, replaced by leaf's; field names and tags stay.
+func mirror(t reflect.Type, leaf func(reflect.Type) reflect.Type) reflect.Type {
 	if t.Kind() != reflect.Struct {
-		return t
+		return leaf(t)
 	}
 	fields := make([]reflect.StructField, t.NumField())
 	changed := false
@@ -256,7 +273,7 @@ func (f *file) at(path []string) (any, bool) {
 	return v, true
 }
 
-// explain turns go-toml's error into ours.
+// explain turns go-toml's error into ours, each a *FileError.
 func (f *file) explain(err error) []error {
 	var missing *toml.StrictMissingError
 	var de *toml.DecodeError
