@@ -1,7 +1,8 @@
-// Package config reads the gate's configuration file: a versioned, strict
-// file (see internal/conf for its syntax) in which an unknown key is an
-// error that names its line, so a typo never leaves a default silently in
-// force. configs/gateagent.example.toml documents every option.
+// Package config is the gate's configuration: its types, its defaults, and
+// the reading of its file, a versioned, strict TOML file (read with
+// github.com/pelletier/go-toml/v2) in which an unknown key is an error that
+// names its line, so a typo never leaves a default silently in force.
+// configs/gateagent.example.toml documents every option.
 package config
 
 import (
@@ -19,7 +20,6 @@ import (
 	"gateagent/feed"
 	"gateagent/gate"
 	"gateagent/hw"
-	"gateagent/internal/conf"
 	"gateagent/internal/instance"
 	"gateagent/keysync"
 	"gateagent/scanner"
@@ -32,83 +32,91 @@ const Version = 1
 // MaxFileSize bounds the config file.
 const MaxFileSize = 1 << 20
 
-// Config is the whole configuration of one gate.
+// MaxMarks bounds the '=' and '[' of the file outside comment lines, and so
+// its keys and section headers: go-toml checks that each key is new in its
+// table by comparing it with the others, which takes seconds for tens of
+// thousands of keys.
+const MaxMarks = 4096
+
+// Config is the whole configuration of one gate. Read it with Load or
+// Parse: the file writes its durations as strings ("10s"), which go-toml
+// alone would not read into a time.Duration.
 type Config struct {
-	Version int     `conf:"version"`
-	Gate    Gate    `conf:"gate"`
-	Feed    Feed    `conf:"feed"`
-	Verify  Verify  `conf:"verify"`
-	Scanner Scanner `conf:"scanner"`
-	HW      HW      `conf:"hw"`
-	Timing  Timing  `conf:"timing"`
-	Control Control `conf:"control"`
-	Log     Log     `conf:"log"`
+	Version int     `toml:"version"`
+	Gate    Gate    `toml:"gate"`
+	Feed    Feed    `toml:"feed"`
+	Verify  Verify  `toml:"verify"`
+	Scanner Scanner `toml:"scanner"`
+	HW      HW      `toml:"hw"`
+	Timing  Timing  `toml:"timing"`
+	Control Control `toml:"control"`
+	Log     Log     `toml:"log"`
 }
 
 // Gate names the gate and where it keeps its state.
 type Gate struct {
-	ID        string `conf:"id"`
-	Direction string `conf:"direction"`
-	Cache     string `conf:"cache"`
+	ID        string `toml:"id"`
+	Direction string `toml:"direction"`
+	Cache     string `toml:"cache"`
 }
 
 // Feed is the key feed from the issuer.
 type Feed struct {
-	URL             string        `conf:"url"`
-	TrustedKeys     []string      `conf:"trusted_keys"`
-	Interval        time.Duration `conf:"interval"`
-	RefuseWhenStale bool          `conf:"refuse_when_stale"`
-	CAFile          string        `conf:"ca_file"`
-	CertFile        string        `conf:"cert_file"`
-	KeyFile         string        `conf:"key_file"`
-	ServerName      string        `conf:"server_name"`
+	URL             string        `toml:"url"`
+	TrustedKeys     []string      `toml:"trusted_keys"`
+	Interval        time.Duration `toml:"interval"`
+	RefuseWhenStale bool          `toml:"refuse_when_stale"`
+	CAFile          string        `toml:"ca_file"`
+	CertFile        string        `toml:"cert_file"`
+	KeyFile         string        `toml:"key_file"`
+	ServerName      string        `toml:"server_name"`
 }
 
 // Verify is what the gate accepts.
 type Verify struct {
-	MaxPastSteps   int           `conf:"max_past_steps"`
-	MaxFutureSteps int           `conf:"max_future_steps"`
-	ExitGrace      time.Duration `conf:"exit_grace"`
-	PassbackWindow time.Duration `conf:"passback_window"`
+	MaxPastSteps   int           `toml:"max_past_steps"`
+	MaxFutureSteps int           `toml:"max_future_steps"`
+	ExitGrace      time.Duration `toml:"exit_grace"`
+	PassbackWindow time.Duration `toml:"passback_window"`
 }
 
 // Scanner is where scans come from.
 type Scanner struct {
-	Kind         string        `conf:"kind"`
-	Port         string        `conf:"port"`
-	Baud         int           `conf:"baud"`
-	Parity       string        `conf:"parity"`
-	DataBits     int           `conf:"data_bits"`
-	StopBits     int           `conf:"stop_bits"`
-	Terminator   string        `conf:"terminator"`
-	MaxLine      int           `conf:"max_line"`
-	RepeatWindow time.Duration `conf:"repeat_window"`
-	ImageDir     string        `conf:"image_dir"`
-	TriggerPulse time.Duration `conf:"trigger_pulse"`
+	Kind         string        `toml:"kind"`
+	Port         string        `toml:"port"`
+	Baud         int           `toml:"baud"`
+	Parity       string        `toml:"parity"`
+	DataBits     int           `toml:"data_bits"`
+	StopBits     int           `toml:"stop_bits"`
+	Terminator   string        `toml:"terminator"`
+	MaxLine      int           `toml:"max_line"`
+	RepeatWindow time.Duration `toml:"repeat_window"`
+	ImageDir     string        `toml:"image_dir"`
+	TriggerPulse time.Duration `toml:"trigger_pulse"`
 }
 
 // HW is the gate's hardware: its kind and, for GPIO, each line's wiring.
 type HW struct {
-	Kind      string        `conf:"kind"`
-	Debounce  time.Duration `conf:"debounce"`
-	Poll      time.Duration `conf:"poll"`
-	Relay     hw.Line       `conf:"relay"`
-	Green     hw.Line       `conf:"green"`
-	Red       hw.Line       `conf:"red"`
-	Buzzer    hw.Line       `conf:"buzzer"`
-	Passage   hw.Line       `conf:"passage"`
-	Emergency hw.Line       `conf:"emergency"`
-	Approach  hw.Line       `conf:"approach"`
-	Trigger   hw.Line       `conf:"trigger"`
+	Kind      string        `toml:"kind"`
+	Debounce  time.Duration `toml:"debounce"`
+	Poll      time.Duration `toml:"poll"`
+	Relay     hw.Line       `toml:"relay"`
+	Green     hw.Line       `toml:"green"`
+	Red       hw.Line       `toml:"red"`
+	Buzzer    hw.Line       `toml:"buzzer"`
+	Passage   hw.Line       `toml:"passage"`
+	Emergency hw.Line       `toml:"emergency"`
+	Approach  hw.Line       `toml:"approach"`
+	Trigger   hw.Line       `toml:"trigger"`
 }
 
 // Timing is how long the gate holds each state (see gate.Timing).
 type Timing struct {
-	Pulse       time.Duration `conf:"pulse"`
-	PassTimeout time.Duration `conf:"pass_timeout"`
-	PassMax     time.Duration `conf:"pass_max"`
-	Deny        time.Duration `conf:"deny"`
-	Alarm       time.Duration `conf:"alarm"`
+	Pulse       time.Duration `toml:"pulse"`
+	PassTimeout time.Duration `toml:"pass_timeout"`
+	PassMax     time.Duration `toml:"pass_max"`
+	Deny        time.Duration `toml:"deny"`
+	Alarm       time.Duration `toml:"alarm"`
 }
 
 // Control is how technicians and monitoring reach the running agent.
@@ -116,16 +124,16 @@ type Control struct {
 	// Socket is the control socket (a Unix socket, mode 0660): diag,
 	// status and metrics. Its directory must exist (systemd's
 	// RuntimeDirectory=gateagent makes /run/gateagent).
-	Socket string `conf:"socket"`
+	Socket string `toml:"socket"`
 	// Metrics, when set, also serves /healthz, /status and /metrics (read
 	// only) over HTTP on this loopback address, for a Prometheus scraper.
-	Metrics string `conf:"metrics"`
+	Metrics string `toml:"metrics"`
 }
 
 // Log is the agent's logging.
 type Log struct {
-	Level  string `conf:"level"`
-	Format string `conf:"format"`
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
 }
 
 // Default returns the defaults every file starts from: each package's own.
@@ -162,17 +170,25 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: read %s: %w", path, err)
 	}
-	if len(src) > MaxFileSize {
-		return nil, fmt.Errorf("config: %s is larger than %d bytes: is it the right file?", path, MaxFileSize)
-	}
 	return Parse(path, src)
 }
 
-// Parse decodes and checks a config file's contents.
+// Parse decodes and checks a config file's contents; name is the file's,
+// for messages. A file over MaxFileSize bytes or MaxMarks keys is refused
+// unread. A problem in the file is a *FileError, or errors.Join of several
+// (every unknown key at once; any other problem of the file alone, as
+// go-toml stops at the first); then Validate's errors, all at once. On
+// error it returns no config.
 func Parse(name string, src []byte) (*Config, error) {
+	if len(src) > MaxFileSize {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes: is it the right file?", name, MaxFileSize)
+	}
+	if n := marks(src); n > MaxMarks {
+		return nil, fmt.Errorf("config: %s has %d '=' and '[' outside comments, more than %d: a gate's config sets about 60 keys; is it the right file?", name, n, MaxMarks)
+	}
 	c := Default()
 	c.Version = 0
-	if err := conf.Decode(name, src, &c); err != nil {
+	if err := decode(name, src, &c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	if err := c.Validate(); err != nil {
@@ -379,9 +395,6 @@ func (c *Config) GateTiming() gate.Timing {
 	t := c.Timing
 	return gate.Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm}
 }
-
-// Keys lists every key the file may set, for documentation checks.
-func Keys() []string { return conf.Keys(&Config{}) }
 
 // ParseLevel reads a log level: debug, info, warn or error.
 func ParseLevel(s string) (slog.Level, error) {

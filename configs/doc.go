@@ -4,5 +4,6 @@
 // systemd-sysusers file for the agent's user (gateagent.sysusers).
 //
 // It has no code; its tests check that these files agree with one another
-// and with what the agent needs (see deploy_test.go and README.md).
+// and with what the agent needs (see deploy_test.go and README.md). The
+// config file's types, defaults and reading are package config.
 package configs

@@ -10,12 +10,12 @@ import (
 type Line struct {
 	// Pin is the periph.io pin name ("GPIO17", "P1_11"); empty means the
 	// line is not wired.
-	Pin string `conf:"pin"`
+	Pin string `toml:"pin"`
 	// ActiveLow: the line is active at the low level (an opto-isolated
 	// input pulled up, a relay board switched by a low level).
-	ActiveLow bool `conf:"active_low"`
+	ActiveLow bool `toml:"active_low"`
 	// Pull of an input: "none", "up", "down" or "" (leave as it is).
-	Pull string `conf:"pull"`
+	Pull string `toml:"pull"`
 }
 
 // Pins is the wiring of a gate: the GPIO line of each function.
