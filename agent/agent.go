@@ -59,7 +59,7 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	board  *hw.Board
-	cache  *cache.Cache
+	store  *cache.Store // the key cache and the journal
 	feed   *keysync.Client
 	ctrl   *gate.Controller
 	verify *verify.Verifier
@@ -88,7 +88,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 			a.Close()
 		}
 	}()
-	if a.cache, err = cache.Open(cfg.Gate.Cache, nil); err != nil {
+	if a.store, err = openStorage(cfg.Gate.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	keys, err := cfg.Keyring()
@@ -100,7 +100,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.cache, GateID: cfg.Gate.ID,
+	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
 		Interval: cfg.Feed.Interval, RefuseWhenStale: cfg.Feed.RefuseWhenStale, HTTP: httpc, Now: opts.Now,
 		Logger: a.log.With("part", "feed")})
 	if err != nil {
@@ -110,7 +110,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: verify: %w", err)
 	}
-	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
+	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.store), Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -120,7 +120,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 			Gate:    func() gate.Status { return a.ctrl.Status() },
 			Feed:    a.feed.Status,
 			Scanner: a.scannerStats,
-			Cache:   a.cache.Stats,
+			Cache:   a.store.Stats,
 			Health:  func() error { return a.ctrl.Ping(2 * time.Second) },
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
@@ -130,7 +130,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 			opts.Observe(o)
 		}
 	}
-	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
+	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.store.Journal, Board: a.board, Direction: cfg.Direction(),
 		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -186,7 +186,11 @@ func (a *Agent) scannerStats() (scanner.Stats, bool) {
 func (a *Agent) Metrics() *metrics.Metrics { return a.stats }
 
 // Cache is the gate's key cache (for the demo and tests; the agent owns it).
-func (a *Agent) Cache() *cache.Cache { return a.cache }
+func (a *Agent) Cache() *cache.Cache { return a.store.Cache }
+
+// Journal is the gate's event log and anti-passback state (for the demo
+// and tests; the agent owns it).
+func (a *Agent) Journal() *cache.Journal { return a.store.Journal }
 
 // Feed is the key feed client.
 func (a *Agent) Feed() *keysync.Client { return a.feed }
@@ -197,14 +201,15 @@ func (a *Agent) Gate() *gate.Controller { return a.ctrl }
 // Scanner is the serial scanner (nil with an image scanner).
 func (a *Agent) Scanner() *scanner.Serial { return a.serial }
 
-// Close releases the board (outputs safe) and closes the cache.
+// Close releases the board (outputs safe) and closes the cache and the
+// journal.
 func (a *Agent) Close() error {
 	var errs []error
 	if a.board != nil {
 		errs = append(errs, a.board.Close())
 	}
-	if a.cache != nil {
-		errs = append(errs, a.cache.Close())
+	if a.store != nil {
+		errs = append(errs, a.store.Cache.Close(), a.store.Journal.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -316,7 +321,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // ends. Neither is needed to run the gate: when one cannot be opened, the
 // agent says so and runs without it.
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
-	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
+	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()
@@ -357,7 +362,7 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		res, err := a.cache.Purge(a.feed.Now(), purgeRetention, a.cfg.Verify.PassbackWindow)
+		res, err := a.store.Purge(a.feed.Now(), purgeRetention, a.cfg.Verify.PassbackWindow)
 		if err != nil {
 			a.log.Warn("cache purge failed; it will be tried again in an hour", "err", err)
 		} else if res.Certs+res.Passbacks > 0 {

@@ -2,7 +2,6 @@ package diag
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -101,7 +100,6 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		feedState cache.FeedState
 		feedErr   error
 	)
-	backlogErr := errors.New("the cache file cannot be opened")
 	c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
 	cf.openErr = err
 	if err == nil {
@@ -114,9 +112,16 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		if cf.statsErr == nil {
 			cf.statsErr = feedErr
 		}
-		backlog, backlogErr = c.Backlog()
-		// The newest decisions, as many as the running agent keeps.
-		events, _ = c.Events(max(backlog.LastSeq, driftScans)-driftScans, driftScans)
+	}
+	// The event log is in the journal beside the cache.
+	j, backlogErr := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second})
+	if backlogErr == nil {
+		defer j.Close()
+		if backlogErr = j.Check(); backlogErr == nil {
+			backlog, backlogErr = j.Backlog()
+			// The newest decisions, as many as the running agent keeps.
+			events, _ = j.Events(max(backlog.LastSeq, driftScans)-driftScans, driftScans)
+		}
 	}
 	cf.diskFree, cf.diskErr = diskFree(cfg.Gate.Cache)
 
