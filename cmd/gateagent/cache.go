@@ -19,7 +19,8 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gateagent cache stats|check FILE")
-		fmt.Fprintln(stderr, "  check: checks a cache (cache.db) or journal (journal.db) file whole; exit 0 when it is, 1 when not")
+		fmt.Fprintln(stderr, "  FILE: the key cache (cache.db) or the journal beside it (journal.db)")
+		fmt.Fprintln(stderr, "  check: checks the file whole; exit 0 when it is, 1 when not, with what to do")
 	}
 	if err := fl.Parse(args); err != nil {
 		return 2
@@ -42,7 +43,27 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "ok: %s is whole (a gateagent %s)\n", path, kind)
 		return 0
 	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
 	c, err := cache.Open(path, &cache.Options{ReadOnly: true})
+	var ce *cache.CorruptError
+	if errors.As(err, &ce) && ce.Kind == cache.Foreign {
+		// Perhaps the journal: its backlog and passages.
+		j, jerr := cache.OpenJournal(path, &cache.Options{ReadOnly: true})
+		if jerr != nil {
+			return fail(err)
+		}
+		defer j.Close()
+		b, err := j.Backlog()
+		if err != nil {
+			return fail(err)
+		}
+		enc.Encode(struct {
+			Backlog   cache.Backlog `json:"backlog"`
+			Passbacks int           `json:"passbacks"`
+		}{b, j.Passbacks()})
+		return 0
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -51,8 +72,6 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
 	enc.Encode(st)
 	return 0
 }
@@ -70,6 +89,8 @@ func cacheAdvice(path string, err error) string {
 		return "the file was written by another gateagent version: run that version, or move the file aside and let this agent rebuild it"
 	case errors.As(err, &ce) && ce.Kind == cache.Empty:
 		return "an agent stopped in its first moments leaves an empty file: the agent recreates it at its next start; nothing to do"
+	case errors.As(err, &ce) && ce.Kind == cache.Foreign:
+		return "this is not a gateagent cache or journal (or not of the kind asked for): check the path; if it is the gate's own file, (re)start the agent: it moves the file aside and rebuilds it"
 	case errors.As(err, &ce) && ce.Kind == cache.Truncated:
 		return fmt.Sprintf("the file is cut short (a full disk, or a copy that did not finish): (re)start the agent: it moves the file aside as %s.damaged-TIME and rebuilds it (the certificates from the key feed; a journal keeps the events it can still read)", path)
 	case errors.As(err, &ce):

@@ -62,6 +62,9 @@ func TestCacheCommand(t *testing.T) {
 	if code, out, _ := runArgs("cache", "check", j.Path()); code != 0 || !strings.Contains(out, "is whole (a gateagent journal)") {
 		t.Fatalf("check of a journal: %d %q", code, out)
 	}
+	if code, out, errOut := runArgs("cache", "stats", j.Path()); code != 0 || !strings.Contains(out, `"backlog"`) {
+		t.Fatalf("stats of a journal: %d %q %q", code, out, errOut)
+	}
 
 	bad := filepath.Join(t.TempDir(), "bad.db")
 	os.WriteFile(bad, []byte(strings.Repeat("x", 8192)), 0o600)
