@@ -456,7 +456,7 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 	}
 	c.Facts = map[string]any{"events": b.Events, "last_seq": b.LastSeq}
 	if b.Events == 0 {
-		c.Status, c.Line = Pass, fmt.Sprintf("every event is uploaded (%d recorded since the cache was made)", b.LastSeq)
+		c.Status, c.Line = Pass, fmt.Sprintf("every event is uploaded (the last was number %d)", b.LastSeq)
 		return c
 	}
 	c.Facts["oldest"] = b.Oldest
@@ -466,7 +466,7 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 		if uploadErr != "" {
 			c.Line += " (" + uploadErr + ")"
 		}
-		c.Line += "; see the feed check. Nothing is lost: they stay in the cache until acknowledged"
+		c.Line += "; see the feed check. Nothing is lost: they stay in the journal until acknowledged"
 		return c
 	}
 	c.Status, c.Line = Pass, fmt.Sprintf("%d events waiting for the next upload, the oldest from %s", b.Events, ago(now, b.Oldest))
