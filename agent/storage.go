@@ -45,10 +45,16 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 			return nil, nil, err
 		}
 		j = res.journal
-		log.Error("the journal is damaged: moved aside; a new journal holds the events that could be read, and they will be uploaded",
-			"damage", ce.Error(), "moved_to", moved, "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
-		alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; %d events salvaged, lost: %s",
-			ce.Kind, filepath.Base(moved), res.Events, lostText(res.Salvaged)))
+		if res.err != nil {
+			log.Error("the journal is damaged: moved aside, and its events could not be read: they stay in the damaged file for the station",
+				"damage", ce.Error(), "moved_to", moved, "err", res.err)
+			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; its events could not be read", ce.Kind, filepath.Base(moved)))
+		} else {
+			log.Error("the journal is damaged: moved aside; a new journal holds the events that could be read, and they will be uploaded",
+				"damage", ce.Error(), "moved_to", moved, "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
+			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; %d events salvaged, lost: %s",
+				ce.Kind, filepath.Base(moved), res.Events, lostText(res.Salvaged)))
+		}
 	} else if err != nil {
 		return nil, nil, err
 	}
@@ -69,7 +75,9 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 		log.Error("the key cache is damaged: moved aside; rebuilding it from the key feed, and until then the gate refuses every code",
 			"damage", ce.Error(), "moved_to", moved)
 		a := fmt.Sprintf("key cache %s: moved to %s; rebuilding from the key feed, gate shut until then", ce.Kind, filepath.Base(moved))
-		if res.Events > 0 || res.Lost > 0 { // a cache of schema 1, which held events
+		if res.err != nil {
+			log.Error("could not read the damaged key cache for events (a cache of schema 1 held them)", "moved_to", moved, "err", res.err)
+		} else if res.Events > 0 || res.Lost > 0 { // a cache of schema 1, which held events
 			log.Error("events salvaged from the damaged key cache", "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
 			a += fmt.Sprintf("; %d events salvaged, lost: %s", res.Events, lostText(res.Salvaged))
 		}
@@ -95,11 +103,14 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 type replaced struct {
 	cache.Salvaged
 	journal *cache.Journal // the new journal, when the damaged file was one
+	// err is why the salvage failed; the damaged file keeps its events
+	// for the technician, and the gate runs on.
+	err error
 }
 
 // replace moves the damaged file at path aside and salvages its events
 // into j, or, when j is nil (path is the journal), into a new journal at
-// path.
+// path. Only a file that cannot be moved or replaced stops the agent.
 func replace(path string, j *cache.Journal, now func() time.Time) (string, replaced, error) {
 	var res replaced
 	moved, err := cache.Quarantine(path, now())
@@ -112,12 +123,7 @@ func replace(path string, j *cache.Journal, now func() time.Time) (string, repla
 		}
 		res.journal = j
 	}
-	if res.Salvaged, err = j.Salvage(moved, now()); err != nil {
-		if res.journal != nil {
-			res.journal.Close()
-		}
-		return "", res, err
-	}
+	res.Salvaged, res.err = j.Salvage(moved, now())
 	return moved, res, nil
 }
 
