@@ -66,11 +66,12 @@ func (l *Live) integrity(deep bool) (time.Duration, error, error) {
 	return time.Since(l.checkAt), l.checkErr, l.journalErr
 }
 
-// Report runs every check on the running agent's own state. The cache's
-// integrity check holds the cache's write lock while it runs (a grant
-// waits for it): about 30 ms per million certificates on a 2-core amd64
-// VM (BenchmarkCheck1M), a few times that on an ARM board; so its result
-// is reused for CheckEvery unless deep is set.
+// Report runs every check on the running agent's own state. The
+// integrity check of the cache and the journal holds each file's write
+// lock while it runs (a grant waits for it): about 40 to 60 ms per million
+// certificates on a 2-core amd64 VM (BenchmarkCheck1M), a few times that
+// on an ARM board; so its result is reused for CheckEvery unless deep is
+// set.
 func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
