@@ -55,7 +55,8 @@ FUZZ_TARGETS := \
 	issuer/idcard:FuzzParse:500000 \
 	qrcode:FuzzDecodeImage:200000 \
 	scanner:FuzzFramer:200000 \
-	config:FuzzParse:100000
+	config:FuzzParse:100000 \
+	cache:FuzzOpenDamaged:1500
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -71,7 +71,7 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	board  *hw.Board
-	cache  *cache.Cache
+	store  *cache.Store // the key cache and the journal
 	feed   *keysync.Client
 	ctrl   *gate.Controller
 	verify *verify.Verifier
@@ -123,7 +123,7 @@ func (a *Agent) open() (err error) {
 	if a.board, err = openBoard(cfg, opts); err != nil {
 		return step("board", "hw", err)
 	}
-	if a.cache, err = cache.Open(cfg.Gate.Cache, nil); err != nil {
+	if a.store, err = openStorage(cfg.Gate.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
 		return step("cache", "gate.cache", err)
 	}
 	keys, err := cfg.Keyring()
@@ -134,7 +134,7 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("feed", tlsKey(err), err)
 	}
-	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.cache, GateID: cfg.Gate.ID,
+	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
 		Interval: cfg.Feed.Interval, RefuseWhenStale: cfg.Feed.RefuseWhenStale, HTTP: httpc, Now: opts.Now,
 		Logger: a.log.With("part", "feed")})
 	if err != nil {
@@ -144,7 +144,7 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("verify", "verify", err)
 	}
-	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
+	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.store), Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return step("verify", "verify", err)
@@ -154,7 +154,7 @@ func (a *Agent) open() (err error) {
 			Gate:    func() gate.Status { return a.ctrl.Status() },
 			Feed:    a.feed.Status,
 			Scanner: a.scannerStats,
-			Cache:   a.cache.Stats,
+			Cache:   a.store.Stats,
 			Ready:   a.Readiness,
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
@@ -164,7 +164,7 @@ func (a *Agent) open() (err error) {
 			opts.Observe(o)
 		}
 	}
-	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
+	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.store.Journal, Board: a.board, Direction: cfg.Direction(),
 		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
 	if err != nil {
 		return step("gate", "timing", err)
@@ -241,8 +241,8 @@ func (a *Agent) Readiness() health.Readiness {
 	p := health.Parts{Gate: &g, Ping: a.ctrl.Ping(2 * time.Second), Feed: &f, Now: a.feed.Now(), TrustedAfter: version.BuildTime()}
 	// A file system remounted read-only (a failing SD card) takes no
 	// write, not even through the file bbolt holds open.
-	if ro, err := fsaccess.ReadOnly(a.cache.Path()); err == nil && ro {
-		p.Cache = &fs.PathError{Op: "write", Path: filepath.Dir(a.cache.Path()), Err: syscall.EROFS}
+	if ro, err := fsaccess.ReadOnly(a.store.Cache.Path()); err == nil && ro {
+		p.Cache = &fs.PathError{Op: "write", Path: filepath.Dir(a.store.Cache.Path()), Err: syscall.EROFS}
 	}
 	return health.Judge(p)
 }
@@ -251,7 +251,11 @@ func (a *Agent) Readiness() health.Readiness {
 func (a *Agent) Metrics() *metrics.Metrics { return a.stats }
 
 // Cache is the gate's key cache (for the demo and tests; the agent owns it).
-func (a *Agent) Cache() *cache.Cache { return a.cache }
+func (a *Agent) Cache() *cache.Cache { return a.store.Cache }
+
+// Journal is the gate's event log and anti-passback state (for the demo
+// and tests; the agent owns it).
+func (a *Agent) Journal() *cache.Journal { return a.store.Journal }
 
 // Feed is the key feed client.
 func (a *Agent) Feed() *keysync.Client { return a.feed }
@@ -263,13 +267,13 @@ func (a *Agent) Gate() *gate.Controller { return a.ctrl }
 func (a *Agent) Scanner() *scanner.Serial { return a.serial }
 
 // Close releases what the agent opened, in the reverse order of start-up:
-// it closes the cache, releases the board (outputs safe), and lets another
-// agent take the gate. It is safe on an agent whose start-up stopped part
-// way.
+// it closes the cache and the journal, releases the board (outputs safe),
+// and lets another agent take the gate. It is safe on an agent whose
+// start-up stopped part way.
 func (a *Agent) Close() error {
 	var errs []error
-	if a.cache != nil {
-		errs = append(errs, a.cache.Close())
+	if a.store != nil {
+		errs = append(errs, a.store.Cache.Close(), a.store.Journal.Close())
 	}
 	if a.board != nil {
 		errs = append(errs, a.board.Close())
@@ -443,7 +447,7 @@ func serviceStatus(r health.Readiness) string {
 // ends. Neither is needed to run the gate: when one cannot be opened, the
 // agent says so and runs without it.
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
-	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
+	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
@@ -485,7 +489,7 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		res, err := a.cache.Purge(a.feed.Now(), purgeRetention, a.cfg.Verify.PassbackWindow)
+		res, err := a.store.Purge(a.feed.Now(), purgeRetention, a.cfg.Verify.PassbackWindow)
 		if err != nil {
 			a.log.Warn("cache purge failed; it will be tried again in an hour", "err", err)
 		} else if res.Certs+res.Passbacks > 0 {

@@ -277,10 +277,10 @@ func levels(ls []gpio.Level) string {
 }
 
 // events returns the gate's events, wherever they are now: still in the
-// cache or already uploaded to the issuer.
+// journal or already uploaded to the issuer.
 func (st *station) events() []cache.Event {
 	st.t.Helper()
-	local, err := st.ag.Cache().Events(0, 100000)
+	local, err := st.ag.Journal().Events(0, 100000)
 	if err != nil {
 		st.t.Fatal(err)
 	}
@@ -684,15 +684,17 @@ level = "debug"
 			t.Fatal("the restarted agent unlocked the relay")
 		}
 	}
-	c, err := cache.Open(cachePath, &cache.Options{ReadOnly: true})
+	for _, p := range []string{cachePath, cache.JournalPath(cachePath)} {
+		if _, err := cache.CheckFile(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := cache.OpenJournal(cache.JournalPath(cachePath), &cache.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Check(); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := c.Events(0, 100)
+	defer j.Close()
+	ev, err := j.Events(0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -782,12 +784,17 @@ func TestControllerStartFailureStopsTheAgent(t *testing.T) {
 	case <-time.After(4 * time.Second):
 		t.Fatal("the agent did not stop on a controller that cannot start")
 	}
-	// The cache is closed: the file can be opened again.
+	// The cache and the journal are closed: the files can be opened again.
 	c, err := cache.Open(st.cfg.Gate.Cache, nil)
 	if err != nil {
 		t.Fatalf("cache still held after Run returned: %v", err)
 	}
 	c.Close()
+	j, err := cache.OpenJournal(cache.JournalPath(st.cfg.Gate.Cache), nil)
+	if err != nil {
+		t.Fatalf("journal still held after Run returned: %v", err)
+	}
+	j.Close()
 }
 
 // TestImageScannerGrants: scanner.kind = "images", a camera writing frames

@@ -249,7 +249,7 @@ func TestDiskFullIsUnhealthyAndRecovers(t *testing.T) {
 		t.Fatalf("after the space was freed: %v %v (%v), want granted", o.Kind, o.Decision.Reason, o.Err)
 	}
 	var outage bool
-	evs, _ := st.ag.Cache().Events(0, 100000)
+	evs, _ := st.ag.Journal().Events(0, 100000)
 	for _, e := range evs {
 		outage = outage || strings.Contains(e.Detail, "event log could not be written")
 	}

@@ -95,7 +95,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		return res, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
 	}
 	err := c.update(func(tx *bolt.Tx) error {
-		fs, err := readFeed(tx)
+		fs, err := readFeed(tx, c.path)
 		if err != nil {
 			return err
 		}
@@ -119,11 +119,11 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 			writes++
 			return certs.Put(k, v)
 		}
-		if err := upsert(certs, b.Upserts, put); err != nil {
+		if err := upsert(c.path, certs, b.Upserts, put); err != nil {
 			return err
 		}
 		res.Upserted = len(b.Upserts)
-		if err := revoke(certs, b, put); err != nil {
+		if err := revoke(c.path, certs, b, put); err != nil {
 			return err
 		}
 		res.Revoked = len(b.Revokes)
@@ -132,6 +132,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		fs.Cursor = b.Next
 		fs.Resync = resync
 		res.Cursor = b.Next
+		tx.OnCommit(func() { c.synced.Store(true) })
 		return writeFeed(tx, &fs)
 	})
 	if err != nil {
@@ -143,7 +144,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 var errInjected = errors.New("injected fault")
 
 // upsert writes certificates, keeping any revocation already stored.
-func upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) error {
+func upsert(path string, certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) error {
 	if len(ups) == 0 {
 		return nil
 	}
@@ -172,7 +173,7 @@ func upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) 
 			if ov := certs.Get(u.ID[:]); ov != nil {
 				of, ok := getRecord(ov, &old)
 				if !ok {
-					return fmt.Errorf("%w: record of cert %s", ErrCorrupt, u.ID)
+					return damaged(path, 0, "record of cert %s", u.ID)
 				}
 				if of&flagRevoke != 0 {
 					flags |= flagRevoke // revocation is final
@@ -191,7 +192,7 @@ func upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) 
 // cache does not hold is kept as a key-less record, so that a late upsert
 // cannot bring the certificate back; it is purged a day after the batch,
 // when any certificate issued before its revocation has expired.
-func revoke(certs *bolt.Bucket, b *Batch, put func(k, v []byte) error) error {
+func revoke(path string, certs *bolt.Bucket, b *Batch, put func(k, v []byte) error) error {
 	slab := make([]byte, len(b.Revokes)*recordLen)
 	for i, id := range b.Revokes {
 		v := (*[recordLen]byte)(slab[i*recordLen:])
@@ -200,7 +201,7 @@ func revoke(certs *bolt.Bucket, b *Batch, put func(k, v []byte) error) error {
 		if ov := certs.Get(id[:]); ov != nil {
 			of, ok := getRecord(ov, &c)
 			if !ok {
-				return fmt.Errorf("%w: record of cert %s", ErrCorrupt, id)
+				return damaged(path, 0, "record of cert %s", id)
 			}
 			if of&flagRevoke != 0 {
 				continue
@@ -235,7 +236,7 @@ func ascending(ups []verify.Cert) bool {
 // (the gate is caught up). The cursor is not moved.
 func (c *Cache) RecordSync(fs FeedState) error {
 	err := c.update(func(tx *bolt.Tx) error {
-		old, err := readFeed(tx)
+		old, err := readFeed(tx, c.path)
 		if err != nil {
 			return err
 		}

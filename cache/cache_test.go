@@ -175,8 +175,8 @@ func TestRevocationBeforeCertificate(t *testing.T) {
 	// The placeholder expires a day after the issuer's time and is purged then.
 	c2 := cachetest.Open(t, nil)
 	mustApply(t, c2, &cache.Batch{From: 0, Next: 1, Revokes: []verify.CertID{cert.ID}, Feed: feed})
-	if res, err := c2.Purge(t0.Add(25*time.Hour), 0, time.Hour); err != nil || res.Certs != 1 {
-		t.Fatalf("purge of the placeholder: %+v, %v", res, err)
+	if n, err := c2.Purge(t0.Add(25*time.Hour), 0); err != nil || n != 1 {
+		t.Fatalf("purge of the placeholder: %d, %v", n, err)
 	}
 }
 
@@ -253,12 +253,27 @@ func TestFailurePartWayLeavesCacheAsBefore(t *testing.T) {
 	})
 }
 
+// reopenJournal closes j and opens its file again, as a restart does.
+func reopenJournal(t *testing.T, j *cache.Journal) *cache.Journal {
+	t.Helper()
+	path := j.Path()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := cache.OpenJournal(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j2.Close() })
+	return j2
+}
+
 func TestEvents(t *testing.T) {
-	c := cachetest.Open(t, nil)
+	j := cachetest.OpenJournal(t, nil)
 	id := cachetest.Cert(0, 1).ID
 	var seqs []uint64
 	for i := range 5 {
-		seq, err := c.AppendEvent(cache.Event{
+		seq, err := j.AppendEvent(cache.Event{
 			Time: t0.Add(time.Duration(i) * time.Second), Kind: cache.EventDecision,
 			Reason: verify.Reason(1 + i), Direction: verify.Exit, CertID: id,
 			StepOffset: int64(i - 2), Detail: fmt.Sprintf("scan %d", i),
@@ -273,7 +288,7 @@ func TestEvents(t *testing.T) {
 			t.Fatalf("sequence numbers %v", seqs)
 		}
 	}
-	evs, err := c.Events(seqs[1], 2)
+	evs, err := j.Events(seqs[1], 2)
 	if err != nil || len(evs) != 2 || evs[0].Seq != seqs[2] || evs[1].Seq != seqs[3] {
 		t.Fatalf("Events(%d, 2) = %+v, %v", seqs[1], evs, err)
 	}
@@ -282,27 +297,27 @@ func TestEvents(t *testing.T) {
 		e.Direction != verify.Exit || e.CertID != id || e.StepOffset != 0 || e.Detail != "scan 2" {
 		t.Fatalf("event read back as %+v", e)
 	}
-	if n, err := c.DeleteEventsThrough(seqs[2]); err != nil || n != 3 {
+	if n, err := j.DeleteEventsThrough(seqs[2]); err != nil || n != 3 {
 		t.Fatalf("DeleteEventsThrough: %d, %v", n, err)
 	}
-	evs, _ = c.Events(0, 100)
+	evs, _ = j.Events(0, 100)
 	if len(evs) != 2 || evs[0].Seq != seqs[3] {
 		t.Fatalf("after acknowledgement: %+v", evs)
 	}
-	if b, err := c.Backlog(); err != nil || b.Events != 2 || !b.Oldest.Equal(t0.Add(3*time.Second)) || b.LastSeq != seqs[4] {
+	if b, err := j.Backlog(); err != nil || b.Events != 2 || !b.Oldest.Equal(t0.Add(3*time.Second)) || b.LastSeq != seqs[4] {
 		t.Fatalf("Backlog = %+v, %v; want 2 events from %v, last %d", b, err, t0.Add(3*time.Second), seqs[4])
 	}
 	// Sequence numbers are never reused, even after deletion and reopening.
-	c2 := reopen(t, c)
-	c2.DeleteEventsThrough(1 << 62)
-	seq, err := c2.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Reason: verify.Undecided})
+	j2 := reopenJournal(t, j)
+	j2.DeleteEventsThrough(1 << 62)
+	seq, err := j2.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Reason: verify.Undecided})
 	if err != nil || seq != seqs[4]+1 {
 		t.Fatalf("after reopen: seq %d, %v; want %d", seq, err, seqs[4]+1)
 	}
 }
 
 func TestEventRefused(t *testing.T) {
-	c := cachetest.Open(t, nil)
+	j := cachetest.OpenJournal(t, nil)
 	for name, e := range map[string]cache.Event{
 		"no kind":     {Time: t0},
 		"bad kind":    {Time: t0, Kind: 99},
@@ -311,51 +326,82 @@ func TestEventRefused(t *testing.T) {
 		"long detail": {Time: t0, Kind: cache.EventAlarm, Detail: strings.Repeat("x", cache.MaxDetail+1)},
 		"not UTF-8":   {Time: t0, Kind: cache.EventAlarm, Detail: "\xff\xfe"},
 	} {
-		if _, err := c.AppendEvent(e); err == nil {
+		if _, err := j.AppendEvent(e); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if st, _ := c.Stats(); st.Events != 0 {
-		t.Fatalf("%d events stored", st.Events)
+	if b, _ := j.Backlog(); b.Events != 0 {
+		t.Fatalf("%d events stored", b.Events)
 	}
 }
 
+// TestPassage: the journal's anti-passback state reaches the verifier
+// through Store, and survives a restart.
 func TestPassage(t *testing.T) {
-	c := cachetest.Open(t, nil)
+	s := cachetest.OpenStore(t)
 	b := cachetest.Batch(0, 2, 2)
-	mustApply(t, c, b)
+	mustApply(t, s.Cache, b)
 	id := b.Upserts[0].ID
 	at := t0.Add(90 * time.Minute)
-	seq, err := c.RecordPassage(id, verify.Entry, cache.Event{Time: at, Kind: cache.EventPassage, Reason: verify.OK, Direction: verify.Entry, CertID: id})
+	seq, err := s.Journal.RecordPassage(id, verify.Entry, cache.Event{Time: at, Kind: cache.EventPassage, Reason: verify.OK, Direction: verify.Entry, CertID: id})
 	if err != nil || seq == 0 {
 		t.Fatal(seq, err)
 	}
-	check := func(c *cache.Cache) {
+	check := func(s *cache.Store) {
 		t.Helper()
-		if r, ok, err := c.Lookup(id, verify.Entry); err != nil || !ok || !r.LastPass.Equal(at) {
+		if r, ok, err := s.Lookup(id, verify.Entry); err != nil || !ok || !r.LastPass.Equal(at) {
 			t.Fatalf("entry: last pass %v (%v, %v), want %v", r.LastPass, ok, err, at)
 		}
-		if r, ok, _ := c.Lookup(id, verify.Exit); !ok || !r.LastPass.IsZero() {
+		if r, ok, _ := s.Lookup(id, verify.Exit); !ok || !r.LastPass.IsZero() {
 			t.Fatalf("exit: last pass %v, want none", r.LastPass)
 		}
-		if r, ok, _ := c.Lookup(b.Upserts[1].ID, verify.Entry); !ok || !r.LastPass.IsZero() {
+		if r, ok, _ := s.Lookup(b.Upserts[1].ID, verify.Entry); !ok || !r.LastPass.IsZero() {
 			t.Fatalf("other cert: last pass %v, want none", r.LastPass)
 		}
 	}
-	check(c)
+	check(s)
 	// The state survives a restart.
-	c2 := reopen(t, c)
-	check(c2)
-	if evs, _ := c2.Events(0, 10); len(evs) != 1 || evs[0].Kind != cache.EventPassage {
+	s2 := &cache.Store{Cache: s.Cache, Journal: reopenJournal(t, s.Journal)}
+	check(s2)
+	if evs, _ := s2.Journal.Events(0, 10); len(evs) != 1 || evs[0].Kind != cache.EventPassage {
 		t.Fatalf("events %+v", evs)
 	}
-	if _, err := c2.RecordPassage(id, 0, cache.Event{Time: at, Kind: cache.EventPassage}); err == nil {
+	if _, err := s2.Journal.RecordPassage(id, 0, cache.Event{Time: at, Kind: cache.EventPassage}); err == nil {
 		t.Fatal("a passage without direction was recorded")
 	}
 }
 
+// TestStoreRefusesBeforeTheFirstSync: a new (or rebuilt) cache decides
+// nothing until a sync has completed; a full sync's last page, or a log
+// batch, ends that.
+func TestStoreRefusesBeforeTheFirstSync(t *testing.T) {
+	s := cachetest.OpenStore(t)
+	id := cachetest.Cert(0, 1).ID
+	if _, _, err := s.Lookup(id, verify.Entry); !errors.Is(err, cache.ErrNotSynced) {
+		t.Fatalf("lookup in a new cache: %v, want ErrNotSynced", err)
+	}
+	if _, err := s.Cache.ApplySnapshot(&cache.SnapshotPage{Epoch: 7, Snapshot: 0, Upserts: []verify.Cert{cachetest.Cert(0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lookup(id, verify.Entry); !errors.Is(err, cache.ErrNotSynced) {
+		t.Fatalf("lookup part-way through a full sync: %v, want ErrNotSynced", err)
+	}
+	if _, err := s.Cache.ApplySnapshot(&cache.SnapshotPage{Epoch: 7, Snapshot: 0, After: id, Final: true, Feed: cache.FeedState{Epoch: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Lookup(id, verify.Entry); err != nil || !ok {
+		t.Fatalf("lookup after the full sync: %v %v", ok, err)
+	}
+	// Synced survives a restart, even at cursor 0 (an issuer with no
+	// changes yet): the epoch says a full sync completed.
+	if c2 := reopen(t, s.Cache); !c2.Synced() {
+		t.Fatal("reopened cache forgot its completed sync")
+	}
+}
+
 func TestPurge(t *testing.T) {
-	c := cachetest.Open(t, nil)
+	s := cachetest.OpenStore(t)
+	c := s.Cache
 	const n = 12_000 // more than one purge chunk
 	for from := uint64(0); from < n; from += 4000 {
 		b := cachetest.Batch(from, from+4000, n)
@@ -368,39 +414,40 @@ func TestPurge(t *testing.T) {
 		mustApply(t, c, b)
 	}
 	old, young := cachetest.Cert(0, n).ID, cachetest.Cert(1, n).ID
-	c.RecordPassage(young, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
-	c.RecordPassage(old, verify.Entry, cache.Event{Time: t0.Add(47 * time.Hour), Kind: cache.EventPassage})
+	s.Journal.RecordPassage(young, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
+	s.Journal.RecordPassage(old, verify.Entry, cache.Event{Time: t0.Add(47 * time.Hour), Kind: cache.EventPassage})
 
 	// At t0+48h, the first half expired 24h ago, the second half just now.
-	res, err := c.Purge(t0.Add(48*time.Hour), 12*time.Hour, time.Hour)
+	res, err := s.Purge(t0.Add(48*time.Hour), 12*time.Hour, time.Hour)
 	if err != nil || res.Certs != n/2 || res.Passbacks != 1 {
 		t.Fatalf("purge: %+v, %v; want %d certs and 1 passage", res, err, n/2)
 	}
 	if _, ok := lookup(t, c, old); ok {
 		t.Error("expired certificate kept")
 	}
-	r, ok := lookup(t, c, young)
-	if !ok {
-		t.Fatal("certificate inside its retention purged")
+	r, ok, err := s.Lookup(young, verify.Entry)
+	if err != nil || !ok {
+		t.Fatal("certificate inside its retention purged", err)
 	}
 	if !r.LastPass.IsZero() {
 		t.Error("old passage kept in memory")
 	}
-	if st, _ := c.Stats(); st.Certs != n/2 || st.Passbacks != 1 {
+	if st, _ := s.Stats(); st.Certs != n/2 || st.Passbacks != 1 {
 		t.Fatalf("stats after purge: %+v", st)
 	}
 }
 
 func TestStats(t *testing.T) {
-	c := cachetest.Open(t, nil)
+	s := cachetest.OpenStore(t)
+	c := s.Cache
 	mustApply(t, c, cachetest.Batch(0, 7, 7))
-	c.AppendEvent(cache.Event{Time: t0.Add(time.Minute), Kind: cache.EventAlarm})
-	c.AppendEvent(cache.Event{Time: t0.Add(2 * time.Minute), Kind: cache.EventAlarm})
+	s.Journal.AppendEvent(cache.Event{Time: t0.Add(time.Minute), Kind: cache.EventAlarm})
+	s.Journal.AppendEvent(cache.Event{Time: t0.Add(2 * time.Minute), Kind: cache.EventAlarm})
 	synced := t0.Add(3 * time.Minute)
 	if err := c.RecordSync(cache.FeedState{KeyID: "k2", IssuerTime: synced, SyncedAt: synced, MaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.Stats()
+	st, err := s.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,12 +467,12 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		cache.DB(c).Update(func(tx *bolt.Tx) error {
-			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 3))
 		})
 		c.Close()
 		_, err = cache.Open(path, nil)
-		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 2") {
-			t.Fatalf("error %v, want ErrSchema naming version 2", err)
+		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 3") {
+			t.Fatalf("error %v, want ErrSchema naming version 3", err)
 		}
 	})
 	t.Run("bbolt file of another program", func(t *testing.T) {
@@ -437,21 +484,50 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatalf("error %v, want ErrCorrupt", err)
 		}
 	})
+	t.Run("a journal opened as a cache", func(t *testing.T) {
+		path := filepath.Join(dir, "journal.db")
+		j, err := cache.OpenJournal(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+		_, err = cache.Open(path, nil)
+		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Foreign {
+			t.Fatalf("error %v, want a Foreign CorruptError", err)
+		}
+		if _, err := cache.OpenJournal(path, nil); err != nil {
+			t.Fatalf("the refused open changed the journal: %v", err)
+		}
+	})
 	t.Run("not a bbolt file", func(t *testing.T) {
 		path := filepath.Join(dir, "garbage.db")
 		os.WriteFile(path, []byte(strings.Repeat("not a database ", 1000)), 0o600)
 		_, err := cache.Open(path, nil)
-		if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), "resync") {
-			t.Fatalf("error %v, want ErrCorrupt telling what to do", err)
+		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Damaged {
+			t.Fatalf("error %v, want a Damaged CorruptError", err)
 		}
 	})
 	t.Run("too short to be a bbolt file", func(t *testing.T) {
 		path := filepath.Join(dir, "short.db")
-		os.WriteFile(path, []byte(strings.Repeat("\x01", 5000)), 0o600)
+		os.WriteFile(path, []byte(strings.Repeat("\x01", 500)), 0o600)
 		_, err := cache.Open(path, nil)
-		if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), "move it aside") {
-			t.Fatalf("error %v, want ErrCorrupt telling what to do", err)
+		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Truncated {
+			t.Fatalf("error %v, want a Truncated CorruptError", err)
 		}
+	})
+	t.Run("empty, read-only", func(t *testing.T) {
+		path := filepath.Join(dir, "empty.db")
+		os.WriteFile(path, nil, 0o600)
+		_, err := cache.Open(path, &cache.Options{ReadOnly: true})
+		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Empty {
+			t.Fatalf("error %v, want an Empty CorruptError", err)
+		}
+		// Opened for writing, an empty file is set up as a new one.
+		c, err := cache.Open(path, nil)
+		if err != nil {
+			t.Fatalf("empty file opened for writing: %v", err)
+		}
+		c.Close()
 	})
 	t.Run("permission denied stays an OS error", func(t *testing.T) {
 		if os.Geteuid() == 0 {
@@ -477,8 +553,8 @@ func TestOpenErrors(t *testing.T) {
 		}
 		defer c.Close()
 		_, err = cache.Open(path, &cache.Options{LockTimeout: 50 * time.Millisecond})
-		if !errors.Is(err, cache.ErrLocked) || !strings.Contains(err.Error(), "diag") {
-			t.Fatalf("error %v, want ErrLocked pointing to diag", err)
+		if !errors.Is(err, cache.ErrLocked) {
+			t.Fatalf("error %v, want ErrLocked", err)
 		}
 	})
 	t.Run("read-only, absent", func(t *testing.T) {
@@ -499,13 +575,30 @@ func TestOpenErrors(t *testing.T) {
 		if _, err := ro.Apply(cachetest.Batch(0, 1, 1)); !errors.Is(err, cache.ErrReadOnly) {
 			t.Fatalf("apply: %v", err)
 		}
-		if _, err := ro.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); !errors.Is(err, cache.ErrReadOnly) {
-			t.Fatalf("append: %v", err)
-		}
 		if err := ro.Check(); err != nil {
 			t.Fatalf("check read-only: %v", err)
 		}
+		jpath := filepath.Join(dir, "ro-journal.db")
+		j, _ := cache.OpenJournal(jpath, nil)
+		j.Close()
+		jro, err := cache.OpenJournal(jpath, &cache.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer jro.Close()
+		if _, err := jro.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); !errors.Is(err, cache.ErrReadOnly) {
+			t.Fatalf("append: %v", err)
+		}
 	})
+}
+
+// corruptKind returns err's *CorruptError, nil when it has none.
+func corruptKind(err error) *cache.CorruptError {
+	var ce *cache.CorruptError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return nil
 }
 
 // TestCorruptRecordIsAnError: a damaged record makes the lookup fail

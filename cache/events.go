@@ -6,8 +6,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
-
 	"gateagent/verify"
 )
 
@@ -68,11 +66,13 @@ func encodeEvent(e *Event) []byte {
 	return append(b, e.Detail...)
 }
 
+// decodeEvent decodes a stored event; its errors say what is wrong, and
+// the caller reports them as damage.
 func decodeEvent(seq uint64, b []byte) (Event, error) {
 	e := Event{Seq: seq}
 	const fixed = 4 + 8 + verify.CertIDLen
 	if len(b) < fixed || b[0] != eventVersion {
-		return e, fmt.Errorf("%w: event %d: bad header", ErrCorrupt, seq)
+		return e, fmt.Errorf("event %d: bad header", seq)
 	}
 	e.Kind, e.Reason, e.Direction = EventKind(b[1]), verify.Reason(b[2]), verify.Direction(b[3])
 	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[4:]))).UTC()
@@ -80,12 +80,12 @@ func decodeEvent(seq uint64, b []byte) (Event, error) {
 	rest := b[fixed:]
 	off, n := binary.Varint(rest)
 	if n <= 0 {
-		return e, fmt.Errorf("%w: event %d: bad step offset", ErrCorrupt, seq)
+		return e, fmt.Errorf("event %d: bad step offset", seq)
 	}
 	e.StepOffset, rest = off, rest[n:]
 	dl, n := binary.Uvarint(rest)
 	if n <= 0 || dl != uint64(len(rest)-n) {
-		return e, fmt.Errorf("%w: event %d: bad detail length", ErrCorrupt, seq)
+		return e, fmt.Errorf("event %d: bad detail length", seq)
 	}
 	e.Detail = string(rest[n:])
 	return e, nil
@@ -105,142 +105,4 @@ func (e *Event) validate() error {
 		return fmt.Errorf("event detail is not UTF-8")
 	}
 	return nil
-}
-
-func appendEvent(tx *bolt.Tx, e *Event) error {
-	if err := e.validate(); err != nil {
-		return err
-	}
-	b := tx.Bucket(bucketEvents)
-	seq, err := b.NextSequence()
-	if err != nil {
-		return err
-	}
-	e.Seq = seq
-	// Sequence numbers only grow: every new key goes at the end, so pages
-	// can be filled whole.
-	b.FillPercent = 1.0
-	return b.Put(u64(seq), encodeEvent(e))
-}
-
-// AppendEvent stores e durably and returns its sequence number.
-func (c *Cache) AppendEvent(e Event) (uint64, error) {
-	if err := c.update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) }); err != nil {
-		return 0, fmt.Errorf("cache: append %s event: %w", e.Kind, err)
-	}
-	return e.Seq, nil
-}
-
-// RecordPassage stores, in one transaction, that id passed in direction dir
-// at e.Time (the anti-passback state) and the event e that reports it.
-func (c *Cache) RecordPassage(id verify.CertID, dir verify.Direction, e Event) (uint64, error) {
-	if dir != verify.Entry && dir != verify.Exit {
-		return 0, fmt.Errorf("cache: record passage of %s: direction %v", id, dir)
-	}
-	pk := passKey(&id, dir)
-	ns := e.Time.UnixNano()
-	err := c.update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketPassback).Put(pk[:], u64(uint64(ns))); err != nil {
-			return err
-		}
-		if err := appendEvent(tx, &e); err != nil {
-			return err
-		}
-		tx.OnCommit(func() {
-			c.passMu.Lock()
-			c.passes[pk] = ns
-			c.passMu.Unlock()
-		})
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("cache: record passage of %s: %w", id, err)
-	}
-	return e.Seq, nil
-}
-
-// Events returns up to max events with a sequence number above after, in
-// order: the next upload.
-func (c *Cache) Events(after uint64, max int) ([]Event, error) {
-	var out []Event
-	err := c.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketEvents).Cursor()
-		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < max; k, v = cur.Next() {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: event key of %d bytes", ErrCorrupt, len(k))
-			}
-			e, err := decodeEvent(binary.BigEndian.Uint64(k), v)
-			if err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cache: read events after %d: %w", after, err)
-	}
-	return out, nil
-}
-
-// DeleteEventsThrough deletes the events up to and including seq, once the
-// issuer has acknowledged them, and returns how many it deleted.
-func (c *Cache) DeleteEventsThrough(seq uint64) (int, error) {
-	n := 0
-	err := c.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		var keys [][]byte
-		cur := b.Cursor()
-		for k, _ := cur.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = cur.Next() {
-			keys = append(keys, k)
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(keys)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("cache: delete events through %d: %w", seq, err)
-	}
-	return n, nil
-}
-
-// Backlog is the event log not yet uploaded.
-type Backlog struct {
-	Events  int       `json:"events"`
-	Oldest  time.Time `json:"oldest,omitzero"`
-	LastSeq uint64    `json:"last_seq"`
-}
-
-// Backlog counts the events not yet uploaded. It reads the event log
-// only, so it answers even when a certificate page is damaged.
-func (c *Cache) Backlog() (b Backlog, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("cache: backlog: %w: %v", ErrCorrupt, p)
-		}
-	}()
-	err = c.db.View(func(tx *bolt.Tx) error {
-		ev := tx.Bucket(bucketEvents)
-		b.LastSeq = ev.Sequence()
-		cur := ev.Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if b.Events == 0 {
-				e, err := decodeEvent(0, v)
-				if err != nil {
-					return err
-				}
-				b.Oldest = e.Time
-			}
-			b.Events++
-		}
-		return nil
-	})
-	if err != nil {
-		return Backlog{}, fmt.Errorf("cache: backlog: %w", err)
-	}
-	return b, nil
 }

@@ -48,11 +48,16 @@ func powerCutBatch(k uint64) *cache.Batch {
 	return b
 }
 
-// powerCutWriter applies batch after batch, each followed by an event, and
-// reports each on stdout once it is committed, until it is killed.
+// powerCutWriter applies batch after batch to the cache, each followed by
+// an event in the journal beside it, and reports each on stdout once both
+// are committed, until it is killed.
 func powerCutWriter(path string) {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "writer:", err); os.Exit(3) }
 	c, err := cache.Open(path, &cache.Options{LockTimeout: 5 * time.Second})
+	if err != nil {
+		fail(err)
+	}
+	j, err := cache.OpenJournal(cache.JournalPath(path), &cache.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		fail(err)
 	}
@@ -64,7 +69,7 @@ func powerCutWriter(path string) {
 		if _, err := c.Apply(powerCutBatch(k)); err != nil {
 			fail(err)
 		}
-		if _, err := c.AppendEvent(cache.Event{
+		if _, err := j.AppendEvent(cache.Event{
 			Time: cachetest.Epoch, Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry,
 			CertID: cachetest.Cert(k*powerCutPer, powerCutSpace).ID, Detail: fmt.Sprintf("batch %d", k),
 		}); err != nil {
@@ -75,7 +80,7 @@ func powerCutWriter(path string) {
 }
 
 // TestPowerCutKeepsCacheWhole kills the writer at random instants and
-// checks, after each kill, that the file is whole, that every batch is
+// checks, after each kill, that both files are whole, that every batch is
 // there entirely or not at all, that every reported commit survived, and
 // that the event log has no gap and no torn entry.
 func TestPowerCutKeepsCacheWhole(t *testing.T) {
@@ -98,6 +103,13 @@ func TestPowerCutKeepsCacheWhole(t *testing.T) {
 		if err := c.Check(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
+		j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+		if err != nil {
+			t.Fatalf("round %d: reopen the journal after the cut: %v", round, err)
+		}
+		if err := j.Check(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
 		fs, err := c.Feed()
 		if err != nil {
 			t.Fatal(err)
@@ -106,9 +118,10 @@ func TestPowerCutKeepsCacheWhole(t *testing.T) {
 			t.Fatalf("round %d: cursor %d, but the writer reported batch %d committed", round, fs.Cursor, reported)
 		}
 		checkBatches(t, c, fs.Cursor)
-		checkEvents(t, c, fs.Cursor, round+1)
+		checkEvents(t, j, fs.Cursor, round+1)
 		t.Logf("round %d: killed after batch %d (reported %d)", round, fs.Cursor, reported)
 		c.Close()
+		j.Close()
 	}
 }
 
@@ -205,9 +218,9 @@ func checkBatches(t *testing.T, c *cache.Cache, cursor uint64) {
 // checkEvents: the events are numbered 1, 2, 3… with no gap, each whole,
 // for batches in increasing order. Each cut may fall between a batch's
 // commit and its event's, so up to one event per cut is missing.
-func checkEvents(t *testing.T, c *cache.Cache, cursor uint64, cuts int) {
+func checkEvents(t *testing.T, j *cache.Journal, cursor uint64, cuts int) {
 	t.Helper()
-	evs, err := c.Events(0, 1<<20)
+	evs, err := j.Events(0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,56 +12,62 @@ import (
 // event writes of the scan path never wait long behind a purge.
 const purgeChunk = 5000
 
-// PurgeResult says what Purge deleted.
+// PurgeResult says what a purge deleted.
 type PurgeResult struct {
 	Certs     int `json:"certs"`
 	Passbacks int `json:"passbacks"`
 }
 
 // Purge deletes the certificates whose not_after lies more than retention
-// before now, and the passages older than passbackWindow (which must be at
-// least the verifier's anti-passback window). It deletes in chunks, each
-// its own transaction: every chunk leaves a whole cache.
-func (c *Cache) Purge(now time.Time, retention, passbackWindow time.Duration) (PurgeResult, error) {
-	var res PurgeResult
-	if retention < 0 || passbackWindow < 0 {
-		return res, fmt.Errorf("cache: purge: negative retention %v or window %v", retention, passbackWindow)
+// before now. It deletes in chunks, each its own transaction: every chunk
+// leaves a whole cache.
+func (c *Cache) Purge(now time.Time, retention time.Duration) (int, error) {
+	if retention < 0 {
+		return 0, fmt.Errorf("cache: purge: negative retention %v", retention)
 	}
-	certCut := now.Add(-retention)
-	passCut := now.Add(-passbackWindow).UnixNano()
-	var err error
-	res.Certs, err = c.purgeBucket(bucketCerts, func(v []byte) bool {
+	cut := now.Add(-retention)
+	n, err := purgeBucket(c.update, bucketCerts, func(v []byte) bool {
 		na, ok := notAfterOf(v)
-		return ok && na.Before(certCut)
+		return ok && na.Before(cut)
 	})
 	if err != nil {
-		return res, fmt.Errorf("cache: purge certificates expired before %v: %w", certCut, err)
+		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", cut, err)
 	}
-	res.Passbacks, err = c.purgeBucket(bucketPassback, func(v []byte) bool {
-		return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < passCut
+	return n, nil
+}
+
+// PurgePassages deletes the passages older than window (which must be at
+// least the verifier's anti-passback window), in chunks as Purge does.
+func (j *Journal) PurgePassages(now time.Time, window time.Duration) (int, error) {
+	if window < 0 {
+		return 0, fmt.Errorf("journal: purge: negative window %v", window)
+	}
+	cut := now.Add(-window).UnixNano()
+	n, err := purgeBucket(j.update, bucketPassback, func(v []byte) bool {
+		return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cut
 	})
 	if err != nil {
-		return res, fmt.Errorf("cache: purge passages: %w", err)
+		return n, fmt.Errorf("journal: purge passages: %w", err)
 	}
-	c.passMu.Lock()
-	for k, ns := range c.passes {
-		if ns < passCut {
-			delete(c.passes, k)
+	j.passMu.Lock()
+	for k, ns := range j.passes {
+		if ns < cut {
+			delete(j.passes, k)
 		}
 	}
-	c.passMu.Unlock()
-	return res, nil
+	j.passMu.Unlock()
+	return n, nil
 }
 
 // purgeBucket deletes the keys whose value old reports as due, a chunk at a
 // time, resuming each chunk after the last key the previous one looked at.
-func (c *Cache) purgeBucket(name []byte, old func(v []byte) bool) (int, error) {
+func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(v []byte) bool) (int, error) {
 	total := 0
 	var resume []byte
 	for {
 		var done bool
 		n := 0
-		err := c.update(func(tx *bolt.Tx) error {
+		err := update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(name)
 			cur := b.Cursor()
 			k, v := cur.First()

@@ -46,7 +46,7 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 		return fail(err)
 	}
 	err := c.update(func(tx *bolt.Tx) error {
-		fs, err := readFeed(tx)
+		fs, err := readFeed(tx, c.path)
 		if err != nil {
 			return err
 		}
@@ -58,7 +58,7 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 			return fmt.Errorf("%w: page does not continue the resync under way (%+v)", ErrGap, r)
 		}
 		certs := tx.Bucket(bucketCerts)
-		if err := upsert(certs, p.Upserts, certs.Put); err != nil {
+		if err := upsert(c.path, certs, p.Upserts, certs.Put); err != nil {
 			return err
 		}
 		res.Upserted = len(p.Upserts)
@@ -69,6 +69,7 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 		if p.Final {
 			fs = p.Feed
 			fs.Cursor, fs.Epoch, fs.Resync = p.Snapshot, p.Epoch, nil
+			tx.OnCommit(func() { c.synced.Store(true) })
 		} else {
 			fs.Resync = r
 		}

@@ -122,6 +122,7 @@ func TestRefusals(t *testing.T) {
 		{"metrics on the network", minimal + "[control]\nmetrics = \"0.0.0.0:9750\"\n", []string{"control.metrics", "loopback"}},
 		{"metrics without port", minimal + "[control]\nmetrics = \"127.0.0.1\"\n", []string{"control.metrics", "host:port"}},
 		{"relative socket", minimal + "[control]\nsocket = \"control.sock\"\n", []string{"control.socket", "absolute"}},
+		{"cache named as the journal", strings.Replace(minimal, `id = "G1"`, "id = \"G1\"\ncache = \"/var/lib/gateagent/journal.db\"", 1), []string{"gate.cache", "journal"}},
 		{"garbage", "\x00\xff\xfe{{{", []string{"gateagent.toml:1"}},
 	}
 	for _, tc := range cases {

@@ -295,7 +295,7 @@ func (d *demo) upload(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("demo: read the issuer's events: %w", err)
 		}
-		pending, err := d.ag.Cache().Events(0, 1000)
+		pending, err := d.ag.Journal().Events(0, 1000)
 		if err != nil {
 			return fmt.Errorf("demo: read the gate's events: %w", err)
 		}

@@ -417,14 +417,13 @@ type cacheFacts struct {
 
 func judgeCache(f cacheFacts) Check {
 	c := Check{Name: NameCache, Facts: map[string]any{"file": f.path}}
-	aside := fmt.Sprintf("stop gateagent, move %s aside and start it again: it resyncs from the issuer (events in the old file that were not uploaded are lost; keep it for the station)", f.path)
+	var ce *cache.CorruptError
 	switch {
 	case errors.Is(f.openErr, cache.ErrLocked):
 		c.Status, c.Line = Fail, fmt.Sprintf("%s is locked by another process, and no agent answers on the control socket: is gateagent hung? restart it (systemctl restart gateagent)", f.path)
 		return c
-	case errors.Is(f.openErr, cache.ErrCorrupt), errors.Is(f.checkErr, cache.ErrCorrupt), errors.Is(f.statsErr, cache.ErrCorrupt):
-		err := errors.Join(f.openErr, f.checkErr, f.statsErr)
-		c.Status, c.Line = Fail, fmt.Sprintf("%s is damaged (%s): %s", f.path, corruption(err), aside)
+	case errors.As(f.openErr, &ce), errors.As(f.checkErr, &ce), errors.As(f.statsErr, &ce):
+		c.Status, c.Line = Fail, fmt.Sprintf("%s: %s", corruption(ce), corruptAdvice(ce, "rebuilds the certificates from the issuer (the gate refuses codes until then); the events are in the journal and are kept"))
 		return c
 	case f.write.checked && f.write.err != nil && !f.write.dirOnly:
 		c.Status, c.Line = Fail, f.write.line(f.path)
@@ -580,16 +579,24 @@ func feedAdvice(err error) string {
 	return "check feed.url and the issuer's logs"
 }
 
-// judgeBacklog judges the events not yet uploaded.
+// judgeBacklog judges the events not yet uploaded, in the journal.
 func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) Check {
 	c := Check{Name: NameBacklog}
-	if err != nil {
-		c.Status, c.Line = Fail, fmt.Sprintf("cannot read the event log: %v: see the cache check", oneLine(err))
+	var ce *cache.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		c.Status, c.Line = Fail, fmt.Sprintf("the journal %s: %s", corruption(ce), corruptAdvice(ce, "uploads the events it can still read, and its log says how many were lost"))
+		return c
+	case errors.Is(err, fs.ErrNotExist):
+		c.Status, c.Line = Warn, "no journal (the event log) yet: the agent creates it beside the cache at its next start"
+		return c
+	case err != nil:
+		c.Status, c.Line = Fail, fmt.Sprintf("cannot read the event log: %v", oneLine(err))
 		return c
 	}
 	c.Facts = map[string]any{"events": b.Events, "last_seq": b.LastSeq}
 	if b.Events == 0 {
-		c.Status, c.Line = Pass, fmt.Sprintf("every event is uploaded (%d recorded since the cache was made)", b.LastSeq)
+		c.Status, c.Line = Pass, fmt.Sprintf("every event is uploaded (the last was number %d)", b.LastSeq)
 		return c
 	}
 	c.Facts["oldest"] = b.Oldest
@@ -599,7 +606,7 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 		if uploadErr != "" {
 			c.Line += " (" + uploadErr + ")"
 		}
-		c.Line += "; see the feed check. Nothing is lost: they stay in the cache until acknowledged"
+		c.Line += "; see the feed check. Nothing is lost: they stay in the journal until acknowledged"
 		return c
 	}
 	c.Status, c.Line = Pass, fmt.Sprintf("%d events waiting for the next upload, the oldest from %s", b.Events, ago(now, b.Oldest))
@@ -647,16 +654,28 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-// corruption is what bbolt found wrong, without the cache's own advice
-// (the check's line gives it) and shortened to the first problem.
-func corruption(err error) string {
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	if i := strings.LastIndex(s, cache.ErrCorrupt.Error()); i >= 0 {
-		s = strings.TrimLeft(s[i+len(cache.ErrCorrupt.Error()):], ":( ")
-		s = strings.TrimSuffix(s, ")")
-	}
-	if len(s) > 160 {
-		s = s[:160] + "…"
+// corruption says what is wrong with a file, from what the check found.
+func corruption(ce *cache.CorruptError) string {
+	s := fmt.Sprintf("%s is %s", ce.Path, ce.Kind)
+	if ce.Detail != "" && ce.Kind != cache.Empty {
+		d := ce.Detail
+		if len(d) > 160 {
+			d = d[:160] + "…"
+		}
+		s += " (" + d
+		if ce.Problems > 1 {
+			s += fmt.Sprintf(", and %d more problems", ce.Problems-1)
+		}
+		s += ")"
 	}
 	return s
+}
+
+// corruptAdvice says what to do about a file that is not whole; rebuild
+// says what the agent does with it beyond moving it aside.
+func corruptAdvice(ce *cache.CorruptError, rebuild string) string {
+	if ce.Kind == cache.Empty {
+		return "an agent stopped in its first moments leaves one; the agent sets it up at its next start, nothing to do"
+	}
+	return fmt.Sprintf("(re)start gateagent (systemctl restart gateagent): it moves the file aside as %s.damaged-TIME (keep it for the station) and %s", filepath.Base(ce.Path), rebuild)
 }

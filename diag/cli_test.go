@@ -46,6 +46,12 @@ func newOfflineGate(t *testing.T, now time.Time) *offlineGate {
 		t.Fatal(err)
 	}
 	c.Close()
+	// The journal beside it, as the agent's first start leaves it.
+	j, err := cache.OpenJournal(cache.JournalPath(g.cache), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
 	text := strings.NewReplacer("{CACHE}", g.cache, "{URL}", "http://127.0.0.1:1/", "{KEY}", "k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk=",
 		"{PORT}", filepath.Join(g.dir, "no-scanner"), "{RELAY}", hwtest.Relay, "{SOCKET}", filepath.Join(g.dir, "none.sock"), "{REFUSE}", "false").Replace(configText)
 	g.cfg = filepath.Join(g.dir, "gateagent.toml")
@@ -158,12 +164,12 @@ func TestDiagOutputsStandalone(t *testing.T) {
 	if got := g.pins.Journal.Levels(hwtest.Relay); len(got) != 3 || got[0] != gpio.High || got[1] != gpio.Low || got[2] != gpio.High {
 		t.Errorf("relay went %v, want locked, unlocked, locked", got)
 	}
-	c, err := cache.Open(g.cache, &cache.Options{ReadOnly: true})
+	j, err := cache.OpenJournal(cache.JournalPath(g.cache), &cache.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, _ := c.Events(0, 10)
-	c.Close()
+	evs, _ := j.Events(0, 10)
+	j.Close()
 	if len(evs) != 1 || evs[0].Kind != cache.EventTechnician || !strings.Contains(evs[0].Detail, "relay") {
 		t.Errorf("events after the relay test: %+v", evs)
 	}

@@ -17,7 +17,7 @@ import (
 // one from before it, which does not count), one from the future.
 func recordRefusals(t *testing.T, st *station, issuerNow time.Time) {
 	t.Helper()
-	c, err := cache.Open(st.cache, nil)
+	c, err := cache.OpenJournal(cache.JournalPath(st.cache), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

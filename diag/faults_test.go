@@ -53,7 +53,13 @@ func TestStandaloneFaults(t *testing.T) {
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
 			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache"},
 		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
-			diag.NameCache, []string{"damaged", "move", "aside", "resyncs"}, ""},
+			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, ""},
+		// A kill in the first moments of the first start leaves an empty
+		// file: the agent sets it up again, so no permissions hint.
+		{"empty cache file", func(st *station) { os.WriteFile(st.cache, nil, 0o600) },
+			diag.NameCache, []string{"empty", "next start", "nothing to do"}, ""},
+		{"corrupt journal", func(st *station) { damageRootPage(t, cache.JournalPath(st.cache)) },
+			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, ""},
 		{"issuer down", func(st *station) { st.srv.Stop() },
 			diag.NameFeed, []string{"unreachable", "network"}, ""},
 		{"bad feed signature", func(st *station) {
@@ -196,4 +202,25 @@ func damageCertPage(t *testing.T, path string) {
 		}
 	}
 	t.Fatal("no page of certificates found in the cache file")
+}
+
+// damageRootPage overwrites the type of the page the newest meta page
+// names as the root: the whole file is unreadable to bbolt.
+func damageRootPage(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	meta := func(i int) []byte { return b[i*page+16:] }
+	m := meta(0)
+	if binary.LittleEndian.Uint64(meta(1)[48:]) > binary.LittleEndian.Uint64(m[48:]) { // txid
+		m = meta(1)
+	}
+	root := int(binary.LittleEndian.Uint64(m[16:]))
+	binary.LittleEndian.PutUint16(b[root*page+8:], 0x40)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -32,6 +32,7 @@ type Live struct {
 	Config   *config.Config
 	Board    *hw.Board
 	Cache    *cache.Cache
+	Journal  *cache.Journal
 	Feed     *keysync.Client
 	Gate     *gate.Controller
 	Verifier *verify.Verifier // the agent's own: its store, policy and corrected clock
@@ -49,34 +50,36 @@ type Live struct {
 	TrustedAfter time.Time
 	Logger       *slog.Logger
 
-	// The cache's integrity check holds its write lock (a grant waits):
+	// The files' integrity checks hold their write locks (a grant waits):
 	// one runs at a time, and a result younger than CheckEvery is reused
 	// unless a deep report asks for a new one.
-	checkMu  sync.Mutex
-	checkAt  time.Time
-	checkErr error
+	checkMu    sync.Mutex
+	checkAt    time.Time
+	checkErr   error // the cache's
+	journalErr error // the journal's
 }
 
 // CheckEvery is how long the agent reuses the result of the cache's
 // integrity check for diag reports.
 const CheckEvery = 10 * time.Minute
 
-// integrity returns the age of the cache's last integrity check and its
-// result.
-func (l *Live) integrity(deep bool) (time.Duration, error) {
+// integrity returns the age of the last integrity check of the cache and
+// the journal, and their results.
+func (l *Live) integrity(deep bool) (time.Duration, error, error) {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
 	if deep || l.checkAt.IsZero() || time.Since(l.checkAt) > CheckEvery {
-		l.checkErr, l.checkAt = l.Cache.Check(), time.Now()
+		l.checkErr, l.journalErr, l.checkAt = l.Cache.Check(), l.Journal.Check(), time.Now()
 	}
-	return time.Since(l.checkAt), l.checkErr
+	return time.Since(l.checkAt), l.checkErr, l.journalErr
 }
 
-// Report runs every check on the running agent's own state. The cache's
-// integrity check holds the cache's write lock while it runs (a grant
-// waits for it): about 30 ms per million certificates on a 2-core amd64
-// VM (BenchmarkCheck1M), a few times that on an ARM board; so its result
-// is reused for CheckEvery unless deep is set.
+// Report runs every check on the running agent's own state. The
+// integrity check of the cache and the journal holds each file's write
+// lock while it runs (a grant waits for it): about 40 to 60 ms per million
+// certificates on a 2-core amd64 VM (BenchmarkCheck1M), a few times that
+// on an ARM board; so its result is reused for CheckEvery unless deep is
+// set.
 func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	cfg := l.Config
 	r := &Report{Gate: cfg.Gate.ID, Version: version.String(), At: l.Now(), Mode: "daemon"}
@@ -100,9 +103,10 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 
 	// The last sync is stamped on the raw clock, as keysync judges it.
 	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
-	cf.checkAge, cf.checkErr = l.integrity(deep)
+	var journalErr error
+	cf.checkAge, cf.checkErr, journalErr = l.integrity(deep)
 	cf.checked = true
-	cst, err := l.Cache.Stats()
+	cst, err := (&cache.Store{Cache: l.Cache, Journal: l.Journal}).Stats()
 	cf.stats, cf.statsErr, cf.fileBytes = &cst, err, cst.FileSize
 	fs, ferr := l.Cache.Feed()
 	cf.feed = fs
@@ -122,7 +126,10 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	probe, perr := l.Feed.Probe(pctx)
 	cancel()
 	r.Add(judgeFeed(feedFacts{url: cfg.Feed.URL, probe: probe, err: perr, cursor: fs.Cursor, epoch: fs.Epoch, cursorKnown: ferr == nil}))
-	b, berr := l.Cache.Backlog()
+	b, berr := l.Journal.Backlog()
+	if journalErr != nil {
+		berr = journalErr
+	}
 	r.Add(judgeBacklog(b, berr, now, fst.LastError))
 	r.Add(judgeLatency(l.Metrics.Latency(), true))
 	return r

@@ -120,16 +120,31 @@ func (c *cli) printToken(r *TokenReport) int {
 	return r.Status.ExitCode()
 }
 
-// localVerifier is the agent's verifier built on the cache file, read
-// only, and the gate's clock corrected by the issuer's when it answers.
+// localVerifier is the agent's verifier built on the cache file and the
+// journal (when there is one), read only, and the gate's clock corrected
+// by the issuer's when it answers.
 func (c *cli) localVerifier(ctx context.Context, cfg *config.Config) (*verify.Verifier, func(), time.Time, error) {
 	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
 	if err != nil {
 		return nil, nil, time.Time{}, err
 	}
+	store := &cache.Store{Cache: ca}
+	// Without a journal no passage is known: a token is explained
+	// without anti-passback.
+	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
+		store.Journal = j
+	} else {
+		fmt.Fprintf(c.stderr, "note: no journal (%v): anti-passback is not checked\n", oneLine(err))
+	}
+	closeAll := func() {
+		ca.Close()
+		if store.Journal != nil {
+			store.Journal.Close()
+		}
+	}
 	policy, err := cfg.Policy()
 	if err != nil {
-		ca.Close()
+		closeAll()
 		return nil, nil, time.Time{}, err
 	}
 	env := c.env
@@ -144,20 +159,20 @@ func (c *cli) localVerifier(ctx context.Context, cfg *config.Config) (*verify.Ve
 	// decides nothing (judged on the raw clock, as the agent does).
 	keys, err := cfg.Keyring()
 	if err != nil {
-		ca.Close()
+		closeAll()
 		return nil, nil, time.Time{}, err
 	}
 	feedc, err := keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: ca, Now: env.Now, RefuseWhenStale: cfg.Feed.RefuseWhenStale})
 	if err != nil {
-		ca.Close()
+		closeAll()
 		return nil, nil, time.Time{}, err
 	}
-	v, err := verify.New(verify.Config{Store: feedc.Guard(ca), Clock: verify.ClockFunc(func() time.Time { return now }), Policy: policy, TrustedAfter: env.TrustedAfter})
+	v, err := verify.New(verify.Config{Store: feedc.Guard(store), Clock: verify.ClockFunc(func() time.Time { return now }), Policy: policy, TrustedAfter: env.TrustedAfter})
 	if err != nil {
-		ca.Close()
+		closeAll()
 		return nil, nil, time.Time{}, err
 	}
-	return v, func() { ca.Close() }, now, nil
+	return v, closeAll, now, nil
 }
 
 // relay and indicators: the technician's tests of the outputs.
@@ -197,10 +212,14 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 	if err != nil {
 		return gate.TestResult{}, err
 	}
-	// The test is recorded in the cache's event log. diag never creates
-	// it (a file made by root would keep the agent out).
-	if _, err := os.Stat(cfg.Gate.Cache); err != nil {
-		return gate.TestResult{}, fmt.Errorf("no cache file (%w): the test is recorded in the cache's event log, which the agent creates at its first start; start the agent once, then test through it", err)
+	// The files first: the test is recorded in the journal's event log.
+	// diag never creates them (a file made by root would keep the agent
+	// out).
+	jpath := cache.JournalPath(cfg.Gate.Cache)
+	for _, p := range []string{cfg.Gate.Cache, jpath} {
+		if _, err := os.Stat(p); err != nil {
+			return gate.TestResult{}, fmt.Errorf("no cache file (%w): the test is recorded in the journal beside the cache, which the agent creates at its first start; start the agent once, then test through it", err)
+		}
 	}
 	// The gate's lock, as the agent takes it: no agent drives the board
 	// meanwhile, and none starts until the test is done.
@@ -212,7 +231,7 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 		return gate.TestResult{}, err
 	}
 	defer lock.Release()
-	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{LockTimeout: time.Second})
+	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
 	if errors.Is(err, cache.ErrLocked) {
 		return gate.TestResult{}, errAgentRunning
 	}
@@ -220,6 +239,14 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 		return gate.TestResult{}, err
 	}
 	defer ca.Close()
+	j, err := cache.OpenJournal(jpath, &cache.Options{LockTimeout: time.Second})
+	if errors.Is(err, cache.ErrLocked) {
+		return gate.TestResult{}, errAgentRunning
+	}
+	if err != nil {
+		return gate.TestResult{}, err
+	}
+	defer j.Close()
 	b, err := c.env.OpenBoard(cfg)
 	if err != nil {
 		return gate.TestResult{}, err
@@ -229,11 +256,11 @@ func (c *cli) localTest(ctx context.Context, kind gate.TestKind) (gate.TestResul
 	if err != nil {
 		return gate.TestResult{}, err
 	}
-	v, err := verify.New(verify.Config{Store: ca, Clock: verify.ClockFunc(c.env.Now), Policy: policy, TrustedAfter: c.env.TrustedAfter})
+	v, err := verify.New(verify.Config{Store: &cache.Store{Cache: ca, Journal: j}, Clock: verify.ClockFunc(c.env.Now), Policy: policy, TrustedAfter: c.env.TrustedAfter})
 	if err != nil {
 		return gate.TestResult{}, err
 	}
-	g, err := gate.New(gate.Config{Verifier: v, Log: ca, Board: b, Direction: cfg.Direction(), Timing: cfg.GateTiming(), Now: c.env.Now})
+	g, err := gate.New(gate.Config{Verifier: v, Log: j, Board: b, Direction: cfg.Direction(), Timing: cfg.GateTiming(), Now: c.env.Now})
 	if err != nil {
 		return gate.TestResult{}, err
 	}

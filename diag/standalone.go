@@ -124,7 +124,6 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		feedErr   error
 		logRead   bool
 	)
-	backlogErr := errors.New("the cache file cannot be opened")
 	cf.write = checkWritable(cfg.Gate.Cache, env.AgentUser)
 	c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
 	cf.openErr = err
@@ -138,8 +137,15 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		if cf.statsErr == nil {
 			cf.statsErr = feedErr
 		}
-		backlog, backlogErr = c.Backlog()
-		events, logRead = newestEvents(c, backlog)
+	}
+	// The event log is in the journal beside the cache.
+	j, backlogErr := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second})
+	if backlogErr == nil {
+		defer j.Close()
+		if backlogErr = j.Check(); backlogErr == nil {
+			backlog, backlogErr = j.Backlog()
+			events, logRead = newestEvents(j, backlog)
+		}
 	}
 	cf.diskFree, cf.diskErr = diskFree(cfg.Gate.Cache)
 
@@ -186,8 +192,8 @@ const clockEvents = 4096
 
 // newestEvents reads the newest events of the log not yet uploaded; false
 // when it cannot be read.
-func newestEvents(c *cache.Cache, b cache.Backlog) ([]cache.Event, bool) {
-	ev, err := c.Events(max(b.LastSeq, clockEvents)-clockEvents, clockEvents)
+func newestEvents(j *cache.Journal, b cache.Backlog) ([]cache.Event, bool) {
+	ev, err := j.Events(max(b.LastSeq, clockEvents)-clockEvents, clockEvents)
 	return ev, err == nil
 }
 
@@ -239,11 +245,11 @@ func StandaloneClock(ctx context.Context, path string, env Env) (Check, error) {
 	}
 	var events []cache.Event
 	var logRead bool
-	if c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
-		if b, err := c.Backlog(); err == nil {
-			events, logRead = newestEvents(c, b)
+	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
+		if b, err := j.Backlog(); err == nil {
+			events, logRead = newestEvents(j, b)
 		}
-		c.Close()
+		j.Close()
 	}
 	return judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env)), nil
 }

@@ -89,7 +89,7 @@ func newSkewedStation(t *testing.T, skew time.Duration) *station {
 func (st *station) peer() *os.File { return st.tty.OpenPeer(st.t) }
 
 // sync brings the cache file up to the issuer, as the agent would, and
-// closes it.
+// closes it and the journal beside it.
 func (st *station) sync() {
 	t := st.t
 	c, err := cache.Open(st.cache, nil)
@@ -97,7 +97,12 @@ func (st *station) sync() {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Cache: c, GateID: "DIAG-1",
+	j, err := cache.OpenJournal(cache.JournalPath(st.cache), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Cache: c, Journal: j, GateID: "DIAG-1",
 		Now: func() time.Time { return st.gateNow }})
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ type Verifier interface {
 	Verify(token []byte) (verify.Decision, error)
 }
 
-// Log is the gate's durable event log (the key cache).
+// Log is the gate's durable event log (the journal, cache.Journal).
 type Log interface {
 	AppendEvent(e cache.Event) (uint64, error)
 	// RecordPassage writes the anti-passback state and the passage event

@@ -32,7 +32,7 @@ type rig struct {
 	t        *testing.T
 	pins     *hwtest.Board
 	board    *hw.Board
-	cache    *cache.Cache
+	store    *cache.Store
 	log      *faultyLog
 	clock    clockwork.FakeClock
 	ctrl     *gate.Controller
@@ -43,9 +43,9 @@ type rig struct {
 	done     chan error
 }
 
-// faultyLog is the cache, with writes made to fail on demand.
+// faultyLog is the journal, with writes made to fail on demand.
 type faultyLog struct {
-	*cache.Cache
+	*cache.Journal
 	mu   sync.Mutex
 	fail error
 	// relayAtAppend is the relay pin's level each time an event was
@@ -62,7 +62,7 @@ func (l *faultyLog) AppendEvent(e cache.Event) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return l.Cache.AppendEvent(e)
+	return l.Journal.AppendEvent(e)
 }
 
 func (l *faultyLog) setFail(err error) {
@@ -102,15 +102,15 @@ func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 	if mod != nil {
 		mod(r.board)
 	}
-	r.cache = cachetest.Open(t, nil)
+	r.store = cachetest.OpenStore(t)
 	b := cachetest.Batch(0, 4, 4)
 	b.Revokes = []verify.CertID{b.Upserts[3].ID}
-	if _, err := r.cache.Apply(b); err != nil {
+	if _, err := r.store.Cache.Apply(b); err != nil {
 		t.Fatal(err)
 	}
 	r.certs = b.Upserts
-	r.log = &faultyLog{Cache: r.cache, relay: r.pins.Pins[hwtest.Relay]}
-	v, err := verify.New(verify.Config{Store: r.cache, Clock: verify.ClockFunc(r.clock.Now),
+	r.log = &faultyLog{Journal: r.store.Journal, relay: r.pins.Pins[hwtest.Relay]}
+	v, err := verify.New(verify.Config{Store: r.store, Clock: verify.ClockFunc(r.clock.Now),
 		Policy: verify.DefaultPolicy(verify.Entry), TrustedAfter: cachetest.Epoch.Add(-24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func (r *rig) relayOuts() []gpio.Level { return r.pins.Journal.Levels(hwtest.Rel
 
 func (r *rig) events() []cache.Event {
 	r.t.Helper()
-	ev, err := r.cache.Events(0, 1000)
+	ev, err := r.store.Journal.Events(0, 1000)
 	if err != nil {
 		r.t.Fatal(err)
 	}

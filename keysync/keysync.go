@@ -38,6 +38,10 @@ type Config struct {
 	Keys feed.Keyring
 	// Cache is the gate's key cache.
 	Cache *cache.Cache
+	// Journal is the gate's event log: its events are uploaded and the
+	// staleness alarm is recorded in it. Nil: no upload, the alarm only
+	// logged (diag's probes).
+	Journal *cache.Journal
 	// GateID names the gate in event uploads.
 	GateID string
 	// Interval between polls when all is well. Default 10 s.

@@ -24,15 +24,16 @@ import (
 
 type gate struct {
 	*keysync.Client
-	cache *cache.Cache
-	clock *issuertest.Clock
+	cache   *cache.Cache
+	journal *cache.Journal
+	clock   *issuertest.Clock
 }
 
 func newGate(t *testing.T, url string, keys feed.Keyring, mod func(*keysync.Config)) *gate {
 	t.Helper()
-	c := cachetest.Open(t, nil)
+	s := cachetest.OpenStore(t)
 	clk := issuertest.NewClock(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
-	cfg := keysync.Config{URL: url, Keys: keys, Cache: c, GateID: "gate-07", Now: clk.Now}
+	cfg := keysync.Config{URL: url, Keys: keys, Cache: s.Cache, Journal: s.Journal, GateID: "gate-07", Now: clk.Now}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -40,7 +41,7 @@ func newGate(t *testing.T, url string, keys feed.Keyring, mod func(*keysync.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &gate{cl, c, clk}
+	return &gate{cl, s.Cache, s.Journal, clk}
 }
 
 func (g *gate) sync(t *testing.T) keysync.Result {
@@ -395,7 +396,7 @@ func TestStalenessAlarmAndRefusal(t *testing.T) {
 	}
 	s.Restart()
 	g.sync(t)
-	evs, _ := g.cache.Events(0, 10)
+	evs, _ := g.journal.Events(0, 10)
 	var alarms []string
 	for _, e := range evs {
 		if e.Kind == cache.EventAlarm {
@@ -429,7 +430,7 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 	s.Restart()
 	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.UploadBatch = 4 })
 	for i := range 10 {
-		if _, err := g.cache.AppendEvent(cache.Event{Time: g.clock.Now(), Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
+		if _, err := g.journal.AppendEvent(cache.Event{Time: g.clock.Now(), Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -437,7 +438,7 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 	if n, err := g.Upload(context.Background()); err == nil {
 		t.Fatalf("upload across a dropped connection reported success (%d)", n)
 	}
-	if evs, _ := g.cache.Events(0, 100); len(evs) != 10 {
+	if evs, _ := g.journal.Events(0, 100); len(evs) != 10 {
 		t.Fatalf("%d events left after a failed upload, want 10", len(evs))
 	}
 	s.Stop() // network down: nothing lost
@@ -448,7 +449,7 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 	if n, err := g.Upload(context.Background()); err != nil || n != 10 {
 		t.Fatalf("upload: %d %v", n, err)
 	}
-	if evs, _ := g.cache.Events(0, 100); len(evs) != 0 {
+	if evs, _ := g.journal.Events(0, 100); len(evs) != 0 {
 		t.Fatalf("%d events left after the upload", len(evs))
 	}
 	got, err := s.GateEvents("gate-07")

@@ -51,10 +51,10 @@ func startFlaky(t *testing.T, maxAge time.Duration) *flakyIssuer {
 // bubbleGate is a feed client made inside a synctest bubble: time.Now is
 // the bubble's, and its HTTP client keeps no idle connection (an idle
 // connection's reader would never let the bubble's clock move).
-func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*keysync.Config)) (*keysync.Client, *cache.Cache) {
+func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*keysync.Config)) (*keysync.Client, *cache.Journal) {
 	t.Helper()
-	c := cachetest.Open(t, nil)
-	cfg := keysync.Config{URL: f.URL, Keys: feedtest.Keyring(t, f.Opts.Signer), Cache: c, GateID: "gate-07",
+	s := cachetest.OpenStore(t)
+	cfg := keysync.Config{URL: f.URL, Keys: feedtest.Keyring(t, f.Opts.Signer), Cache: s.Cache, Journal: s.Journal, GateID: "gate-07",
 		HTTP:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	if mod != nil {
@@ -64,10 +64,10 @@ func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cl, c
+	return cl, s.Journal
 }
 
-func alarms(t *testing.T, c *cache.Cache) []cache.Event {
+func alarms(t *testing.T, c *cache.Journal) []cache.Event {
 	t.Helper()
 	evs, err := c.Events(0, 1000)
 	if err != nil {

@@ -98,7 +98,10 @@ func (c *Client) checkStale() (refusing bool) {
 		detail = "key cache fresh again"
 		c.log.Info(detail)
 	}
-	if _, err := c.cfg.Cache.AppendEvent(cache.Event{Time: now, Kind: cache.EventAlarm, Detail: detail}); err != nil {
+	if c.cfg.Journal == nil {
+		return
+	}
+	if _, err := c.cfg.Journal.AppendEvent(cache.Event{Time: now, Kind: cache.EventAlarm, Detail: detail}); err != nil {
 		c.log.Error("could not record the staleness alarm", "err", err)
 	}
 	return stale && refusing

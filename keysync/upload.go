@@ -16,12 +16,12 @@ import (
 // upload cut off at any point is repeated whole; the issuer stores each
 // (gate, sequence) once. It returns the number of events acknowledged.
 func (c *Client) Upload(ctx context.Context) (int, error) {
-	if c.cfg.GateID == "" {
+	if c.cfg.GateID == "" || c.cfg.Journal == nil {
 		return 0, nil
 	}
 	total := 0
 	for {
-		evs, err := c.cfg.Cache.Events(0, c.cfg.UploadBatch)
+		evs, err := c.cfg.Journal.Events(0, c.cfg.UploadBatch)
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: %w", err)
 		}
@@ -58,7 +58,7 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if ack.AckedThrough < evs[0].Seq || ack.AckedThrough > last {
 			return total, fmt.Errorf("keysync: upload: issuer acknowledged through %d, sent %d to %d: not deleting", ack.AckedThrough, evs[0].Seq, last)
 		}
-		n, err := c.cfg.Cache.DeleteEventsThrough(ack.AckedThrough)
+		n, err := c.cfg.Journal.DeleteEventsThrough(ack.AckedThrough)
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: %w", err)
 		}

@@ -26,17 +26,47 @@ func Open(t testing.TB, opts *cache.Options) *cache.Cache {
 	return c
 }
 
-// CheckFile opens the closed cache file at path read-only and fails the
-// test if bbolt's consistency check finds anything wrong.
+// OpenJournal opens a new journal in t.TempDir, closed and checked when
+// the test ends, as Open does.
+func OpenJournal(t testing.TB, opts *cache.Options) *cache.Journal {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := cache.OpenJournal(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close(); CheckFile(t, path) })
+	return j
+}
+
+// OpenStore opens a new cache and its journal beside it, as the agent
+// keeps them, closed and checked when the test ends.
+func OpenStore(t testing.TB) *cache.Store {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := cache.OpenJournal(cache.JournalPath(c.Path()), nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		j.Close()
+		CheckFile(t, c.Path())
+		CheckFile(t, j.Path())
+	})
+	return &cache.Store{Cache: c, Journal: j}
+}
+
+// CheckFile fails the test unless the closed cache or journal file at
+// path is whole (cache.CheckFile).
 func CheckFile(t testing.TB, path string) {
 	t.Helper()
-	c, err := cache.Open(path, &cache.Options{ReadOnly: true})
-	if err != nil {
-		t.Errorf("integrity check: %v", err)
-		return
-	}
-	defer c.Close()
-	if err := c.Check(); err != nil {
+	if _, err := cache.CheckFile(path); err != nil {
 		t.Errorf("integrity check: %v", err)
 	}
 }

@@ -54,9 +54,22 @@ func TestCacheCommand(t *testing.T) {
 		t.Fatalf("check: %d %q", code, out)
 	}
 
+	j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if code, out, _ := runArgs("cache", "check", j.Path()); code != 0 || !strings.Contains(out, "is whole (a gateagent journal)") {
+		t.Fatalf("check of a journal: %d %q", code, out)
+	}
+	if code, out, errOut := runArgs("cache", "stats", j.Path()); code != 0 || !strings.Contains(out, `"backlog"`) {
+		t.Fatalf("stats of a journal: %d %q %q", code, out, errOut)
+	}
+
 	bad := filepath.Join(t.TempDir(), "bad.db")
 	os.WriteFile(bad, []byte(strings.Repeat("x", 8192)), 0o600)
-	if code, _, errOut := runArgs("cache", "check", bad); code != 1 || !strings.Contains(errOut, "move it aside") {
+	if code, _, errOut := runArgs("cache", "check", bad); code != 1 || !strings.Contains(errOut, "what to do: (re)start the agent") ||
+		!strings.Contains(errOut, "moves the file aside as "+bad+".damaged-TIME") {
 		t.Fatalf("check of garbage: %d %q", code, errOut)
 	}
 	if code, _, errOut := runArgs("cache", "check", filepath.Join(t.TempDir(), "absent.db")); code != 1 || !strings.Contains(errOut, "no such file") {
@@ -64,5 +77,44 @@ func TestCacheCommand(t *testing.T) {
 	}
 	if code, _, _ := runArgs("cache", "purge", path); code != 2 {
 		t.Fatalf("unknown cache verb: %d", code)
+	}
+}
+
+// TestCacheCheckEmptyAndTruncated: the files a kill at the first start and
+// a full disk leave. An empty file is not whole (exit 1), and the advice
+// is that the agent recreates it, not a permissions hint.
+func TestCacheCheckEmptyAndTruncated(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "cache.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runArgs("cache", "check", empty)
+	if code != 1 || out != "" || !strings.Contains(errOut, "empty") ||
+		!strings.Contains(errOut, "what to do: an agent stopped in its first moments leaves an empty file: the agent recreates it at its next start") ||
+		strings.Contains(errOut, "permission") || strings.Contains(errOut, "belongs to") {
+		t.Fatalf("check of an empty file: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	full := filepath.Join(dir, "full.db")
+	c, err := cache.Open(full, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(cachetest.Batch(0, 2000, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fi, err := os.Stat(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(full, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runArgs("cache", "check", full)
+	if code != 1 || !strings.Contains(errOut, "truncated") || !strings.Contains(errOut, "what to do: the file is cut short") ||
+		!strings.Contains(errOut, "moves the file aside") {
+		t.Fatalf("check of a truncated file: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -1,0 +1,249 @@
+package agent_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/config"
+	"gateagent/gate"
+	"gateagent/verify"
+)
+
+// TestStartOnDamagedFiles: the agent starts on a key cache (and, in the
+// second case, a journal) damaged while it was stopped, with the issuer
+// out of reach and events not yet uploaded. It moves the damaged file
+// aside, records an alarm, keeps the gate shut (a valid code is refused
+// as undecided, the relay never moves) while the cache is empty, salvages
+// the events, and once the issuer answers it rebuilds the cache, grants
+// the valid code and uploads the events: every one, or all but the lost
+// ones the alarm counts.
+func TestStartOnDamagedFiles(t *testing.T) {
+	for _, journalToo := range []bool{false, true} {
+		name := "cache"
+		if journalToo {
+			name = "cache and journal"
+		}
+		t.Run(name, func(t *testing.T) {
+			st := newStation(t, stationOpts{noStart: true, mod: func(c *config.Config) { c.Timing.Deny = time.Millisecond }})
+			// Enough certificates for pages of their own in the cache.
+			certs := make([]verify.Cert, 3000)
+			nb := time.Now().Truncate(time.Second).Add(-time.Hour)
+			for i := range certs {
+				h := sha256.Sum256([]byte{byte(i), byte(i >> 8), 'k'})
+				copy(certs[i].ID[:], h[:16])
+				copy(certs[i].Key[:], h[:])
+				certs[i].NotBefore, certs[i].NotAfter = nb, nb.Add(24*time.Hour)
+			}
+			if err := st.srv.InsertSynthetic(certs); err != nil {
+				t.Fatal(err)
+			}
+			st.start(nil, nil)
+			c := st.issue()
+			// Refused codes of certificates the issuer never made: their
+			// decisions stay in the journal while the issuer is down.
+			st.srv.Stop()
+			for i := range 120 {
+				var key verify.Key
+				id := verify.CertID{0xEE, byte(i)}
+				st.write(verify.NewToken(&key, id, verify.StepOf(time.Now())).String() + "\r")
+				if o := st.want(gate.Denied); o.Decision.Reason != verify.UnknownCert {
+					t.Fatalf("scan %d: %v", i, o.Decision.Reason)
+				}
+			}
+			st.stop()
+			before := readJournal(t, st.cfg.Gate.Cache)
+			if len(before) < 120 {
+				t.Fatalf("%d events in the journal before the damage", len(before))
+			}
+			wreckLeaf(t, st.cfg.Gate.Cache, 16)
+			if journalToo {
+				wreckLeaf(t, cache.JournalPath(st.cfg.Gate.Cache), 8)
+			}
+
+			st.start(nil, nil)
+			moved, _ := filepath.Glob(st.cfg.Gate.Cache + ".damaged-*")
+			if len(moved) != 1 {
+				t.Fatalf("damaged cache moved to %v, want one file", moved)
+			}
+			// The gate is shut until the cache is rebuilt.
+			tok := tokenOf(t, c.Key, c.ID)
+			st.write(tok + "\r")
+			o := st.want(gate.Denied)
+			if o.Decision.Reason != verify.Undecided || !errors.Is(o.Err, cache.ErrNotSynced) {
+				t.Fatalf("valid code on the rebuilding gate: %v, %v; want undecided, not synced", o.Decision.Reason, o.Err)
+			}
+			local, err := st.ag.Journal().Events(0, 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alarm, lost := damageAlarms(t, local, journalToo)
+			if !strings.Contains(alarm, "key cache damaged") || !strings.Contains(alarm, filepath.Base(moved[0])) {
+				t.Fatalf("alarm %q", alarm)
+			}
+			if !strings.Contains(st.logs.String(), "the key cache is damaged") {
+				t.Fatalf("no error in the log:\n%s", st.logs.String())
+			}
+			salvaged := 0
+			for _, e := range local {
+				if w, ok := before[e.Seq]; ok {
+					if w != e {
+						t.Fatalf("event %d salvaged as %+v, was %+v", e.Seq, e, w)
+					}
+					salvaged++
+				}
+			}
+			if salvaged+lost != len(before) || journalToo != (lost > 0) {
+				t.Fatalf("%d of %d events salvaged, %d reported lost", salvaged, len(before), lost)
+			}
+
+			// The issuer is back: the cache is rebuilt, the code granted,
+			// and the events uploaded.
+			st.srv.Restart()
+			st.waitCache(c.ID, func(_ verify.Record, ok bool) bool { return ok })
+			st.write(tokenOf(t, c.Key, c.ID) + "\r")
+			st.want(gate.Granted)
+			if got := levels(st.relayOuts()); strings.Count(got, "U") != 1 {
+				t.Fatalf("relay driven %s: want one unlock, for the grant after the rebuild", got)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				up := uploaded(t, st)
+				n := 0
+				for seq := range before {
+					if _, ok := up[seq]; ok {
+						n++
+					}
+				}
+				if n == salvaged && len(up) > salvaged {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the issuer holds %d of the %d salvaged events", n, salvaged)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// readJournal reads the closed journal beside the cache at path.
+func readJournal(t *testing.T, path string) map[uint64]cache.Event {
+	t.Helper()
+	j, err := cache.OpenJournal(cache.JournalPath(path), &cache.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	evs, err := j.Events(0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint64]cache.Event{}
+	for _, e := range evs {
+		out[e.Seq] = e
+	}
+	return out
+}
+
+// wreckLeaf destroys the type of a leaf page of keySize-byte keys that the
+// closed file at path uses (the second such page, when there is one).
+func wreckLeaf(t *testing.T, path string, keySize uint32) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	try := filepath.Join(t.TempDir(), "try.db")
+	var found []int
+	for p := 2; (p+1)*ps <= len(b); p++ {
+		off := p * ps
+		if binary.LittleEndian.Uint64(b[off:]) != uint64(p) || binary.LittleEndian.Uint16(b[off+8:]) != 0x02 ||
+			binary.LittleEndian.Uint32(b[off+16+8:]) != keySize {
+			continue
+		}
+		c := bytes.Clone(b)
+		c[off+8] = 0x40
+		os.WriteFile(try, c, 0o600)
+		if _, err := cache.CheckFile(try); err != nil { // in use, not a free page
+			found = append(found, off)
+		}
+	}
+	if len(found) == 0 {
+		t.Fatalf("no leaf page of %d-byte keys in use in %s", keySize, path)
+	}
+	b[found[min(1, len(found)-1)]+8] = 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageAlarms returns the cache's damage alarm and the number of events
+// the journal's alarm says were lost (it must say exactly).
+func damageAlarms(t *testing.T, evs []cache.Event, journalToo bool) (string, int) {
+	t.Helper()
+	var cacheAlarm string
+	lost := 0
+	journalAlarm := false
+	for _, e := range evs {
+		if e.Kind != cache.EventAlarm {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(e.Detail, "key cache damaged"):
+			cacheAlarm = e.Detail
+		case strings.HasPrefix(e.Detail, "journal damaged"):
+			journalAlarm = true
+			_, n, ok := strings.Cut(e.Detail, "lost: ")
+			if !ok {
+				t.Fatalf("journal alarm %q does not say how many events were lost", e.Detail)
+			}
+			if _, err := fmt.Sscan(n, &lost); err != nil {
+				t.Fatalf("journal alarm %q: the lost count is not exact", e.Detail)
+			}
+		}
+	}
+	if journalAlarm != journalToo {
+		t.Fatalf("journal alarm %v, want %v: %+v", journalAlarm, journalToo, evs)
+	}
+	return cacheAlarm, lost
+}
+
+// uploaded returns the gate's events the issuer holds, by sequence number.
+func uploaded(t *testing.T, st *station) map[uint64]bool {
+	t.Helper()
+	up := map[uint64]bool{}
+	evs, err := st.srv.GateEvents(st.cfg.Gate.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range evs {
+		var e struct{ Seq uint64 }
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		up[e.Seq] = true
+	}
+	return up
+}
+
+// tokenOf is the passenger's code of now, from the key the issuer gave
+// the phone (the issuer may be down).
+func tokenOf(t *testing.T, key string, id verify.CertID) string {
+	t.Helper()
+	k, err := verify.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verify.NewToken(&k, id, verify.StepOf(time.Now())).String()
+}

@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"gateagent/cache"
+)
+
+// openStorage is the start-up step "check, quarantine, rebuild": it opens
+// the journal and the certificate cache, each checked whole as it opens
+// (cache.Open, cache.OpenJournal). A file that is not whole is moved aside
+// for the technician (cache.Quarantine), an error is logged and an alarm
+// event recorded, and the file is replaced:
+//
+//   - the journal by a new one holding every event and passage that could
+//     be read from the old, the rest counted as lost (in the log and in
+//     the alarm);
+//   - the cache by an empty one that the key feed fills. The gate refuses
+//     every code until the first full sync ends (cache.ErrNotSynced): a
+//     rebuilding gate stays shut. A cache of schema 1 also held events:
+//     they are salvaged into the journal the same way.
+//
+// Then the events of a schema 1 cache move into the journal
+// (cache.MoveToJournal). Any other failure stops the agent.
+func openStorage(path string, now func() time.Time, log *slog.Logger) (*cache.Store, error) {
+	c, j, err := openFiles(path, now, log)
+	if err != nil {
+		return nil, err
+	}
+	return &cache.Store{Cache: c, Journal: j}, nil
+}
+
+func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Cache, j *cache.Journal, err error) {
+	var alarms []string
+	jpath := cache.JournalPath(path)
+	j, err = cache.OpenJournal(jpath, nil)
+	var ce *cache.CorruptError
+	if errors.As(err, &ce) {
+		moved, res, err := replace(jpath, nil, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		j = res.journal
+		if res.err != nil {
+			log.Error("the journal is damaged: moved aside, and its events could not be read: they stay in the damaged file for the station",
+				"damage", ce.Error(), "moved_to", moved, "err", res.err)
+			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; its events could not be read", ce.Kind, filepath.Base(moved)))
+		} else {
+			log.Error("the journal is damaged: moved aside; a new journal holds the events that could be read, and they will be uploaded",
+				"damage", ce.Error(), "moved_to", moved, "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
+			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; %d events salvaged, lost: %s",
+				ce.Kind, filepath.Base(moved), res.Events, lostText(res.Salvaged)))
+		}
+	} else if err != nil {
+		return nil, nil, err
+	}
+	// The journal is closed again if the cache cannot be opened. Returns
+	// set the named results (j to nil) before deferred calls run: close
+	// the journal that was opened, not the result.
+	opened := j
+	defer func() {
+		if err != nil {
+			opened.Close()
+		}
+	}()
+	c, err = cache.Open(path, nil)
+	if errors.As(err, &ce) {
+		moved, res, err := replace(path, j, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c, err = cache.Open(path, nil); err != nil {
+			return nil, nil, err
+		}
+		log.Error("the key cache is damaged: moved aside; rebuilding it from the key feed, and until then the gate refuses every code",
+			"damage", ce.Error(), "moved_to", moved)
+		a := fmt.Sprintf("key cache %s: moved to %s; rebuilding from the key feed, gate shut until then", ce.Kind, filepath.Base(moved))
+		if res.err != nil {
+			log.Error("could not read the damaged key cache for events (a cache of schema 1 held them)", "moved_to", moved, "err", res.err)
+		} else if res.Events > 0 || res.Lost > 0 { // a cache of schema 1, which held events
+			log.Error("events salvaged from the damaged key cache", "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
+			a += fmt.Sprintf("; %d events salvaged, lost: %s", res.Events, lostText(res.Salvaged))
+		}
+		alarms = append(alarms, a)
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if mv, err := cache.MoveToJournal(c, j); err != nil {
+		c.Close()
+		return nil, nil, err
+	} else if mv.Events+mv.Passbacks > 0 {
+		log.Info("events and passages moved from the key cache into the journal", "events", mv.Events, "passages", mv.Passbacks, "journal", jpath)
+	}
+	for _, a := range alarms {
+		if _, err := j.AppendEvent(cache.Event{Time: now(), Kind: cache.EventAlarm, Detail: a}); err != nil {
+			log.Error("could not record the alarm", "alarm", a, "err", err)
+		}
+	}
+	return c, j, nil
+}
+
+// replaced is what replace did with a damaged file.
+type replaced struct {
+	cache.Salvaged
+	journal *cache.Journal // the new journal, when the damaged file was one
+	// err is why the salvage failed; the damaged file keeps its events
+	// for the technician, and the gate runs on.
+	err error
+}
+
+// replace moves the damaged file at path aside and salvages its events
+// into j, or, when j is nil (path is the journal), into a new journal at
+// path. Only a file that cannot be moved or replaced stops the agent.
+func replace(path string, j *cache.Journal, now func() time.Time) (string, replaced, error) {
+	var res replaced
+	moved, err := cache.Quarantine(path, now())
+	if err != nil {
+		return "", res, err
+	}
+	if j == nil {
+		if j, err = cache.OpenJournal(path, nil); err != nil {
+			return "", res, err
+		}
+		res.journal = j
+	}
+	res.Salvaged, res.err = j.Salvage(moved, now())
+	return moved, res, nil
+}
+
+// lostText says how many events were lost, as exactly as is known.
+func lostText(s cache.Salvaged) string {
+	switch {
+	case s.LostExact:
+		return fmt.Sprint(s.Lost)
+	case s.Lost > 0:
+		return fmt.Sprintf("at least %d", s.Lost)
+	}
+	return "unknown"
+}

@@ -1,0 +1,417 @@
+package cache_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/verify"
+)
+
+// TestFaultIsCorruption: a read through the memory map at an address the
+// file no longer backs (here: the file cut short under an open cache, as a
+// failing disk or another process could) raises SIGBUS. Without
+// debug.SetPanicOnFault that is a fatal "fault" no recover catches; the
+// cache turns it into ErrCorrupt.
+func TestFaultIsCorruption(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 5000, 5000)
+	mustApply(t, c, b)
+	fi, err := os.Stat(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(c.Path(), orig, 0o600) }) // whole again for the cleanup's check
+	if err := os.Truncate(c.Path(), int64(os.Getpagesize())*4); err != nil {
+		t.Fatal(err)
+	}
+	faults := 0
+	for i := range uint64(5000) {
+		_, _, err := c.Lookup(cachetest.Cert(i, 5000).ID, verify.Entry)
+		var ce *cache.CorruptError
+		switch {
+		case errors.As(err, &ce):
+			faults++
+		case err != nil:
+			t.Fatalf("lookup %d: %v, want a CorruptError", i, err)
+		}
+	}
+	if faults == 0 {
+		t.Fatalf("no lookup met the cut (file was %d bytes)", fi.Size())
+	}
+	if _, err := c.Stats(); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("stats of a cut file: %v, want ErrCorrupt", err)
+	}
+	if err := c.Check(); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("check of a cut file: %v, want ErrCorrupt", err)
+	}
+	t.Logf("%d of 5000 lookups faulted and reported it", faults)
+}
+
+// fixture is a closed cache of n certificates and a closed journal of
+// events events and a passage for each of the first passes certificates,
+// as the agent leaves them.
+type fixture struct {
+	cache, journal string
+	certs          []verify.Cert
+	passes         int
+}
+
+func newFixture(t testing.TB, n, events, passes int) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{cache: filepath.Join(dir, "cache.db"), journal: filepath.Join(dir, "journal.db"), passes: passes}
+	c, err := cache.Open(f.cache, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for from := 0; from < n; from += 1000 {
+		b := cachetest.Batch(uint64(from), uint64(min(from+1000, n)), uint64(n))
+		f.certs = append(f.certs, b.Upserts...)
+		if _, err := c.Apply(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	j, err := cache.OpenJournal(f.journal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range events {
+		e := cache.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: cache.EventDecision, Reason: verify.OK,
+			Direction: verify.Entry, CertID: f.certs[i%n].ID, Detail: fmt.Sprintf("event %d", i)}
+		if i < passes {
+			_, err = j.RecordPassage(f.certs[i].ID, verify.Entry, e)
+		} else {
+			_, err = j.AppendEvent(e)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	return f
+}
+
+// leafInUse returns a page of path that holds records of keySize-byte
+// keys and that the file uses (a copy with that page's type destroyed is
+// refused), after skip such pages.
+func leafInUse(t testing.TB, path string, keySize uint32, skip int) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	try := filepath.Join(t.TempDir(), "try.db")
+	for p := 2; (p+1)*ps <= len(b); p++ {
+		off := p * ps
+		if binary.LittleEndian.Uint64(b[off:]) != uint64(p) || binary.LittleEndian.Uint16(b[off+8:]) != 0x02 ||
+			binary.LittleEndian.Uint16(b[off+10:]) < 4 || binary.LittleEndian.Uint32(b[off+16+8:]) != keySize {
+			continue
+		}
+		c := bytes.Clone(b)
+		c[off+8] = 0x40
+		os.WriteFile(try, c, 0o600)
+		if _, err := cache.CheckFile(try); err == nil { // a free page: not in use
+			continue
+		}
+		if skip == 0 {
+			return p
+		}
+		skip--
+	}
+	t.Fatalf("no leaf page of %d-byte keys in use in %s", keySize, path)
+	return 0
+}
+
+// overwrite writes data at off in the file at path.
+func overwrite(t testing.TB, path string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedFilesAreRefusedOrWhole damages copies of a real cache and
+// journal at seeded random places (runs of random bytes, as a failing
+// disk or a stray write leaves) and opens each as the agent does: every
+// outcome is a CorruptError or a file that is whole (its check passes,
+// and it stays whole through writes and a reopen), and the check without
+// bbolt (CheckFile) agrees with the open. Nothing crashes.
+func TestDamagedFilesAreRefusedOrWhole(t *testing.T) {
+	f := newFixture(t, 3000, 400, 50)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	base := map[string][]byte{}
+	for _, p := range []string{f.cache, f.journal} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base[p] = b
+	}
+	refused, whole := 0, 0
+	for trial := range 120 {
+		src := []string{f.cache, f.journal}[trial%2]
+		b := bytes.Clone(base[src])
+		for range 1 + r.IntN(3) {
+			at := r.IntN(len(b))
+			for i := range 1 + r.IntN(32) {
+				if at+i < len(b) {
+					b[at+i] = byte(r.Uint32())
+				}
+			}
+		}
+		path := filepath.Join(t.TempDir(), filepath.Base(src))
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, checkErr := cache.CheckFile(path)
+		var openErr error
+		if src == f.cache {
+			openErr = exerciseCache(t, path, f)
+		} else {
+			openErr = exerciseJournal(t, path)
+		}
+		if (checkErr == nil) != (openErr == nil) {
+			t.Fatalf("trial %d (%s): CheckFile says %v, the open says %v", trial, filepath.Base(src), checkErr, openErr)
+		}
+		if openErr != nil {
+			if !errors.Is(openErr, cache.ErrCorrupt) {
+				t.Fatalf("trial %d: %v, want ErrCorrupt", trial, openErr)
+			}
+			refused++
+		} else {
+			whole++
+		}
+		// A salvage reads what it can of any file.
+		j := cachetest.OpenJournal(t, nil)
+		if _, err := j.Salvage(path, t0); err != nil {
+			t.Fatalf("trial %d: salvage: %v", trial, err)
+		}
+	}
+	t.Logf("%d damaged files refused, %d whole (the bytes hit free space or record data)", refused, whole)
+}
+
+// exerciseCache opens a possibly damaged cache for writing and, when it
+// opens, uses it as the agent does; the file must then stay whole.
+func exerciseCache(t *testing.T, path string, f *fixture) error {
+	t.Helper()
+	c, err := cache.Open(path, nil)
+	if err != nil {
+		return err
+	}
+	if err := c.Check(); err != nil {
+		t.Fatalf("opened, but its check fails: %v", err)
+	}
+	for _, cert := range f.certs[:200] {
+		c.Lookup(cert.ID, verify.Entry) // a damaged record is an error; none panics
+	}
+	if _, err := c.Stats(); err != nil && !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatal(err)
+	}
+	fs, _ := c.Feed()
+	c.Apply(cachetest.Batch(fs.Cursor, fs.Cursor+100, 1<<40))
+	c.Purge(t0.Add(72*time.Hour), 0)
+	c.Close()
+	if _, err := cache.CheckFile(path); err != nil {
+		t.Fatalf("a file that opened whole is not whole after writes: %v", err)
+	}
+	return nil
+}
+
+func exerciseJournal(t *testing.T, path string) error {
+	t.Helper()
+	j, err := cache.OpenJournal(path, nil)
+	if err != nil {
+		return err
+	}
+	if err := j.Check(); err != nil {
+		t.Fatalf("opened, but its check fails: %v", err)
+	}
+	j.Backlog()
+	evs, _ := j.Events(0, 1000)
+	j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Detail: "after"})
+	j.RecordPassage(cachetest.Cert(1, 2).ID, verify.Exit, cache.Event{Time: t0, Kind: cache.EventPassage})
+	if len(evs) > 10 {
+		j.DeleteEventsThrough(evs[10].Seq)
+	}
+	j.PurgePassages(t0.Add(time.Hour), time.Minute)
+	j.Close()
+	if _, err := cache.CheckFile(path); err != nil {
+		t.Fatalf("a journal that opened whole is not whole after writes: %v", err)
+	}
+	return nil
+}
+
+// TestSalvageCountsLostEvents: a journal with one page of events
+// destroyed (and some events already acknowledged) is refused; a salvage
+// copies every other event, counts exactly those on the page as lost, and
+// continues the numbering after the last one.
+func TestSalvageCountsLostEvents(t *testing.T) {
+	f := newFixture(t, 100, 500, 30)
+	j, err := cache.OpenJournal(f.journal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.DeleteEventsThrough(40); err != nil { // the issuer has 1..40
+		t.Fatal(err)
+	}
+	want, err := j.Events(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	p := leafInUse(t, f.journal, 8, 2)
+	overwrite(t, f.journal, int64(p*os.Getpagesize()+8), []byte{0x40, 0}) // the page's type
+	if _, err := cache.OpenJournal(f.journal, nil); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("open of the damaged journal: %v, want ErrCorrupt", err)
+	}
+	moved, err := cache.Quarantine(f.journal, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nj, err := cache.OpenJournal(f.journal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nj.Close()
+	res, err := nj.Salvage(moved, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := nj.Events(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := len(want) - len(got)
+	if lost == 0 || res.Events != len(got) || res.Lost != lost || !res.LostExact || res.NextSeq != 501 {
+		t.Fatalf("salvage %+v; %d of %d events read back", res, len(got), len(want))
+	}
+	byseq := map[uint64]cache.Event{}
+	for _, e := range want {
+		byseq[e.Seq] = e
+	}
+	for _, e := range got {
+		if w, ok := byseq[e.Seq]; !ok || w != e {
+			t.Fatalf("salvaged event %d is %+v, was %+v", e.Seq, e, w)
+		}
+	}
+	if seq, err := nj.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); err != nil || seq != 501 {
+		t.Fatalf("next event: seq %d, %v; want 501", seq, err)
+	}
+	// The passages were on other pages: the anti-passback state is kept.
+	s := &cache.Store{Cache: openCache(t, f.cache), Journal: nj}
+	if r, _, err := s.Lookup(f.certs[7].ID, verify.Entry); err != nil || r.LastPass.IsZero() {
+		t.Fatalf("passage of cert 7 after the salvage: %v %v", r.LastPass, err)
+	}
+}
+
+// TestSalvageNeverReusesNumbers: with the journal's root page destroyed
+// (its sequence and acknowledgement unreadable in the newest tree), and
+// with both meta pages destroyed (nothing readable), the new journal
+// numbers its events past anything the old one can have used.
+func TestSalvageNeverReusesNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wreck func(t *testing.T, path string)
+	}{
+		{"root page", func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			ps := os.Getpagesize()
+			m := b[16:]
+			if binary.LittleEndian.Uint64(b[ps+16+48:]) > binary.LittleEndian.Uint64(m[48:]) {
+				m = b[ps+16:]
+			}
+			root := int64(binary.LittleEndian.Uint64(m[16:]))
+			overwrite(t, path, root*int64(ps), bytes.Repeat([]byte{0xEE}, 64))
+		}},
+		{"both meta pages", func(t *testing.T, path string) {
+			ps := os.Getpagesize()
+			overwrite(t, path, 0, bytes.Repeat([]byte{0xEE}, 2*ps))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 10, 300, 0)
+			tc.wreck(t, f.journal)
+			if _, err := cache.CheckFile(f.journal); !errors.Is(err, cache.ErrCorrupt) {
+				t.Fatalf("check: %v, want ErrCorrupt", err)
+			}
+			j := cachetest.OpenJournal(t, nil)
+			now := time.Now()
+			res, err := j.Salvage(f.journal, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.NextSeq <= 300 {
+				t.Fatalf("salvage %+v: the next event would reuse a number the old journal used", res)
+			}
+			if res.LostExact && res.Events+res.Lost != 300 {
+				t.Fatalf("salvage %+v: exact, but %d+%d != 300", res, res.Events, res.Lost)
+			}
+			t.Logf("salvage %+v", res)
+		})
+	}
+}
+
+func openCache(t *testing.T, path string) *cache.Cache {
+	t.Helper()
+	c, err := cache.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestQuarantine: a damaged file moves aside under its time, and only the
+// newest three such copies are kept.
+func TestQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.db")
+	var moved []string
+	for i := range 5 {
+		os.WriteFile(path, []byte{byte(i)}, 0o600)
+		m, err := cache.Quarantine(path, t0.Add(time.Duration(i)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved = append(moved, m)
+	}
+	if want := path + ".damaged-20261123T120000Z"; moved[4] != want {
+		t.Fatalf("moved to %s, want %s", moved[4], want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the damaged file is still in place: %v", err)
+	}
+	kept, _ := filepath.Glob(path + ".damaged-*")
+	if !slices.Equal(kept, moved[2:]) {
+		t.Fatalf("kept %v, want the newest three %v", kept, moved[2:])
+	}
+	// Two in the same second keep both.
+	os.WriteFile(path, []byte{9}, 0o600)
+	if m, err := cache.Quarantine(path, t0.Add(4*time.Hour)); err != nil || m != moved[4]+"-2" {
+		t.Fatalf("second in the same second: %s, %v", m, err)
+	}
+}

@@ -1,0 +1,336 @@
+package cache
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gateagent/verify"
+)
+
+// The buckets of the two kinds of file, and what their records must be.
+var (
+	bucketMeta     = []byte("meta")
+	bucketCerts    = []byte("certs")
+	bucketPassback = []byte("passback")
+	bucketEvents   = []byte("events")
+
+	keySchema = []byte("schema")
+	keyKind   = []byte("kind")
+	keyFeed   = []byte("feed")
+	keyAcked  = []byte("acked")
+
+	// recordChecks knows every bucket either file may hold (a cache of
+	// schema 1 held the journal's two as well).
+	recordChecks = map[string]recordCheck{
+		"meta":     checkMetaRecord,
+		"certs":    checkCertRecord,
+		"passback": checkPassRecord,
+		"events":   checkEventRecord,
+	}
+)
+
+func checkMetaRecord(k, v []byte) error {
+	switch string(k) {
+	case "schema":
+		if len(v) != 4 {
+			return fmt.Errorf("schema of %d bytes", len(v))
+		}
+	case "kind":
+		if string(v) != kindCache && string(v) != kindJournal {
+			return fmt.Errorf("kind %q", v)
+		}
+	case "acked":
+		if len(v) != 8 {
+			return fmt.Errorf("acknowledged sequence of %d bytes", len(v))
+		}
+	case "feed":
+		var fs FeedState
+		if err := json.Unmarshal(v, &fs); err != nil {
+			return fmt.Errorf("feed state: %v", err)
+		}
+	default:
+		return fmt.Errorf("unknown key %q", k)
+	}
+	return nil
+}
+
+func checkCertRecord(k, v []byte) error {
+	if len(k) != verify.CertIDLen || len(v) != recordLen || v[0]&^knownFlags != 0 {
+		return fmt.Errorf("certificate record of %d+%d bytes or unknown flags", len(k), len(v))
+	}
+	return nil
+}
+
+func checkPassRecord(k, v []byte) error {
+	if len(k) != passKeyLen || len(v) != 8 {
+		return fmt.Errorf("passage of %d+%d bytes", len(k), len(v))
+	}
+	if d := verify.Direction(k[verify.CertIDLen]); d != verify.Entry && d != verify.Exit {
+		return fmt.Errorf("passage in direction %d", d)
+	}
+	return nil
+}
+
+func checkEventRecord(k, v []byte) error {
+	if len(k) != 8 || binary.BigEndian.Uint64(k) == 0 {
+		return fmt.Errorf("event key %x", k)
+	}
+	e, err := decodeEvent(0, v)
+	if err != nil {
+		return err
+	}
+	return e.validate()
+}
+
+// The kinds of file, as stored under meta/kind.
+const (
+	kindCache   = "cache"
+	kindJournal = "journal"
+)
+
+// openDB opens the bbolt file at path for a Cache or a Journal: it locks
+// the file, checks it whole (walk), and only then gives it to bbolt. A
+// file of zero bytes opened for writing is left to bbolt to set up.
+func openDB(path string, o Options) (*bolt.DB, error) {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	flag := os.O_RDWR | os.O_CREATE
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return nil, err // the OS said no (permission, no such directory, …): say so as it is
+	}
+	if err := lock(f, !o.ReadOnly, o.LockTimeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Size() == 0 && o.ReadOnly {
+		f.Close()
+		return nil, &CorruptError{Path: path, Kind: Empty, Detail: "0 bytes", Problems: 1}
+	}
+	if fi.Size() > 0 {
+		if _, err := checkOpenFile(path, f, fi.Size()); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	var db *bolt.DB
+	err = safely(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			// bbolt takes the file this package opened, locked and
+			// checked; its own lock on it then succeeds at once.
+			OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+			Timeout:      o.LockTimeout,
+			ReadOnly:     o.ReadOnly,
+			MaxSize:      o.MaxSize,
+			NoStatistics: true, // keeps a lock off the lookup path
+		})
+		return err
+	})
+	if err != nil {
+		f.Close() // bbolt closed it already, unless it panicked
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		// The walk passed, so bbolt should not refuse the file; say so
+		// as damage rather than as an OS error.
+		return nil, damaged(path, 0, "bbolt: %v", err)
+	}
+	return db, nil
+}
+
+// lock takes the file's lock, shared or exclusive, waiting up to timeout.
+// bbolt's own lock on the same open file then succeeds at once.
+func lock(f *os.File, exclusive bool, timeout time.Duration) error {
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if time.Now().After(deadline) {
+			return ErrLocked
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkOpenFile maps the locked file f read-only and walks it. It returns
+// the top-level buckets found, name → sequence.
+func checkOpenFile(path string, f *os.File, size int64) (map[string]uint64, error) {
+	if size > int64(^uint(0)>>1) {
+		return nil, damaged(path, 0, "%d bytes: larger than this machine can map", size)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", path, err)
+	}
+	defer syscall.Munmap(data)
+	var buckets map[string]uint64
+	err = safely(path, func() error {
+		m, ps, err := metaOf(path, data)
+		if err != nil {
+			return err
+		}
+		w := newWalk(path, data, ps, m, recordChecks)
+		w.all()
+		buckets = w.buckets
+		return w.err()
+	})
+	return buckets, err
+}
+
+// CheckFile checks the closed cache or journal file at path without
+// writing to it (sharing its lock with other readers, so it waits for an
+// agent that holds it, up to a second, then returns ErrLocked). It
+// returns the kind of file found, "cache" or "journal", and nil when the
+// file is whole; the error is a *CorruptError when it is not.
+func CheckFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cache: check %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := lock(f, false, time.Second); err != nil {
+		return "", fmt.Errorf("cache: check %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("cache: check %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return "", fmt.Errorf("cache: check %s: %w", path, &CorruptError{Path: path, Kind: Empty, Detail: "0 bytes", Problems: 1})
+	}
+	buckets, err := checkOpenFile(path, f, fi.Size())
+	if err != nil {
+		return "", fmt.Errorf("cache: check %s: %w", path, err)
+	}
+	_, meta := buckets["meta"]
+	_, certs := buckets["certs"]
+	_, events := buckets["events"]
+	switch {
+	case !meta && len(buckets) == 0:
+		return "", fmt.Errorf("cache: check %s: %w", path, &CorruptError{Path: path, Kind: Empty, Detail: "no buckets yet", Problems: 1})
+	case meta && certs:
+		return kindCache, nil
+	case meta && events:
+		return kindJournal, nil
+	}
+	return "", fmt.Errorf("cache: check %s: %w", path, &CorruptError{Path: path, Kind: Foreign, Detail: "buckets " + strings.Join(sortedKeys(buckets), ", "), Problems: 1})
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkDB walks the file of an open bbolt handle from inside a
+// transaction, so that no writer changes it meanwhile: a write
+// transaction (the writers wait) unless the handle is read-only.
+func checkDB(db *bolt.DB, path string, readOnly bool) error {
+	run := func(*bolt.Tx) error {
+		// A descriptor of its own for the map: closing it leaves bbolt's
+		// lock (flock, held by its own descriptor) in place.
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		_, err = checkOpenFile(path, f, fi.Size())
+		return err
+	}
+	var err error
+	if readOnly {
+		err = db.View(run)
+	} else {
+		err = db.Update(func(tx *bolt.Tx) error {
+			if err := run(tx); err != nil {
+				return err
+			}
+			return errRollback
+		})
+	}
+	if errors.Is(err, errRollback) {
+		return nil
+	}
+	return err
+}
+
+var errRollback = errors.New("rollback")
+
+// Quarantine moves the damaged file at path aside, to
+// PATH.damaged-YYYYMMDDTHHMMSSZ (UTC), for a technician to take away, and
+// returns the new name. It keeps the newest keepDamaged such files of
+// path and deletes older ones, so that a disk that damages every file
+// cannot fill up with copies.
+func Quarantine(path string, now time.Time) (string, error) {
+	base := path + ".damaged-" + now.UTC().Format("20060102T150405Z")
+	to := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, to); err != nil {
+		return "", fmt.Errorf("cache: move %s aside: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // the rename survives a power cut
+		d.Close()
+	}
+	old, _ := filepath.Glob(path + ".damaged-*")
+	sort.Strings(old) // the names sort by time
+	for len(old) > keepDamaged {
+		if old[0] != to {
+			os.Remove(old[0])
+		}
+		old = old[1:]
+	}
+	return to, nil
+}
+
+// keepDamaged is how many damaged copies of one file are kept.
+const keepDamaged = 3
+
+// JournalPath is where the journal lives beside the certificate cache at
+// cachePath: journal.db in the same directory.
+func JournalPath(cachePath string) string {
+	return filepath.Join(filepath.Dir(cachePath), "journal.db")
+}

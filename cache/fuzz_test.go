@@ -1,0 +1,89 @@
+package cache_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/verify"
+)
+
+// FuzzOpenDamaged opens the bytes of a small real cache, and of a small
+// real journal, as the fuzzer mutates them: each open is an error, or a
+// file that works and stays whole through the agent's writes and a
+// reopen. A salvage reads any of them. Nothing may crash (a panic, or a
+// memory fault reading through the map, fails the run).
+func FuzzOpenDamaged(f *testing.F) {
+	fx := newFixture(f, 300, 60, 10)
+	for _, p := range []string{fx.cache, fx.journal} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "cache.db")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, checkErr := cache.CheckFile(path)
+		if c, err := cache.Open(path, nil); err == nil {
+			if checkErr != nil && len(data) > 0 {
+				t.Fatalf("the open took a file CheckFile refuses: %v", checkErr)
+			}
+			if err := c.Check(); err != nil {
+				t.Fatalf("opened, but its check fails: %v", err)
+			}
+			for _, cert := range fx.certs[:20] {
+				c.Lookup(cert.ID, verify.Entry)
+			}
+			c.Stats()
+			fs, _ := c.Feed()
+			c.Apply(cachetest.Batch(fs.Cursor, fs.Cursor+20, 1<<40))
+			c.Purge(t0.Add(72*time.Hour), 0)
+			c.Close()
+			if _, err := cache.CheckFile(path); err != nil {
+				t.Fatalf("a cache that opened whole is not whole after writes: %v", err)
+			}
+		} else if errors.Is(err, cache.ErrLocked) {
+			t.Fatal(err)
+		}
+
+		jpath := filepath.Join(dir, "journal.db")
+		if err := os.WriteFile(jpath, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if j, err := cache.OpenJournal(jpath, nil); err == nil {
+			if err := j.Check(); err != nil {
+				t.Fatalf("opened, but its check fails: %v", err)
+			}
+			evs, _ := j.Events(0, 100)
+			j.Backlog()
+			j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Detail: "fuzz"})
+			j.RecordPassage(fx.certs[0].ID, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
+			if len(evs) > 2 {
+				j.DeleteEventsThrough(evs[2].Seq)
+			}
+			j.Close()
+			if _, err := cache.CheckFile(jpath); err != nil {
+				t.Fatalf("a journal that opened whole is not whole after writes: %v", err)
+			}
+		}
+
+		os.WriteFile(jpath, data, 0o600)
+		into, err := cache.OpenJournal(filepath.Join(dir, "new.db"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer into.Close()
+		if _, err := into.Salvage(jpath, t0); err != nil {
+			t.Fatalf("salvage: %v", err)
+		}
+	})
+}
