@@ -95,13 +95,14 @@ cross-check: ## check cross's binaries: ELF machine, static, stripped, size <= C
 	done; \
 	echo "cross-check: ok: static, stripped, at most $(CROSS_MAX_MB) MB, and each says gateagent $(VERSION) ($(COMMIT)) for its platform"
 
-check: ## gofmt, go vet, go mod tidy leaves the tree clean, arm64 builds
+check: ## gofmt, go vet, go mod tidy leaves the tree clean, arm64 builds, the import rules (internal/layout)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy
 	@git diff --exit-code go.mod go.sum || { echo "go mod tidy changed go.mod/go.sum: commit the result"; exit 1; }
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) build ./...
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./...
+	$(GO) test -count=1 ./internal/layout
 
 clean: ## remove bin/
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/verify"
 )
@@ -137,7 +138,7 @@ func TestStartOnDamagedFiles(t *testing.T) {
 }
 
 // readJournal reads the closed journal beside the cache at path.
-func readJournal(t *testing.T, path string) map[uint64]cache.Event {
+func readJournal(t *testing.T, path string) map[uint64]event.Event {
 	t.Helper()
 	j, err := cache.OpenJournal(cache.JournalPath(path), &cache.Options{ReadOnly: true})
 	if err != nil {
@@ -148,7 +149,7 @@ func readJournal(t *testing.T, path string) map[uint64]cache.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[uint64]cache.Event{}
+	out := map[uint64]event.Event{}
 	for _, e := range evs {
 		out[e.Seq] = e
 	}
@@ -190,13 +191,13 @@ func wreckLeaf(t *testing.T, path string, keySize uint32) {
 
 // damageAlarms returns the cache's damage alarm and the number of events
 // the journal's alarm says were lost (it must say exactly).
-func damageAlarms(t *testing.T, evs []cache.Event, journalToo bool) (string, int) {
+func damageAlarms(t *testing.T, evs []event.Event, journalToo bool) (string, int) {
 	t.Helper()
 	var cacheAlarm string
 	lost := 0
 	journalAlarm := false
 	for _, e := range evs {
-		if e.Kind != cache.EventAlarm {
+		if e.Kind != event.Alarm {
 			continue
 		}
 		switch {

@@ -14,10 +14,10 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
-	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/control"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
 )
@@ -147,7 +147,7 @@ func TestDiagScanMovesNothing(t *testing.T) {
 		t.Errorf("relay driven %s during diag scan, want only L (safe at start)", got)
 	}
 	for _, e := range st.events()[before:] {
-		if e.Kind == cache.EventDecision {
+		if e.Kind == event.Decision {
 			t.Errorf("diag scan recorded a decision: %+v", e)
 		}
 	}
@@ -179,7 +179,7 @@ func TestDiagRelayPulse(t *testing.T) {
 	}
 	found := false
 	for _, e := range st.events() {
-		found = found || e.Kind == cache.EventTechnician && strings.Contains(e.Detail, "relay")
+		found = found || e.Kind == event.Technician && strings.Contains(e.Detail, "relay")
 	}
 	if !found {
 		t.Error("no technician event for the relay test")

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"gateagent/internal/syncbuf"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -25,6 +24,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gateagent/event"
+	"gateagent/internal/syncbuf"
 
 	"periph.io/x/conn/v3/gpio"
 
@@ -278,7 +280,7 @@ func levels(ls []gpio.Level) string {
 
 // events returns the gate's events, wherever they are now: still in the
 // journal or already uploaded to the issuer.
-func (st *station) events() []cache.Event {
+func (st *station) events() []event.Event {
 	st.t.Helper()
 	local, err := st.ag.Journal().Events(0, 100000)
 	if err != nil {
@@ -288,9 +290,9 @@ func (st *station) events() []cache.Event {
 	if err != nil {
 		st.t.Fatal(err)
 	}
-	var all []cache.Event
+	var all []event.Event
 	for _, r := range raw {
-		var e cache.Event
+		var e event.Event
 		if err := json.Unmarshal(r, &e); err != nil {
 			st.t.Fatal(err)
 		}
@@ -329,9 +331,9 @@ func TestValidTokenOpensTheRelayExactlyOnce(t *testing.T) {
 	var decisions, passages int
 	for _, e := range st.events() {
 		switch {
-		case e.Kind == cache.EventDecision && e.Reason == verify.OK && e.CertID == c.ID:
+		case e.Kind == event.Decision && e.Reason == verify.OK && e.CertID == c.ID:
 			decisions++
-		case e.Kind == cache.EventPassage && e.CertID == c.ID:
+		case e.Kind == event.Passage && e.CertID == c.ID:
 			passages++
 		}
 	}
@@ -414,7 +416,7 @@ func TestEveryReasonIsDeniedWithoutMovingTheRelay(t *testing.T) {
 	// Every decision is on record with its reason.
 	got := map[verify.Reason]int{}
 	for _, e := range st.events() {
-		if e.Kind == cache.EventDecision {
+		if e.Kind == event.Decision {
 			got[e.Reason]++
 		}
 	}
@@ -700,7 +702,7 @@ level = "debug"
 	}
 	var grants int
 	for _, e := range ev {
-		if e.Kind == cache.EventDecision && e.Reason == verify.OK && e.CertID == cert.ID {
+		if e.Kind == event.Decision && e.Reason == verify.OK && e.CertID == cert.ID {
 			grants++
 		}
 	}

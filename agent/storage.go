@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/event"
 )
 
 // openStorage is the start-up step "check, quarantine, rebuild": it opens
@@ -96,7 +97,7 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 		log.Info("events and passages moved from the key cache into the journal", "events", mv.Events, "passages", mv.Passbacks, "journal", jpath)
 	}
 	for _, a := range alarms {
-		if _, err := j.AppendEvent(cache.Event{Time: now(), Kind: cache.EventAlarm, Detail: a}); err != nil {
+		if _, err := j.AppendEvent(event.Event{Time: now(), Kind: event.Alarm, Detail: a}); err != nil {
 			log.Error("could not record the alarm", "alarm", a, "err", err)
 		}
 	}

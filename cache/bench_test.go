@@ -11,6 +11,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 
 	bolt "go.etcd.io/bbolt"
@@ -171,14 +172,14 @@ func churn1M(b *testing.B) *cache.Cache {
 
 // grantEvent is the event a grant writes, with fsync, before the relay
 // moves.
-var grantEvent = cache.Event{Time: cachetest.Epoch, Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry,
+var grantEvent = event.Event{Time: cachetest.Epoch, Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry,
 	CertID: cachetest.Cert(5, 10).ID}
 
 // commits times b.N grant commits by appendEvent and reports what each
 // wrote: wchar-B/op (bytes handed to write(2): bbolt's pages) and
 // write-B/op (what reached the block device, the file system's own
 // writes included), from /proc/self/io.
-func commits(b *testing.B, appendEvent func(cache.Event) error) {
+func commits(b *testing.B, appendEvent func(event.Event) error) {
 	for range 100 { // past the first pages of a new bucket
 		if err := appendEvent(grantEvent); err != nil {
 			b.Fatal(err)
@@ -203,7 +204,7 @@ func commits(b *testing.B, appendEvent func(cache.Event) error) {
 // its own. Why the journal is apart (README, "The journal apart").
 func BenchmarkGrantCommitShared1M(b *testing.B) {
 	c := churn1M(b)
-	commits(b, func(e cache.Event) error { return cache.AppendEventShared(c, e) })
+	commits(b, func(e event.Event) error { return cache.AppendEventShared(c, e) })
 }
 
 func BenchmarkGrantCommitJournal(b *testing.B) {
@@ -212,7 +213,7 @@ func BenchmarkGrantCommitJournal(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer j.Close()
-	commits(b, func(e cache.Event) error { _, err := j.AppendEvent(e); return err })
+	commits(b, func(e event.Event) error { _, err := j.AppendEvent(e); return err })
 }
 
 // procIO reads this process's wchar and write_bytes from /proc/self/io.

@@ -16,6 +16,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -273,8 +274,8 @@ func TestEvents(t *testing.T) {
 	id := cachetest.Cert(0, 1).ID
 	var seqs []uint64
 	for i := range 5 {
-		seq, err := j.AppendEvent(cache.Event{
-			Time: t0.Add(time.Duration(i) * time.Second), Kind: cache.EventDecision,
+		seq, err := j.AppendEvent(event.Event{
+			Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Decision,
 			Reason: verify.Reason(1 + i), Direction: verify.Exit, CertID: id,
 			StepOffset: int64(i - 2), Detail: fmt.Sprintf("scan %d", i),
 		})
@@ -293,7 +294,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("Events(%d, 2) = %+v, %v", seqs[1], evs, err)
 	}
 	e := evs[0]
-	if !e.Time.Equal(t0.Add(2*time.Second)) || e.Kind != cache.EventDecision || e.Reason != verify.Reason(3) ||
+	if !e.Time.Equal(t0.Add(2*time.Second)) || e.Kind != event.Decision || e.Reason != verify.Reason(3) ||
 		e.Direction != verify.Exit || e.CertID != id || e.StepOffset != 0 || e.Detail != "scan 2" {
 		t.Fatalf("event read back as %+v", e)
 	}
@@ -310,7 +311,7 @@ func TestEvents(t *testing.T) {
 	// Sequence numbers are never reused, even after deletion and reopening.
 	j2 := reopenJournal(t, j)
 	j2.DeleteEventsThrough(1 << 62)
-	seq, err := j2.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Reason: verify.Undecided})
+	seq, err := j2.AppendEvent(event.Event{Time: t0, Kind: event.Alarm, Reason: verify.Undecided})
 	if err != nil || seq != seqs[4]+1 {
 		t.Fatalf("after reopen: seq %d, %v; want %d", seq, err, seqs[4]+1)
 	}
@@ -318,13 +319,13 @@ func TestEvents(t *testing.T) {
 
 func TestEventRefused(t *testing.T) {
 	j := cachetest.OpenJournal(t, nil)
-	for name, e := range map[string]cache.Event{
+	for name, e := range map[string]event.Event{
 		"no kind":     {Time: t0},
 		"bad kind":    {Time: t0, Kind: 99},
-		"bad reason":  {Time: t0, Kind: cache.EventDecision, Reason: 99},
-		"no time":     {Kind: cache.EventDecision},
-		"long detail": {Time: t0, Kind: cache.EventAlarm, Detail: strings.Repeat("x", cache.MaxDetail+1)},
-		"not UTF-8":   {Time: t0, Kind: cache.EventAlarm, Detail: "\xff\xfe"},
+		"bad reason":  {Time: t0, Kind: event.Decision, Reason: 99},
+		"no time":     {Kind: event.Decision},
+		"long detail": {Time: t0, Kind: event.Alarm, Detail: strings.Repeat("x", event.MaxDetail+1)},
+		"not UTF-8":   {Time: t0, Kind: event.Alarm, Detail: "\xff\xfe"},
 	} {
 		if _, err := j.AppendEvent(e); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -343,7 +344,7 @@ func TestPassage(t *testing.T) {
 	mustApply(t, s.Cache, b)
 	id := b.Upserts[0].ID
 	at := t0.Add(90 * time.Minute)
-	seq, err := s.Journal.RecordPassage(id, verify.Entry, cache.Event{Time: at, Kind: cache.EventPassage, Reason: verify.OK, Direction: verify.Entry, CertID: id})
+	seq, err := s.Journal.RecordPassage(id, verify.Entry, event.Event{Time: at, Kind: event.Passage, Reason: verify.OK, Direction: verify.Entry, CertID: id})
 	if err != nil || seq == 0 {
 		t.Fatal(seq, err)
 	}
@@ -363,10 +364,10 @@ func TestPassage(t *testing.T) {
 	// The state survives a restart.
 	s2 := &cache.Store{Cache: s.Cache, Journal: reopenJournal(t, s.Journal)}
 	check(s2)
-	if evs, _ := s2.Journal.Events(0, 10); len(evs) != 1 || evs[0].Kind != cache.EventPassage {
+	if evs, _ := s2.Journal.Events(0, 10); len(evs) != 1 || evs[0].Kind != event.Passage {
 		t.Fatalf("events %+v", evs)
 	}
-	if _, err := s2.Journal.RecordPassage(id, 0, cache.Event{Time: at, Kind: cache.EventPassage}); err == nil {
+	if _, err := s2.Journal.RecordPassage(id, 0, event.Event{Time: at, Kind: event.Passage}); err == nil {
 		t.Fatal("a passage without direction was recorded")
 	}
 }
@@ -414,8 +415,8 @@ func TestPurge(t *testing.T) {
 		mustApply(t, c, b)
 	}
 	old, young := cachetest.Cert(0, n).ID, cachetest.Cert(1, n).ID
-	s.Journal.RecordPassage(young, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
-	s.Journal.RecordPassage(old, verify.Entry, cache.Event{Time: t0.Add(47 * time.Hour), Kind: cache.EventPassage})
+	s.Journal.RecordPassage(young, verify.Entry, event.Event{Time: t0, Kind: event.Passage})
+	s.Journal.RecordPassage(old, verify.Entry, event.Event{Time: t0.Add(47 * time.Hour), Kind: event.Passage})
 
 	// At t0+48h, the first half expired 24h ago, the second half just now.
 	res, err := s.Purge(t0.Add(48*time.Hour), 12*time.Hour, time.Hour)
@@ -441,8 +442,8 @@ func TestStats(t *testing.T) {
 	s := cachetest.OpenStore(t)
 	c := s.Cache
 	mustApply(t, c, cachetest.Batch(0, 7, 7))
-	s.Journal.AppendEvent(cache.Event{Time: t0.Add(time.Minute), Kind: cache.EventAlarm})
-	s.Journal.AppendEvent(cache.Event{Time: t0.Add(2 * time.Minute), Kind: cache.EventAlarm})
+	s.Journal.AppendEvent(event.Event{Time: t0.Add(time.Minute), Kind: event.Alarm})
+	s.Journal.AppendEvent(event.Event{Time: t0.Add(2 * time.Minute), Kind: event.Alarm})
 	synced := t0.Add(3 * time.Minute)
 	if err := c.RecordSync(cache.FeedState{KeyID: "k2", IssuerTime: synced, SyncedAt: synced, MaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
@@ -586,7 +587,7 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer jro.Close()
-		if _, err := jro.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); !errors.Is(err, cache.ErrReadOnly) {
+		if _, err := jro.AppendEvent(event.Event{Time: t0, Kind: event.Alarm}); !errors.Is(err, cache.ErrReadOnly) {
 			t.Fatalf("append: %v", err)
 		}
 	})

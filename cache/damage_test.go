@@ -15,6 +15,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -92,7 +93,7 @@ func newFixture(t testing.TB, n, events, passes int) *fixture {
 		t.Fatal(err)
 	}
 	for i := range events {
-		e := cache.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: cache.EventDecision, Reason: verify.OK,
+		e := event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Decision, Reason: verify.OK,
 			Direction: verify.Entry, CertID: f.certs[i%n].ID, Detail: fmt.Sprintf("event %d", i)}
 		if i < passes {
 			_, err = j.RecordPassage(f.certs[i].ID, verify.Entry, e)
@@ -252,8 +253,8 @@ func exerciseJournal(t *testing.T, path string) error {
 	}
 	j.Backlog()
 	evs, _ := j.Events(0, 1000)
-	j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Detail: "after"})
-	j.RecordPassage(cachetest.Cert(1, 2).ID, verify.Exit, cache.Event{Time: t0, Kind: cache.EventPassage})
+	j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm, Detail: "after"})
+	j.RecordPassage(cachetest.Cert(1, 2).ID, verify.Exit, event.Event{Time: t0, Kind: event.Passage})
 	if len(evs) > 10 {
 		j.DeleteEventsThrough(evs[10].Seq)
 	}
@@ -309,7 +310,7 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 	if lost == 0 || res.Events != len(got) || res.Lost != lost || !res.LostExact || res.NextSeq != 501 {
 		t.Fatalf("salvage %+v; %d of %d events read back", res, len(got), len(want))
 	}
-	byseq := map[uint64]cache.Event{}
+	byseq := map[uint64]event.Event{}
 	for _, e := range want {
 		byseq[e.Seq] = e
 	}
@@ -318,7 +319,7 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 			t.Fatalf("salvaged event %d is %+v, was %+v", e.Seq, e, w)
 		}
 	}
-	if seq, err := nj.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); err != nil || seq != 501 {
+	if seq, err := nj.AppendEvent(event.Event{Time: t0, Kind: event.Alarm}); err != nil || seq != 501 {
 		t.Fatalf("next event: seq %d, %v; want 501", seq, err)
 	}
 	// The passages were on other pages: the anti-passback state is kept.

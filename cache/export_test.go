@@ -6,6 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -42,7 +43,7 @@ func DB(c *Cache) *bolt.DB { return c.db }
 // them (schema 1): certificates, feed state, and the passback and events
 // buckets, the events under their sequence numbers and the bucket's
 // sequence at lastSeq.
-func WriteSchema1(path string, certs []verify.Cert, events []Event, lastSeq uint64, passes map[[17]byte]int64) error {
+func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		return err
@@ -83,7 +84,7 @@ func WriteSchema1(path string, certs []verify.Cert, events []Event, lastSeq uint
 // AppendEventShared appends e to an events bucket in the certificate
 // cache's own file, as schema 1 kept them: the benchmarks' comparison of
 // one shared file with the journal apart.
-func AppendEventShared(c *Cache, e Event) error {
+func AppendEventShared(c *Cache, e event.Event) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketEvents); err != nil {
 			return err

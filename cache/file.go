@@ -90,7 +90,7 @@ func checkEventRecord(k, v []byte) error {
 	if err != nil {
 		return err
 	}
-	return e.validate()
+	return e.Validate()
 }
 
 // The kinds of file, as stored under meta/kind.

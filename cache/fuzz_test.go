@@ -9,6 +9,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -65,8 +66,8 @@ func FuzzOpenDamaged(f *testing.F) {
 			}
 			evs, _ := j.Events(0, 100)
 			j.Backlog()
-			j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm, Detail: "fuzz"})
-			j.RecordPassage(fx.certs[0].ID, verify.Entry, cache.Event{Time: t0, Kind: cache.EventPassage})
+			j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm, Detail: "fuzz"})
+			j.RecordPassage(fx.certs[0].ID, verify.Entry, event.Event{Time: t0, Kind: event.Passage})
 			if len(evs) > 2 {
 				j.DeleteEventsThrough(evs[2].Seq)
 			}

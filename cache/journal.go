@@ -8,6 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -155,8 +156,8 @@ func (j *Journal) Passbacks() int {
 	return len(j.passes)
 }
 
-func appendEvent(tx *bolt.Tx, e *Event) error {
-	if err := e.validate(); err != nil {
+func appendEvent(tx *bolt.Tx, e *event.Event) error {
+	if err := e.Validate(); err != nil {
 		return err
 	}
 	b := tx.Bucket(bucketEvents)
@@ -172,7 +173,7 @@ func appendEvent(tx *bolt.Tx, e *Event) error {
 }
 
 // AppendEvent stores e durably and returns its sequence number.
-func (j *Journal) AppendEvent(e Event) (uint64, error) {
+func (j *Journal) AppendEvent(e event.Event) (uint64, error) {
 	if err := j.update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) }); err != nil {
 		return 0, fmt.Errorf("journal: append %s event: %w", e.Kind, err)
 	}
@@ -181,7 +182,7 @@ func (j *Journal) AppendEvent(e Event) (uint64, error) {
 
 // RecordPassage stores, in one transaction, that id passed in direction dir
 // at e.Time (the anti-passback state) and the event e that reports it.
-func (j *Journal) RecordPassage(id verify.CertID, dir verify.Direction, e Event) (uint64, error) {
+func (j *Journal) RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error) {
 	if dir != verify.Entry && dir != verify.Exit {
 		return 0, fmt.Errorf("journal: record passage of %s: direction %v", id, dir)
 	}
@@ -209,8 +210,8 @@ func (j *Journal) RecordPassage(id verify.CertID, dir verify.Direction, e Event)
 
 // Events returns up to max events with a sequence number above after, in
 // order: the next upload.
-func (j *Journal) Events(after uint64, max int) ([]Event, error) {
-	var out []Event
+func (j *Journal) Events(after uint64, max int) ([]event.Event, error) {
+	var out []event.Event
 	err := j.view(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketEvents).Cursor()
 		for k, v := cur.Seek(u64(after + 1)); k != nil && len(out) < max; k, v = cur.Next() {

@@ -10,18 +10,19 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
 // schema1 writes a cache as builds before the journal left it: 50
 // certificates, 20 events numbered 11..30 (1..10 uploaded and deleted)
 // with the bucket's sequence at 30, and passages of two certificates.
-func schema1(t *testing.T, path string) ([]verify.Cert, []cache.Event, map[[17]byte]int64) {
+func schema1(t *testing.T, path string) ([]verify.Cert, []event.Event, map[[17]byte]int64) {
 	t.Helper()
 	certs := cachetest.Batch(0, 50, 50).Upserts
-	var events []cache.Event
+	var events []event.Event
 	for seq := uint64(11); seq <= 30; seq++ {
-		events = append(events, cache.Event{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Kind: cache.EventDecision,
+		events = append(events, event.Event{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Kind: event.Decision,
 			Reason: verify.OK, Direction: verify.Entry, CertID: certs[seq%50].ID, Detail: "old"})
 	}
 	passes := map[[17]byte]int64{}
@@ -106,7 +107,7 @@ func TestMoveToJournal(t *testing.T) {
 	if got, _ := j.Events(0, 100); len(got) != 15 || got[0].Seq != 16 {
 		t.Fatalf("after the repeat: %d events from %d, want 16..30", len(got), got[0].Seq)
 	}
-	if seq, err := j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm}); err != nil || seq != 31 {
+	if seq, err := j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm}); err != nil || seq != 31 {
 		t.Fatalf("next event: %d, %v; want 31", seq, err)
 	}
 }
@@ -125,7 +126,7 @@ func TestMoveToJournalKeepsNewerNumbers(t *testing.T) {
 	}
 	defer j.Close()
 	for range 40 {
-		j.AppendEvent(cache.Event{Time: t0, Kind: cache.EventAlarm})
+		j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm})
 	}
 	c := openCache(t, path)
 	if _, err := cache.MoveToJournal(c, j); err != nil {
@@ -134,7 +135,7 @@ func TestMoveToJournalKeepsNewerNumbers(t *testing.T) {
 	if b, _ := j.Backlog(); b.LastSeq != 40 || b.Events != 40 {
 		t.Fatalf("backlog %+v: want the journal's own 40", b)
 	}
-	if evs, _ := j.Events(10, 1); evs[0].Kind != cache.EventAlarm {
+	if evs, _ := j.Events(10, 1); evs[0].Kind != event.Alarm {
 		t.Fatalf("event 11 replaced by the cache's: %+v", evs[0])
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -69,8 +70,8 @@ func powerCutWriter(path string) {
 		if _, err := c.Apply(powerCutBatch(k)); err != nil {
 			fail(err)
 		}
-		if _, err := j.AppendEvent(cache.Event{
-			Time: cachetest.Epoch, Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry,
+		if _, err := j.AppendEvent(event.Event{
+			Time: cachetest.Epoch, Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry,
 			CertID: cachetest.Cert(k*powerCutPer, powerCutSpace).ID, Detail: fmt.Sprintf("batch %d", k),
 		}); err != nil {
 			fail(err)
@@ -233,7 +234,7 @@ func checkEvents(t *testing.T, j *cache.Journal, cursor uint64, cuts int) {
 		if _, err := fmt.Sscanf(e.Detail, "batch %d", &k); err != nil || k <= prev || k > cursor {
 			t.Fatalf("event %d: detail %q after batch %d (cursor %d)", i, e.Detail, prev, cursor)
 		}
-		if e.Seq != uint64(i+1) || e.Kind != cache.EventDecision || e.Reason != verify.OK ||
+		if e.Seq != uint64(i+1) || e.Kind != event.Decision || e.Reason != verify.OK ||
 			e.CertID != cachetest.Cert(k*powerCutPer, powerCutSpace).ID {
 			t.Fatalf("event %d read back as %+v", i, e)
 		}

@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"gateagent/agent"
-	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/feed"
 	"gateagent/gate"
 	"gateagent/hw"
@@ -309,17 +309,17 @@ func (d *demo) upload(ctx context.Context) error {
 			return err
 		}
 	}
-	kinds := map[cache.EventKind]int{}
+	kinds := map[event.Kind]int{}
 	for _, raw := range got {
-		var e cache.Event
+		var e event.Event
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return fmt.Errorf("demo: an event at the issuer: %w", err)
 		}
 		kinds[e.Kind]++
 	}
 	d.say("   issuer     holds the gate's %d events: %d decisions, %d passage, %d emergency, %d alarms; none left on the gate\n",
-		len(got), kinds[cache.EventDecision], kinds[cache.EventPassage], kinds[cache.EventEmergency], kinds[cache.EventAlarm]+kinds[cache.EventForcedPassage])
-	if len(got) != 7 || kinds[cache.EventDecision] != 4 || kinds[cache.EventPassage] != 1 || kinds[cache.EventEmergency] != 2 {
+		len(got), kinds[event.Decision], kinds[event.Passage], kinds[event.Emergency], kinds[event.Alarm]+kinds[event.ForcedPassage])
+	if len(got) != 7 || kinds[event.Decision] != 4 || kinds[event.Passage] != 1 || kinds[event.Emergency] != 2 {
 		return errors.New("demo: the event log is not what the walk-through did")
 	}
 	return nil

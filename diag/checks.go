@@ -16,6 +16,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/event"
 	"gateagent/feed"
 	"gateagent/hw"
 	"gateagent/internal/kclock"
@@ -615,11 +616,11 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 
 // authenticOffsets picks the step offsets of authentic decisions out of
 // the event log (the daemon stopped: its learnt figures are gone).
-func authenticOffsets(events []cache.Event) []int64 {
+func authenticOffsets(events []event.Event) []int64 {
 	var out []int64
 	for _, e := range events {
 		d := verify.Decision{Reason: e.Reason}
-		if e.Kind == cache.EventDecision && d.Authentic() {
+		if e.Kind == event.Decision && d.Authentic() {
 			out = append(out, e.StepOffset)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/hw"
 	"gateagent/hw/gpiohw"
 	"gateagent/hw/hwtest"
@@ -170,7 +171,7 @@ func TestDiagOutputsStandalone(t *testing.T) {
 	}
 	evs, _ := j.Events(0, 10)
 	j.Close()
-	if len(evs) != 1 || evs[0].Kind != cache.EventTechnician || !strings.Contains(evs[0].Detail, "relay") {
+	if len(evs) != 1 || evs[0].Kind != event.Technician || !strings.Contains(evs[0].Detail, "relay") {
 		t.Errorf("events after the relay test: %+v", evs)
 	}
 

@@ -8,6 +8,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/internal/kclock"
 	"gateagent/verify"
 )
@@ -27,7 +28,7 @@ func recordRefusals(t *testing.T, st *station, issuerNow time.Time) {
 		reason verify.Reason
 	}{{90 * time.Minute, verify.CodeStale}, {50 * time.Minute, verify.CodeStale}, {20 * time.Minute, verify.CodeStale},
 		{10 * time.Minute, verify.CodeFromFuture}, {time.Minute, verify.CodeStale}, {time.Minute, verify.OK}} {
-		ev := cache.Event{Time: issuerNow.Add(-e.ago), Kind: cache.EventDecision, Reason: e.reason, Direction: verify.Entry, StepOffset: -120}
+		ev := event.Event{Time: issuerNow.Add(-e.ago), Kind: event.Decision, Reason: e.reason, Direction: verify.Entry, StepOffset: -120}
 		if _, err := c.AppendEvent(ev); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/config"
+	"gateagent/event"
 	"gateagent/health"
 	"gateagent/hw"
 	"gateagent/hw/gpiohw"
@@ -118,7 +119,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	// judges staleness.
 	cf := cacheFacts{path: cfg.Gate.Cache, now: raw}
 	var (
-		events    []cache.Event
+		events    []event.Event
 		backlog   cache.Backlog
 		feedState cache.FeedState
 		feedErr   error
@@ -192,7 +193,7 @@ const clockEvents = 4096
 
 // newestEvents reads the newest events of the log not yet uploaded; false
 // when it cannot be read.
-func newestEvents(j *cache.Journal, b cache.Backlog) ([]cache.Event, bool) {
+func newestEvents(j *cache.Journal, b cache.Backlog) ([]event.Event, bool) {
 	ev, err := j.Events(max(b.LastSeq, clockEvents)-clockEvents, clockEvents)
 	return ev, err == nil
 }
@@ -201,7 +202,7 @@ func newestEvents(j *cache.Journal, b cache.Backlog) ([]cache.Event, bool) {
 // the offset asked of the issuer now, the step offsets and the clock
 // refusals of the event log (what is not yet uploaded), the kernel
 // clock's state.
-func standaloneClock(raw, now time.Time, probe keysync.Probe, probeErr error, events []cache.Event, logRead bool, env Env) clockFacts {
+func standaloneClock(raw, now time.Time, probe keysync.Probe, probeErr error, events []event.Event, logRead bool, env Env) clockFacts {
 	drift := events[max(0, len(events)-driftScans):]
 	f := clockFacts{raw: raw, trustedAfter: env.TrustedAfter, offset: probe.Offset, offsetKnown: probeErr == nil && probe.OffsetOK,
 		offsetFrom: "asked the issuer now", offsets: authenticOffsets(drift), offsetsFrom: "the newest in the event log not yet uploaded",
@@ -213,10 +214,10 @@ func standaloneClock(raw, now time.Time, probe keysync.Probe, probeErr error, ev
 // clockRefusals counts the decisions of the last hour refused for the
 // clock. Events are stamped on the agent's corrected clock; now is the
 // gate's clock corrected by the issuer's offset, when known.
-func clockRefusals(events []cache.Event, now time.Time) metrics.ClockRefusals {
+func clockRefusals(events []event.Event, now time.Time) metrics.ClockRefusals {
 	var c metrics.ClockRefusals
 	for _, e := range events {
-		if e.Kind != cache.EventDecision || now.Sub(e.Time) > time.Hour || e.Time.After(now.Add(time.Minute)) {
+		if e.Kind != event.Decision || now.Sub(e.Time) > time.Hour || e.Time.After(now.Add(time.Minute)) {
 			continue
 		}
 		switch e.Reason {
@@ -243,7 +244,7 @@ func StandaloneClock(ctx context.Context, path string, env Env) (Check, error) {
 	if probeErr == nil && probe.OffsetOK {
 		now = raw.Add(probe.Offset)
 	}
-	var events []cache.Event
+	var events []event.Event
 	var logRead bool
 	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
 		if b, err := j.Backlog(); err == nil {

@@ -1,13 +1,13 @@
 package feed
 
-import "gateagent/cache"
+import "gateagent/event"
 
 // EventUpload is the JSON body a gate posts to /v1/events: a run of its
 // event log in sequence order. The issuer stores each event once by
 // (gate ID, sequence number), so a retried upload stores nothing twice.
 type EventUpload struct {
 	GateID string        `json:"gate_id"`
-	Events []cache.Event `json:"events"`
+	Events []event.Event `json:"events"`
 }
 
 // EventAck is the issuer's answer: every event up to AckedThrough is stored

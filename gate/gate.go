@@ -31,7 +31,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"gateagent/cache"
+	"gateagent/event"
 	"gateagent/hw"
 	"gateagent/verify"
 )
@@ -43,10 +43,10 @@ type Verifier interface {
 
 // Log is the gate's durable event log (the journal, cache.Journal).
 type Log interface {
-	AppendEvent(e cache.Event) (uint64, error)
+	AppendEvent(e event.Event) (uint64, error)
 	// RecordPassage writes the anti-passback state and the passage event
 	// in one transaction.
-	RecordPassage(id verify.CertID, dir verify.Direction, e cache.Event) (uint64, error)
+	RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error)
 }
 
 // Timing says how long the gate holds each state.
@@ -388,8 +388,8 @@ func (c *Controller) onScan(s Scan) {
 	if !s.Began.IsZero() && s.At.After(s.Began) {
 		st.Read = s.At.Sub(s.Began)
 	}
-	ev := cache.Event{
-		Time: d.At, Kind: cache.EventDecision, Reason: d.Reason, Direction: c.cfg.Direction,
+	ev := event.Event{
+		Time: d.At, Kind: event.Decision, Reason: d.Reason, Direction: c.cfg.Direction,
 		CertID: d.CertID, StepOffset: d.StepOffset, Detail: d.Detail,
 	}
 	if ev.Time.IsZero() {
@@ -430,7 +430,7 @@ func (c *Controller) onScan(s Scan) {
 	err = c.setRelay(true)
 	st.Relay = time.Since(mark)
 	if err != nil {
-		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, CertID: d.CertID,
+		c.record(event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, CertID: d.CertID,
 			Detail: "granted but the relay could not be unlocked: the passenger was turned away"})
 		_ = c.setRelay(false) // stop retrying the unlock: drive it locked
 		c.deny(verify.Decision{Reason: verify.Undecided, CertID: d.CertID, At: d.At}, s, err, st)
@@ -482,7 +482,7 @@ func (c *Controller) onPassage(active bool) {
 	}
 	switch {
 	case c.state == granted && active:
-		ev := cache.Event{Time: c.cfg.Now(), Kind: cache.EventPassage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}
+		ev := event.Event{Time: c.cfg.Now(), Kind: event.Passage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}
 		_, err := c.cfg.Log.RecordPassage(c.grant.CertID, c.cfg.Direction, ev)
 		c.wrote(err)
 		if err != nil {
@@ -497,7 +497,7 @@ func (c *Controller) onPassage(active bool) {
 		c.lock()
 		c.observe(Outcome{Kind: Closed, Decision: c.grant, At: c.clock.Now()})
 	case c.state == idle && active:
-		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventForcedPassage, Direction: c.cfg.Direction, Detail: "passage without a grant"})
+		c.record(event.Event{Time: c.cfg.Now(), Kind: event.ForcedPassage, Direction: c.cfg.Direction, Detail: "passage without a grant"})
 		c.alarm(c.t.Alarm)
 		c.log.Warn("forced passage: someone passed without a valid code")
 		c.observe(Outcome{Kind: Forced, At: c.clock.Now()})
@@ -512,7 +512,7 @@ func (c *Controller) onPassTimeout() {
 		c.observe(Outcome{Kind: Lapsed, Decision: c.grant, At: c.clock.Now()})
 	case passing:
 		c.lock()
-		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "passage sensor active too long: gate locked"})
+		c.record(event.Event{Time: c.cfg.Now(), Kind: event.Alarm, Direction: c.cfg.Direction, Detail: "passage sensor active too long: gate locked"})
 		c.alarm(c.t.Alarm)
 		c.log.Warn("passage sensor active too long: gate locked; someone is standing in the passage or the sensor is faulty", "max", c.t.PassMax)
 		c.observe(Outcome{Kind: Blocked, Decision: c.grant, At: c.clock.Now()})
@@ -538,13 +538,13 @@ func (c *Controller) onEmergency(active bool) {
 		_ = c.setRelay(true) // on failure it retries while the emergency lasts
 		c.setGreen(true)
 		c.stopSignal()
-		c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventEmergency, Direction: c.cfg.Direction, Detail: "engaged: gate held open"})
+		c.record(event.Event{Time: c.cfg.Now(), Kind: event.Emergency, Direction: c.cfg.Direction, Detail: "engaged: gate held open"})
 		c.log.Warn("emergency input engaged: gate held open for free passage")
 		c.observe(Outcome{Kind: EmergencyOn, At: c.clock.Now()})
 		return
 	}
 	c.lock()
-	c.record(cache.Event{Time: c.cfg.Now(), Kind: cache.EventEmergency, Direction: c.cfg.Direction, Detail: "released: gate locked"})
+	c.record(event.Event{Time: c.cfg.Now(), Kind: event.Emergency, Direction: c.cfg.Direction, Detail: "released: gate locked"})
 	c.log.Warn("emergency input released: gate locked, back in service")
 	c.observe(Outcome{Kind: EmergencyOff, At: c.clock.Now()})
 }
@@ -581,7 +581,7 @@ func (c *Controller) driveRelay() error {
 			c.relayFault = true
 			c.setStatus(func(s *Status) { s.RelayFault = true })
 			c.log.Error("relay output failed: retrying every second; check the relay wiring and run gateagent diag", "on", on, "err", err)
-			c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: truncate("relay output failed: " + err.Error())})
+			c.record(event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: truncate("relay output failed: " + err.Error())})
 		}
 		if !on {
 			c.relayOn = true // unknown: assume the worst and keep trying to lock
@@ -593,7 +593,7 @@ func (c *Controller) driveRelay() error {
 		c.relayFault = false
 		c.setStatus(func(s *Status) { s.RelayFault = false })
 		c.log.Warn("relay output works again", "on", on)
-		c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "relay output works again"})
+		c.record(event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: "relay output works again"})
 	}
 	c.relayOn = on
 	return nil
@@ -603,7 +603,7 @@ func (c *Controller) driveRelay() error {
 // no longer be watched: without it no passage (and no anti-passback) can
 // be recorded.
 func (c *Controller) onInputDead(name string) {
-	c.record(cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: "input " + name + " unreadable"})
+	c.record(event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: "input " + name + " unreadable"})
 	if name == c.cfg.Board.Passage.Name() && c.test != nil {
 		c.endTest(fmt.Errorf("%w: the passage sensor cannot be read", ErrInterrupted))
 	}
@@ -680,7 +680,7 @@ func (c *Controller) setSignal(red, buzz bool) {
 }
 
 // timedRecord is record, timed on the monotonic clock (the Record stage).
-func (c *Controller) timedRecord(e cache.Event) time.Duration {
+func (c *Controller) timedRecord(e event.Event) time.Duration {
 	mark := time.Now()
 	c.record(e)
 	return time.Since(mark)
@@ -688,7 +688,7 @@ func (c *Controller) timedRecord(e cache.Event) time.Duration {
 
 // record appends an event, logging a failure (the gate goes on: only a
 // grant depends on its record).
-func (c *Controller) record(e cache.Event) {
+func (c *Controller) record(e event.Event) {
 	if e.Time.IsZero() {
 		e.Time = c.cfg.Now()
 	}
@@ -702,7 +702,7 @@ func (c *Controller) record(e cache.Event) {
 const RecordProbe = 2 * time.Second
 
 // append writes one event and keeps the record fault.
-func (c *Controller) append(e cache.Event) error {
+func (c *Controller) append(e event.Event) error {
 	_, err := c.cfg.Log.AppendEvent(e)
 	c.wrote(err)
 	return err
@@ -744,8 +744,8 @@ func (c *Controller) recordWorks(probed bool) {
 }
 
 // outageEvent is the alarm that records a stretch of failed writes.
-func (c *Controller) outageEvent() cache.Event {
-	return cache.Event{Kind: cache.EventAlarm, Direction: c.cfg.Direction, Detail: truncate(fmt.Sprintf(
+func (c *Controller) outageEvent() event.Event {
+	return event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: truncate(fmt.Sprintf(
 		"event log could not be written from %s for %s: %d events not recorded, grants refused meanwhile",
 		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), c.recLost))}
 }
@@ -766,10 +766,10 @@ func (c *Controller) probeRecord() {
 
 // truncate cuts s to what an event's detail holds, on a character boundary.
 func truncate(s string) string {
-	if len(s) <= cache.MaxDetail {
+	if len(s) <= event.MaxDetail {
 		return s
 	}
-	s = s[:cache.MaxDetail]
+	s = s[:event.MaxDetail]
 	for len(s) > 0 && !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}

@@ -15,6 +15,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/hw/hwtest"
@@ -54,7 +55,7 @@ type faultyLog struct {
 	relay         *hwtest.Pin
 }
 
-func (l *faultyLog) AppendEvent(e cache.Event) (uint64, error) {
+func (l *faultyLog) AppendEvent(e event.Event) (uint64, error) {
 	l.mu.Lock()
 	err := l.fail
 	l.relayAtAppend = append(l.relayAtAppend, l.relay.Level())
@@ -181,7 +182,7 @@ func (r *rig) want(kind gate.OutcomeKind) gate.Outcome {
 
 func (r *rig) relayOuts() []gpio.Level { return r.pins.Journal.Levels(hwtest.Relay) }
 
-func (r *rig) events() []cache.Event {
+func (r *rig) events() []event.Event {
 	r.t.Helper()
 	ev, err := r.store.Journal.Events(0, 1000)
 	if err != nil {
@@ -224,7 +225,7 @@ func TestGrantOpensOnceThenLocksAfterPassage(t *testing.T) {
 		t.Fatal("green not lit after grant")
 	}
 	ev := r.events()
-	if len(ev) != 1 || ev[0].Kind != cache.EventDecision || ev[0].Reason != verify.OK {
+	if len(ev) != 1 || ev[0].Kind != event.Decision || ev[0].Reason != verify.OK {
 		t.Fatalf("events %+v, want one OK decision", ev)
 	}
 	if r.log.relayAtAppend[0] != locked {
@@ -238,7 +239,7 @@ func TestGrantOpensOnceThenLocksAfterPassage(t *testing.T) {
 		t.Fatalf("relay driven %v, want [locked unlocked locked]", outs)
 	}
 	ev = r.events()
-	if len(ev) != 2 || ev[1].Kind != cache.EventPassage || ev[1].CertID != r.certs[0].ID {
+	if len(ev) != 2 || ev[1].Kind != event.Passage || ev[1].CertID != r.certs[0].ID {
 		t.Fatalf("events %+v, want the decision then the passage", ev)
 	}
 	// The same passenger again: anti-passback, and the relay stays put.
@@ -282,7 +283,7 @@ func TestEveryDenialLeavesTheRelayAlone(t *testing.T) {
 				t.Fatalf("relay driven %v on a denial, want only its safe level at start", outs)
 			}
 			ev := r.events()
-			if len(ev) != 1 || ev[0].Reason != tc.reason || ev[0].Kind != cache.EventDecision {
+			if len(ev) != 1 || ev[0].Reason != tc.reason || ev[0].Kind != event.Decision {
 				t.Fatalf("events %+v, want one %v decision", ev, tc.reason)
 			}
 			// The red lamp goes out after the deny time.
@@ -399,7 +400,7 @@ func TestForcedPassageRaisesAlarm(t *testing.T) {
 	r.input(hwtest.Passage, true)
 	r.want(gate.Forced)
 	ev := r.events()
-	if len(ev) != 1 || ev[0].Kind != cache.EventForcedPassage {
+	if len(ev) != 1 || ev[0].Kind != event.ForcedPassage {
 		t.Fatalf("events %+v, want a forced passage", ev)
 	}
 	if r.pins.Pins[hwtest.Buzzer].Level() != gpio.High || r.pins.Pins[hwtest.Red].Level() != gpio.High {
@@ -422,7 +423,7 @@ func TestPassageSensorStuckLocksAndAlarms(t *testing.T) {
 		t.Fatalf("relay %v, want locked again", outs)
 	}
 	ev := r.events()
-	if last := ev[len(ev)-1]; last.Kind != cache.EventAlarm {
+	if last := ev[len(ev)-1]; last.Kind != event.Alarm {
 		t.Fatalf("last event %+v, want an alarm", last)
 	}
 }
@@ -449,11 +450,11 @@ func TestEmergencyHoldsTheGateOpen(t *testing.T) {
 	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 		t.Fatalf("relay %v, want [locked unlocked locked]", outs)
 	}
-	var kinds []cache.EventKind
+	var kinds []event.Kind
 	for _, e := range r.events() {
 		kinds = append(kinds, e.Kind)
 	}
-	if len(kinds) != 2 || kinds[0] != cache.EventEmergency || kinds[1] != cache.EventEmergency {
+	if len(kinds) != 2 || kinds[0] != event.Emergency || kinds[1] != event.Emergency {
 		t.Fatalf("events %v, want emergency engaged and released only", kinds)
 	}
 }
@@ -500,7 +501,7 @@ func TestRecordFaultClearsByItself(t *testing.T) {
 	r.eventually("the record fault cleared with nobody scanning", func() bool { return r.ctrl.Status().RecordFault == "" })
 	var outage []string
 	for _, e := range r.events() {
-		if e.Kind == cache.EventAlarm {
+		if e.Kind == event.Alarm {
 			outage = append(outage, e.Detail)
 		}
 	}
@@ -528,7 +529,7 @@ func TestRecordFaultClearsOnTheNextWrite(t *testing.T) {
 		t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
 	}
 	ev := r.events()
-	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != cache.EventAlarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
+	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
 		t.Fatalf("events %+v, want the grant then the outage", ev)
 	}
 }
@@ -630,7 +631,7 @@ func (r *rig) eventually(what string, cond func() bool) {
 func (r *rig) alarms() int {
 	n := 0
 	for _, e := range r.events() {
-		if e.Kind == cache.EventAlarm {
+		if e.Kind == event.Alarm {
 			n++
 		}
 	}
@@ -693,7 +694,7 @@ func TestFailedUnlockTurnsThePassengerAwayForGood(t *testing.T) {
 	}
 	var alarm bool
 	for _, e := range r.events() {
-		alarm = alarm || (e.Kind == cache.EventAlarm && strings.Contains(e.Detail, "turned away"))
+		alarm = alarm || (e.Kind == event.Alarm && strings.Contains(e.Detail, "turned away"))
 	}
 	if !alarm {
 		t.Fatal("no event says the granted passenger was turned away")

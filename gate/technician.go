@@ -8,7 +8,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"gateagent/cache"
+	"gateagent/event"
 	"gateagent/hw"
 )
 
@@ -110,7 +110,7 @@ type techTest struct {
 // passage during an indicator test (a forced passage, alarmed as usual)
 // or Run's end. When ctx ends the test stops at once, the relay off, and
 // Test returns the result so far with ctx's error. Every test that ran is
-// recorded in the event log (cache.EventTechnician); if that fails it is
+// recorded in the event log (event.Technician); if that fails it is
 // logged and the result still returned.
 //
 // Test returns an error without running anything when Run does not take
@@ -333,7 +333,7 @@ func (c *Controller) endTest(err error) {
 	c.setStatus(func(s *Status) { s.State = idle.String() })
 	t.res.Ended = c.clock.Now()
 	detail := t.detail(err)
-	c.record(cache.Event{Kind: cache.EventTechnician, Time: c.cfg.Now(), Direction: c.cfg.Direction, Detail: truncate(detail)})
+	c.record(event.Event{Kind: event.Technician, Time: c.cfg.Now(), Direction: c.cfg.Direction, Detail: truncate(detail)})
 	if err != nil {
 		c.log.Warn("technician test ended early or failed", "test", t.res.Kind.String(), "detail", detail)
 	} else {

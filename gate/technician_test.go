@@ -10,7 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/gpio"
 
-	"gateagent/cache"
+	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
 	"gateagent/verify"
@@ -107,7 +107,7 @@ func (r *rig) finishIndicatorTest(ch <-chan testRun) testRun {
 func (r *rig) technicianEvents() []string {
 	var d []string
 	for _, e := range r.events() {
-		if e.Kind == cache.EventTechnician {
+		if e.Kind == event.Technician {
 			d = append(d, e.Detail)
 		}
 	}
@@ -197,7 +197,7 @@ func TestRelayTestPassageDuringThePulseConfirms(t *testing.T) {
 		}
 	}
 	ev := r.events()
-	if len(ev) != 1 || ev[0].Kind != cache.EventTechnician || ev[0].Detail != "relay test: 1s pulse; passage sensor confirmed at +200ms" {
+	if len(ev) != 1 || ev[0].Kind != event.Technician || ev[0].Detail != "relay test: 1s pulse; passage sensor confirmed at +200ms" {
 		t.Fatalf("events %+v, want the test alone, confirmed", ev)
 	}
 	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
@@ -317,7 +317,7 @@ func TestScanDuringTechnicianTestIsIgnored(t *testing.T) {
 	if tr := r.finishRelayTest(ch, 500*time.Millisecond); tr.err != nil {
 		t.Fatal(tr.err)
 	}
-	if ev := r.events(); len(ev) != 1 || ev[0].Kind != cache.EventTechnician {
+	if ev := r.events(); len(ev) != 1 || ev[0].Kind != event.Technician {
 		t.Fatalf("events %+v, want the test alone: the scan was not checked", ev)
 	}
 	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
@@ -355,11 +355,11 @@ func TestEmergencyDuringTechnicianTestTakesOver(t *testing.T) {
 	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 		t.Fatalf("relay driven %v", outs)
 	}
-	var kinds []cache.EventKind
+	var kinds []event.Kind
 	for _, e := range r.events() {
 		kinds = append(kinds, e.Kind)
 	}
-	want := []cache.EventKind{cache.EventTechnician, cache.EventEmergency, cache.EventEmergency}
+	want := []event.Kind{event.Technician, event.Emergency, event.Emergency}
 	if len(kinds) != 3 || kinds[0] != want[0] || kinds[1] != want[1] || kinds[2] != want[2] {
 		t.Fatalf("events %v, want %v", kinds, want)
 	}
@@ -448,11 +448,11 @@ func TestForcedPassageDuringIndicatorTestAlarms(t *testing.T) {
 	if r.pins.Pins[hwtest.Red].Level() != gpio.High || r.pins.Pins[hwtest.Green].Level() != gpio.Low {
 		t.Fatal("no alarm after the forced passage, or green left on")
 	}
-	var kinds []cache.EventKind
+	var kinds []event.Kind
 	for _, e := range r.events() {
 		kinds = append(kinds, e.Kind)
 	}
-	if len(kinds) != 2 || kinds[0] != cache.EventTechnician || kinds[1] != cache.EventForcedPassage {
+	if len(kinds) != 2 || kinds[0] != event.Technician || kinds[1] != event.ForcedPassage {
 		t.Fatalf("events %v, want the test, then the forced passage", kinds)
 	}
 }

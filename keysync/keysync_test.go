@@ -14,6 +14,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/feed"
 	"gateagent/feed/feedtest"
 	"gateagent/issuer"
@@ -399,7 +400,7 @@ func TestStalenessAlarmAndRefusal(t *testing.T) {
 	evs, _ := g.journal.Events(0, 10)
 	var alarms []string
 	for _, e := range evs {
-		if e.Kind == cache.EventAlarm {
+		if e.Kind == event.Alarm {
 			alarms = append(alarms, e.Detail)
 		}
 	}
@@ -430,7 +431,7 @@ func TestEventsUploadedExactlyOnce(t *testing.T) {
 	s.Restart()
 	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.UploadBatch = 4 })
 	for i := range 10 {
-		if _, err := g.journal.AppendEvent(cache.Event{Time: g.clock.Now(), Kind: cache.EventDecision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
+		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry, StepOffset: int64(i % 2)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/event"
 	"gateagent/feed/feedtest"
 	"gateagent/internal/syncbuf"
 	"gateagent/issuer"
@@ -67,15 +68,15 @@ func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*ke
 	return cl, s.Journal
 }
 
-func alarms(t *testing.T, c *cache.Journal) []cache.Event {
+func alarms(t *testing.T, c *cache.Journal) []event.Event {
 	t.Helper()
 	evs, err := c.Events(0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []cache.Event
+	var out []event.Event
 	for _, e := range evs {
-		if e.Kind == cache.EventAlarm {
+		if e.Kind == event.Alarm {
 			out = append(out, e)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"gateagent/cache"
+	"gateagent/event"
 	"gateagent/verify"
 )
 
@@ -101,7 +101,7 @@ func (c *Client) checkStale() (refusing bool) {
 	if c.cfg.Journal == nil {
 		return
 	}
-	if _, err := c.cfg.Journal.AppendEvent(cache.Event{Time: now, Kind: cache.EventAlarm, Detail: detail}); err != nil {
+	if _, err := c.cfg.Journal.AppendEvent(event.Event{Time: now, Kind: event.Alarm, Detail: detail}); err != nil {
 		c.log.Error("could not record the staleness alarm", "err", err)
 	}
 	return stale && refusing

@@ -20,6 +20,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/feed/feedtest"
 	"gateagent/internal/syncbuf"
 	"gateagent/issuer"
@@ -131,7 +132,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.pending = map[uint64]bool{}
 	for i := range 150 {
-		seq, err := j.AppendEvent(cache.Event{Time: time.Now(), Kind: cache.EventDecision, Reason: verify.UnknownCert,
+		seq, err := j.AppendEvent(event.Event{Time: time.Now(), Kind: event.Decision, Reason: verify.UnknownCert,
 			Direction: verify.Entry, CertID: verify.CertID{0xEE, byte(i)}, Detail: fmt.Sprint("before the damage ", i)})
 		if err != nil {
 			t.Fatal(err)

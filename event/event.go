@@ -1,0 +1,80 @@
+// Package event is the gate's decision record: what every decision,
+// passage, alarm and technician's action leaves behind, kept in the
+// journal until the issuer acknowledges it. It is a leaf: the controller
+// writes events, the journal stores them (its encoding is its own), the
+// feed's upload carries them and the issuer keeps them, and none of those
+// needs another's code for it.
+package event
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"gateagent/verify"
+)
+
+// Kind says what an event records. The values are stored and uploaded:
+// never renumber them.
+type Kind uint8
+
+// The kinds of event.
+const (
+	Decision      Kind = 1 // a token was checked
+	Passage       Kind = 2 // a granted passenger walked through
+	ForcedPassage Kind = 3 // someone passed without a grant
+	Emergency     Kind = 4 // the emergency input changed
+	Alarm         Kind = 5 // an operational alarm (stale cache, …)
+	Technician    Kind = 6 // a technician's explicit action (relay test, …)
+	maxKind            = Technician
+)
+
+var kindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician"}
+
+func (k Kind) String() string {
+	if !k.Valid() {
+		return fmt.Sprintf("event_kind(%d)", uint8(k))
+	}
+	return kindNames[k]
+}
+
+// Valid reports whether k is a kind this build knows.
+func (k Kind) Valid() bool { return k >= 1 && k <= maxKind }
+
+// MaxDetail bounds an event's free text. The text is for operators and must
+// never hold a name or an identity number; nothing on the gate knows either.
+const MaxDetail = 200
+
+// Event is one entry of the gate's log.
+type Event struct {
+	// Seq is assigned by the journal: strictly increasing, never reused.
+	Seq        uint64           `json:"seq"`
+	Time       time.Time        `json:"time"`
+	Kind       Kind             `json:"kind"`
+	Reason     verify.Reason    `json:"reason"`
+	Direction  verify.Direction `json:"direction"`
+	CertID     verify.CertID    `json:"cert_id"`
+	StepOffset int64            `json:"step_offset"`
+	Detail     string           `json:"detail,omitempty"`
+}
+
+// ErrInvalid: an event that cannot be recorded as it is.
+var ErrInvalid = errors.New("invalid event")
+
+// Validate checks what a journal stores and an issuer accepts.
+func (e *Event) Validate() error {
+	switch {
+	case !e.Kind.Valid():
+		return fmt.Errorf("%w: unknown event kind %d", ErrInvalid, e.Kind)
+	case !e.Reason.Valid():
+		return fmt.Errorf("%w: unknown reason %d", ErrInvalid, e.Reason)
+	case e.Time.IsZero():
+		return fmt.Errorf("%w: no time", ErrInvalid)
+	case len(e.Detail) > MaxDetail:
+		return fmt.Errorf("%w: detail of %d bytes, at most %d", ErrInvalid, len(e.Detail), MaxDetail)
+	case !utf8.ValidString(e.Detail):
+		return fmt.Errorf("%w: detail is not UTF-8", ErrInvalid)
+	}
+	return nil
+}
