@@ -196,7 +196,7 @@ func TestDiagRelayPulse(t *testing.T) {
 		}
 	}
 	// Without --pulse the relay is never moved.
-	if code, _, errs := runDiag(t, sock, "relay"); code != 2 || !strings.Contains(errs, "--pulse") {
+	if code, _, errs := runDiag(t, sock, "relay"); code != 64 || !strings.Contains(errs, "--pulse") {
 		t.Errorf("diag relay without --pulse: exit %d: %s", code, errs)
 	}
 	if got := levels(st.relayOuts()); got != "LUL" {

@@ -228,7 +228,7 @@ func TestUsage(t *testing.T) {
 	g := newOfflineGate(t, time.Now())
 	for _, args := range [][]string{{"frobnicate"}, {"token"}, {"token", "a", "b"}, {"relay"}, {"sensors", "--seconds", "0"}, {"--bogus"}} {
 		code, _, errs := g.run(args...)
-		if code != 2 || errs == "" {
+		if code != 64 || !strings.Contains(errs, "usage: gateagent diag") {
 			t.Errorf("diag %v: exit %d, stderr %q", args, code, errs)
 		}
 	}

@@ -72,14 +72,13 @@ func (e Env) withDefaults() Env {
 	return e
 }
 
-// Standalone runs every check itself, for a gate whose daemon is stopped:
-// it opens the board (driving every output off, as the agent does at
-// start), opens the scanner's port once, asks the issuer for its head, and
-// reads the cache file without writing to it.
-func Standalone(ctx context.Context, path string, env Env) *Report {
-	env = env.withDefaults()
+// standaloneReport runs every check itself, for a gate whose daemon is
+// stopped: it opens the board (driving every output off, as the agent does
+// at start), opens the scanner's port once, asks the issuer for its head,
+// and reads the cache file without writing to it. cfg and err are the
+// config file at path, loaded.
+func standaloneReport(ctx context.Context, path string, cfg *config.Config, err error, env Env) *Report {
 	r := &Report{Version: version.String(), At: env.Now(), Mode: "standalone"}
-	cfg, err := config.Load(path)
 	r.Add(judgeConfig(path, cfg, err))
 	if err != nil {
 		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
@@ -88,7 +87,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 		return r
 	}
 	r.Gate = cfg.Gate.ID
-	release, err := standalone(cfg)
+	release, err := claim(cfg)
 	if err != nil {
 		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
 		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
@@ -230,14 +229,9 @@ func clockRefusals(events []event.Event, now time.Time) metrics.ClockRefusals {
 	return c
 }
 
-// StandaloneClock is gateagent diag clock with the agent stopped: the
-// clock check alone, without the board or the scanner.
-func StandaloneClock(ctx context.Context, path string, env Env) (Check, error) {
-	env = env.withDefaults()
-	cfg, err := config.Load(path)
-	if err != nil {
-		return Check{}, err
-	}
+// standaloneClockCheck is the clock check alone with the agent stopped,
+// without the board or the scanner.
+func standaloneClockCheck(ctx context.Context, cfg *config.Config, env Env) Check {
 	raw := env.Now()
 	probe, probeErr := probeFeed(ctx, cfg, env)
 	now := raw
@@ -252,7 +246,7 @@ func StandaloneClock(ctx context.Context, path string, env Env) (Check, error) {
 		}
 		j.Close()
 	}
-	return judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env)), nil
+	return judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env))
 }
 
 // probeScanner opens the scanner's port once (or looks at the camera's

@@ -12,6 +12,7 @@ import (
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/hw"
+	"gateagent/internal/cli"
 	"gateagent/internal/instance"
 	"gateagent/keysync"
 )
@@ -20,10 +21,10 @@ import (
 // supervisor (and a technician reading `systemctl status`) can tell a gate
 // that needs someone from one that may start by itself on the next try.
 const (
-	exitFailure  = 1  // the gate ran and stopped on an error
-	exitUsage    = 2  // bad flags or arguments
-	exitTempFail = 75 // EX_TEMPFAIL: another agent holds the gate or its cache; try again later
-	exitConfig   = 78 // EX_CONFIG: the config or the machine is wrong (a file, a directory, a permission, a pin)
+	exitFailure  = cli.ExitFailure  // the gate ran and stopped on an error
+	exitUsage    = cli.ExitUsage    // bad flags or arguments
+	exitTempFail = cli.ExitTempFail // another agent holds the gate or its cache; try again later
+	exitConfig   = cli.ExitConfig   // the config or the machine is wrong (a file, a directory, a permission, a pin)
 )
 
 // startExit is the exit status for a start-up error.

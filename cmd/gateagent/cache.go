@@ -3,39 +3,48 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 
 	"gateagent/cache"
+	"gateagent/internal/cli"
 )
 
-// runCache checks a cache or journal file, or prints a cache's stats,
-// without writing to it (the daemon must be stopped, or the file copied).
-// On a file that is not whole it prints the error, then what to do.
-func runCache(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("cache", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateagent cache stats|check FILE")
-		fmt.Fprintln(stderr, "  FILE: the key cache (cache.db) or the journal beside it (journal.db)")
-		fmt.Fprintln(stderr, "  check: checks the file whole; exit 0 when it is, 1 when not, with what to do")
+// cacheCmd is `gateagent cache stats|check FILE`.
+func cacheCmd() *cli.Command {
+	file := func(name, summary, help string, run func(path string, stdout, stderr io.Writer) int) *cli.Command {
+		return &cli.Command{
+			Name: name, Args: "FILE", NArgs: [2]int{1, 1}, Summary: summary, Help: help,
+			Exits: "0 done (check: the file is whole), 1 it is not, with what to do, 64 usage error",
+			Run:   func(c *cli.Context) int { return run(c.Args[0], c.Stdout, c.Stderr) },
+		}
 	}
-	if err := fl.Parse(args); err != nil {
-		return 2
+	return &cli.Command{
+		Name:    "cache",
+		Summary: "inspect the key cache or the journal: stats, check",
+		Help:    "Reads the key cache (cache.db) or the journal beside it (journal.db) without writing to it: stop the agent first, or work on a copy.",
+		Commands: []*cli.Command{
+			file("check", "check a file whole", "Checks FILE whole, page by page, without ever crashing on damage; says what to do when it is not.", func(path string, stdout, stderr io.Writer) int {
+				return inspectCache(path, true, stdout, stderr)
+			}),
+			file("stats", "print a file's counts as JSON", "Prints what FILE holds, as JSON: certificates and feed state, or the journal's backlog and passages.", func(path string, stdout, stderr io.Writer) int {
+				return inspectCache(path, false, stdout, stderr)
+			}),
+		},
 	}
-	if fl.NArg() != 2 || (fl.Arg(0) != "stats" && fl.Arg(0) != "check") {
-		fl.Usage()
-		return 2
-	}
-	path := fl.Arg(1)
+}
+
+// inspectCache checks a cache or journal file, or prints its stats,
+// without writing to it. On a file that is not whole it prints the error,
+// then what to do.
+func inspectCache(path string, check bool, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "gateagent:", err)
 		fmt.Fprintln(stderr, "what to do:", cacheAdvice(path, err))
 		return 1
 	}
-	if fl.Arg(0) == "check" {
+	if check {
 		kind, err := cache.CheckFile(path)
 		if err != nil {
 			return fail(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
+	"gateagent/internal/cli"
 )
 
 func runArgs(args ...string) (code int, stdout, stderr string) {
@@ -22,7 +24,7 @@ func TestUsage(t *testing.T) {
 	if code, out, _ := runArgs(); code != 0 || !strings.Contains(out, "version") {
 		t.Fatalf("no args: %d %q", code, out)
 	}
-	if code, _, errOut := runArgs("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+	if code, _, errOut := runArgs("frobnicate"); code != 64 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Fatalf("unknown command: %d %q", code, errOut)
 	}
 }
@@ -75,7 +77,7 @@ func TestCacheCommand(t *testing.T) {
 	if code, _, errOut := runArgs("cache", "check", filepath.Join(t.TempDir(), "absent.db")); code != 1 || !strings.Contains(errOut, "no such file") {
 		t.Fatalf("check of absent file: %d %q", code, errOut)
 	}
-	if code, _, _ := runArgs("cache", "purge", path); code != 2 {
+	if code, _, _ := runArgs("cache", "purge", path); code != 64 {
 		t.Fatalf("unknown cache verb: %d", code)
 	}
 }
@@ -116,5 +118,57 @@ func TestCacheCheckEmptyAndTruncated(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "truncated") || !strings.Contains(errOut, "what to do: the file is cut short") ||
 		!strings.Contains(errOut, "moves the file aside") {
 		t.Fatalf("check of a truncated file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestHelpEverywhere walks every command and subcommand, diag's included:
+// --help and `help CMD` exit 0 and show that command's own usage, its own
+// flags GNU-style, and its exit statuses.
+func TestHelpEverywhere(t *testing.T) {
+	n := 0
+	cli.Walk(root(), func(path []string, c *cli.Command) {
+		n++
+		name := strings.Join(append([]string{"gateagent"}, path...), " ")
+		for _, args := range [][]string{append(append([]string(nil), path...), "--help"), append([]string{"help"}, path...), append(append([]string(nil), path...), "-h")} {
+			code, out, errOut := runArgs(args...)
+			if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: "+name) || !strings.Contains(out, "Exit status:") {
+				t.Errorf("%q: exit %d\n%s%s", args, code, out, errOut)
+				continue
+			}
+			fs := flag.NewFlagSet("", flag.ContinueOnError)
+			if c.Flags != nil {
+				c.Flags(fs)
+			}
+			fs.VisitAll(func(f *flag.Flag) {
+				if !strings.Contains(out, "\n  --"+f.Name) {
+					t.Errorf("%q does not list --%s:\n%s", args, f.Name, out)
+				}
+			})
+			for _, s := range c.Commands {
+				if !strings.Contains(out, "\n  "+s.Name+" ") {
+					t.Errorf("%q does not list its command %s:\n%s", args, s.Name, out)
+				}
+			}
+		}
+	})
+	if n < 14 {
+		t.Errorf("walked %d commands: diag's subcommands are missing", n)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{{nil, 0}, {[]string{"--version"}, 0}, {[]string{"diag", "help"}, 0}, {[]string{"diag", "relay", "--help"}, 0}} {
+		if code, out, errOut := runArgs(c.args...); code != c.code || out == "" {
+			t.Errorf("%q: exit %d\n%s%s", c.args, code, out, errOut)
+		}
+	}
+	if _, out, _ := runArgs("--version"); !strings.HasPrefix(out, "gateagent dev") {
+		t.Errorf("--version: %q", out)
+	}
+	if _, out, _ := runArgs("diag", "--help"); !strings.Contains(out, "--deep") {
+		t.Errorf("diag --help does not list --deep:\n%s", out)
+	}
+	if _, relay, _ := runArgs("diag", "relay", "--help"); !strings.Contains(relay, "--pulse DURATION") || strings.Contains(relay, "--timeout") {
+		t.Errorf("diag relay --help shows another command's flags:\n%s", relay)
 	}
 }

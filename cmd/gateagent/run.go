@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,25 +12,40 @@ import (
 	"gateagent/agent"
 	"gateagent/config"
 	"gateagent/diag"
+	"gateagent/internal/cli"
 	"gateagent/internal/fsaccess"
 )
 
-// runRun is `gateagent run --config FILE`: the gate's daemon.
-func runRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "gateagent run [--config FILE] [--check]",
-		"Runs the gate: key feed, scanner, relay. SIGTERM or SIGINT locks the gate and exits 0.", stderr)
-	path := fs.String("config", "/etc/gateagent/gateagent.toml", "the gate's config `file`")
-	check := fs.Bool("check", false, "check the config file and what the gate needs at start (files, directories, the cache), without taking the gate, and exit (0: all good)")
-	if !parseNoArgs(fs, args) {
-		return exitUsage
+// runCmd is `gateagent run --config FILE`: the gate's daemon.
+func runCmd() *cli.Command {
+	var (
+		path  string
+		check bool
+	)
+	return &cli.Command{
+		Name:    "run",
+		Summary: "run the gate (--config FILE)",
+		Help: `Runs the gate: key feed, scanner, relay. SIGTERM or SIGINT locks the gate and exits 0.
+With --check it checks the config file and what the gate needs at start (files, directories,
+the cache, as the agent's user), without taking the gate, and exits.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&path, "config", "/etc/gateagent/gateagent.toml", "the gate's config `FILE`")
+			fs.BoolVar(&check, "check", false, "check the config and what the gate needs at start, then exit (0: all good)")
+		},
+		Exits: "0 stopped cleanly (or --check: all good), 1 the gate stopped on an error, 64 usage error, 75 another agent holds the gate or its cache (try again), 78 the config or the machine is wrong",
+		Run:   func(c *cli.Context) int { return runGate(path, check, c.Stdout, c.Stderr) },
 	}
-	cfg, err := config.Load(*path)
+}
+
+// runGate loads the config and runs the gate, or checks it.
+func runGate(path string, check bool, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateagent: %v\n", err)
 		return exitConfig
 	}
-	if *check {
-		return runCheck(*path, cfg, stdout, stderr)
+	if check {
+		return runCheck(path, cfg, stdout, stderr)
 	}
 	log := agent.SetupLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -35,7 +35,7 @@ func TestRunCheck(t *testing.T) {
 	if code, _, errOut := runArgs("run", "--config", filepath.Join(t.TempDir(), "none.toml")); code != exitConfig || !strings.Contains(errOut, "none.toml") {
 		t.Fatalf("missing file: %d %q", code, errOut)
 	}
-	if code, _, _ := runArgs("run", "--frobnicate"); code != 2 {
+	if code, _, _ := runArgs("run", "--frobnicate"); code != 64 {
 		t.Fatalf("bad flag: %d", code)
 	}
 }

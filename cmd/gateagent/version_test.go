@@ -31,7 +31,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("unstamped: exit %d, stdout %q", code, out)
 	}
 
-	if code, out, errOut := runArgs("version", "--verbose"); code != 2 || out != "" || !strings.Contains(errOut, "usage: gateagent version") {
-		t.Fatalf("version with an argument: exit %d, stdout %q, stderr %q; want exit 2 and the usage", code, out, errOut)
+	if code, out, errOut := runArgs("version", "--verbose"); code != 64 || out != "" || !strings.Contains(errOut, "usage: gateagent version") {
+		t.Fatalf("version with an argument: exit %d, stdout %q, stderr %q; want exit 64 and the usage", code, out, errOut)
 	}
 }

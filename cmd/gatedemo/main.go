@@ -11,49 +11,42 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"gateagent/demo"
+	"gateagent/internal/cli"
+	"gateagent/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is gatedemo with its arguments; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gatedemo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gatedemo [--dir DIR] [--qr]")
-		fmt.Fprintln(stderr, "\nRuns the reference issuer in-process and a gate on simulated hardware, and walks through what a station sees.")
-		fs.PrintDefaults()
-	}
-	keep := fs.String("dir", "", "keep the issuer's and the gate's files (and demo.log) in this `directory` instead of a temporary one")
-	qr := fs.Bool("qr", false, "print the passenger's first code as a QR code in the terminal")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+	var o demo.Options
+	cmd := &cli.Command{
+		Name: "gatedemo",
+		Help: "Runs the reference issuer in-process and a gate on simulated hardware, and walks through what a station sees.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&o.Dir, "dir", "", "keep the issuer's and the gate's files (and demo.log) in this `DIRECTORY` instead of a temporary one")
+			fs.BoolVar(&o.QR, "qr", false, "print the passenger's first code as a QR code in the terminal")
+		},
+		Exits: "0 every step behaved as a station expects, 1 one did not, 64 usage error",
+		Run: func(c *cli.Context) int {
+			if o.Dir != "" {
+				if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+					return c.Fail(err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if err := demo.Run(ctx, c.Stdout, o); err != nil {
+				return c.Fail(err)
+			}
 			return 0
-		}
-		return 2
+		},
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	if *keep != "" {
-		if err := os.MkdirAll(*keep, 0o755); err != nil {
-			fmt.Fprintf(stderr, "gatedemo: %v\n", err)
-			return 1
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := demo.Run(ctx, stdout, demo.Options{Dir: *keep, QR: *qr}); err != nil {
-		fmt.Fprintf(stderr, "gatedemo: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Main(cmd, "gatedemo "+version.String(), args, stdout, stderr)
 }

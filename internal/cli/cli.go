@@ -44,7 +44,8 @@ type Command struct {
 	// Commands and no Run only dispatches.
 	Run      func(c *Context) int
 	Commands []*Command
-	// Exits documents exit statuses beyond 0, 1 and 64, shown in help.
+	// Exits documents the exit statuses, shown in help; default "0
+	// done, 1 failed, 64 usage error".
 	Exits string
 }
 
@@ -85,31 +86,35 @@ func Main(root *Command, version string, args []string, stdout, stderr io.Writer
 	return run(root, root.Name, args, stdout, stderr)
 }
 
+// Run runs cmd, whose full name is path ("gateagent diag"), on args.
+func Run(cmd *Command, path string, args []string, stdout, stderr io.Writer) int {
+	return run(cmd, path, args, stdout, stderr)
+}
+
+// run runs cmd on args. A command with subcommands dispatches to the one
+// its first argument names; one that also has a Run runs itself when the
+// first argument is a flag or there is none.
 func run(cmd *Command, path string, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet(cmd, path, stderr)
-	if len(cmd.Commands) > 0 && cmd.Run == nil {
-		if len(args) == 0 {
-			writeUsage(stdout, path, cmd, fs)
-			return ExitOK
-		}
-		switch name := args[0]; {
-		case name == "-h" || name == "--help" || name == "-help":
-			writeUsage(stdout, path, cmd, fs)
-			return ExitOK
-		case name == "help":
+	if len(cmd.Commands) > 0 && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		if args[0] == "help" {
 			return help(cmd, path, args[1:], stdout, stderr)
-		default:
-			if sub := find(cmd, name); sub != nil {
-				return run(sub, path+" "+name, args[1:], stdout, stderr)
-			}
-			fmt.Fprintf(stderr, "%s: unknown command %q\n\n", path, name)
-			writeUsage(stderr, path, cmd, fs)
-			return ExitUsage
 		}
+		if sub := find(cmd, args[0]); sub != nil {
+			return run(sub, path+" "+args[0], args[1:], stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "%s: unknown command %q\n\n", path, args[0])
+		writeUsage(stderr, path, cmd, fs)
+		return ExitUsage
 	}
-	if wantsHelp(args) {
+	if wantsHelp(args) || (cmd.Run == nil && len(args) == 0) {
 		writeUsage(stdout, path, cmd, fs)
 		return ExitOK
+	}
+	if cmd.Run == nil {
+		fmt.Fprintf(stderr, "%s: give a command\n\n", path)
+		writeUsage(stderr, path, cmd, fs)
+		return ExitUsage
 	}
 	pos, err := parse(fs, args)
 	c := &Context{Stdout: stdout, Stderr: stderr, Args: pos, Flags: fs, path: path, cmd: cmd}
@@ -198,9 +203,15 @@ func writeUsage(w io.Writer, path string, cmd *Command, fs *flag.FlagSet) {
 	line := "usage: " + path
 	hasFlags := false
 	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if len(cmd.Commands) > 0 && cmd.Run == nil {
+	switch {
+	case len(cmd.Commands) > 0 && cmd.Run == nil:
 		line += " COMMAND [ARGUMENTS]"
-	} else {
+	case len(cmd.Commands) > 0:
+		line += " [COMMAND]"
+		if hasFlags {
+			line += " [FLAGS]"
+		}
+	default:
 		if hasFlags {
 			line += " [FLAGS]"
 		}
@@ -238,14 +249,11 @@ func writeUsage(w io.Writer, path string, cmd *Command, fs *flag.FlagSet) {
 			fmt.Fprintf(w, "%s\n      %s\n", head, usage)
 		})
 	}
-	fmt.Fprintln(w, "\nExit status: 0 done, 1 failed, 64 usage error"+exits(cmd))
-}
-
-func exits(cmd *Command) string {
-	if cmd.Exits == "" {
-		return "."
+	if cmd.Exits != "" {
+		fmt.Fprintln(w, "\nExit status: "+cmd.Exits+".")
+	} else {
+		fmt.Fprintln(w, "\nExit status: 0 done, 1 failed, 64 usage error.")
 	}
-	return "; " + cmd.Exits + "."
 }
 
 // Walk calls fn for every command of the tree with its path.
