@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,19 +44,7 @@ func TestRunCheck(t *testing.T) {
 // process SIGTERM: the gate locks, the cache closes, the exit status is 0.
 func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "gateagent.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 1
-[gate]
-id = "T1"
-cache = %q
-[feed]
-url = "http://127.0.0.1:1/"
-trusted_keys = ["k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk="]
-[scanner]
-port = %q
-[hw]
-kind = "sim"
-`, filepath.Join(dir, "cache.db"), filepath.Join(dir, "no-scanner"))), 0o600)
+	cfg := simConfig(t, dir, filepath.Join(dir, "cache.db"), "")
 	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
