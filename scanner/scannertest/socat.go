@@ -95,7 +95,10 @@ func (s *Socat) start(t testing.TB) {
 			t.Fatalf("scannertest: socat exited before making its ptys:\n%s", stderr.String())
 		default:
 		}
-		return exists(s.Dev) && exists(s.Peer)
+		// The links come before socat has made the ptys raw: its notice
+		// that the transfer starts comes after (a byte written earlier is
+		// cooked, "\n" becoming "\r\n").
+		return exists(s.Dev) && exists(s.Peer) && strings.Contains(stderr.String(), "starting data transfer loop")
 	}) {
 		s.killLocked()
 		t.Fatalf("scannertest: socat made no ptys %s and %s within %v:\n%s", s.Dev, s.Peer, startTimeout, stderr.String())
