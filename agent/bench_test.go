@@ -139,9 +139,9 @@ func BenchmarkScanToRelayFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		lat = append(lat, float64(time.Since(sent).Microseconds())/1000)
-		// The gate pauses about as long between grants (each lapses after
-		// 10 ms); an fsync after a pause costs more than one right after
-		// another, so the floor pauses too.
+		// The stimulus, not a wait: the gate pauses about as long between
+		// grants (each lapses after 10 ms); an fsync after a pause costs
+		// more than one right after another, so the floor pauses too.
 		time.Sleep(11 * time.Millisecond)
 	}
 	b.StopTimer()

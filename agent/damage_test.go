@@ -17,6 +17,7 @@ import (
 	"gateagent/config"
 	"gateagent/event"
 	"gateagent/gate"
+	"gateagent/internal/eventually"
 	"gateagent/verify"
 )
 
@@ -116,22 +117,18 @@ func TestStartOnDamagedFiles(t *testing.T) {
 			if got := levels(st.relayOuts()); strings.Count(got, "U") != 1 {
 				t.Fatalf("relay driven %s: want one unlock, for the grant after the rebuild", got)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
+			n := 0
+			if !eventually.Within(20*time.Second, func() bool {
 				up := uploaded(t, st)
-				n := 0
+				n = 0
 				for seq := range before {
 					if _, ok := up[seq]; ok {
 						n++
 					}
 				}
-				if n == salvaged && len(up) > salvaged {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the issuer holds %d of the %d salvaged events", n, salvaged)
-				}
-				time.Sleep(50 * time.Millisecond)
+				return n == salvaged && len(up) > salvaged
+			}) {
+				t.Fatalf("the issuer holds %d of the %d salvaged events", n, salvaged)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
+	"gateagent/internal/syncbuf"
 )
 
 // diagStation is a running agent with its control socket in a temp dir.
@@ -28,13 +31,7 @@ func diagStation(t *testing.T) (*station, string) {
 	st := newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Socket = sock }})
 	// The socket opens after the scanner: wait for it, as a technician
 	// would see it.
-	deadline := time.Now().Add(10 * time.Second)
-	for !control.NewClient(sock).Alive(context.Background()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent's control socket does not answer after 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitSocket(t, sock)
 	return st, sock
 }
 
@@ -42,10 +39,31 @@ func diagStation(t *testing.T) (*station, string) {
 // against the running agent, and returns its exit status and output.
 func runDiag(t *testing.T, sock string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
+	var out bytes.Buffer
+	code, errs := runDiagTo(t, sock, &out, args...)
+	return code, out.String(), errs
+}
+
+// runDiagTo is runDiag, its standard output written to out as it comes.
+func runDiagTo(t *testing.T, sock string, out io.Writer, args ...string) (int, string) {
+	t.Helper()
+	var errb bytes.Buffer
 	// No config file: diag finds the agent by its socket alone.
-	code := diag.Command(append(args, "--socket", sock, "--config", filepath.Join(t.TempDir(), "none.toml")), &out, &errb, diag.Env{})
-	return code, out.String(), errb.String()
+	code := diag.Command(append(args, "--socket", sock, "--config", filepath.Join(t.TempDir(), "none.toml")), out, &errb, diag.Env{})
+	return code, errb.String()
+}
+
+// firstWrite is a shared buffer that closes started at its first write.
+type firstWrite struct {
+	syncbuf.Buffer
+	once    sync.Once
+	started chan struct{}
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	w.once.Do(func() { close(w.started) })
+	return n, err
 }
 
 // TestDiagThroughTheRunningAgent: with the agent running, diag answers
@@ -131,13 +149,7 @@ func TestDiagScanMovesNothing(t *testing.T) {
 		code, out, _ = runDiag(t, sock, "scan", "--timeout", "10s")
 	}()
 	// Offer the code once diag waits for it at the gate.
-	deadline := time.Now().Add(10 * time.Second)
-	for !st.ag.Gate().Status().ScanWaiter {
-		if time.Now().After(deadline) {
-			t.Fatal("diag scan is not waiting at the gate after 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "diag scan waiting at the gate", func() bool { return st.ag.Gate().Status().ScanWaiter })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	<-done
 	if code != 0 || !strings.Contains(out, "OK") {
@@ -158,13 +170,15 @@ func TestDiagScanMovesNothing(t *testing.T) {
 // in the event log.
 func TestDiagRelayPulse(t *testing.T) {
 	st, sock := diagStation(t)
-	// Someone pushes through when the relay unlocks.
+	// Someone pushes through when the relay unlocks, and is out again
+	// once the gate has seen them in the passage.
 	outs := st.pins.WaitOut(hwtest.Relay) // subscribed before the test can move it
 	go func() {
 		for l := range outs {
 			if l == unlocked {
 				st.pins.Set(hwtest.Passage, gpio.High)
-				time.Sleep(50 * time.Millisecond)
+				// Not seen within 10 s: diag relay below says nobody passed.
+				eventually.Within(10*time.Second, func() bool { return st.ag.Gate().Status().Passage })
 				st.pins.Set(hwtest.Passage, gpio.Low)
 				return
 			}
@@ -207,11 +221,20 @@ func TestDiagRelayPulse(t *testing.T) {
 // TestDiagSensorsLive streams the inputs from the running agent.
 func TestDiagSensorsLive(t *testing.T) {
 	st, sock := diagStation(t)
+	stdout := &firstWrite{started: make(chan struct{})}
+	done := make(chan int, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		st.pins.Set(hwtest.Emergency, gpio.High)
+		code, _ := runDiagTo(t, sock, stdout, "sensors", "--seconds", "1")
+		done <- code
 	}()
-	code, out, _ := runDiag(t, sock, "sensors", "--seconds", "1")
+	// The emergency engages once diag has printed the inputs as they were.
+	select {
+	case <-stdout.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("diag sensors printed nothing within 10 s")
+	}
+	st.pins.Set(hwtest.Emergency, gpio.High)
+	code, out := <-done, stdout.String()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) < 2 || !strings.Contains(lines[0], "emergency=released") || !strings.Contains(out, "emergency=ENGAGED") {
 		t.Fatalf("diag sensors: exit %d\n%s", code, out)
@@ -230,28 +253,27 @@ func TestMetricsOnLoopback(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Metrics = addr }})
+	// get asks the metrics address, which may not be listening yet.
 	get := func(method, path string) int {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		var code int
+		var err error
+		if !eventually.Within(10*time.Second, func() bool {
 			req, _ := http.NewRequest(method, "http://"+addr+path, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				return resp.StatusCode
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-			time.Sleep(10 * time.Millisecond)
+			resp.Body.Close()
+			code = resp.StatusCode
+			return true
+		}) {
+			t.Fatalf("%s %s: %v", method, path, err)
 		}
+		return code
 	}
 	// /healthz is 200 once the gate is in service (its first key sync).
-	for deadline := time.Now().Add(10 * time.Second); get(http.MethodGet, "/healthz") != 200; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("GET /healthz on the metrics address: not 200 within 10 s")
-		}
-	}
+	eventually.True(t, 10*time.Second, "GET /healthz on the metrics address: 200", func() bool { return get(http.MethodGet, "/healthz") == 200 })
 	for path, want := range map[string]int{"/metrics": 200, "/status": 200, "/healthz": 200, "/diag": 404} {
 		if got := get(http.MethodGet, path); got != want {
 			t.Errorf("GET %s on the metrics address: %d, want %d", path, got, want)

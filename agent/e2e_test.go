@@ -37,6 +37,7 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
 	"gateagent/internal/kclock"
 	"gateagent/internal/sdnotify"
 	"gateagent/issuer"
@@ -183,12 +184,8 @@ func (st *station) waitConnected() {
 	if st.ag.Scanner() == nil {
 		return // an image scanner: nothing to connect
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !st.ag.Scanner().Stats().Connected {
-		if time.Now().After(deadline) {
-			st.t.Fatalf("scanner not connected after 10 s: %s", st.ag.Scanner().Stats().LastError)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !eventually.Within(10*time.Second, func() bool { return st.ag.Scanner().Stats().Connected }) {
+		st.t.Fatalf("scanner not connected after 10 s: %s", st.ag.Scanner().Stats().LastError)
 	}
 }
 
@@ -209,20 +206,13 @@ func (st *station) issue() issuer.Certificate {
 
 func (st *station) waitCache(id verify.CertID, ok func(verify.Record, bool) bool) {
 	st.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually.True(st.t, 10*time.Second, "the gate's cache catches up with the issuer", func() bool {
 		r, found, err := st.ag.Cache().Lookup(id, verify.Entry)
 		if err != nil {
 			st.t.Fatal(err)
 		}
-		if ok(r, found) {
-			return
-		}
-		if time.Now().After(deadline) {
-			st.t.Fatal("the gate's cache did not catch up with the issuer within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ok(r, found)
+	})
 }
 
 func (st *station) token(id verify.CertID, at time.Time) string {
@@ -491,13 +481,7 @@ func TestScannerComesBackAfterUnplug(t *testing.T) {
 	st := newStation(t, stationOpts{mod: func(c *config.Config) {}})
 	c := st.issue()
 	st.tty.Kill(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for st.ag.Scanner().Stats().Connected {
-		if time.Now().After(deadline) {
-			t.Fatal("scanner still connected 10 s after its port vanished")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the scanner disconnected once its port vanished", func() bool { return !st.ag.Scanner().Stats().Connected })
 	st.tty.Restart(t)
 	st.peer = st.tty.OpenPeer(t)
 	st.waitConnected()
@@ -605,14 +589,12 @@ func (c *child) expect(t *testing.T, want string) []string {
 	}
 }
 
+// waitLog waits for s in the child's log, and shows the log if it does
+// not come.
 func waitLog(t *testing.T, c *child, s string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(c.logs.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the agent's log within 20 s:\n%s", s, c.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !eventually.Within(20*time.Second, func() bool { return strings.Contains(c.logs.String(), s) }) {
+		t.Fatalf("no %q in the agent's log within 20 s:\n%s", s, c.logs.String())
 	}
 }
 

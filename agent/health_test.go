@@ -23,6 +23,7 @@ import (
 	"gateagent/control"
 	"gateagent/diag"
 	"gateagent/gate"
+	"gateagent/internal/eventually"
 	"gateagent/internal/kclock"
 	"gateagent/metrics"
 	"gateagent/verify"
@@ -41,15 +42,12 @@ func withSocket(t *testing.T, o stationOpts) (stationOpts, string) {
 	return o, sock
 }
 
+// waitSocket waits until the agent's control socket answers.
 func waitSocket(t *testing.T, sock string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !control.NewClient(sock).Alive(context.Background()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent's control socket does not answer after 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the agent's control socket answers", func() bool {
+		return control.NewClient(sock).Alive(context.Background())
+	})
 }
 
 // get asks the running agent over its control socket.
@@ -67,17 +65,15 @@ func get(t *testing.T, sock, path string) (int, string) {
 // waitHealth waits until /healthz answers code, and fails after within.
 func waitHealth(t *testing.T, sock string, code int, within time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		c, body := get(t, sock, "/healthz")
-		if c == code {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz still %d %q after %v, want %d", c, body, within, code)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var c int
+	var body string
+	if !eventually.Within(within, func() bool {
+		c, body = get(t, sock, "/healthz")
+		return c == code
+	}) {
+		t.Fatalf("/healthz still %d %q after %v, want %d", c, body, within, code)
 	}
+	return body
 }
 
 // serviceCheck runs `gateagent diag --json` against the running agent and
@@ -285,12 +281,9 @@ func TestNeverSyncedIsNotInService(t *testing.T) {
 
 	st.srv.Restart()
 	waitHealth(t, sock, http.StatusOK, 10*time.Second)
-	deadline := time.Now().Add(2 * time.Second) // the agent looks every second
-	for !strings.Contains(st.logs.String(), "gate in service") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no \"gate in service\" after the first sync:\n%s", st.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The agent looks every second.
+	if !eventually.Within(2*time.Second, func() bool { return strings.Contains(st.logs.String(), "gate in service") }) {
+		t.Fatalf("no \"gate in service\" within 2 s of the first sync:\n%s", st.logs.String())
 	}
 	logs := st.logs.String()
 	if strings.Index(logs, "waiting for the first key sync") > strings.Index(logs, "gate in service") {
@@ -329,9 +322,9 @@ func TestStaleOutageRecoversWithinSeconds(t *testing.T) {
 	if !strings.Contains(body, "stale:") {
 		t.Errorf("/healthz of a stale gate that refuses: %q", body)
 	}
-	time.Sleep(15 * time.Second) // the outage lasts: rounds fail
-	if f := st.ag.Feed().Status(); f.Failures < 3 || !f.Refusing {
-		t.Fatalf("after the outage: %+v", f)
+	// The outage lasts: rounds fail, the cache stale and refused.
+	if !eventually.Within(30*time.Second, func() bool { f := st.ag.Feed().Status(); return f.Failures >= 3 && f.Refusing }) {
+		t.Fatalf("not three failed rounds of a refusing gate within 30 s: %+v", st.ag.Feed().Status())
 	}
 	if !strings.Contains(st.logs.String(), "every code is refused (refuse_when_stale)") {
 		t.Errorf("no stale alarm in the log:\n%s", st.logs.String())
@@ -339,16 +332,12 @@ func TestStaleOutageRecoversWithinSeconds(t *testing.T) {
 
 	st.srv.Restart()
 	back := time.Now()
-	for {
-		st.write(st.token(c.ID, time.Now()) + "\r")
-		o := st.next()
-		if o.Kind == gate.Granted {
-			break
-		}
-		if time.Since(back) > 10*time.Second {
-			t.Fatalf("still refused %v after the issuer came back: %v %v", time.Since(back).Round(time.Millisecond), o.Decision.Reason, o.Err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !eventually.Within(10*time.Second, func() bool { return !st.ag.Feed().Status().Refusing }) {
+		t.Fatalf("still refusing 10 s after the issuer came back: %+v", st.ag.Feed().Status())
+	}
+	st.write(st.token(c.ID, time.Now()) + "\r")
+	if o := st.next(); o.Kind != gate.Granted {
+		t.Fatalf("the first code once the cache is fresh: %v %v (%v), want granted", o.Kind, o.Decision.Reason, o.Err)
 	}
 	t.Logf("granted again %v after the issuer came back", time.Since(back).Round(time.Millisecond))
 	if !strings.Contains(st.logs.String(), "key cache fresh again") {
@@ -373,13 +362,10 @@ func TestDiagClockBlamesTheIssuer(t *testing.T) {
 	st := newStation(t, o)
 	waitSocket(t, sock)
 	st.shift.Store(int64(2 * time.Hour))
-	deadline := time.Now().Add(10 * time.Second)
-	for off, ok := st.ag.Feed().Offset(); !ok || off < 2*time.Hour-time.Minute; off, ok = st.ag.Feed().Offset() {
-		if time.Now().After(deadline) {
-			t.Fatalf("the gate did not learn the issuer's offset: %v", off)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the gate learns the issuer's 2 h offset", func() bool {
+		off, ok := st.ag.Feed().Offset()
+		return ok && off >= 2*time.Hour-time.Minute
+	})
 	c := st.issue()
 	st.write(st.token(c.ID, time.Now()) + "\r") // the phone keeps real time
 	if o := st.want(gate.Denied); o.Decision.Reason != verify.CodeStale {

@@ -177,7 +177,7 @@ func runAndKill(t *testing.T, path string, extra time.Duration) uint64 {
 			t.Fatalf("writer reported no commit in 30 s: %s", stderr.String())
 		}
 	}
-	time.Sleep(extra)
+	time.Sleep(extra) // the stimulus: the power cut comes at a random moment of the writes
 	cmd.Process.Kill()
 	for n := range lines { // what it reported before it died
 		last = n

@@ -146,13 +146,27 @@ func TestDiagDecode(t *testing.T) {
 // agent stopped drive the board themselves, exactly as asked.
 func TestDiagOutputsStandalone(t *testing.T) {
 	g := newOfflineGate(t, time.Now())
-	// Someone pushes through when the relay unlocks (active-low: Low).
+	// Someone pushes through when the relay unlocks (active-low: Low), and
+	// is out again once the gate has read the passage sensor with them in
+	// it (the board's journal shows the read).
 	outs := g.pins.WaitOut(hwtest.Relay) // subscribed before the test can move it
+	seen := make(chan struct{}, 1)
+	g.pins.Journal.Subscribe(func(op hwtest.Op) {
+		if op.Pin == hwtest.Passage && op.Kind == "read" && op.Level == gpio.High {
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+		}
+	})
 	go func() {
 		for l := range outs {
 			if l == gpio.Low {
 				g.pins.Set(hwtest.Passage, true)
-				time.Sleep(30 * time.Millisecond)
+				select { // not read within 10 s: diag relay below says nobody passed
+				case <-seen:
+				case <-time.After(10 * time.Second):
+				}
 				g.pins.Set(hwtest.Passage, false)
 				return
 			}
@@ -211,6 +225,8 @@ func TestDiagScanStandalone(t *testing.T) {
 		defer close(done)
 		code, out, errs = st.run("scan", "--timeout", "10s")
 	}()
+	// The code stays in view: the scanner sends it again every 100 ms
+	// until diag, which opens the port itself, has read it.
 	for waiting := true; waiting; {
 		peer.Write([]byte(token(c, st.gateNow) + "\r"))
 		select {

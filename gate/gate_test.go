@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -29,6 +30,12 @@ const (
 )
 
 // rig is one gate on fake pins with a real cache file and a fake clock.
+// The tests run it in a synctest bubble: the controller, its input
+// watchers and the pins' timers run there, so settle (synctest.Wait)
+// proves them all idle, and a test can assert what did not happen as soon
+// as it has settled, without waiting for it. TestOutcomeStages runs
+// outside one: its stages are real latencies, and a bubble's clock stands
+// still while code runs.
 type rig struct {
 	t        *testing.T
 	pins     *hwtest.Board
@@ -212,44 +219,46 @@ func eqLevels(a []gpio.Level, b ...gpio.Level) bool {
 }
 
 func TestGrantOpensOnceThenLocksAfterPassage(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.scan(r.token(0, verify.StepOf(now0)))
-	o := r.want(gate.Granted)
-	if o.Decision.CertID != r.certs[0].ID {
-		t.Fatalf("granted cert %v, want %v", o.Decision.CertID, r.certs[0].ID)
-	}
-	if got := r.pins.Pins[hwtest.Relay].Level(); got != unlocked {
-		t.Fatalf("relay %v after grant, want %v (unlocked)", got, unlocked)
-	}
-	if got := r.pins.Pins[hwtest.Green].Level(); got != gpio.High {
-		t.Fatal("green not lit after grant")
-	}
-	ev := r.events()
-	if len(ev) != 1 || ev[0].Kind != event.Decision || ev[0].Reason != verify.OK {
-		t.Fatalf("events %+v, want one OK decision", ev)
-	}
-	if r.log.relayAtAppend[0] != locked {
-		t.Fatal("the grant's event was written after the relay moved")
-	}
-	r.input(hwtest.Passage, true)
-	r.want(gate.Passed)
-	r.input(hwtest.Passage, false)
-	r.want(gate.Closed)
-	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
-		t.Fatalf("relay driven %v, want [locked unlocked locked]", outs)
-	}
-	ev = r.events()
-	if len(ev) != 2 || ev[1].Kind != event.Passage || ev[1].CertID != r.certs[0].ID {
-		t.Fatalf("events %+v, want the decision then the passage", ev)
-	}
-	// The same passenger again: anti-passback, and the relay stays put.
-	r.scan(r.token(0, verify.StepOf(now0)))
-	if o := r.want(gate.Denied); o.Decision.Reason != verify.Passback {
-		t.Fatalf("second scan: %v, want PASSBACK", o.Decision.Reason)
-	}
-	if outs := r.relayOuts(); len(outs) != 3 {
-		t.Fatalf("relay moved on a denial: %v", outs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.scan(r.token(0, verify.StepOf(now0)))
+		o := r.want(gate.Granted)
+		if o.Decision.CertID != r.certs[0].ID {
+			t.Fatalf("granted cert %v, want %v", o.Decision.CertID, r.certs[0].ID)
+		}
+		if got := r.pins.Pins[hwtest.Relay].Level(); got != unlocked {
+			t.Fatalf("relay %v after grant, want %v (unlocked)", got, unlocked)
+		}
+		if got := r.pins.Pins[hwtest.Green].Level(); got != gpio.High {
+			t.Fatal("green not lit after grant")
+		}
+		ev := r.events()
+		if len(ev) != 1 || ev[0].Kind != event.Decision || ev[0].Reason != verify.OK {
+			t.Fatalf("events %+v, want one OK decision", ev)
+		}
+		if r.log.relayAtAppend[0] != locked {
+			t.Fatal("the grant's event was written after the relay moved")
+		}
+		r.input(hwtest.Passage, true)
+		r.want(gate.Passed)
+		r.input(hwtest.Passage, false)
+		r.want(gate.Closed)
+		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
+			t.Fatalf("relay driven %v, want [locked unlocked locked]", outs)
+		}
+		ev = r.events()
+		if len(ev) != 2 || ev[1].Kind != event.Passage || ev[1].CertID != r.certs[0].ID {
+			t.Fatalf("events %+v, want the decision then the passage", ev)
+		}
+		// The same passenger again: anti-passback, and the relay stays put.
+		r.scan(r.token(0, verify.StepOf(now0)))
+		if o := r.want(gate.Denied); o.Decision.Reason != verify.Passback {
+			t.Fatalf("second scan: %v, want PASSBACK", o.Decision.Reason)
+		}
+		if outs := r.relayOuts(); len(outs) != 3 {
+			t.Fatalf("relay moved on a denial: %v", outs)
+		}
+	})
 }
 
 func TestEveryDenialLeavesTheRelayAlone(t *testing.T) {
@@ -270,209 +279,218 @@ func TestEveryDenialLeavesTheRelayAlone(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason.String(), func(t *testing.T) {
-			r := newRig(t, gate.Timing{})
-			r.scan(tc.token(r))
-			o := r.want(gate.Denied)
-			if o.Decision.Reason != tc.reason {
-				t.Fatalf("reason %v, want %v", o.Decision.Reason, tc.reason)
-			}
-			if got := r.pins.Pins[hwtest.Red].Level(); got != gpio.High {
-				t.Error("red lamp not lit on a denial")
-			}
-			if outs := r.relayOuts(); !eqLevels(outs, locked) {
-				t.Fatalf("relay driven %v on a denial, want only its safe level at start", outs)
-			}
-			ev := r.events()
-			if len(ev) != 1 || ev[0].Reason != tc.reason || ev[0].Kind != event.Decision {
-				t.Fatalf("events %+v, want one %v decision", ev, tc.reason)
-			}
-			// The red lamp goes out after the deny time.
-			r.clock.Advance(3 * time.Second)
-			deadline := time.Now().Add(2 * time.Second)
-			for r.pins.Pins[hwtest.Red].Level() != gpio.Low || r.pins.Pins[hwtest.Buzzer].Level() != gpio.Low {
-				if time.Now().After(deadline) {
-					t.Fatal("red lamp or buzzer still on after the deny time")
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t, gate.Timing{})
+				r.scan(tc.token(r))
+				o := r.want(gate.Denied)
+				if o.Decision.Reason != tc.reason {
+					t.Fatalf("reason %v, want %v", o.Decision.Reason, tc.reason)
 				}
-				r.clock.Advance(100 * time.Millisecond)
-				time.Sleep(time.Millisecond)
-			}
+				if got := r.pins.Pins[hwtest.Red].Level(); got != gpio.High {
+					t.Error("red lamp not lit on a denial")
+				}
+				if outs := r.relayOuts(); !eqLevels(outs, locked) {
+					t.Fatalf("relay driven %v on a denial, want only its safe level at start", outs)
+				}
+				ev := r.events()
+				if len(ev) != 1 || ev[0].Reason != tc.reason || ev[0].Kind != event.Decision {
+					t.Fatalf("events %+v, want one %v decision", ev, tc.reason)
+				}
+				// The red lamp goes out after the deny time.
+				// (Each step of the pattern counts from the fake time the one before
+				// it was seen to end: the clock moves in steps, so allow a second.)
+				r.advanceUntil(3*time.Second, "red lamp and buzzer off after the deny time (2 s)", func() bool {
+					return r.pins.Pins[hwtest.Red].Level() == gpio.Low && r.pins.Pins[hwtest.Buzzer].Level() == gpio.Low
+				})
+			})
 		})
 	}
 }
 
 func TestDenialSignalsTellFamiliesApart(t *testing.T) {
-	// Count the buzzer's beeps for each family.
-	beeps := func(tok func(r *rig) []byte) int {
-		r := newRig(t, gate.Timing{})
-		buzz := r.pins.WaitOut(hwtest.Buzzer)
-		r.scan(tok(r))
-		r.want(gate.Denied)
-		n := 0
-		for i := 0; i < 40; i++ {
-			r.clock.Advance(100 * time.Millisecond)
-			_ = r.ctrl.Ping(time.Second)
-		}
-		for {
-			select {
-			case l := <-buzz:
-				if l == gpio.High {
-					n++
+	synctest.Test(t, func(t *testing.T) {
+		// Count the buzzer's beeps for each family.
+		beeps := func(tok func(r *rig) []byte) int {
+			r := newRig(t, gate.Timing{})
+			buzz := r.pins.WaitOut(hwtest.Buzzer)
+			r.scan(tok(r))
+			r.want(gate.Denied)
+			n := 0
+			for range 40 {
+				r.advance(100 * time.Millisecond)
+			}
+			for {
+				select {
+				case l := <-buzz:
+					if l == gpio.High {
+						n++
+					}
+				default:
+					return n
 				}
-			default:
-				return n
 			}
 		}
-	}
-	step := verify.StepOf(now0)
-	refresh := beeps(func(r *rig) []byte { return r.token(0, step-2) })
-	invalid := beeps(func(r *rig) []byte { return r.token(3, step) })
-	manual := beeps(func(r *rig) []byte {
-		c := cachetest.Cert(99, 100)
-		return []byte(verify.NewToken(&c.Key, c.ID, step).String())
+		step := verify.StepOf(now0)
+		refresh := beeps(func(r *rig) []byte { return r.token(0, step-2) })
+		invalid := beeps(func(r *rig) []byte { return r.token(3, step) })
+		manual := beeps(func(r *rig) []byte {
+			c := cachetest.Cert(99, 100)
+			return []byte(verify.NewToken(&c.Key, c.ID, step).String())
+		})
+		if refresh != 2 || invalid != 3 || manual != 1 {
+			t.Fatalf("beeps: refresh %d, invalid %d, manual %d; want 2, 3, 1", refresh, invalid, manual)
+		}
 	})
-	if refresh != 2 || invalid != 3 || manual != 1 {
-		t.Fatalf("beeps: refresh %d, invalid %d, manual %d; want 2, 3, 1", refresh, invalid, manual)
-	}
 }
 
 func TestGrantLapsesWithoutPassage(t *testing.T) {
-	r := newRig(t, gate.Timing{PassTimeout: 8 * time.Second})
-	r.scan(r.token(1, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	r.clock.Advance(8 * time.Second)
-	r.want(gate.Lapsed)
-	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
-		t.Fatalf("relay %v, want [locked unlocked locked]", outs)
-	}
-	// No passage was recorded, so the passenger may scan again.
-	r.scan(r.token(1, verify.StepOf(now0)))
-	r.want(gate.Granted)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{PassTimeout: 8 * time.Second})
+		r.scan(r.token(1, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		r.clock.Advance(8 * time.Second)
+		r.want(gate.Lapsed)
+		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
+			t.Fatalf("relay %v, want [locked unlocked locked]", outs)
+		}
+		// No passage was recorded, so the passenger may scan again.
+		r.scan(r.token(1, verify.StepOf(now0)))
+		r.want(gate.Granted)
+	})
 }
 
 func TestPulseReleasesTheRelayBeforePassage(t *testing.T) {
-	r := newRig(t, gate.Timing{Pulse: 500 * time.Millisecond})
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	relay := r.pins.WaitOut(hwtest.Relay)
-	r.clock.Advance(500 * time.Millisecond)
-	select {
-	case l := <-relay:
-		if l != locked {
-			t.Fatalf("relay %v after the pulse, want locked", l)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{Pulse: 500 * time.Millisecond})
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		relay := r.pins.WaitOut(hwtest.Relay)
+		r.clock.Advance(500 * time.Millisecond)
+		select {
+		case l := <-relay:
+			if l != locked {
+				t.Fatalf("relay %v after the pulse, want locked", l)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("relay not released after the pulse")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("relay not released after the pulse")
-	}
-	// The passage still counts: the turnstile latched one passage.
-	r.input(hwtest.Passage, true)
-	r.want(gate.Passed)
-	r.input(hwtest.Passage, false)
-	r.want(gate.Closed)
-	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
-		t.Fatalf("relay %v, want one pulse", outs)
-	}
+		// The passage still counts: the turnstile latched one passage.
+		r.input(hwtest.Passage, true)
+		r.want(gate.Passed)
+		r.input(hwtest.Passage, false)
+		r.want(gate.Closed)
+		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
+			t.Fatalf("relay %v, want one pulse", outs)
+		}
+	})
 }
 
 func TestScanDuringPassageIsReportedNotQueued(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	r.scan(r.token(1, verify.StepOf(now0)))
-	if o := r.want(gate.Ignored); !strings.Contains(o.Note, "passing") {
-		t.Fatalf("note %q", o.Note)
-	}
-	r.input(hwtest.Passage, true)
-	r.want(gate.Passed)
-	r.input(hwtest.Passage, false)
-	r.want(gate.Closed)
-	select {
-	case o := <-r.outcomes:
-		t.Fatalf("the ignored scan came back later as %v", o.Kind)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if ev := r.events(); len(ev) != 2 {
-		t.Fatalf("%d events, want the grant and the passage only", len(ev))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		r.scan(r.token(1, verify.StepOf(now0)))
+		if o := r.want(gate.Ignored); !strings.Contains(o.Note, "passing") {
+			t.Fatalf("note %q", o.Note)
+		}
+		r.input(hwtest.Passage, true)
+		r.want(gate.Passed)
+		r.input(hwtest.Passage, false)
+		r.want(gate.Closed)
+		r.noOutcome() // the ignored scan does not come back once the gate is idle
+		if ev := r.events(); len(ev) != 2 {
+			t.Fatalf("%d events, want the grant and the passage only", len(ev))
+		}
+	})
 }
 
 func TestForcedPassageRaisesAlarm(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.input(hwtest.Passage, true)
-	r.want(gate.Forced)
-	ev := r.events()
-	if len(ev) != 1 || ev[0].Kind != event.ForcedPassage {
-		t.Fatalf("events %+v, want a forced passage", ev)
-	}
-	if r.pins.Pins[hwtest.Buzzer].Level() != gpio.High || r.pins.Pins[hwtest.Red].Level() != gpio.High {
-		t.Fatal("no alarm on forced passage")
-	}
-	if outs := r.relayOuts(); !eqLevels(outs, locked) {
-		t.Fatalf("relay moved: %v", outs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.input(hwtest.Passage, true)
+		r.want(gate.Forced)
+		ev := r.events()
+		if len(ev) != 1 || ev[0].Kind != event.ForcedPassage {
+			t.Fatalf("events %+v, want a forced passage", ev)
+		}
+		if r.pins.Pins[hwtest.Buzzer].Level() != gpio.High || r.pins.Pins[hwtest.Red].Level() != gpio.High {
+			t.Fatal("no alarm on forced passage")
+		}
+		if outs := r.relayOuts(); !eqLevels(outs, locked) {
+			t.Fatalf("relay moved: %v", outs)
+		}
+	})
 }
 
 func TestPassageSensorStuckLocksAndAlarms(t *testing.T) {
-	r := newRig(t, gate.Timing{PassMax: 30 * time.Second})
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	r.input(hwtest.Passage, true)
-	r.want(gate.Passed)
-	r.clock.Advance(30 * time.Second)
-	r.want(gate.Blocked)
-	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
-		t.Fatalf("relay %v, want locked again", outs)
-	}
-	ev := r.events()
-	if last := ev[len(ev)-1]; last.Kind != event.Alarm {
-		t.Fatalf("last event %+v, want an alarm", last)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{PassMax: 30 * time.Second})
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		r.input(hwtest.Passage, true)
+		r.want(gate.Passed)
+		r.clock.Advance(30 * time.Second)
+		r.want(gate.Blocked)
+		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
+			t.Fatalf("relay %v, want locked again", outs)
+		}
+		ev := r.events()
+		if last := ev[len(ev)-1]; last.Kind != event.Alarm {
+			t.Fatalf("last event %+v, want an alarm", last)
+		}
+	})
 }
 
 func TestEmergencyHoldsTheGateOpen(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.input(hwtest.Emergency, true)
-	r.want(gate.EmergencyOn)
-	if r.pins.Pins[hwtest.Relay].Level() != unlocked {
-		t.Fatal("relay not unlocked by the emergency input")
-	}
-	// Free passage: no alarm, and scans are not needed.
-	r.input(hwtest.Passage, true)
-	r.want(gate.FreePassage)
-	r.input(hwtest.Passage, false)
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Ignored)
-	r.clock.Advance(time.Hour) // held open however long it lasts
-	if r.pins.Pins[hwtest.Relay].Level() != unlocked {
-		t.Fatal("relay locked while the emergency input is still active")
-	}
-	r.input(hwtest.Emergency, false)
-	r.want(gate.EmergencyOff)
-	if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
-		t.Fatalf("relay %v, want [locked unlocked locked]", outs)
-	}
-	var kinds []event.Kind
-	for _, e := range r.events() {
-		kinds = append(kinds, e.Kind)
-	}
-	if len(kinds) != 2 || kinds[0] != event.Emergency || kinds[1] != event.Emergency {
-		t.Fatalf("events %v, want emergency engaged and released only", kinds)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.input(hwtest.Emergency, true)
+		r.want(gate.EmergencyOn)
+		if r.pins.Pins[hwtest.Relay].Level() != unlocked {
+			t.Fatal("relay not unlocked by the emergency input")
+		}
+		// Free passage: no alarm, and scans are not needed.
+		r.input(hwtest.Passage, true)
+		r.want(gate.FreePassage)
+		r.input(hwtest.Passage, false)
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Ignored)
+		r.advance(time.Hour) // held open however long it lasts
+		if r.pins.Pins[hwtest.Relay].Level() != unlocked {
+			t.Fatal("relay locked while the emergency input is still active")
+		}
+		r.input(hwtest.Emergency, false)
+		r.want(gate.EmergencyOff)
+		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
+			t.Fatalf("relay %v, want [locked unlocked locked]", outs)
+		}
+		var kinds []event.Kind
+		for _, e := range r.events() {
+			kinds = append(kinds, e.Kind)
+		}
+		if len(kinds) != 2 || kinds[0] != event.Emergency || kinds[1] != event.Emergency {
+			t.Fatalf("events %v, want emergency engaged and released only", kinds)
+		}
+	})
 }
 
 func TestGrantNotRecordedKeepsTheGateShut(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.log.setFail(errors.New("disk full"))
-	r.scan(r.token(0, verify.StepOf(now0)))
-	o := r.want(gate.Denied)
-	if o.Err == nil {
-		t.Fatal("no error on the outcome")
-	}
-	if outs := r.relayOuts(); !eqLevels(outs, locked) {
-		t.Fatalf("relay moved without a durable record: %v", outs)
-	}
-	r.log.setFail(nil)
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.log.setFail(errors.New("disk full"))
+		r.scan(r.token(0, verify.StepOf(now0)))
+		o := r.want(gate.Denied)
+		if o.Err == nil {
+			t.Fatal("no error on the outcome")
+		}
+		if outs := r.relayOuts(); !eqLevels(outs, locked) {
+			t.Fatalf("relay moved without a durable record: %v", outs)
+		}
+		r.log.setFail(nil)
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+	})
 }
 
 // TestRecordFaultClearsByItself: a gate whose event log cannot be written
@@ -480,95 +498,102 @@ func TestGrantNotRecordedKeepsTheGateShut(t *testing.T) {
 // disk takes writes again it recovers with nobody scanning: its probe
 // writes the outage's alarm event.
 func TestRecordFaultClearsByItself(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	full := fmt.Errorf("write cache.db: %w", syscall.ENOSPC)
-	r.log.setFail(full)
-	r.scan(r.token(0, verify.StepOf(now0)))
-	if o := r.want(gate.Denied); o.Err == nil {
-		t.Fatal("an unrecorded grant was not refused with its error")
-	}
-	st := r.ctrl.Status()
-	if st.RecordFault == "" || !errors.Is(st.RecordErr, syscall.ENOSPC) || !st.RecordFaultSince.Equal(now0) {
-		t.Fatalf("status after the failed write: %q %v %v", st.RecordFault, st.RecordErr, st.RecordFaultSince)
-	}
-	// Still failing: the probe keeps the fault.
-	r.clock.Advance(gate.RecordProbe)
-	_ = r.ctrl.Ping(time.Second)
-	if st := r.ctrl.Status(); st.RecordFault == "" {
-		t.Fatal("record fault cleared while writes still fail")
-	}
-	r.log.setFail(nil)
-	r.eventually("the record fault cleared with nobody scanning", func() bool { return r.ctrl.Status().RecordFault == "" })
-	var outage []string
-	for _, e := range r.events() {
-		if e.Kind == event.Alarm {
-			outage = append(outage, e.Detail)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		full := fmt.Errorf("write cache.db: %w", syscall.ENOSPC)
+		r.log.setFail(full)
+		r.scan(r.token(0, verify.StepOf(now0)))
+		if o := r.want(gate.Denied); o.Err == nil {
+			t.Fatal("an unrecorded grant was not refused with its error")
 		}
-	}
-	if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 events not recorded") {
-		t.Fatalf("alarm events %q, want the one outage", outage)
-	}
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
+		st := r.ctrl.Status()
+		if st.RecordFault == "" || !errors.Is(st.RecordErr, syscall.ENOSPC) || !st.RecordFaultSince.Equal(now0) {
+			t.Fatalf("status after the failed write: %q %v %v", st.RecordFault, st.RecordErr, st.RecordFaultSince)
+		}
+		// Still failing: the probe keeps the fault.
+		r.advance(gate.RecordProbe)
+		if st := r.ctrl.Status(); st.RecordFault == "" {
+			t.Fatal("record fault cleared while writes still fail")
+		}
+		r.log.setFail(nil)
+		r.advanceUntil(gate.RecordProbe, "the record fault cleared with nobody scanning", func() bool { return r.ctrl.Status().RecordFault == "" })
+		var outage []string
+		for _, e := range r.events() {
+			if e.Kind == event.Alarm {
+				outage = append(outage, e.Detail)
+			}
+		}
+		if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 events not recorded") {
+			t.Fatalf("alarm events %q, want the one outage", outage)
+		}
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+	})
 }
 
 // TestRecordFaultClearsOnTheNextWrite: a write that succeeds clears the
 // fault at once, and the outage is recorded after it.
 func TestRecordFaultClearsOnTheNextWrite(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.log.setFail(errors.New("EIO"))
-	r.scan(r.token(1, verify.StepOf(now0)-5)) // stale: a denial whose record fails
-	r.want(gate.Denied)
-	if r.ctrl.Status().RecordFault == "" {
-		t.Fatal("a failed denial record did not set the record fault")
-	}
-	r.log.setFail(nil)
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	if st := r.ctrl.Status(); st.RecordFault != "" || st.RecordErr != nil || !st.RecordFaultSince.IsZero() {
-		t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
-	}
-	ev := r.events()
-	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
-		t.Fatalf("events %+v, want the grant then the outage", ev)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.log.setFail(errors.New("EIO"))
+		r.scan(r.token(1, verify.StepOf(now0)-5)) // stale: a denial whose record fails
+		r.want(gate.Denied)
+		if r.ctrl.Status().RecordFault == "" {
+			t.Fatal("a failed denial record did not set the record fault")
+		}
+		r.log.setFail(nil)
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		if st := r.ctrl.Status(); st.RecordFault != "" || st.RecordErr != nil || !st.RecordFaultSince.IsZero() {
+			t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
+		}
+		ev := r.events()
+		if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
+			t.Fatalf("events %+v, want the grant then the outage", ev)
+		}
+	})
 }
 
 func TestShutdownDuringGrantLocks(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	r.stop()
-	for _, n := range []string{hwtest.Relay, hwtest.Green, hwtest.Red, hwtest.Buzzer} {
-		want := gpio.Low
-		if n == hwtest.Relay {
-			want = locked
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		r.stop()
+		for _, n := range []string{hwtest.Relay, hwtest.Green, hwtest.Red, hwtest.Buzzer} {
+			want := gpio.Low
+			if n == hwtest.Relay {
+				want = locked
+			}
+			if got := r.pins.Pins[n].Level(); got != want {
+				t.Errorf("%s at %v after shutdown, want %v", n, got, want)
+			}
 		}
-		if got := r.pins.Pins[n].Level(); got != want {
-			t.Errorf("%s at %v after shutdown, want %v", n, got, want)
-		}
-	}
+	})
 }
 
 func TestGarbageFloodIsRecordedSparingly(t *testing.T) {
-	r := newRig(t, gate.Timing{})
-	for i := 0; i < 100; i++ {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		for i := 0; i < 100; i++ {
+			r.scan([]byte("garbage"))
+			r.want(gate.Denied)
+		}
+		if ev := r.events(); len(ev) != 1 {
+			t.Fatalf("%d events for 100 malformed scans in one second, want 1", len(ev))
+		}
+		r.clock.Advance(2 * time.Second)
 		r.scan([]byte("garbage"))
 		r.want(gate.Denied)
-	}
-	if ev := r.events(); len(ev) != 1 {
-		t.Fatalf("%d events for 100 malformed scans in one second, want 1", len(ev))
-	}
-	r.clock.Advance(2 * time.Second)
-	r.scan([]byte("garbage"))
-	r.want(gate.Denied)
-	ev := r.events()
-	if len(ev) != 2 || !strings.Contains(ev[1].Detail, "+99 more") {
-		t.Fatalf("events %+v, want a second one counting the 99 left out", ev)
-	}
-	// And a valid code still opens the gate.
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
+		ev := r.events()
+		if len(ev) != 2 || !strings.Contains(ev[1].Detail, "+99 more") {
+			t.Fatalf("events %+v, want a second one counting the 99 left out", ev)
+		}
+		// And a valid code still opens the gate.
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+	})
 }
 
 func TestTimingValidate(t *testing.T) {
@@ -612,19 +637,53 @@ func (f *flaky) failNext(level bool, n int) {
 	f.mu.Unlock()
 }
 
-// eventually advances the fake clock in small steps until cond holds,
-// giving the input watchers (real goroutines, slow under qemu) real time
-// too; it gives up after 10 s.
-func (r *rig) eventually(what string, cond func() bool) {
+// settle returns once the controller and its input watchers are idle:
+// all they were given (a scan, an input's change, a timer that fired) has
+// been acted on. In a bubble only.
+func (r *rig) settle() { synctest.Wait() }
+
+// advance moves the fake clock by d and settles: the timers due by then
+// have fired and the controller has acted on them.
+func (r *rig) advance(d time.Duration) {
+	r.clock.Advance(d)
+	r.settle()
+}
+
+// advanceUntil moves the fake clock in steps of 100ms, settling after
+// each, until cond holds; it fails when cond does not hold within the
+// gate's time given.
+func (r *rig) advanceUntil(within time.Duration, what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("never: %s", what)
+	const step = 100 * time.Millisecond
+	for waited := time.Duration(0); ; waited += step {
+		r.settle()
+		if cond() {
+			return
 		}
-		r.clock.Advance(100 * time.Millisecond)
-		_ = r.ctrl.Ping(time.Second)
-		time.Sleep(time.Millisecond)
+		if waited >= within {
+			r.t.Fatalf("%s: not within %v on the gate's clock", what, within)
+		}
+		r.clock.Advance(step)
+	}
+}
+
+// holds settles, then fails unless cond holds.
+func (r *rig) holds(what string, cond func() bool) {
+	r.t.Helper()
+	r.settle()
+	if !cond() {
+		r.t.Fatalf("not so once the gate settled: %s", what)
+	}
+}
+
+// noOutcome settles, then fails if the controller reported an outcome.
+func (r *rig) noOutcome() {
+	r.t.Helper()
+	r.settle()
+	select {
+	case o := <-r.outcomes:
+		r.t.Fatalf("unexpected outcome %v (%s)", o.Kind, o.Note)
+	default:
 	}
 }
 
@@ -639,66 +698,71 @@ func (r *rig) alarms() int {
 }
 
 func TestFailedLockIsRetriedUntilLocked(t *testing.T) {
-	var relay *flaky
-	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted)
-	relay.failNext(false, 2)
-	r.input(hwtest.Passage, true)
-	r.want(gate.Passed)
-	r.input(hwtest.Passage, false)
-	r.want(gate.Closed)
-	if r.pins.Pins[hwtest.Relay].Level() != unlocked {
-		t.Fatal("the injected failure did not happen")
-	}
-	if !r.ctrl.Status().RelayFault {
-		t.Error("the relay's failure is not in the gate's status")
-	}
-	r.eventually("relay locked after the failures", func() bool { return r.pins.Pins[hwtest.Relay].Level() == locked })
-	if r.ctrl.Status().RelayFault {
-		t.Error("the relay fault stayed in the status after the relay worked again")
-	}
-	if n := r.alarms(); n != 2 {
-		t.Fatalf("%d alarm events, want 2 (failed, works again)", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var relay *flaky
+		r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted)
+		relay.failNext(false, 2)
+		r.input(hwtest.Passage, true)
+		r.want(gate.Passed)
+		r.input(hwtest.Passage, false)
+		r.want(gate.Closed)
+		if r.pins.Pins[hwtest.Relay].Level() != unlocked {
+			t.Fatal("the injected failure did not happen")
+		}
+		if !r.ctrl.Status().RelayFault {
+			t.Error("the relay's failure is not in the gate's status")
+		}
+		r.advanceUntil(2*time.Second, "relay locked after the failures (retried every second)", func() bool { return r.pins.Pins[hwtest.Relay].Level() == locked })
+		if r.ctrl.Status().RelayFault {
+			t.Error("the relay fault stayed in the status after the relay worked again")
+		}
+		if n := r.alarms(); n != 2 {
+			t.Fatalf("%d alarm events, want 2 (failed, works again)", n)
+		}
+	})
 }
 
 func TestFailedEmergencyOpenIsRetried(t *testing.T) {
-	var relay *flaky
-	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
-	relay.failNext(true, 1)
-	r.input(hwtest.Emergency, true)
-	r.want(gate.EmergencyOn)
-	r.eventually("relay held open", func() bool { return r.pins.Pins[hwtest.Relay].Level() == unlocked })
-	r.input(hwtest.Emergency, false)
-	r.want(gate.EmergencyOff)
-	if r.pins.Pins[hwtest.Relay].Level() != locked {
-		t.Fatal("relay not locked after the emergency")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var relay *flaky
+		r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+		relay.failNext(true, 1)
+		r.input(hwtest.Emergency, true)
+		r.want(gate.EmergencyOn)
+		r.advanceUntil(time.Second, "relay held open (retried every second)", func() bool { return r.pins.Pins[hwtest.Relay].Level() == unlocked })
+		r.input(hwtest.Emergency, false)
+		r.want(gate.EmergencyOff)
+		if r.pins.Pins[hwtest.Relay].Level() != locked {
+			t.Fatal("relay not locked after the emergency")
+		}
+	})
 }
 
 func TestFailedUnlockTurnsThePassengerAwayForGood(t *testing.T) {
-	var relay *flaky
-	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
-	relay.failNext(true, 1)
-	r.scan(r.token(0, verify.StepOf(now0)))
-	if o := r.want(gate.Denied); o.Err == nil {
-		t.Fatal("denial without the relay's error")
-	}
-	for i := 0; i < 50; i++ { // no retry may unlock it later
-		r.clock.Advance(100 * time.Millisecond)
-		_ = r.ctrl.Ping(time.Second)
-	}
-	if got := levels(r); got != "L" {
-		t.Fatalf("relay went %s, want it never unlocked", got)
-	}
-	var alarm bool
-	for _, e := range r.events() {
-		alarm = alarm || (e.Kind == event.Alarm && strings.Contains(e.Detail, "turned away"))
-	}
-	if !alarm {
-		t.Fatal("no event says the granted passenger was turned away")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var relay *flaky
+		r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { relay = &flaky{Output: b.Relay}; b.Relay = relay })
+		relay.failNext(true, 1)
+		r.scan(r.token(0, verify.StepOf(now0)))
+		if o := r.want(gate.Denied); o.Err == nil {
+			t.Fatal("denial without the relay's error")
+		}
+		for range 50 { // no retry may unlock it later
+			r.advance(100 * time.Millisecond)
+		}
+		if got := levels(r); got != "L" {
+			t.Fatalf("relay went %s, want it never unlocked", got)
+		}
+		var alarm bool
+		for _, e := range r.events() {
+			alarm = alarm || (e.Kind == event.Alarm && strings.Contains(e.Detail, "turned away"))
+		}
+		if !alarm {
+			t.Fatal("no event says the granted passenger was turned away")
+		}
+	})
 }
 
 func levels(r *rig) string {
@@ -714,31 +778,33 @@ func levels(r *rig) string {
 }
 
 func TestScanCannotSilenceTheAlarm(t *testing.T) {
-	r := newRig(t, gate.Timing{Alarm: 5 * time.Second, Deny: 2 * time.Second})
-	r.input(hwtest.Passage, true)
-	r.want(gate.Forced)
-	r.scan([]byte("anything"))
-	r.want(gate.Denied)
-	for i := 0; i < 30; i++ { // 3 s: past the deny pattern, within the alarm
-		r.clock.Advance(100 * time.Millisecond)
-		_ = r.ctrl.Ping(time.Second)
-	}
-	if r.pins.Pins[hwtest.Red].Level() != gpio.High {
-		t.Fatal("the alarm stopped early after a scan")
-	}
-	r.eventually("alarm over", func() bool { return r.pins.Pins[hwtest.Red].Level() == gpio.Low })
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{Alarm: 5 * time.Second, Deny: 2 * time.Second})
+		r.input(hwtest.Passage, true)
+		r.want(gate.Forced)
+		r.scan([]byte("anything"))
+		r.want(gate.Denied)
+		for range 30 { // 3 s: past the deny pattern, within the alarm
+			r.advance(100 * time.Millisecond)
+		}
+		if r.pins.Pins[hwtest.Red].Level() != gpio.High {
+			t.Fatal("the alarm stopped early after a scan")
+		}
+		r.advanceUntil(2*time.Second, "alarm over 5 s after the forced passage", func() bool { return r.pins.Pins[hwtest.Red].Level() == gpio.Low })
+	})
 }
 
 func TestSomeoneInThePassageAtBootIsNotForced(t *testing.T) {
-	r := newRigWith(t, gate.Timing{}, func(p *hwtest.Board) { p.Set(hwtest.Passage, gpio.High) }, nil)
-	// Wait until the controller has the sensor's first report.
-	r.eventually("the passage sensor's first report", func() bool { return r.ctrl.Status().Passage })
-	r.input(hwtest.Passage, false) // they walk out
-	r.scan(r.token(0, verify.StepOf(now0)))
-	r.want(gate.Granted) // the first outcome: no forced passage before it
-	if ev := r.events(); len(ev) != 1 {
-		t.Fatalf("events %+v, want only the grant", ev)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRigWith(t, gate.Timing{}, func(p *hwtest.Board) { p.Set(hwtest.Passage, gpio.High) }, nil)
+		r.holds("the controller has the passage sensor's first report", func() bool { return r.ctrl.Status().Passage })
+		r.input(hwtest.Passage, false) // they walk out
+		r.scan(r.token(0, verify.StepOf(now0)))
+		r.want(gate.Granted) // the first outcome: no forced passage before it
+		if ev := r.events(); len(ev) != 1 {
+			t.Fatalf("events %+v, want only the grant", ev)
+		}
+	})
 }
 
 // deadInput is an input whose watch fails at once.
@@ -747,18 +813,20 @@ type deadInput struct{ hw.Input }
 func (deadInput) Watch(ctx context.Context, ch chan<- bool) error { return errors.New("EIO") }
 
 func TestDeadPassageSensorTakesTheGateOutOfService(t *testing.T) {
-	r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { b.Passage = deadInput{b.Passage} })
-	r.eventually("alarm for the dead sensor", func() bool { return r.alarms() == 1 })
-	r.scan(r.token(0, verify.StepOf(now0)))
-	if o := r.want(gate.Denied); o.Err == nil || !strings.Contains(o.Err.Error(), "passage sensor") {
-		t.Fatalf("outcome %+v, want out of service", o)
-	}
-	if f := r.ctrl.Status().Fault; !strings.Contains(f, "passage sensor") {
-		t.Fatalf("status fault %q, want the passage sensor", f)
-	}
-	if got := levels(r); got != "L" {
-		t.Fatalf("relay went %s", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRigWith(t, gate.Timing{}, nil, func(b *hw.Board) { b.Passage = deadInput{b.Passage} })
+		r.holds("an alarm for the dead sensor", func() bool { return r.alarms() == 1 })
+		r.scan(r.token(0, verify.StepOf(now0)))
+		if o := r.want(gate.Denied); o.Err == nil || !strings.Contains(o.Err.Error(), "passage sensor") {
+			t.Fatalf("outcome %+v, want out of service", o)
+		}
+		if f := r.ctrl.Status().Fault; !strings.Contains(f, "passage sensor") {
+			t.Fatalf("status fault %q, want the passage sensor", f)
+		}
+		if got := levels(r); got != "L" {
+			t.Fatalf("relay went %s", got)
+		}
+	})
 }
 
 // stagedVerifier is the verifier, reporting known stage times.

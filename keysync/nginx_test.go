@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gateagent/feed/feedtest"
+	"gateagent/internal/eventually"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -84,17 +85,13 @@ http {
 			t.Logf("nginx error log:\n%s", b)
 		}
 	})
-	for i := 0; ; i++ {
+	eventually.True(t, 10*time.Second, "nginx listens on "+addr, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if i == 200 {
-			t.Fatalf("nginx did not listen on %s", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return "http://" + addr + "/"
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"gateagent/cache"
 	"gateagent/gate"
 	"gateagent/health"
+	"gateagent/internal/eventually"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
 	"gateagent/scanner"
@@ -409,11 +411,8 @@ func TestCacheReadReused(t *testing.T) {
 func TestCacheReadSingleFlight(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 16)
-	var calls, inside, most, feeds atomic.Int32
-	src := Sources{Feed: func() keysync.Status {
-		feeds.Add(1) // read just before the cache, by scrapes and Status alike
-		return keysync.Status{}
-	}}
+	var calls, inside, most atomic.Int32
+	src := Sources{}
 	src.Cache = func() (cache.Stats, error) {
 		calls.Add(1)
 		n := inside.Add(1)
@@ -458,15 +457,10 @@ func TestCacheReadSingleFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Observe blocked while the cache was being read")
 	}
-	// Let every reader reach the cache before the read under way ends:
-	// each has read the feed, just before, and gets a moment more.
-	for deadline := time.Now().Add(10 * time.Second); feeds.Load() < int32(len(results)+1); {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d readers started", feeds.Load(), len(results)+1)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	// Every reader reaches the cache before the read under way ends: the
+	// scrapes and Status are all in cacheStats, one reading, the others
+	// waiting for its lock.
+	eventually.True(t, 10*time.Second, "every reader in cacheStats", func() bool { return goroutinesIn("metrics.(*Metrics).cacheStats(") >= len(results)+1 })
 	close(release)
 	wg.Wait()
 	if c, mo := calls.Load(), most.Load(); c != 1 || mo != 1 {
@@ -474,6 +468,19 @@ func TestCacheReadSingleFlight(t *testing.T) {
 	}
 	for _, r := range results {
 		wantSample(t, r, "gateagent_cache_certificates", 9)
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack holds fn, a function as
+// runtime.Stack names it.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), fn)
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 

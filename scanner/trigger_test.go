@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"gateagent/hw"
@@ -110,13 +111,17 @@ func (o *fakeOutput) expect(t *testing.T, on bool) set {
 	return set{}
 }
 
-// quiet checks that the trigger is not touched for d.
+// quiet checks that the trigger is not touched for d: the tests run in
+// synctest bubbles, so d passes on the bubble's clock (at once), and once
+// every goroutine is idle no Set has come.
 func (o *fakeOutput) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
+	time.Sleep(d)
+	synctest.Wait()
 	select {
 	case s := <-o.notify:
 		t.Fatalf("trigger set %v unexpectedly (calls %s)", s.on, o.levels())
-	case <-time.After(d):
+	default:
 	}
 }
 
@@ -172,71 +177,79 @@ func (tr *trig) stop(t *testing.T) {
 }
 
 func TestTriggerPulses(t *testing.T) {
-	const pulse = 40 * time.Millisecond
-	tr := startTrigger(t, pulse, 0)
-	tr.out.expect(t, false) // off at start
-	tr.send(t, false)       // nobody there
-	tr.out.quiet(t, 20*time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		const pulse = 40 * time.Millisecond
+		tr := startTrigger(t, pulse, 0)
+		tr.out.expect(t, false) // off at start
+		tr.send(t, false)       // nobody there
+		tr.out.quiet(t, 20*time.Millisecond)
 
-	for range 2 {
-		tr.send(t, true) // someone steps up
-		on := tr.out.expect(t, true)
-		off := tr.out.expect(t, false)
-		if d := off.at.Sub(on.at); d < pulse || d > pulse+500*time.Millisecond {
-			t.Errorf("pulse of %v, want %v", d, pulse)
+		for range 2 {
+			tr.send(t, true) // someone steps up
+			on := tr.out.expect(t, true)
+			off := tr.out.expect(t, false)
+			if d := off.at.Sub(on.at); d != pulse {
+				t.Errorf("pulse of %v, want %v", d, pulse)
+			}
+			tr.out.quiet(t, 2*pulse) // one pulse while they stay
+			tr.send(t, false)        // they walk through
+			tr.out.quiet(t, 10*time.Millisecond)
 		}
-		tr.out.quiet(t, 2*pulse) // one pulse while they stay
-		tr.send(t, false)        // they walk through
-		tr.out.quiet(t, 10*time.Millisecond)
-	}
-	tr.stop(t)
-	tr.out.expect(t, false) // left off
-	if got := tr.out.levels(); got != "010100" {
-		t.Errorf("trigger driven %s, want 010100", got)
-	}
+		tr.stop(t)
+		tr.out.expect(t, false) // left off
+		if got := tr.out.levels(); got != "010100" {
+			t.Errorf("trigger driven %s, want 010100", got)
+		}
+	})
 }
 
 func TestTriggerActiveAtStart(t *testing.T) {
-	tr := startTrigger(t, 30*time.Millisecond, 0)
-	tr.out.expect(t, false)
-	tr.send(t, true) // Watch's first level: someone already there
-	tr.out.expect(t, true)
-	tr.out.expect(t, false)
+	synctest.Test(t, func(t *testing.T) {
+		tr := startTrigger(t, 30*time.Millisecond, 0)
+		tr.out.expect(t, false)
+		tr.send(t, true) // Watch's first level: someone already there
+		tr.out.expect(t, true)
+		tr.out.expect(t, false)
+	})
 }
 
 func TestTriggerOffWhenStoppedMidPulse(t *testing.T) {
-	tr := startTrigger(t, time.Hour, 0)
-	tr.out.expect(t, false)
-	tr.send(t, true)
-	tr.out.expect(t, true)
-	tr.stop(t)
-	tr.out.expect(t, false)
-	if got := tr.out.levels(); got != "010" {
-		t.Errorf("trigger driven %s, want 010", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tr := startTrigger(t, time.Hour, 0)
+		tr.out.expect(t, false)
+		tr.send(t, true)
+		tr.out.expect(t, true)
+		tr.stop(t)
+		tr.out.expect(t, false)
+		if got := tr.out.levels(); got != "010" {
+			t.Errorf("trigger driven %s, want 010", got)
+		}
+	})
 }
 
 func TestTriggerSurvivesFailures(t *testing.T) {
-	tr := startTrigger(t, 20*time.Millisecond, 2) // the sensor fails twice
-	tr.out.expect(t, false)
-	tr.out.mu.Lock()
-	tr.out.failOn = 1 // and the trigger once
-	tr.out.mu.Unlock()
-	tr.send(t, true) // taken by the third Watch
-	if n := tr.in.watches.Load(); n != 3 {
-		t.Errorf("%d Watch calls, want 3", n)
-	}
-	tr.out.quiet(t, 30*time.Millisecond) // Set(true) failed
-	tr.send(t, false)
-	tr.send(t, true)
-	tr.out.expect(t, true)
-	tr.out.expect(t, false)
-	logs := tr.logs.String()
-	for _, want := range []string{"approach sensor failed", "line busy", "trigger line failed", "write failed"} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("no %q in the log:\n%s", want, logs)
+	synctest.Test(t, func(t *testing.T) {
+		tr := startTrigger(t, 20*time.Millisecond, 2) // the sensor fails twice
+		tr.out.expect(t, false)
+		tr.out.mu.Lock()
+		tr.out.failOn = 1 // and the trigger once
+		tr.out.mu.Unlock()
+		tr.send(t, true) // taken by the third Watch
+		if n := tr.in.watches.Load(); n != 3 {
+			t.Errorf("%d Watch calls, want 3", n)
 		}
-	}
+		tr.out.quiet(t, 30*time.Millisecond) // Set(true) failed
+		tr.send(t, false)
+		tr.send(t, true)
+		tr.out.expect(t, true)
+		tr.out.expect(t, false)
+		logs := tr.logs.String()
+		for _, want := range []string{"approach sensor failed", "line busy", "trigger line failed", "write failed"} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("no %q in the log:\n%s", want, logs)
+			}
+		}
+	})
 }
 
 func TestTriggerBadArguments(t *testing.T) {

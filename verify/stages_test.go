@@ -15,7 +15,7 @@ type slowStore struct {
 }
 
 func (s slowStore) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, bool, error) {
-	time.Sleep(s.delay)
+	time.Sleep(s.delay) // the stimulus: a store this slow, the lookup stage's lower bound
 	return s.Store.Lookup(id, dir)
 }
 

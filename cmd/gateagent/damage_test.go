@@ -22,6 +22,7 @@ import (
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/feed/feedtest"
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 	"gateagent/issuer"
 	"gateagent/issuer/idcard"
@@ -235,9 +236,9 @@ socket = %q
 	}
 
 	// The gate: it starts, rebuilds what it must, grants the valid code.
+	// The passenger scans again every 300 ms until the gate opens.
 	a := h.start(t, what, cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for granted := false; !granted; {
+	if !eventually.Within(30*time.Second, func() bool {
 		tok, err := h.srv.Token(h.cert.ID, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -247,14 +248,14 @@ socket = %q
 		}
 		select {
 		case <-a.relayOn:
-			granted = true
+			return true
 		case <-a.exited:
 			t.Fatalf("%s: the agent exited:\n%s", what, a.out.String())
 		case <-time.After(300 * time.Millisecond):
 		}
-		if !granted && time.Now().After(deadline) {
-			t.Fatalf("%s: the valid code was not granted within 30 s:\n%s", what, a.out.String())
-		}
+		return false
+	}) {
+		t.Fatalf("%s: the valid code was not granted within 30 s:\n%s", what, a.out.String())
 	}
 	rebuilt := strings.Contains(a.out.String(), "the key cache is damaged")
 	if rebuilt == whole["cache.db"] {
@@ -267,8 +268,8 @@ socket = %q
 	if !whole["journal.db"] {
 		lost, exact = lostOf(t, what, a.out.String())
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	missing := 0
+	if !eventually.Within(20*time.Second, func() bool {
 		up := map[uint64]bool{}
 		evs, err := h.srv.GateEvents(gateID)
 		if err != nil {
@@ -279,25 +280,22 @@ socket = %q
 			json.Unmarshal(raw, &e)
 			up[e.Seq] = true
 		}
-		missing := 0
+		missing = 0
 		for seq := range h.pending {
 			if !up[seq] {
 				missing++
 			}
 		}
-		switch {
-		case missing == lost || !exact && missing >= lost:
-			t.Logf("%s: cache whole %v, journal whole %v; %d events lost (reported %d, exact %v)",
-				what, whole["cache.db"], whole["journal.db"], missing, lost, exact)
-			h.stop(t, what, a)
-			return
-		case missing < lost:
+		if missing < lost {
 			t.Fatalf("%s: %d events reported lost, but only %d are missing at the issuer", what, lost, missing)
-		case time.Now().After(deadline):
-			t.Fatalf("%s: %d events missing at the issuer, %d reported lost:\n%s", what, missing, lost, a.out.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		return missing == lost || !exact && missing >= lost
+	}) {
+		t.Fatalf("%s: %d events missing at the issuer, %d reported lost:\n%s", what, missing, lost, a.out.String())
 	}
+	t.Logf("%s: cache whole %v, journal whole %v; %d events lost (reported %d, exact %v)",
+		what, whole["cache.db"], whole["journal.db"], missing, lost, exact)
+	h.stop(t, what, a)
 }
 
 // lostOf reads the number of events the agent's log says were lost.

@@ -18,11 +18,21 @@ const Poll = 2 * time.Millisecond
 // naming what it waited for when it has not within timeout.
 func True(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Within(timeout, cond) {
+		t.Fatalf("%s: not within %v", what, timeout)
+	}
+}
+
+// Within waits until cond holds, trying it every Poll, and reports whether
+// it did within timeout: for a caller whose failure says what it saw last
+// (a test helper that reports the other process's output).
+func Within(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
+			return false
 		}
 		time.Sleep(Poll)
 	}
+	return true
 }

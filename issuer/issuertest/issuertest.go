@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gateagent/feed/feedtest"
+	"gateagent/internal/eventually"
 	"gateagent/issuer"
 )
 
@@ -92,13 +93,8 @@ func (s *Server) open() {
 	srv := httptest.NewUnstartedServer(h)
 	if s.Addr != "" {
 		var l net.Listener
-		for range 50 { // the old port may linger a moment
-			if l, err = net.Listen("tcp", s.Addr); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
+		// The old port may linger a moment.
+		if !eventually.Within(time.Second, func() bool { l, err = net.Listen("tcp", s.Addr); return err == nil }) {
 			s.t.Fatal(err)
 		}
 		srv.Listener.Close()

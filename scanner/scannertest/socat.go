@@ -5,7 +5,6 @@ package scannertest
 
 import (
 	"errors"
-	"gateagent/internal/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gateagent/internal/eventually"
+	"gateagent/internal/syncbuf"
 )
 
 // RequireEnv names the environment variable that makes a missing socat a
@@ -86,19 +88,20 @@ func (s *Socat) start(t testing.TB) {
 	}()
 	s.cmd, s.done, s.stderr = cmd, done, stderr
 
-	deadline := time.Now().Add(startTimeout)
-	for !exists(s.Dev) || !exists(s.Peer) {
+	if !eventually.Within(startTimeout, func() bool {
 		select {
 		case <-done:
 			s.cmd = nil
 			t.Fatalf("scannertest: socat exited before making its ptys:\n%s", stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			s.killLocked()
-			t.Fatalf("scannertest: socat made no ptys %s and %s within %v:\n%s", s.Dev, s.Peer, startTimeout, stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
+		// The links come before socat has made the ptys raw: its notice
+		// that the transfer starts comes after (a byte written earlier is
+		// cooked, "\n" becoming "\r\n").
+		return exists(s.Dev) && exists(s.Peer) && strings.Contains(stderr.String(), "starting data transfer loop")
+	}) {
+		s.killLocked()
+		t.Fatalf("scannertest: socat made no ptys %s and %s within %v:\n%s", s.Dev, s.Peer, startTimeout, stderr.String())
 	}
 }
 
