@@ -25,6 +25,7 @@ import (
 // certificates in a real cache file; its issuer is out of reach, so diag
 // checks codes on the gate's own clock.
 type offlineGate struct {
+	t               *testing.T
 	dir, cfg, cache string
 	pins            *hwtest.Board
 	now             time.Time
@@ -32,7 +33,7 @@ type offlineGate struct {
 
 func newOfflineGate(t *testing.T, now time.Time) *offlineGate {
 	t.Helper()
-	g := &offlineGate{dir: t.TempDir(), pins: hwtest.NewBoard(), now: now}
+	g := &offlineGate{t: t, dir: t.TempDir(), pins: hwtest.NewBoard(), now: now}
 	g.cache = filepath.Join(g.dir, "cache.db")
 	c, err := cache.Open(g.cache, nil)
 	if err != nil {
@@ -69,6 +70,7 @@ func (g *offlineGate) run(args ...string) (int, string, string) {
 		OpenBoard:    func(cfg *config.Config) (*hw.Board, error) { return gpiohw.OpenPins(cfg.Pins(), g.pins.Lookup) },
 		TrustedAfter: time.Unix(0, 0),
 		FeedTimeout:  2 * time.Second,
+		AgentUser:    me(g.t),
 	}
 	code := diag.Command(append(args, "--config", g.cfg), &out, &errb, env)
 	return code, out.String(), errb.String()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,8 +46,9 @@ type station struct {
 	// kernel is what the gate's kernel says of its clock: synchronised
 	// unless a test says otherwise.
 	kernel kclock.State
-	// agentUser is whom diag checks the cache's access as ("": the
-	// default, gateagent, or diag's own user where there is none).
+	// agentUser is whom diag checks the cache's access as: the tests'
+	// own user unless a test says otherwise, so that an agent's user on
+	// the machine (a package installed) changes nothing.
 	agentUser string
 	fields    map[string]string // config text substitutions
 }
@@ -59,7 +61,7 @@ func newStation(t *testing.T) *station { return newSkewedStation(t, 0) }
 // from the start (its cache synced on that clock).
 func newSkewedStation(t *testing.T, skew time.Duration) *station {
 	t.Helper()
-	st := &station{t: t, dir: t.TempDir(), pins: hwtest.NewBoard(), kernel: kclock.State{Synced: true, MaxError: 20 * time.Millisecond}}
+	st := &station{t: t, dir: t.TempDir(), pins: hwtest.NewBoard(), kernel: kclock.State{Synced: true, MaxError: 20 * time.Millisecond}, agentUser: me(t)}
 	st.signer = feedtest.Signer(t, "test-1", 1)
 	st.srv = issuertest.Start(t, issuer.Options{Signer: st.signer})
 	st.gateNow = st.srv.Clock.Now().Add(skew)
@@ -200,4 +202,14 @@ func describe(r *diag.Report) string {
 		fmt.Fprintf(&b, "  %s %s: %s\n", c.Status, c.Name, c.Line)
 	}
 	return b.String()
+}
+
+// me is the user the tests run as.
+func me(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }

@@ -223,7 +223,7 @@ socket = %q
 		}
 		whole[name] = code == 0
 	}
-	code, out, errOut := h.run(t, what, "diag", "--json", "--config", cfg)
+	code, out, errOut := h.run(t, what, "diag", "--json", "--config", cfg, "--user", me(t))
 	var rep diag.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code < 0 || code > 2 {
 		t.Fatalf("%s: diag: exit %d, no report (%v)\n%s%s", what, code, err, out, errOut)

@@ -19,8 +19,8 @@ import (
 // runCmd is `gateagent run --config FILE`: the gate's daemon.
 func runCmd() *cli.Command {
 	var (
-		path  string
-		check bool
+		path, as string
+		check    bool
 	)
 	return &cli.Command{
 		Name:    "run",
@@ -31,21 +31,22 @@ the cache, as the agent's user), without taking the gate, and exits.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&path, "config", "/etc/gateagent/gateagent.toml", "the gate's config `FILE`")
 			fs.BoolVar(&check, "check", false, "check the config and what the gate needs at start, then exit (0: all good)")
+			fs.StringVar(&as, "user", "", "with --check, check files and directories as this `USER` (default: "+diag.AgentUser+", the unit's User=, when run as root and it exists; else yourself)")
 		},
 		Exits: "0 stopped cleanly (or --check: all good), 1 the gate stopped on an error, 64 usage error, 75 another agent holds the gate or its cache (try again), 78 the config or the machine is wrong",
-		Run:   func(c *cli.Context) int { return runGate(path, check, c.Stdout, c.Stderr) },
+		Run:   func(c *cli.Context) int { return runGate(path, check, as, c.Stdout, c.Stderr) },
 	}
 }
 
 // runGate loads the config and runs the gate, or checks it.
-func runGate(path string, check bool, stdout, stderr io.Writer) int {
+func runGate(path string, check bool, as string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateagent: %v\n", err)
 		return exitConfig
 	}
 	if check {
-		return runCheck(path, cfg, stdout, stderr)
+		return runCheck(path, cfg, as, stdout, stderr)
 	}
 	log := agent.SetupLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -65,9 +66,9 @@ func runGate(path string, check bool, stdout, stderr io.Writer) int {
 
 // runCheck is run --check: the config loaded, then what the agent needs at
 // start, as the user it runs as.
-func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
+func runCheck(path string, cfg *config.Config, name string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: config is good (gate %s, %s)\n", path, cfg.Gate.ID, cfg.Gate.Direction)
-	as, err := agentUser()
+	as, err := agentUser(name)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateagent: %v\n", err)
 		return exitConfig
@@ -89,10 +90,13 @@ func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// agentUser is whose access run --check checks: root checks as the
-// agent's user (the unit's User=) when the machine has it, anyone else as
-// themselves.
-func agentUser() (fsaccess.User, error) {
+// agentUser is whose access run --check checks: the user named, or root
+// checks as the agent's user (the unit's User=) when the machine has it,
+// anyone else as themselves.
+func agentUser(name string) (fsaccess.User, error) {
+	if name != "" {
+		return fsaccess.Lookup(name)
+	}
 	if os.Geteuid() == 0 {
 		if u, err := fsaccess.Lookup(diag.AgentUser); err == nil {
 			return u, nil

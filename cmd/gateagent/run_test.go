@@ -22,12 +22,12 @@ func TestRunCheck(t *testing.T) {
 	ex = []byte(strings.NewReplacer("/var/lib/gateagent", dir, "/run/gateagent", dir).Replace(string(ex)))
 	example := filepath.Join(dir, "gateagent.toml")
 	os.WriteFile(example, ex, 0o600)
-	if code, out, errOut := runArgs("run", "--config", example, "--check"); code != 0 || !strings.Contains(out, "config is good") || !strings.Contains(out, "ready to start") {
+	if code, out, errOut := runArgs("run", "--config", example, "--check", "--user", me(t)); code != 0 || !strings.Contains(out, "config is good") || !strings.Contains(out, "ready to start") {
 		t.Fatalf("example: %d %q %q", code, out, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(bad, []byte("version = 1\n[gate]\nid = \"G\"\ndirecton = \"exit\"\n"), 0o600)
-	code, _, errOut := runArgs("run", "--config", bad, "--check")
+	code, _, errOut := runArgs("run", "--config", bad, "--check", "--user", me(t))
 	if code != exitConfig || !strings.Contains(errOut, "bad.toml:4: gate.directon: unknown key") {
 		t.Fatalf("typo: %d %q", code, errOut)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -168,7 +169,7 @@ func TestStartWithoutCacheDirectory(t *testing.T) {
 	if r.stdout != "" {
 		t.Errorf("the board was touched: %q", r.stdout)
 	}
-	checkOut := runGateagent(t, gateagent("run", "--config", cfg, "--check"))
+	checkOut := runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
 	if checkOut.code != exitConfig || !strings.Contains(checkOut.stderr, missing) {
 		t.Errorf("run --check: exit %d, want %d naming %s:\n%s", checkOut.code, exitConfig, missing, checkOut.stderr)
 	}
@@ -187,7 +188,11 @@ func TestStartWithUnwritableCache(t *testing.T) {
 	c.Close()
 	cfg := simConfig(t, dir, path, "")
 	cmd := gateagent("run", "--config", cfg)
-	check := gateagent("run", "--config", cfg, "--check")
+	as := me(t)
+	if os.Getuid() == 0 {
+		as = "nobody"
+	}
+	check := gateagent("run", "--config", cfg, "--check", "--user", as)
 	if os.Getuid() == 0 {
 		t.Log("running as root: the agent runs as nobody (uid 65534) in a state directory of its own; the cache stays root's, mode 0600")
 		self := asNobody(t, dir)
@@ -282,12 +287,12 @@ func TestStartWithMissingCAFile(t *testing.T) {
 	r := runGateagent(t, gateagent("run", "--config", cfg))
 	startFailure(t, r, exitConfig, "feed.ca_file", ca, "no such file or directory", "put the CA file at "+ca)
 
-	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check"))
+	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
 	if rc.code != exitConfig || !strings.Contains(rc.stderr, "feed.ca_file: keysync: CA file "+ca+": no such file or directory") {
 		t.Errorf("run --check accepted a missing CA file: exit %d\n%s%s", rc.code, rc.stdout, rc.stderr)
 	}
 	os.WriteFile(ca, []byte("not PEM"), 0o644)
-	rc = runGateagent(t, gateagent("run", "--config", cfg, "--check"))
+	rc = runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
 	if rc.code != exitConfig || !strings.Contains(rc.stderr, "holds no PEM certificate") {
 		t.Errorf("run --check accepted a CA file without a certificate: exit %d\n%s%s", rc.code, rc.stdout, rc.stderr)
 	}
@@ -324,7 +329,7 @@ func TestSecondAgentTouchesNothing(t *testing.T) {
 		t.Errorf("the second agent touched the board: %q", r.stdout)
 	}
 	// run --check beside the running agent says so and passes.
-	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check"))
+	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
 	if rc.code != 0 || !regexp.MustCompile(`held by a running agent`).MatchString(rc.stdout) {
 		t.Errorf("run --check beside a running agent: exit %d\n%s%s", rc.code, rc.stdout, rc.stderr)
 	}
@@ -338,4 +343,16 @@ func TestSecondAgentTouchesNothing(t *testing.T) {
 	if err := first.Wait(); err != nil {
 		t.Errorf("first agent after SIGTERM: %v\n%s", err, firstLog.String())
 	}
+}
+
+// me is the user the tests run as: what run --check and diag check access
+// as, so that an agent's user on the machine (a package installed) does
+// not change what the tests see.
+func me(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
