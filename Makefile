@@ -128,6 +128,8 @@ DEB_VERSION := $(DEB_VERSION)
 DEB_ARCHES  := arm64 armhf amd64
 DEB_DIR     := bin/deb
 DEB_MAINTAINER := $(shell sed -n 's/^maintainer: //p' packaging/nfpm.yaml)
+# The packager: nfpm at the version go.mod's tool directive pins.
+NFPM        ?= $(GO) tool nfpm
 
 deb: $(RELEASE_BINS) ## Debian packages in bin/: gateagent_VERSION_{arm64,armhf,amd64}.deb (nfpm; reproducible)
 	@mkdir -p $(DEB_DIR) && rm -f bin/gateagent_*.deb
@@ -137,9 +139,9 @@ deb: $(RELEASE_BINS) ## Debian packages in bin/: gateagent_VERSION_{arm64,armhf,
 	@gzip -n -9 <packaging/gateagent.8 >$(DEB_DIR)/gateagent.8.gz
 	@set -e; for a in $(DEB_ARCHES); do \
 		case $$a in (arm64) b=$(RELEASE_arm64);; (armhf) b=$(RELEASE_armhf);; (amd64) b=$(RELEASE_amd64);; esac; \
-		echo "$(GO) tool nfpm package --packager deb: $$a from $$b"; \
+		echo "$(NFPM) package --packager deb: $$a from $$b"; \
 		DEB_ARCH=$$a DEB_BINARY=$$b DEB_VERSION='$(DEB_VERSION)' DEB_CHANGELOG=$(DEB_DIR)/changelog.gz DEB_MAN=$(DEB_DIR)/gateagent.8.gz \
-			$(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target bin/ >/dev/null; \
+			$(NFPM) package --config packaging/nfpm.yaml --packager deb --target bin/ >/dev/null; \
 	done
 	@ls -l bin/gateagent_*.deb
 
@@ -149,7 +151,7 @@ deb-version:
 # deb-check: on a Debian machine, as root. It installs the package for real
 # (and removes it again): run it on a build or CI machine, not on a gate.
 deb-check: deb ## install the amd64 package here, check files, user, unit, lintian; remove and purge it (root)
-	.ci/deb-check bin/gateagent_$(DEB_VERSION)_amd64.deb
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' BUILDDATE='$(BUILDDATE)' .ci/deb-check bin/gateagent_$(DEB_VERSION)_amd64.deb
 
 repro-check: ## build this commit's binaries and packages twice, apart, and compare them byte for byte
 	.ci/repro-check
