@@ -153,8 +153,8 @@ deb-version:
 deb-check: deb ## install the amd64 package here, check files, user, unit, lintian; remove and purge it (root)
 	VERSION='$(VERSION)' COMMIT='$(COMMIT)' BUILDDATE='$(BUILDDATE)' .ci/deb-check bin/gateagent_$(DEB_VERSION)_amd64.deb
 
-repro-check: ## build this commit's binaries and packages twice, apart, and compare them byte for byte
-	.ci/repro-check
+repro-check: ## build this commit's binaries and packages twice, apart, and compare them byte for byte (REPRO_COLD=1: the second from an empty Go cache)
+	REPRO_COLD='$(REPRO_COLD)' .ci/repro-check
 
 # make install: the files the package installs, for a board without dpkg
 # (e.g. make install DESTDIR=/tmp/gate INSTALL_ARCH=arm64, then copy the
