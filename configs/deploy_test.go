@@ -27,7 +27,7 @@ const (
 
 // What the deployment must agree on.
 const (
-	binary     = "/usr/local/bin/gateagent"
+	binary     = "/usr/bin/gateagent" // where the package installs it
 	configPath = "/etc/gateagent/gateagent.toml"
 	user       = diag.AgentUser // diag checks the cache's access as this user
 	// controllerPing is how long the agent waits for its controller to
@@ -476,7 +476,7 @@ func TestDeployCatchesMistakes(t *testing.T) {
 		{nil, "SupplementaryGroups=dialout gpio", "SupplementaryGroups=gpio", "lacks dialout"},
 		{nil, "--config /etc/gateagent/gateagent.toml", "--config /etc/gateagent.toml", `--config is "/etc/gateagent.toml"`},
 		{nil, "--config /etc/gateagent/gateagent.toml", "--config=/etc/gateagent/gateagent.toml", ""}, // the other spelling is fine
-		{nil, "ExecStart=/usr/local/bin/gateagent run", "ExecStart=/usr/bin/gateagent run", "want /usr/local/bin/gateagent run"},
+		{nil, "ExecStart=/usr/bin/gateagent run", "ExecStart=/usr/local/bin/gateagent run", "want /usr/bin/gateagent run"},
 		{nil, "ProtectSystem=strict", "ProtectSystem=full", "ProtectSystem=full, want ProtectSystem=strict"},
 		{nil, "NoNewPrivileges=yes", "NoNewPrivileges=no", "NoNewPrivileges=no, want"},
 		{nil, "DevicePolicy=closed", "DevicePolicy=auto", "DevicePolicy=auto, want DevicePolicy=closed"},

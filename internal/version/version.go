@@ -1,5 +1,8 @@
 // Package version holds what the build stamps into the binary with
 // -ldflags "-X gateagent/internal/version.Version=… -X ….BuildDate=…".
+// A plain `go build` in a git checkout stamps nothing of its own, so what
+// the ldflags left unset is taken from the Go build information: the
+// module version, the commit and the commit's time.
 package version
 
 import (
@@ -9,7 +12,10 @@ import (
 	"time"
 )
 
-// Stamped by the Makefile; the defaults are what `go build` and `go test` see.
+// Stamped by the Makefile (BuildDate from SOURCE_DATE_EPOCH, the commit's
+// time, so that two builds of one commit are the same bytes). Left unset,
+// init fills them from the build information where it has them; the
+// defaults are what `go test` and `go build -buildvcs=false` see.
 var (
 	Version   = "dev"
 	Commit    = "unknown"
@@ -20,6 +26,39 @@ var (
 // the clock check when the build did not stamp a date. Raise it now and
 // then; never lower it.
 const sourceDate = "2026-11-23"
+
+// shortCommit is how many hex digits of the commit String prints, as
+// `git rev-parse --short` does in the Makefile.
+const shortCommit = 7
+
+func init() {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		Version, Commit, BuildDate = fromBuildInfo(info, Version, Commit, BuildDate)
+	}
+}
+
+// fromBuildInfo fills each of version, commit and date that the build did
+// not stamp from what the Go toolchain recorded: the main module's version
+// (a tag such as v1.2.3, or a pseudo-version; "+dirty" for a modified
+// tree), vcs.revision and vcs.time. A stamped value always wins.
+func fromBuildInfo(info *debug.BuildInfo, version, commit, date string) (string, string, string) {
+	if version == "dev" {
+		if v := info.Main.Version; v != "" && v != "(devel)" {
+			version = v
+		}
+	}
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision" && commit == "unknown" && s.Value != "":
+			commit = s.Value[:min(len(s.Value), shortCommit)]
+		case s.Key == "vcs.time" && date == "" && s.Value != "":
+			// The commit's time: the source cannot be older, so it may
+			// raise the clock check's floor as a stamped date does.
+			date = s.Value
+		}
+	}
+	return version, commit, date
+}
 
 // BuildTime returns the build date: the gate's clock is not trusted before
 // it (check 2 of the TR1 spec), so that a board that boots in 1970 refuses
