@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/feed"
+	"gateagent/internal/backoff"
 	"gateagent/internal/wait"
 	"gateagent/verify"
 )
@@ -46,8 +46,9 @@ type Config struct {
 	GateID string
 	// Interval between polls when all is well. Default 10 s.
 	Interval time.Duration
-	// MinBackoff and MaxBackoff bound the wait after a failure; it
-	// doubles on each failure, with full jitter. Defaults 1 s and 5 min.
+	// MinBackoff and MaxBackoff bound the wait after a failure: after n
+	// failures in a row it is random in [MinBackoff, MinBackoff·2ⁿ⁻¹],
+	// capped at MaxBackoff (internal/backoff). Defaults 1 s and 5 min.
 	MinBackoff, MaxBackoff time.Duration
 	// RefuseWhenStale makes Guard's store refuse lookups once the cache is
 	// past the feed's maximum age, so the gate sends passengers to the
@@ -214,9 +215,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if err != nil {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
-			pause = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
+			pause = backoff.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Delay(c.failures)
 			if c.starved(c.cfg.Now()) {
-				pause = backoff(c.cfg.StaleRetry/2, c.cfg.StaleRetry, 2)
+				pause = backoff.Policy{Min: c.cfg.StaleRetry / 2, Max: c.cfg.StaleRetry}.Delay(2)
 			}
 		} else {
 			c.failures, c.lastErr = 0, nil
@@ -245,25 +246,6 @@ func (c *Client) pause(ctx context.Context, d time.Duration) error {
 	}()
 	_ = c.cfg.Sleep(sctx, d)
 	return ctx.Err()
-}
-
-// backoff is the wait after n consecutive failures: uniformly random in
-// [min, min·2ⁿ⁻¹] capped at max ("full jitter"), so that the gates of a
-// station do not hammer a recovering issuer in step.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	ceil := lo
-	for i := 1; i < n && ceil < hi; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, hi)
-	if ceil <= lo {
-		return lo
-	}
-	j, err := rand.Int(rand.Reader, big.NewInt(int64(ceil-lo)+1))
-	if err != nil {
-		return ceil
-	}
-	return lo + time.Duration(j.Int64())
 }
 
 // persistEvery is how often an idle round stores the time of the last sync.

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"gateagent/gate"
+	"gateagent/internal/backoff"
 	"gateagent/internal/wait"
 
 	"go.bug.st/serial"
@@ -244,7 +244,7 @@ const readBufSize = 4096
 //
 // When the port vanishes or fails it logs "scanner port lost", closes it and
 // reopens it with exponential backoff (MinBackoff doubling up to
-// MaxBackoff, with jitter) until that succeeds, and logs "scanner port
+// MaxBackoff, with jitter: internal/backoff) until that succeeds, and logs "scanner port
 // open". A port that cannot be opened at start is retried the same way.
 // Over-long lines are dropped, logged with their length and counted;
 // repeats within the repeat window are suppressed and counted. The text
@@ -263,7 +263,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 
 	log := s.log.With("port", s.cfg.Port)
 	dedup := NewDedup(s.cfg.RepeatWindow)
-	backoff := s.cfg.MinBackoff
+	retry := backoff.New(s.cfg.MinBackoff, s.cfg.MaxBackoff)
 	everOpen := false
 	lastOpenErr := ""
 	for {
@@ -274,7 +274,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		if err != nil {
 			msg := err.Error()
 			s.update(func(st *Stats) { st.LastError = msg; st.OpenFailures++ })
-			pause := jitter(backoff)
+			pause := retry.Fail()
 			// A scanner left unplugged would log the same line every few
 			// seconds: only a change is a warning.
 			level := slog.LevelWarn
@@ -286,7 +286,6 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 			if wait.Sleep(ctx, pause) != nil {
 				return ctx.Err()
 			}
-			backoff = min(2*backoff, s.cfg.MaxBackoff)
 			continue
 		}
 		lastOpenErr = ""
@@ -312,14 +311,13 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		// A port that stayed up a while starts the backoff afresh; one
 		// that fails at once keeps growing it.
 		if time.Since(opened) >= s.cfg.MaxBackoff {
-			backoff = s.cfg.MinBackoff
+			retry.Reset()
 		}
-		pause := jitter(backoff)
+		pause := retry.Fail()
 		log.Warn("scanner port lost", "err", err, "retry_in", pause)
 		if wait.Sleep(ctx, pause) != nil {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
 }
 
@@ -378,12 +376,4 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 			return fmt.Errorf("scanner: read %s: %w", s.cfg.Port, err)
 		}
 	}
-}
-
-// jitter returns a duration between d/2 and d.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
 }
