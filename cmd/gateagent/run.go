@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"gateagent/agent"
@@ -14,6 +15,7 @@ import (
 	"gateagent/diag"
 	"gateagent/internal/cli"
 	"gateagent/internal/fsaccess"
+	"gateagent/internal/logging"
 )
 
 // runCmd is `gateagent run --config FILE`: the gate's daemon.
@@ -41,7 +43,7 @@ the cache, as the agent's user), without taking the gate, and exits.`,
 func runGate(path string, check bool, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "gateagent: %v\n", err)
+		printError(stderr, "gateagent: %v", err)
 		return exitConfig
 	}
 	if check {
@@ -61,6 +63,17 @@ func runGate(path string, check bool, stdout, stderr io.Writer) int {
 	}
 	log.Info("gate stopped cleanly: locked, cache closed")
 	return 0
+}
+
+// printError writes an error for a person, as it is before the logger
+// exists (the config could not be read); under systemd every line of it
+// carries the error priority, so that journalctl -p err shows it.
+func printError(w io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if logging.JournalStream(w) {
+		msg = "<3>" + strings.ReplaceAll(msg, "\n", "\n<3>")
+	}
+	fmt.Fprintln(w, msg)
 }
 
 // runCheck is run --check: the config loaded, then what the agent needs at
