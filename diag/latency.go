@@ -2,11 +2,11 @@ package diag
 
 import (
 	"fmt"
-	"gateagent/internal/plural"
 	"io"
 	"strings"
 	"time"
 
+	"gateagent/internal/plural"
 	"gateagent/metrics"
 )
 

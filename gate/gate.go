@@ -34,6 +34,7 @@ import (
 	"gateagent/event"
 	"gateagent/hw"
 	"gateagent/internal/logging"
+	"gateagent/internal/plural"
 	"gateagent/verify"
 )
 
@@ -770,8 +771,8 @@ func (c *Controller) recordWorks(probed bool) {
 // outageEvent is the alarm that records a stretch of failed writes.
 func (c *Controller) outageEvent() event.Event {
 	return event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: truncate(fmt.Sprintf(
-		"event log could not be written from %s for %s: %d events not recorded, grants refused meanwhile",
-		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), c.recLost))}
+		"event log could not be written from %s for %s: %s not recorded, grants refused meanwhile",
+		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), plural.N(c.recLost, "event", "events")))}
 }
 
 // probeRecord tries the outage's alarm event: the smallest write that is
@@ -839,15 +840,7 @@ func (c *Controller) flushMalformed(now bool) {
 	}
 	n := c.malformed.take()
 	c.record(event.Event{Time: c.cfg.Now(), Kind: event.Decision, Reason: verify.Malformed, Direction: c.cfg.Direction,
-		Detail: fmt.Sprintf("%d more malformed %s not recorded", n, plural(n, "scan", "scans"))})
-}
-
-// plural is one or many, by n.
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
+		Detail: plural.N(n, "more malformed scan", "more malformed scans") + " not recorded"})
 }
 
 // malformedLimiter keeps a scanner that sends garbage from wearing out the
@@ -867,7 +860,7 @@ func (m *malformedLimiter) admit(now time.Time, detail string) (string, bool) {
 	}
 	m.last = now
 	if m.skipped > 0 {
-		detail = fmt.Sprintf("%s (+%d more malformed %s not recorded)", detail, m.skipped, plural(m.skipped, "scan", "scans"))
+		detail = fmt.Sprintf("%s (+%s not recorded)", detail, plural.N(m.skipped, "more malformed scan", "more malformed scans"))
 		m.skipped = 0
 	}
 	return truncate(detail), true

@@ -518,7 +518,7 @@ func TestRecordFaultClearsByItself(t *testing.T) {
 			outage = append(outage, e.Detail)
 		}
 	}
-	if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 events not recorded") {
+	if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 event not recorded") {
 		t.Fatalf("alarm events %q, want the one outage", outage)
 	}
 	r.scan(r.token(0, verify.StepOf(now0)))
@@ -542,7 +542,7 @@ func TestRecordFaultClearsOnTheNextWrite(t *testing.T) {
 		t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
 	}
 	ev := r.events()
-	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
+	if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 event not recorded") {
 		t.Fatalf("events %+v, want the grant then the outage", ev)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"gateagent/internal/cli"
 	"gateagent/internal/fsaccess"
 	"gateagent/internal/logging"
+	"gateagent/internal/plural"
 )
 
 // runCmd is `gateagent run --config FILE`: the gate's daemon.
@@ -95,7 +96,7 @@ func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: %s\n", f.Key, f.Note)
 	}
 	if bad > 0 {
-		fmt.Fprintf(stderr, "gateagent: %d problem(s): the gate would not start or could not grant (access checked as %s)\n", bad, as)
+		fmt.Fprintf(stderr, "gateagent: %s: the gate would not start or could not grant (access checked as %s)\n", plural.N(bad, "problem", "problems"), as)
 		return exitConfig
 	}
 	fmt.Fprintf(stdout, "ready to start (access checked as %s)\n", as)
