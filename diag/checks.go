@@ -1,8 +1,6 @@
 package diag
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +15,6 @@ import (
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/event"
-	"gateagent/feed"
 	"gateagent/hw"
 	"gateagent/internal/kclock"
 	"gateagent/internal/plural"
@@ -576,37 +573,27 @@ func judgeFeed(f feedFacts) Check {
 	return c
 }
 
-// feedAdvice says what to do about a failed feed round trip.
+// feedAdvice says what to do about a failed feed round trip, by the
+// trouble keysync judges it to be (the agent's log judges it the same way).
 func feedAdvice(err error) string {
-	var (
-		unknownCA x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		certErr   x509.CertificateInvalidError
-		recErr    tls.RecordHeaderError
-		opErr     *net.OpError
-		netErr    net.Error
-	)
-	switch {
-	case errors.Is(err, feed.ErrSignature):
+	switch keysync.Diagnose(err) {
+	case keysync.TroubleSignature:
 		return "the head's signature does not verify with the trusted key of that ID: feed.trusted_keys holds a wrong key for it, or something between the gate and the issuer alters the feed; compare with `issuer pubkey`"
-	case errors.Is(err, feed.ErrUnknownKey):
+	case keysync.TroubleUnknownKey:
 		return "add the issuer's new public key (issuer pubkey) to feed.trusted_keys"
-	case errors.Is(err, keysync.ErrMisdirected):
+	case keysync.TroubleMisdirected:
 		return "the answer is a genuine feed document but not the one asked for: check the station proxy's cache rules (the head must never be cached)"
-	case errors.Is(err, feed.ErrFormat):
+	case keysync.TroubleFormat:
 		return "the answer is not a feed document: check feed.url points at the issuer's feed"
-	case errors.As(err, &unknownCA), errors.As(err, &certErr):
+	case keysync.TroubleTLSTrust:
 		return "TLS: the issuer's certificate is not signed by the station CA the gate trusts: check feed.ca_file"
-	case errors.As(err, &hostErr):
+	case keysync.TroubleTLSName:
 		return "TLS: the issuer's certificate is for another name: check feed.url or feed.server_name"
-	case errors.As(err, &recErr):
+	case keysync.TroubleNotTLS:
 		return "TLS: the issuer does not speak TLS at that address: check http/https in feed.url"
-	case errors.As(err, &opErr) && opErr.Op == "remote error":
-		// crypto/tls reports an alert the issuer sent as a net.OpError
-		// with this Op: it refused the handshake, mostly the gate's
-		// client certificate.
+	case keysync.TroubleTLSRefused:
 		return "TLS: the issuer refused the handshake: check feed.cert_file/key_file (mutual TLS: the gate's certificate must be one the issuer accepts) and feed.ca_file"
-	case errors.As(err, &netErr):
+	case keysync.TroubleNetwork:
 		return "the issuer is unreachable from the gate: check the network cable, the station network and the proxy; the gate keeps checking codes on its cache until it goes stale"
 	}
 	return "check feed.url and the issuer's logs"

@@ -26,6 +26,7 @@ import (
 	"gateagent/cache"
 	"gateagent/feed"
 	"gateagent/internal/backoff"
+	"gateagent/internal/logging"
 	"gateagent/internal/wait"
 	"gateagent/verify"
 )
@@ -189,10 +190,19 @@ func newClient(cfg Config) (*Client, error) {
 func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wctx, stopWatch := context.WithCancel(ctx)
+	// An outage would log a failed round every few seconds while the gate
+	// cannot grant: each kind of trouble is written once, then counted.
+	repeats := logging.NewTimedRepeats(c.log, RepeatEvery)
 	defer func() {
 		stopWatch()
 		wg.Wait()
+		repeats.Close()
 	}()
+	var (
+		lastKey      string    // the repeats' key of the last failure
+		failingSince time.Time // the first failure of the current run of them
+		lastFailures int       // failures in a row before this round
+	)
 	for round := 0; ; round++ {
 		_, err := c.Sync(ctx)
 		if err == nil {
@@ -224,14 +234,34 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		failures := c.failures
 		c.mu.Unlock()
-		if err != nil {
-			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", pause.Round(time.Millisecond))
+		switch {
+		case err != nil:
+			if failures == 1 {
+				failingSince = c.cfg.Now()
+			}
+			tr := Diagnose(err)
+			if key := "round: " + tr.String(); key != lastKey {
+				repeats.End(lastKey)
+				lastKey = key
+			}
+			repeats.Log(slog.LevelWarn, lastKey, "key feed round failed", "err", err, "trouble", tr.String(), "fix", tr.fix(),
+				"failures", failures, "retry_in", pause.Round(time.Millisecond))
+		case lastKey != "":
+			repeats.End(lastKey)
+			lastKey = ""
+			c.log.Info("key feed reachable again after "+c.cfg.Now().Sub(failingSince).Round(time.Second).String(),
+				"failed_rounds", lastFailures)
 		}
+		lastFailures = failures
 		if err := c.pause(ctx, pause); err != nil {
 			return err
 		}
 	}
 }
+
+// RepeatEvery is the interval over which the feed client counts failed
+// rounds of one kind of trouble instead of logging each.
+const RepeatEvery = time.Minute
 
 // pause waits d, or less when the cache turns stale meanwhile (wake).
 func (c *Client) pause(ctx context.Context, d time.Duration) error {
@@ -559,7 +589,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	req.Header.Set("Accept", "application/vnd.gateagent.feed")
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("keysync: GET %s: %w (is the issuer reachable from the gate?)", u.Path, err)
+		return nil, fmt.Errorf("keysync: GET %s: %w", u.Path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
