@@ -64,6 +64,10 @@ func NewTimedRepeats(log *slog.Logger, every time.Duration) *Repeats {
 func (r *Repeats) Log(level slog.Level, key, msg string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		r.log.Log(context.Background(), level, msg, args...)
+		return
+	}
 	if ru, ok := r.runs[key]; ok {
 		ru.n++
 		ru.level, ru.msg, ru.args = level, msg, slices.Clone(args)

@@ -140,4 +140,10 @@ func TestRepeatsKinds(t *testing.T) {
 	if got := lines(&buf); len(got) != 5 || !strings.Contains(got[4], "permission denied\" repeated=1") {
 		t.Fatalf("Close: %q, want the pending count of eacces", got)
 	}
+	// Closed: nothing is held back any more.
+	r.Log(slog.LevelWarn, "eacces", "scanner port not available", "err", "permission denied")
+	r.Log(slog.LevelWarn, "eacces", "scanner port not available", "err", "permission denied")
+	if got := lines(&buf); len(got) != 7 {
+		t.Fatalf("after Close: %q, want each line written", got[5:])
+	}
 }
