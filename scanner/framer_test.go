@@ -326,3 +326,19 @@ func TestFramerBegan(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkFramer frames 58-byte codes each ended by CRLF, fed 4 KiB at a
+// time as the serial read delivers them, per terminator setting.
+func BenchmarkFramer(b *testing.B) {
+	code := "TR1:" + strings.Repeat("A", 54)
+	stream := []byte(strings.Repeat(code+"\r\n", 4096/(len(code)+2)))
+	for _, term := range []Terminator{CRLF, Auto, CR} {
+		b.Run(term.String(), func(b *testing.B) {
+			f := NewFramer(term, 512)
+			b.SetBytes(int64(len(stream)))
+			for b.Loop() {
+				f.Feed(stream, func(Frame) {})
+			}
+		})
+	}
+}

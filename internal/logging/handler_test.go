@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -120,5 +121,26 @@ func TestJournalStream(t *testing.T) {
 	t.Setenv("JOURNAL_STREAM", "garbage")
 	if JournalStream(w) {
 		t.Fatal("a malformed JOURNAL_STREAM taken as a match")
+	}
+}
+
+// BenchmarkHandler: one info line with three attributes given by With and
+// two by the record, through slog's text handler and through this one.
+func BenchmarkHandler(b *testing.B) {
+	for _, h := range []struct {
+		name string
+		log  *slog.Logger
+	}{
+		{"slog_text", slog.New(slog.NewTextHandler(io.Discard, nil))},
+		{"logging_text", New(io.Discard, Options{})},
+		{"logging_journal", New(io.Discard, Options{Journal: true})},
+	} {
+		b.Run(h.name, func(b *testing.B) {
+			log := h.log.With("part", "gate").With("gate", "E07", "part", "scanner")
+			b.ReportAllocs()
+			for b.Loop() {
+				log.Info("denied", "reason", "MALFORMED", "length", 7)
+			}
+		})
 	}
 }
