@@ -34,6 +34,7 @@ import (
 	"gateagent/internal/fsaccess"
 	"gateagent/internal/instance"
 	"gateagent/internal/kclock"
+	"gateagent/internal/logging"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
 	"gateagent/keysync"
@@ -504,15 +505,13 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 const purgeRetention = 24 * time.Hour
 
 // SetupLogger builds the agent's logger from the config's log section,
-// writing to w.
+// writing to w: each attribute key once, and, when w is the stream systemd
+// connected to its journal (JOURNAL_STREAM), each line with its syslog
+// priority and without a timestamp of its own.
 func SetupLogger(c config.Log, w io.Writer) *slog.Logger {
 	level, err := config.ParseLevel(c.Level)
 	if err != nil {
 		level = slog.LevelInfo
 	}
-	ho := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, ho))
-	}
-	return slog.New(slog.NewTextHandler(w, ho))
+	return logging.New(w, logging.Options{Level: level, JSON: c.Format == "json", Journal: logging.JournalStream(w)})
 }

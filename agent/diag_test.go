@@ -96,11 +96,11 @@ func TestDiagThroughTheRunningAgent(t *testing.T) {
 		t.Errorf("exit status %d, want 0", code)
 	}
 	lat, _ := r.Find(diag.NameLatency)
-	if !strings.Contains(lat.Line, "over 1 grants") {
+	if !strings.Contains(lat.Line, "over 1 grant;") {
 		t.Errorf("latency line: %s", lat.Line)
 	}
 	sc, _ := r.Find(diag.NameScanner)
-	if !strings.Contains(sc.Line, "connected: 1 codes read") {
+	if !strings.Contains(sc.Line, "connected: 1 code read, 0 rejected lines") || !strings.Contains(sc.Line, "the scanner ends codes with CR") {
 		t.Errorf("scanner line: %s", sc.Line)
 	}
 

@@ -377,7 +377,7 @@ func TestDiagClockBlamesTheIssuer(t *testing.T) {
 		t.Errorf("diag clock: exit %d, want 2\n%s%s", code, out, errs)
 	}
 	for _, want := range []string{"FAIL  clock", "the issuer's clock is wrong", "2h0m0s ahead of the gate's",
-		"the offset learnt from the feed is applied", "1 codes refused as CODE_STALE and 0 as CODE_FROM_FUTURE in the last hour (counted by the agent)",
+		"the offset learnt from the feed is applied", "1 code refused as CODE_STALE and 0 as CODE_FROM_FUTURE in the last hour (counted by the agent)",
 		"fix the issuer's clock"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diag clock does not say %q:\n%s", want, out)

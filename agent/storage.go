@@ -9,6 +9,7 @@ import (
 
 	"gateagent/cache"
 	"gateagent/event"
+	"gateagent/internal/plural"
 )
 
 // openStorage is the start-up step "check, quarantine, rebuild": it opens
@@ -53,8 +54,8 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 		} else {
 			log.Error("the journal is damaged: moved aside; a new journal holds the events that could be read, and they will be uploaded",
 				"damage", ce.Error(), "moved_to", moved, "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
-			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; %d events salvaged, lost: %s",
-				ce.Kind, filepath.Base(moved), res.Events, lostText(res.Salvaged)))
+			alarms = append(alarms, fmt.Sprintf("journal %s: moved to %s; %s salvaged, lost: %s",
+				ce.Kind, filepath.Base(moved), plural.N(res.Events, "event", "events"), lostText(res.Salvaged)))
 		}
 	} else if err != nil {
 		return nil, nil, err
@@ -84,7 +85,7 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 			log.Error("could not read the damaged key cache for events (a cache of schema 1 held them)", "moved_to", moved, "err", res.err)
 		} else if res.Events > 0 || res.Lost > 0 { // a cache of schema 1, which held events
 			log.Error("events salvaged from the damaged key cache", "events_salvaged", res.Events, "events_lost", lostText(res.Salvaged))
-			a += fmt.Sprintf("; %d events salvaged, lost: %s", res.Events, lostText(res.Salvaged))
+			a += fmt.Sprintf("; %s salvaged, lost: %s", plural.N(res.Events, "event", "events"), lostText(res.Salvaged))
 		}
 		alarms = append(alarms, a)
 	} else if err != nil {

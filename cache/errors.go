@@ -3,6 +3,8 @@ package cache
 import (
 	"errors"
 	"fmt"
+
+	"gateagent/internal/plural"
 )
 
 // Errors returned by this package, each wrapped with what and where; test
@@ -84,7 +86,7 @@ func (e *CorruptError) Error() string {
 		s += ": " + e.Detail
 	}
 	if e.Problems > 1 {
-		s += fmt.Sprintf(" (and %d more problems)", e.Problems-1)
+		s += " (and " + plural.N(e.Problems-1, "more problem", "more problems") + ")"
 	}
 	return s
 }

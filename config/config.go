@@ -147,7 +147,7 @@ func Default() Config {
 		Verify: Verify{MaxPastSteps: int(p.MaxPastSteps), MaxFutureSteps: int(p.MaxFutureSteps),
 			PassbackWindow: p.PassbackWindow},
 		Scanner: Scanner{Kind: "serial", Baud: scanner.DefaultBaud, Parity: "none", DataBits: 8, StopBits: 1,
-			Terminator: scanner.CR.String(), MaxLine: scanner.DefaultMaxLine, RepeatWindow: scanner.DefaultRepeatWindow,
+			Terminator: scanner.Auto.String(), MaxLine: scanner.DefaultMaxLine, RepeatWindow: scanner.DefaultRepeatWindow,
 			TriggerPulse: 500 * time.Millisecond},
 		HW:      HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
 		Timing:  Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"gateagent/internal/plural"
 )
 
 // FileError is one problem at one place of a config file.
@@ -550,7 +552,7 @@ func syntaxError(name string, err error) error {
 func joinErrors(name string, errs []error) error {
 	if len(errs) > maxErrors {
 		n := len(errs) - maxErrors
-		errs = append(errs[:maxErrors:maxErrors], &FileError{File: name, Msg: fmt.Sprintf("and %d more problems", n)})
+		errs = append(errs[:maxErrors:maxErrors], &FileError{File: name, Msg: "and " + plural.N(n, "more problem", "more problems")})
 	}
 	if len(errs) == 1 {
 		return errs[0]

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"gateagent/feed"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/internal/logging"
 	"gateagent/internal/pty"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/wait"
@@ -83,7 +83,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 		defer f.Close()
 		o.Log = f
 	}
-	log := slog.New(slog.NewTextHandler(o.Log, nil))
+	log := logging.New(o.Log, logging.Options{}) // one key per attribute: the agent adds its parts to "gate"
 	d := &demo{w: w, outcomes: make(chan gate.Outcome, 64), gateID: "DEMO-E01", qr: o.QR}
 
 	// The issuer, in-process on loopback.

@@ -1,8 +1,6 @@
 package diag
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,9 +15,9 @@ import (
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/event"
-	"gateagent/feed"
 	"gateagent/hw"
 	"gateagent/internal/kclock"
+	"gateagent/internal/plural"
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
@@ -183,9 +181,13 @@ func judgeScannerLive(cfg *config.Config, st scanner.Stats, serial bool, now tim
 		return judgeScannerPort(cfg, nil)
 	}
 	c := Check{Name: NameScanner, Facts: map[string]any{"port": cfg.Scanner.Port, "connected": st.Connected, "lines": st.Lines,
-		"reconnects": st.Reconnects, "overlong": st.Overlong}}
+		"codes": st.Codes, "rejected": st.Rejected, "reconnects": st.Reconnects, "overlong": st.Overlong,
+		"terminator": cfg.Scanner.Terminator, "endings": map[string]uint64{"cr": st.Endings.CR, "lf": st.Endings.LF, "crlf": st.Endings.CRLF}}}
 	if !st.LastScan.IsZero() {
 		c.Facts["last_scan"] = st.LastScan
+	}
+	if sent := st.Endings.Sent(); sent != "" {
+		c.Facts["sends"] = sent
 	}
 	if !st.Connected {
 		c.Status = Fail
@@ -197,11 +199,38 @@ func judgeScannerLive(cfg *config.Config, st scanner.Stats, serial bool, now tim
 		last = "last scan " + ago(now, st.LastScan)
 	}
 	c.Status = Pass
-	c.Line = fmt.Sprintf("port %s connected: %d codes read, %s, %d reconnects", cfg.Scanner.Port, st.Lines, last, st.Reconnects)
+	c.Line = fmt.Sprintf("port %s connected: %s read, %s, %s, %s", cfg.Scanner.Port, plural.N(st.Codes, "code", "codes"),
+		plural.N(st.Rejected, "rejected line", "rejected lines"), last, plural.N(st.Reconnects, "reconnect", "reconnects"))
 	if st.Overlong > 0 {
-		c.Line += fmt.Sprintf(", %d over-long lines dropped", st.Overlong)
+		c.Line += ", " + plural.N(st.Overlong, "over-long line", "over-long lines") + " dropped"
+	}
+	if sent := sentText(st.Endings); sent != "" {
+		c.Line += "; the scanner ends codes with " + sent
+	}
+	// The setting must cut every line where the scanner ends it: a
+	// scanner sending CRLF to a gate set to cr has every code after the
+	// first start with an LF, refused as MALFORMED.
+	term, err := scanner.ParseTerminator(cfg.Scanner.Terminator)
+	if err == nil && !term.Ends(st.Endings) {
+		c.Status = Warn
+		fix := `set scanner.terminator = "auto"`
+		if sent := st.Endings.Sent(); sent != "mixed" {
+			fix += fmt.Sprintf(` (or %q)`, sent)
+		}
+		c.Line += fmt.Sprintf(" but scanner.terminator is %q, which leaves a terminator's byte in the codes (refused as MALFORMED): %s and restart the agent", term, fix)
 	}
 	return c
+}
+
+// sentText says which line endings a scanner sends, from their counts.
+func sentText(e scanner.Endings) string {
+	switch e.Sent() {
+	case "":
+		return ""
+	case "mixed":
+		return fmt.Sprintf("mixed endings (%d CR, %d LF, %d CRLF)", e.CR, e.LF, e.CRLF)
+	}
+	return strings.ToUpper(e.Sent())
 }
 
 // clockFacts is what the clock check looks at.
@@ -250,7 +279,7 @@ func judgeClock(f clockFacts) Check {
 	if f.refusalsKnown {
 		c.Facts["code_stale_last_hour"], c.Facts["code_from_future_last_hour"] = f.refusals.Stale, f.refusals.Future
 		nRefused = f.refusals.Stale + f.refusals.Future
-		refused = fmt.Sprintf("%d codes refused as CODE_STALE and %d as CODE_FROM_FUTURE in the last hour (%s)", f.refusals.Stale, f.refusals.Future, f.refusalsFrom)
+		refused = fmt.Sprintf("%s refused as CODE_STALE and %d as CODE_FROM_FUTURE in the last hour (%s)", plural.N(f.refusals.Stale, "code", "codes"), f.refusals.Future, f.refusalsFrom)
 	}
 	applied := "no offset to the issuer learnt yet: codes are checked on the gate's own clock"
 	switch {
@@ -319,13 +348,13 @@ func judgeClock(f clockFacts) Check {
 			if d.behind*2 >= d.n {
 				dir = "behind (the phones are about a minute slow)"
 			}
-			c.Line = withRefused(fmt.Sprintf("%d of the last %d codes read one step or more %s; %s and %s: nothing to fix at the gate", max(d.ahead, d.behind), d.n, dir, sync, off))
+			c.Line = withRefused(fmt.Sprintf("%d of the last %s read one step or more %s; %s and %s: nothing to fix at the gate", max(d.ahead, d.behind), plural.N(d.n, "code", "codes"), dir, sync, off))
 			return c
 		}
 		if d.ahead*2 >= d.n {
-			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more ahead: the gate's clock is about a minute slow; %s; check NTP", d.ahead, d.n, off)
+			c.Line = fmt.Sprintf("%d of the last %s read one step or more ahead: the gate's clock is about a minute slow; %s; check NTP", d.ahead, plural.N(d.n, "code", "codes"), off)
 		} else {
-			c.Line = fmt.Sprintf("%d of the last %d codes read one step or more behind: the gate's clock is about a minute fast; %s; check NTP", d.behind, d.n, off)
+			c.Line = fmt.Sprintf("%d of the last %s read one step or more behind: the gate's clock is about a minute fast; %s; check NTP", d.behind, plural.N(d.n, "code", "codes"), off)
 		}
 		c.Line = withRefused(c.Line)
 		return c
@@ -333,7 +362,7 @@ func judgeClock(f clockFacts) Check {
 	c.Status = Pass
 	c.Line = fmt.Sprintf("gate clock %s, %s", f.raw.UTC().Format(time.RFC3339), off)
 	if d.n > 0 {
-		c.Line += fmt.Sprintf("; of %d codes (%s) %d on time, %d ahead, %d behind", d.n, f.offsetsFrom, d.same, d.ahead, d.behind)
+		c.Line += fmt.Sprintf("; of %s (%s) %d on time, %d ahead, %d behind", plural.N(d.n, "code", "codes"), f.offsetsFrom, d.same, d.ahead, d.behind)
 	}
 	if nRefused > 0 {
 		c.Line = withRefused(c.Line)
@@ -459,7 +488,7 @@ func judgeCache(f cacheFacts) Check {
 	case f.checkAge >= time.Second:
 		integrity = fmt.Sprintf("integrity ok (checked %s ago; diag --deep checks again)", f.checkAge.Round(time.Second))
 	}
-	summary := fmt.Sprintf("%d certificates, %s, %s", st.Certs, mib(f.fileBytes), integrity)
+	summary := fmt.Sprintf("%s, %s, %s", plural.N(st.Certs, "certificate", "certificates"), mib(f.fileBytes), integrity)
 	if f.diskErr == nil {
 		summary += fmt.Sprintf(", %s free", mib(int64(f.diskFree)))
 	}
@@ -544,37 +573,27 @@ func judgeFeed(f feedFacts) Check {
 	return c
 }
 
-// feedAdvice says what to do about a failed feed round trip.
+// feedAdvice says what to do about a failed feed round trip, by the
+// trouble keysync judges it to be (the agent's log judges it the same way).
 func feedAdvice(err error) string {
-	var (
-		unknownCA x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		certErr   x509.CertificateInvalidError
-		recErr    tls.RecordHeaderError
-		opErr     *net.OpError
-		netErr    net.Error
-	)
-	switch {
-	case errors.Is(err, feed.ErrSignature):
+	switch keysync.Diagnose(err) {
+	case keysync.TroubleSignature:
 		return "the head's signature does not verify with the trusted key of that ID: feed.trusted_keys holds a wrong key for it, or something between the gate and the issuer alters the feed; compare with `issuer pubkey`"
-	case errors.Is(err, feed.ErrUnknownKey):
+	case keysync.TroubleUnknownKey:
 		return "add the issuer's new public key (issuer pubkey) to feed.trusted_keys"
-	case errors.Is(err, keysync.ErrMisdirected):
+	case keysync.TroubleMisdirected:
 		return "the answer is a genuine feed document but not the one asked for: check the station proxy's cache rules (the head must never be cached)"
-	case errors.Is(err, feed.ErrFormat):
+	case keysync.TroubleFormat:
 		return "the answer is not a feed document: check feed.url points at the issuer's feed"
-	case errors.As(err, &unknownCA), errors.As(err, &certErr):
+	case keysync.TroubleTLSTrust:
 		return "TLS: the issuer's certificate is not signed by the station CA the gate trusts: check feed.ca_file"
-	case errors.As(err, &hostErr):
+	case keysync.TroubleTLSName:
 		return "TLS: the issuer's certificate is for another name: check feed.url or feed.server_name"
-	case errors.As(err, &recErr):
+	case keysync.TroubleNotTLS:
 		return "TLS: the issuer does not speak TLS at that address: check http/https in feed.url"
-	case errors.As(err, &opErr) && opErr.Op == "remote error":
-		// crypto/tls reports an alert the issuer sent as a net.OpError
-		// with this Op: it refused the handshake, mostly the gate's
-		// client certificate.
+	case keysync.TroubleTLSRefused:
 		return "TLS: the issuer refused the handshake: check feed.cert_file/key_file (mutual TLS: the gate's certificate must be one the issuer accepts) and feed.ca_file"
-	case errors.As(err, &netErr):
+	case keysync.TroubleNetwork:
 		return "the issuer is unreachable from the gate: check the network cable, the station network and the proxy; the gate keeps checking codes on its cache until it goes stale"
 	}
 	return "check feed.url and the issuer's logs"
@@ -603,14 +622,14 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 	c.Facts["oldest"] = b.Oldest
 	if now.Sub(b.Oldest) > BacklogWarnAge {
 		c.Status = Warn
-		c.Line = fmt.Sprintf("%d events not uploaded, the oldest from %s: the issuer is not taking them", b.Events, ago(now, b.Oldest))
+		c.Line = fmt.Sprintf("%s not uploaded, the oldest from %s: the issuer is not taking them", plural.N(b.Events, "event", "events"), ago(now, b.Oldest))
 		if uploadErr != "" {
 			c.Line += " (" + uploadErr + ")"
 		}
 		c.Line += "; see the feed check. Nothing is lost: they stay in the journal until acknowledged"
 		return c
 	}
-	c.Status, c.Line = Pass, fmt.Sprintf("%d events waiting for the next upload, the oldest from %s", b.Events, ago(now, b.Oldest))
+	c.Status, c.Line = Pass, fmt.Sprintf("%s waiting for the next upload, the oldest from %s", plural.N(b.Events, "event", "events"), ago(now, b.Oldest))
 	return c
 }
 
@@ -637,7 +656,7 @@ func ago(now, t time.Time) string {
 	case d < 48*time.Hour:
 		return d.Round(time.Second).String() + " ago"
 	}
-	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+	return plural.N(int(d.Hours()/24), "day", "days") + " ago"
 }
 
 func mib(n int64) string {
@@ -665,7 +684,7 @@ func corruption(ce *cache.CorruptError) string {
 		}
 		s += " (" + d
 		if ce.Problems > 1 {
-			s += fmt.Sprintf(", and %d more problems", ce.Problems-1)
+			s += ", and " + plural.N(ce.Problems-1, "more problem", "more problems")
 		}
 		s += ")"
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"gateagent/internal/plural"
 	"gateagent/metrics"
 )
 
@@ -40,7 +41,8 @@ func judgeLatency(lat []metrics.StageLatency, live bool) Check {
 		}
 		return c
 	}
-	line := fmt.Sprintf("scan to relay p50 %s, p99 %s, max %s over %d grants; stage medians %s", ms(total.P50), ms(total.P99), ms(total.Max), total.Count, strings.Join(parts, ", "))
+	line := fmt.Sprintf("scan to relay p50 %s, p99 %s, max %s over %s; stage medians %s", ms(total.P50), ms(total.P99), ms(total.Max),
+		plural.N(total.Count, "grant", "grants"), strings.Join(parts, ", "))
 	if total.P99 > LatencyWarn {
 		c.Status, c.Line = Warn, fmt.Sprintf("slow: %s; the slowest stage is %s: see gateagent diag latency (record: the cache's disk; read: the scanner's baud rate)", line, slowest)
 		return c

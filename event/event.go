@@ -27,10 +27,11 @@ const (
 	Emergency     Kind = 4 // the emergency input changed
 	Alarm         Kind = 5 // an operational alarm (stale cache, …)
 	Technician    Kind = 6 // a technician's explicit action (relay test, …)
-	maxKind            = Technician
+	Lapsed        Kind = 7 // a granted passenger did not enter in time: the grant was not used
+	maxKind            = Lapsed
 )
 
-var kindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician"}
+var kindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician", "lapsed"}
 
 func (k Kind) String() string {
 	if !k.Valid() {
@@ -47,6 +48,16 @@ func (k Kind) Valid() bool { return k >= 1 && k <= maxKind }
 const MaxDetail = 200
 
 // Event is one entry of the gate's log.
+//
+// Reason is the decision's for a Decision (OK, or why not); OK for a
+// Passage and a Lapsed grant (the grant they follow); for a Technician
+// action, OK when it ran in full as asked and Undecided when it was cut
+// short or an output failed (Detail says which); Undecided, meaning "no
+// decision", for the other kinds.
+//
+// CertID is zero when no certificate is concerned (a malformed code, an
+// alarm, a forced passage): the upload's JSON then has no cert_id, and an
+// issuer reading an older gate's "000…0" gets the same zero ID.
 type Event struct {
 	// Seq is assigned by the journal: strictly increasing, never reused.
 	Seq        uint64           `json:"seq"`
@@ -54,7 +65,7 @@ type Event struct {
 	Kind       Kind             `json:"kind"`
 	Reason     verify.Reason    `json:"reason"`
 	Direction  verify.Direction `json:"direction"`
-	CertID     verify.CertID    `json:"cert_id"`
+	CertID     verify.CertID    `json:"cert_id,omitzero"`
 	StepOffset int64            `json:"step_offset"`
 	Detail     string           `json:"detail,omitempty"`
 }

@@ -1,6 +1,7 @@
 package event_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 func TestKindNames(t *testing.T) {
 	for k, want := range map[event.Kind]string{event.Decision: "decision", event.ForcedPassage: "forced_passage",
-		event.Technician: "technician", 0: "event_kind(0)", 200: "event_kind(200)"} {
+		event.Technician: "technician", event.Lapsed: "lapsed", 0: "event_kind(0)", 200: "event_kind(200)"} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d) = %q, want %q", k, got, want)
 		}
@@ -37,5 +38,33 @@ func TestValidate(t *testing.T) {
 		if err := e.Validate(); !errors.Is(err, event.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// TestUploadJSONCertID: an event without a certificate (a malformed code,
+// an alarm) has no cert_id in its JSON, where it had "000…0"; the issuer
+// reads both, and an event of an older gate's, the same.
+func TestUploadJSONCertID(t *testing.T) {
+	none := event.Event{Seq: 1, Time: time.Unix(1, 0).UTC(), Kind: event.Decision, Reason: verify.Malformed}
+	b, err := json.Marshal(none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "cert_id") {
+		t.Fatalf("JSON %s: an event without a certificate carries a cert_id", b)
+	}
+	old := strings.Replace(string(b), `"direction"`, `"cert_id":"00000000000000000000000000000000","direction"`, 1)
+	for _, in := range []string{string(b), old} {
+		var got event.Event
+		if err := json.Unmarshal([]byte(in), &got); err != nil || got != none {
+			t.Fatalf("%s read back as %+v (%v), want %+v", in, got, err, none)
+		}
+	}
+	with := none
+	with.Reason, with.CertID = verify.OK, verify.CertID{1, 2, 3}
+	b, _ = json.Marshal(with)
+	var got event.Event
+	if err := json.Unmarshal(b, &got); err != nil || got != with || !strings.Contains(string(b), `"cert_id":"010203`) {
+		t.Fatalf("%s read back as %+v (%v), want %+v", b, got, err, with)
 	}
 }

@@ -33,6 +33,8 @@ import (
 
 	"gateagent/event"
 	"gateagent/hw"
+	"gateagent/internal/logging"
+	"gateagent/internal/plural"
 	"gateagent/verify"
 )
 
@@ -145,6 +147,13 @@ type Controller struct {
 	sigTimer  clockwork.Timer
 	alarming  bool // an alarm pattern is playing: other signals wait
 	malformed malformedLimiter
+	// repeats holds back the log lines a flood of scans would repeat
+	// (malformed codes, scans while busy); quiet is the one timer that
+	// writes their counts and the count of malformed decisions left out
+	// of the event log, at quietAt.
+	repeats *logging.Repeats
+	quiet   clockwork.Timer
+	quietAt time.Time
 	// relayWant is the level the relay should be at; when driving it
 	// failed, relayRetry tries again until it is.
 	relayWant  bool
@@ -222,7 +231,8 @@ func New(cfg Config) (*Controller, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Controller{cfg: cfg, t: cfg.Timing.withDefaults(), clock: cfg.Clock, log: cfg.Logger,
-		ping: make(chan chan struct{}), testReq: make(chan *testRequest)}
+		repeats: logging.NewRepeats(cfg.Logger, RepeatEvery, cfg.Clock.Now),
+		ping:    make(chan chan struct{}), testReq: make(chan *testRequest)}
 	c.status.Reasons = map[string]uint64{}
 	c.status.Outcomes = map[string]uint64{}
 	return c, nil
@@ -247,6 +257,9 @@ func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 		}
 		stop(&c.relayRetry)
 		stop(&c.recProbe)
+		stop(&c.quiet)
+		c.flushMalformed(true)
+		c.repeats.Close()
 		if err := b.Safe(); err != nil {
 			c.log.Error("could not lock the gate at shutdown", "err", err)
 		}
@@ -312,6 +325,11 @@ func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 		case <-timerC(c.recProbe):
 			c.recProbe = nil
 			c.probeRecord()
+		case <-timerC(c.quiet):
+			c.quiet, c.quietAt = nil, time.Time{}
+			c.repeats.Flush()
+			c.flushMalformed(false)
+			c.armQuiet()
 		case name := <-dead:
 			c.onInputDead(name)
 		case reply := <-c.ping:
@@ -369,7 +387,7 @@ func (c *Controller) onScan(s Scan) {
 		return
 	case c.state == testing:
 		// No beep: it would mix with an indicator test's.
-		c.log.Info("scan during a technician test not checked", "test", c.test.res.Kind.String())
+		c.repeat(slog.LevelInfo, "testing", "scan during a technician test not checked", "test", c.test.res.Kind.String())
 		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "technician test under way"})
 		return
 	case c.fault != "":
@@ -378,7 +396,7 @@ func (c *Controller) onScan(s Scan) {
 		c.observe(Outcome{Kind: Denied, ScanAt: s.At, At: c.clock.Now(), Err: errors.New("gate out of service: " + c.fault)})
 		return
 	case c.state != idle:
-		c.log.Info("scan during a passage not checked: the passenger should scan once the gate has closed", "state", c.state.String())
+		c.repeat(slog.LevelInfo, "busy", "scan during a passage not checked: the passenger should scan once the gate has closed", "state", c.state.String())
 		c.signal(sigBusy)
 		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "a passenger is passing: scan again once the gate has closed"})
 		return
@@ -407,8 +425,10 @@ func (c *Controller) onScan(s Scan) {
 	if !d.Granted() {
 		if d.Reason == verify.Malformed {
 			var ok bool
-			if ev.Detail, ok = c.malformed.admit(ev.Time, ev.Detail); ok {
+			if ev.Detail, ok = c.malformed.admit(c.clock.Now(), ev.Detail); ok {
 				st.Record = c.timedRecord(ev)
+			} else {
+				c.armQuiet()
 			}
 		} else {
 			st.Record = c.timedRecord(ev)
@@ -459,6 +479,9 @@ func (c *Controller) deny(d verify.Decision, s Scan, err error, st Stages) {
 	switch {
 	case err == nil && fam == verify.FamilyFault:
 		c.logFault("the gate cannot check tokens ("+d.Reason.String()+"): everyone is refused; run gateagent diag", nil)
+	case err == nil && d.Reason == verify.Malformed:
+		// A scanner sending garbage would write a line per line.
+		c.repeat(slog.LevelInfo, "malformed", "denied", "reason", d.Reason.String(), "length", len(s.Text))
 	case err == nil:
 		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID)
 	}
@@ -508,6 +531,8 @@ func (c *Controller) onPassTimeout() {
 	switch c.state {
 	case granted:
 		c.lock()
+		c.record(event.Event{Time: c.cfg.Now(), Kind: event.Lapsed, Reason: verify.OK, Direction: c.cfg.Direction, CertID: c.grant.CertID,
+			Detail: fmt.Sprintf("granted but not used: nobody entered within %v", c.t.PassTimeout)})
 		c.log.Info("grant lapsed: the passenger did not enter in time; gate locked", "cert", c.grant.CertID, "timeout", c.t.PassTimeout)
 		c.observe(Outcome{Kind: Lapsed, Decision: c.grant, At: c.clock.Now()})
 	case passing:
@@ -746,8 +771,8 @@ func (c *Controller) recordWorks(probed bool) {
 // outageEvent is the alarm that records a stretch of failed writes.
 func (c *Controller) outageEvent() event.Event {
 	return event.Event{Kind: event.Alarm, Direction: c.cfg.Direction, Detail: truncate(fmt.Sprintf(
-		"event log could not be written from %s for %s: %d events not recorded, grants refused meanwhile",
-		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), c.recLost))}
+		"event log could not be written from %s for %s: %s not recorded, grants refused meanwhile",
+		c.recSince.UTC().Format(time.RFC3339), c.clock.Since(c.recSince).Round(time.Second), plural.N(c.recLost, "event", "events")))}
 }
 
 // probeRecord tries the outage's alarm event: the smallest write that is
@@ -776,23 +801,83 @@ func truncate(s string) string {
 	return s
 }
 
+// RepeatEvery is the interval over which the controller counts a repeated
+// log line (a malformed code, a scan while busy) instead of writing it.
+const RepeatEvery = 10 * time.Second
+
+// MalformedEvery is the interval over which at most one malformed
+// decision is recorded in the event log.
+const MalformedEvery = time.Second
+
+// repeat logs through the repeats and sets the timer that writes their
+// counts.
+func (c *Controller) repeat(level slog.Level, key, msg string, args ...any) {
+	c.repeats.Log(level, key, msg, args...)
+	c.armQuiet()
+}
+
+// armQuiet sets the quiet timer for the earliest moment a count is due:
+// the end of a run of repeated lines, or of a malformed interval with
+// decisions left out.
+func (c *Controller) armQuiet() {
+	next := c.repeats.Next()
+	if due := c.malformed.due(); !due.IsZero() && (next.IsZero() || due.Before(next)) {
+		next = due
+	}
+	if next.IsZero() || c.quiet != nil && !next.Before(c.quietAt) {
+		return
+	}
+	stop(&c.quiet)
+	c.quiet, c.quietAt = c.clock.NewTimer(max(next.Sub(c.clock.Now()), 0)), next
+}
+
+// flushMalformed records how many malformed decisions the last interval
+// left out, once it has ended (or at once, at shutdown).
+func (c *Controller) flushMalformed(now bool) {
+	t := c.clock.Now()
+	if due := c.malformed.due(); due.IsZero() || !now && t.Before(due) {
+		return
+	}
+	n := c.malformed.take()
+	c.record(event.Event{Time: c.cfg.Now(), Kind: event.Decision, Reason: verify.Malformed, Direction: c.cfg.Direction,
+		Detail: plural.N(n, "more malformed scan", "more malformed scans") + " not recorded"})
+}
+
 // malformedLimiter keeps a scanner that sends garbage from wearing out the
-// flash: at most one malformed decision per second is recorded, and the
-// next recorded one says how many were left out.
+// flash: at most one malformed decision per MalformedEvery is recorded;
+// the count of those left out is recorded when the interval ends (by the
+// controller's quiet timer), or with the next one recorded, whichever
+// comes first.
 type malformedLimiter struct {
 	last    time.Time
 	skipped int
 }
 
 func (m *malformedLimiter) admit(now time.Time, detail string) (string, bool) {
-	if !m.last.IsZero() && now.Sub(m.last) < time.Second && now.Sub(m.last) >= 0 {
+	if !m.last.IsZero() && now.Sub(m.last) < MalformedEvery && now.Sub(m.last) >= 0 {
 		m.skipped++
 		return "", false
 	}
 	m.last = now
 	if m.skipped > 0 {
-		detail = fmt.Sprintf("%s (+%d more malformed scans not recorded)", detail, m.skipped)
+		detail = fmt.Sprintf("%s (+%s not recorded)", detail, plural.N(m.skipped, "more malformed scan", "more malformed scans"))
 		m.skipped = 0
 	}
 	return truncate(detail), true
+}
+
+// due is when the count of the decisions left out is to be recorded: the
+// end of the interval that left them out; zero when none was.
+func (m *malformedLimiter) due() time.Time {
+	if m.skipped == 0 {
+		return time.Time{}
+	}
+	return m.last.Add(MalformedEvery)
+}
+
+// take returns the count of the decisions left out and clears it.
+func (m *malformedLimiter) take() int {
+	n := m.skipped
+	m.skipped = 0
+	return n
 }

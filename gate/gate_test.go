@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +23,7 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/syncbuf"
 	"gateagent/verify"
 )
 
@@ -47,6 +51,7 @@ type rig struct {
 	scans    chan gate.Scan
 	outcomes chan gate.Outcome
 	certs    []verify.Cert
+	logs     *syncbuf.Buffer // the controller's log, as text
 	cancel   context.CancelFunc
 	done     chan error
 }
@@ -99,7 +104,7 @@ func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board), wrap func(gate.Verifier) gate.Verifier) *rig {
 	t.Helper()
 	r := &rig{t: t, pins: hwtest.NewBoard(), clock: clockwork.NewFakeClockAt(now0),
-		scans: make(chan gate.Scan), outcomes: make(chan gate.Outcome, 64)}
+		scans: make(chan gate.Scan), outcomes: make(chan gate.Outcome, 64), logs: &syncbuf.Buffer{}}
 	if pre != nil {
 		pre(r.pins)
 	}
@@ -128,7 +133,8 @@ func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 		gv = wrap(v)
 	}
 	r.ctrl, err = gate.New(gate.Config{Verifier: gv, Log: r.log, Board: r.board, Direction: verify.Entry,
-		Timing: timing, Clock: r.clock, Observe: func(o gate.Outcome) { r.outcomes <- o }})
+		Timing: timing, Clock: r.clock, Observe: func(o gate.Outcome) { r.outcomes <- o },
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +359,12 @@ func TestGrantLapsesWithoutPassage(t *testing.T) {
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay %v, want [locked unlocked locked]", outs)
 		}
+		// The issuer learns that the grant was not used.
+		ev := r.events()
+		if len(ev) != 2 || ev[1].Kind != event.Lapsed || ev[1].Reason != verify.OK || ev[1].CertID != r.certs[1].ID ||
+			ev[1].Detail != "granted but not used: nobody entered within 8s" {
+			t.Fatalf("events %+v, want the grant then its lapse", ev)
+		}
 		// No passage was recorded, so the passenger may scan again.
 		r.scan(r.token(1, verify.StepOf(now0)))
 		r.want(gate.Granted)
@@ -523,7 +535,7 @@ func TestRecordFaultClearsByItself(t *testing.T) {
 				outage = append(outage, e.Detail)
 			}
 		}
-		if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 events not recorded") {
+		if len(outage) != 1 || !strings.Contains(outage[0], "event log could not be written") || !strings.Contains(outage[0], "1 event not recorded") {
 			t.Fatalf("alarm events %q, want the one outage", outage)
 		}
 		r.scan(r.token(0, verify.StepOf(now0)))
@@ -549,7 +561,7 @@ func TestRecordFaultClearsOnTheNextWrite(t *testing.T) {
 			t.Fatalf("record fault not cleared by a grant that was recorded: %+v", st)
 		}
 		ev := r.events()
-		if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 events not recorded") {
+		if len(ev) != 2 || ev[0].Reason != verify.OK || ev[1].Kind != event.Alarm || !strings.Contains(ev[1].Detail, "1 event not recorded") {
 			t.Fatalf("events %+v, want the grant then the outage", ev)
 		}
 	})
@@ -573,26 +585,85 @@ func TestShutdownDuringGrantLocks(t *testing.T) {
 	})
 }
 
+// TestGarbageFloodIsRecordedSparingly: a scanner sending 10,000 garbage
+// lines in half a second leaves one malformed decision in the event log
+// and one line in the log; the quiet timer alone (nobody scans any more)
+// records how many decisions were left out when the second ends, and
+// logs how many lines were held back when the log's interval ends.
 func TestGarbageFloodIsRecordedSparingly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, gate.Timing{})
-		for i := 0; i < 100; i++ {
+		for i := range 10000 {
 			r.scan([]byte("garbage"))
 			r.want(gate.Denied)
+			if i%20 == 19 {
+				r.clock.Advance(time.Millisecond) // 10,000 lines in 0.5 s
+			}
+		}
+		denied := func() []string {
+			var out []string
+			for _, l := range strings.Split(r.logs.String(), "\n") {
+				if strings.Contains(l, "msg=denied") {
+					out = append(out, l)
+				}
+			}
+			return out
 		}
 		if ev := r.events(); len(ev) != 1 {
-			t.Fatalf("%d events for 100 malformed scans in one second, want 1", len(ev))
+			t.Fatalf("%d events for 10,000 malformed scans in one second, want 1", len(ev))
+		}
+		if d := denied(); len(d) != 1 || !strings.Contains(d[0], "reason=MALFORMED length=7") || strings.Contains(d[0], "cert=") {
+			t.Fatalf("log lines for the flood: %q, want one, with the length and no cert", d)
+		}
+		r.advance(500 * time.Millisecond) // the second ends; nobody scans
+		ev := r.events()
+		if len(ev) != 2 || ev[1].Reason != verify.Malformed || ev[1].Detail != "9999 more malformed scans not recorded" || ev[1].CertID != (verify.CertID{}) {
+			t.Fatalf("events %+v, want the timer's count of the 9,999 left out", ev)
+		}
+		r.advance(9 * time.Second) // the log's interval ends
+		if d := denied(); len(d) != 2 || !strings.Contains(d[1], "repeated=9999 over=10s") {
+			t.Fatalf("log lines %q, want the timer's line with repeated=9999", d)
+		}
+		// A quiet interval ends the run: the next garbage line is logged
+		// and recorded at once, and a valid code still opens the gate.
+		r.advance(10 * time.Second)
+		r.scan([]byte("garbage"))
+		r.want(gate.Denied)
+		if ev, d := r.events(), denied(); len(ev) != 3 || len(d) != 3 || strings.Contains(d[2], "repeated") {
+			t.Fatalf("after the flood: %d events, log %q; want a third event and line", len(ev), d)
+		}
+		r.scan(r.token(0, verify.StepOf(r.clock.Now())))
+		r.want(gate.Granted)
+	})
+}
+
+var moreRE = regexp.MustCompile(`(\d+) more malformed scans? not recorded`)
+
+// TestMalformedCountWithTheNextRecord: a malformed scan after the second
+// ended, before the timer, carries the count itself; nothing is counted
+// twice.
+func TestMalformedCountWithTheNextRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		for range 3 {
+			r.scan([]byte("garbage"))
+			r.want(gate.Denied)
 		}
 		r.clock.Advance(2 * time.Second)
 		r.scan([]byte("garbage"))
 		r.want(gate.Denied)
-		ev := r.events()
-		if len(ev) != 2 || !strings.Contains(ev[1].Detail, "+99 more") {
-			t.Fatalf("events %+v, want a second one counting the 99 left out", ev)
+		r.advance(2 * time.Second)
+		r.stop() // at shutdown any count left is recorded
+		left := 0
+		for _, e := range r.events() {
+			if m := moreRE.FindStringSubmatch(e.Detail); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				left += n
+			}
 		}
-		// And a valid code still opens the gate.
-		r.scan(r.token(0, verify.StepOf(now0)))
-		r.want(gate.Granted)
+		if left != 2 {
+			t.Fatalf("events %+v count %d left out, want 2", r.events(), left)
+		}
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"gateagent/event"
 	"gateagent/hw"
+	"gateagent/verify"
 )
 
 // Technicians' tests (gateagent diag relay, diag indicators) and the
@@ -333,7 +334,13 @@ func (c *Controller) endTest(err error) {
 	c.setStatus(func(s *Status) { s.State = idle.String() })
 	t.res.Ended = c.clock.Now()
 	detail := t.detail(err)
-	c.record(event.Event{Kind: event.Technician, Time: c.cfg.Now(), Direction: c.cfg.Direction, Detail: truncate(detail)})
+	// OK: the test ran in full as asked; Undecided: it was cut short or
+	// an output failed (the detail says which).
+	reason := verify.OK
+	if err != nil {
+		reason = verify.Undecided
+	}
+	c.record(event.Event{Kind: event.Technician, Reason: reason, Time: c.cfg.Now(), Direction: c.cfg.Direction, Detail: truncate(detail)})
 	if err != nil {
 		c.log.Warn("technician test ended early or failed", "test", t.res.Kind.String(), "detail", detail)
 	} else {

@@ -179,6 +179,9 @@ func TestRelayTestPassageDuringThePulseConfirms(t *testing.T) {
 		if len(ev) != 1 || ev[0].Kind != event.Technician || ev[0].Detail != "relay test: 1s pulse; passage sensor confirmed at +200ms" {
 			t.Fatalf("events %+v, want the test alone, confirmed", ev)
 		}
+		if ev[0].Reason != verify.OK {
+			t.Errorf("a test that ran in full recorded with reason %v, want OK", ev[0].Reason)
+		}
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay driven %v", outs)
 		}
@@ -356,6 +359,9 @@ func TestEmergencyDuringTechnicianTestTakesOver(t *testing.T) {
 		want := []event.Kind{event.Technician, event.Emergency, event.Emergency}
 		if len(kinds) != 3 || kinds[0] != want[0] || kinds[1] != want[1] || kinds[2] != want[2] {
 			t.Fatalf("events %v, want %v", kinds, want)
+		}
+		if reason := r.events()[0].Reason; reason != verify.Undecided {
+			t.Errorf("a test cut short recorded with reason %v, want UNDECIDED", reason)
 		}
 	})
 }

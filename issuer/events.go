@@ -1,13 +1,17 @@
 package issuer
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/event"
 	"gateagent/feed"
 )
 
@@ -83,6 +87,92 @@ func (is *Issuer) GateEvents(gate string) ([]json.RawMessage, error) {
 		return nil
 	})
 	return out, err
+}
+
+// EventList is one page of a gate's stored events, oldest first: the
+// answer of GET /v1/events?gate=ID. More says that events after the last
+// one are stored too (ask again with after = its seq).
+type EventList struct {
+	GateID string        `json:"gate_id"`
+	Events []event.Event `json:"events"`
+	More   bool          `json:"more"`
+}
+
+// Limits of a page of ListEvents.
+const (
+	DefaultEventPage = 500
+	MaxEventPage     = feed.MaxUploadEvents
+)
+
+// ListEvents returns up to limit events of gate with a sequence number
+// above after, oldest first (limit 0: DefaultEventPage). Reading only.
+func (is *Issuer) ListEvents(gate string, after uint64, limit int) (EventList, error) {
+	l := EventList{GateID: gate, Events: []event.Event{}}
+	if err := checkGateID(gate); err != nil {
+		return l, &Refusal{Code: "bad_gate_id", Message: err.Error()}
+	}
+	switch {
+	case limit == 0:
+		limit = DefaultEventPage
+	case limit < 0 || limit > MaxEventPage:
+		return l, &Refusal{Code: "bad_limit", Message: fmt.Sprintf("limit must be 1 to %d", MaxEventPage)}
+	}
+	err := is.db.View(func(tx *bolt.Tx) error {
+		if after == ^uint64(0) {
+			return nil // nothing comes after the last number
+		}
+		prefix := append([]byte(gate), 0)
+		c := tx.Bucket(bucketUploads).Cursor()
+		for k, v := c.Seek(uploadKey(gate, after+1)); k != nil && len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(l.Events) == limit {
+				l.More = true
+				break
+			}
+			var e event.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
+			}
+			l.Events = append(l.Events, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return EventList{}, fmt.Errorf("issuer: events of gate %s: %w", gate, err)
+	}
+	return l, nil
+}
+
+// serveListEvents answers GET /v1/events?gate=ID[&after=SEQ][&limit=N].
+func (is *Issuer) serveListEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var (
+		after uint64
+		limit int
+		err   error
+	)
+	if s := q.Get("after"); s != "" {
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_after", "after must be a sequence number")
+			return
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
+			writeErr(w, http.StatusBadRequest, "bad_limit", "limit must be 1 to %d", MaxEventPage)
+			return
+		}
+	}
+	l, err := is.ListEvents(q.Get("gate"), after, limit)
+	var ref *Refusal
+	switch {
+	case errors.As(err, &ref):
+		writeJSON(w, http.StatusBadRequest, ref)
+	case err != nil:
+		is.opt.Logger.Error("events", "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal", "the issuer could not read the events: see its log")
+	default:
+		writeJSON(w, http.StatusOK, l)
+	}
 }
 
 func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,7 @@ const ContentType = "application/vnd.gateagent.feed"
 //	GET  /v1/feed/log/{page}          log page; immutable once full
 //	GET  /v1/feed/snapshot/{s}/{after} snapshot page; immutable
 //	POST /v1/events                   gates' event uploads
+//	GET  /v1/events?gate=ID[&after=SEQ][&limit=N]  a gate's stored events, oldest first
 //	POST /v1/applications             apply for a certificate
 //	POST /v1/history                  a document number's last month
 //	POST /v1/certs/{id}/revoke        revoke
@@ -39,6 +40,7 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/feed/log/{page}", is.serveLog)
 	mux.HandleFunc("GET /v1/feed/snapshot/{snap}/{after}", is.serveSnapshot)
 	mux.HandleFunc("POST /v1/events", is.serveEvents)
+	mux.HandleFunc("GET /v1/events", is.serveListEvents)
 	mux.HandleFunc("POST /v1/applications", is.serveApply)
 	mux.HandleFunc("POST /v1/history", is.serveHistory)
 	mux.HandleFunc("POST /v1/certs/{id}/revoke", is.serveRevoke)

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +25,8 @@ import (
 
 	"gateagent/cache"
 	"gateagent/feed"
+	"gateagent/internal/backoff"
+	"gateagent/internal/logging"
 	"gateagent/internal/wait"
 	"gateagent/verify"
 )
@@ -46,8 +47,9 @@ type Config struct {
 	GateID string
 	// Interval between polls when all is well. Default 10 s.
 	Interval time.Duration
-	// MinBackoff and MaxBackoff bound the wait after a failure; it
-	// doubles on each failure, with full jitter. Defaults 1 s and 5 min.
+	// MinBackoff and MaxBackoff bound the wait after a failure: after n
+	// failures in a row it is random in [MinBackoff, MinBackoff·2ⁿ⁻¹],
+	// capped at MaxBackoff (internal/backoff). Defaults 1 s and 5 min.
 	MinBackoff, MaxBackoff time.Duration
 	// RefuseWhenStale makes Guard's store refuse lookups once the cache is
 	// past the feed's maximum age, so the gate sends passengers to the
@@ -188,10 +190,19 @@ func newClient(cfg Config) (*Client, error) {
 func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wctx, stopWatch := context.WithCancel(ctx)
+	// An outage would log a failed round every few seconds while the gate
+	// cannot grant: each kind of trouble is written once, then counted.
+	repeats := logging.NewTimedRepeats(c.log, RepeatEvery)
 	defer func() {
 		stopWatch()
 		wg.Wait()
+		repeats.Close()
 	}()
+	var (
+		lastKey      string    // the repeats' key of the last failure
+		failingSince time.Time // the first failure of the current run of them
+		lastFailures int       // failures in a row before this round
+	)
 	for round := 0; ; round++ {
 		_, err := c.Sync(ctx)
 		if err == nil {
@@ -214,23 +225,43 @@ func (c *Client) Run(ctx context.Context) error {
 		if err != nil {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
-			pause = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
+			pause = backoff.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Delay(c.failures)
 			if c.starved(c.cfg.Now()) {
-				pause = backoff(c.cfg.StaleRetry/2, c.cfg.StaleRetry, 2)
+				pause = backoff.Policy{Min: c.cfg.StaleRetry / 2, Max: c.cfg.StaleRetry}.Delay(2)
 			}
 		} else {
 			c.failures, c.lastErr = 0, nil
 		}
 		failures := c.failures
 		c.mu.Unlock()
-		if err != nil {
-			c.log.Warn("key feed round failed", "err", err, "failures", failures, "retry_in", pause.Round(time.Millisecond))
+		switch {
+		case err != nil:
+			if failures == 1 {
+				failingSince = c.cfg.Now()
+			}
+			tr := Diagnose(err)
+			if key := "round: " + tr.String(); key != lastKey {
+				repeats.End(lastKey)
+				lastKey = key
+			}
+			repeats.Log(slog.LevelWarn, lastKey, "key feed round failed", "err", err, "trouble", tr.String(), "fix", tr.fix(),
+				"failures", failures, "retry_in", pause.Round(time.Millisecond))
+		case lastKey != "":
+			repeats.End(lastKey)
+			lastKey = ""
+			c.log.Info("key feed reachable again after "+c.cfg.Now().Sub(failingSince).Round(time.Second).String(),
+				"failed_rounds", lastFailures)
 		}
+		lastFailures = failures
 		if err := c.pause(ctx, pause); err != nil {
 			return err
 		}
 	}
 }
+
+// RepeatEvery is the interval over which the feed client counts failed
+// rounds of one kind of trouble instead of logging each.
+const RepeatEvery = time.Minute
 
 // pause waits d, or less when the cache turns stale meanwhile (wake).
 func (c *Client) pause(ctx context.Context, d time.Duration) error {
@@ -245,25 +276,6 @@ func (c *Client) pause(ctx context.Context, d time.Duration) error {
 	}()
 	_ = c.cfg.Sleep(sctx, d)
 	return ctx.Err()
-}
-
-// backoff is the wait after n consecutive failures: uniformly random in
-// [min, min·2ⁿ⁻¹] capped at max ("full jitter"), so that the gates of a
-// station do not hammer a recovering issuer in step.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	ceil := lo
-	for i := 1; i < n && ceil < hi; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, hi)
-	if ceil <= lo {
-		return lo
-	}
-	j, err := rand.Int(rand.Reader, big.NewInt(int64(ceil-lo)+1))
-	if err != nil {
-		return ceil
-	}
-	return lo + time.Duration(j.Int64())
 }
 
 // persistEvery is how often an idle round stores the time of the last sync.
@@ -577,7 +589,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	req.Header.Set("Accept", "application/vnd.gateagent.feed")
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("keysync: GET %s: %w (is the issuer reachable from the gate?)", u.Path, err)
+		return nil, fmt.Errorf("keysync: GET %s: %w", u.Path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))

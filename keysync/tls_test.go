@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"io"
 	"log"
+	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gateagent/feed/feedtest"
+	"gateagent/internal/syncbuf"
 	"gateagent/internal/testpki"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
@@ -45,26 +48,48 @@ func TestMutualTLS(t *testing.T) {
 	defer srv.Close()
 
 	for _, tc := range []struct {
-		name string
-		opt  keysync.TLSOptions
-		fail string
+		name    string
+		opt     keysync.TLSOptions
+		fail    string
+		trouble keysync.Trouble
+		key     string // the config key the agent's log points at
 	}{
-		{"station CA and gate certificate", keysync.TLSOptions{CAFile: caFile, CertFile: gc, KeyFile: gk}, ""},
-		{"no client certificate", keysync.TLSOptions{CAFile: caFile}, "certificate"},
-		{"client certificate of another CA", keysync.TLSOptions{CAFile: caFile, CertFile: rogueCert, KeyFile: rogueKey}, "certificate"},
-		{"issuer not signed by the trusted CA", keysync.TLSOptions{CAFile: otherCA, CertFile: gc, KeyFile: gk}, "certificate"},
+		{"station CA and gate certificate", keysync.TLSOptions{CAFile: caFile, CertFile: gc, KeyFile: gk}, "", 0, ""},
+		{"no client certificate", keysync.TLSOptions{CAFile: caFile}, "certificate", keysync.TroubleTLSRefused, "feed.cert_file"},
+		{"client certificate of another CA", keysync.TLSOptions{CAFile: caFile, CertFile: rogueCert, KeyFile: rogueKey}, "certificate", keysync.TroubleTLSRefused, "feed.cert_file"},
+		{"issuer not signed by the trusted CA", keysync.TLSOptions{CAFile: otherCA, CertFile: gc, KeyFile: gk}, "certificate", keysync.TroubleTLSTrust, "feed.ca_file"},
 	} {
 		hc, err := keysync.NewHTTPClient(tc.opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := newGate(t, srv.URL+"/", feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) { c.HTTP = hc })
+		var logs syncbuf.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		g := newGate(t, srv.URL+"/", feedtest.Keyring(t, s.Opts.Signer), func(c *keysync.Config) {
+			c.HTTP = hc
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			c.Sleep = func(context.Context, time.Duration) error { cancel(); return context.Canceled } // one round
+		})
 		_, err = g.Sync(context.Background())
 		switch {
 		case tc.fail == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.fail != "" && (err == nil || !strings.Contains(err.Error(), tc.fail)):
 			t.Errorf("%s: %v, want an error about the %s", tc.name, err, tc.fail)
+		case tc.fail != "" && keysync.Diagnose(err) != tc.trouble:
+			t.Errorf("%s: %v judged %v, want %v", tc.name, err, keysync.Diagnose(err), tc.trouble)
+		}
+		if tc.fail == "" {
+			cancel()
+			continue
+		}
+		// The agent's log says which setting to look at, not "is the
+		// issuer reachable".
+		g.Run(ctx)
+		line := logs.String()
+		if !strings.Contains(line, "key feed round failed") || !strings.Contains(line, "trouble="+tc.trouble.String()) ||
+			!strings.Contains(line, tc.key) || strings.Contains(line, "reachable") {
+			t.Errorf("%s: log %q, want the trouble %v and %s", tc.name, line, tc.trouble, tc.key)
 		}
 	}
 	for _, bad := range []keysync.TLSOptions{{CAFile: filepath.Join(dir, "nope")}, {CAFile: gk}, {CertFile: gc}, {CertFile: gc, KeyFile: caFile}} {

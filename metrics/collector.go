@@ -36,7 +36,9 @@ var (
 
 	descScannerConnected  = newDesc("scanner_connected", "1 when the serial scanner's port is open.")
 	descScannerReconnects = newDesc("scanner_reconnects_total", "Successful reopens of the serial scanner's port after a loss.")
-	descScannerLines      = newDesc("scanner_lines_total", "Frames delivered by the serial scanner.")
+	descScannerLines      = newDesc("scanner_lines_total", "Frames delivered by the serial scanner: codes and rejected lines.")
+	descScannerCodes      = newDesc("scanner_codes_total", "Lines from the serial scanner that read as TR1 codes.")
+	descScannerRejected   = newDesc("scanner_rejected_total", "Lines from the serial scanner that do not read as a TR1 code (refused as MALFORMED).")
 	descScannerOverlong   = newDesc("scanner_overlong_total", "Over-long lines from the serial scanner, dropped.")
 	descScannerSuppressed = newDesc("scanner_suppressed_total", "Repeated frames from the serial scanner suppressed within the repeat window.")
 )
@@ -45,7 +47,7 @@ var sourceDescs = []*prometheus.Desc{
 	descUp, descReady, descNotReady, descBuildInfo, descEmergency,
 	descFeedStale, descFeedFreshTime, descFeedAge, descFeedHead, descFeedLag, descFeedFailures, descClockOffset,
 	descCacheCerts, descCacheFileBytes, descEventsBacklog, descEventsOldest,
-	descScannerConnected, descScannerReconnects, descScannerLines, descScannerOverlong, descScannerSuppressed,
+	descScannerConnected, descScannerReconnects, descScannerLines, descScannerCodes, descScannerRejected, descScannerOverlong, descScannerSuppressed,
 }
 
 // sourceCollector turns Sources into metrics at scrape time. A source
@@ -122,6 +124,8 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descScannerConnected, bool01(st.Connected))
 			counter(descScannerReconnects, st.Reconnects)
 			counter(descScannerLines, st.Lines)
+			counter(descScannerCodes, st.Codes)
+			counter(descScannerRejected, st.Rejected)
 			counter(descScannerOverlong, st.Overlong)
 			counter(descScannerSuppressed, st.Suppressed)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -264,11 +265,12 @@ func fullSources(clk *fakeClock) Sources {
 				MaxAge: 5 * time.Minute, Stale: true, Failures: 2, LastError: "issuer unreachable"}
 		},
 		Scanner: func() (scanner.Stats, bool) {
-			return scanner.Stats{Connected: true, Lines: 40, Suppressed: 2, Overlong: 1, Reconnects: 3}, true
+			return scanner.Stats{Connected: true, Lines: 40, Codes: 37, Rejected: 3, Suppressed: 2, Overlong: 1, Reconnects: 3,
+				Endings: scanner.Endings{CRLF: 41}}, true
 		},
 		Cache: func() (cache.Stats, error) {
-			return cache.Stats{Schema: 3, Certs: 5000, Events: 7, OldestAt: clk.Now().Add(-90 * time.Second), FileSize: 87 << 20,
-				Feed: cache.FeedState{Cursor: 100, KeyID: "k2027"}}, nil
+			return cache.Stats{Schema: 3, Certs: 5000, Events: 7, LastSeq: 1<<53 + 1, OldestAt: clk.Now().Add(-90 * time.Second), FileSize: 87 << 20,
+				Feed: cache.FeedState{Cursor: 100, KeyID: "k2027", MaxAge: 30 * time.Minute, Epoch: 0xfedcba9876543210}}, nil
 		},
 		Ready: func() health.Readiness { return health.Judge(health.Parts{Gate: &gate.Status{}}) },
 	}
@@ -298,6 +300,8 @@ func TestSourceGauges(t *testing.T) {
 	wantSample(t, got, "gateagent_scanner_connected", 1)
 	wantSample(t, got, "gateagent_scanner_reconnects_total", 3)
 	wantSample(t, got, "gateagent_scanner_lines_total", 40)
+	wantSample(t, got, "gateagent_scanner_codes_total", 37)
+	wantSample(t, got, "gateagent_scanner_rejected_total", 3)
 	wantSample(t, got, "gateagent_scanner_overlong_total", 1)
 	wantSample(t, got, "gateagent_scanner_suppressed_total", 2)
 	wantSample(t, got, "gateagent_gate_emergency", 1)
@@ -597,11 +601,15 @@ func TestStatusJSON(t *testing.T) {
 	if s.Gate == nil || s.Gate.State != "locked" || !s.Gate.Emergency || s.Gate.Reasons["OK"] != 3 {
 		t.Errorf("gate: %+v", s.Gate)
 	}
-	if s.Feed == nil || s.Feed.Head != 120 || !s.Feed.Stale || s.Feed.Offset != 1500*time.Millisecond || s.Feed.LastError != "issuer unreachable" {
+	if s.Feed == nil || s.Feed.Head != 120 || !s.Feed.Stale || s.Feed.OffsetSeconds != 1.5 || s.Feed.MaxAgeSeconds != 300 || s.Feed.LastError != "issuer unreachable" {
 		t.Errorf("feed: %+v", s.Feed)
 	}
-	if s.Scanner == nil || !s.Scanner.Present || s.Scanner.Reconnects != 3 || s.Scanner.Lines != 40 {
+	if s.Scanner == nil || !s.Scanner.Present || s.Scanner.Reconnects != 3 || s.Scanner.Lines != 40 || s.Scanner.Codes != 37 ||
+		s.Scanner.Rejected != 3 || s.Scanner.Endings.CRLF != 41 || s.Scanner.Sends != "crlf" {
 		t.Errorf("scanner: %+v", s.Scanner)
+	}
+	if s.Cache != nil && s.Cache.Stats != nil && (s.Cache.Stats.LastSeq != 1<<53+1 || s.Cache.Stats.Feed.Epoch != 0xfedcba9876543210) {
+		t.Errorf("64-bit numbers did not come back whole: %+v", s.Cache.Stats)
 	}
 	if s.Cache == nil || s.Cache.Stats == nil || s.Cache.Stats.Certs != 5000 || s.Cache.Stats.Events != 7 ||
 		s.Cache.Stats.Feed.Cursor != 100 || !s.Cache.ReadAt.Equal(t0.Add(90*time.Second)) || s.Cache.Error != "" {
@@ -624,12 +632,46 @@ func TestStatusJSON(t *testing.T) {
 	if s.Drift.N != 2 || s.Drift.Counts[0] != 1 || s.Drift.Counts[1] != 1 || s.Drift.Mean != 0.5 {
 		t.Errorf("drift: %+v", s.Drift)
 	}
-	// Durations of latency are seconds in JSON; names are snake_case.
-	for _, want := range []string{`"p50_seconds": 0.0012`, `"le_seconds": 0.0005`, `"cache_read_at"`, `"uptime_seconds": 90`, `"started_at"`, `"present": true`} {
+	// Durations are seconds in JSON, the unit in the key; names are
+	// snake_case; 64-bit positions are strings, read whole by JavaScript.
+	for _, want := range []string{`"p50_seconds": 0.0012`, `"le_seconds": 0.0005`, `"cache_read_at"`, `"uptime_seconds": 90`, `"started_at"`, `"present": true`,
+		`"clock_offset_seconds": 1.5`, `"rtt_seconds": 0`, `"max_age_seconds": 300`, `"max_age_seconds": 1800`, `"head": "120"`,
+		`"cursor": "100"`, `"epoch": "18364758544493064720"`, `"last_event_seq": "9007199254740993"`, `"codes": 37`, `"rejected": 3`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("status JSON lacks %s", want)
 		}
 	}
+	// No duration left in nanoseconds, no key of a duration without its unit.
+	for _, bad := range []string{`"clock_offset":`, `"rtt":`, `"max_age":`, `1500000000`, `1800000000000`} {
+		if strings.Contains(string(raw), bad) {
+			t.Errorf("status JSON holds %s:\n%s", bad, raw)
+		}
+	}
+	// Every number a JavaScript reader would get wrong is a string.
+	var generic any
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	if err := dec.Decode(&generic); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for i, x := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), x)
+			}
+		case json.Number:
+			if n, ok := new(big.Int).SetString(string(v), 10); ok && n.CmpAbs(big.NewInt(1<<53)) > 0 {
+				t.Errorf("%s = %s: a number beyond 2^53 in JSON", path, v)
+			}
+		}
+	}
+	walk("", generic)
 
 	// The image scanner, a failing cache and an unhealthy controller.
 	src := fullSources(clk)

@@ -18,6 +18,10 @@ import (
 
 // Status is what /status serves as JSON. A part whose source is nil is
 // absent. Error texts are redacted of cert IDs (see the package comment).
+// Durations are seconds, with the unit in the key ("rtt_seconds"); 64-bit
+// numbers that name a position (sequence numbers, feed cursors, epochs)
+// are strings, since a JSON number above 2^53 loses digits in JavaScript
+// and in every tool built on it.
 type Status struct {
 	GateID        string    `json:"gate_id"`
 	Direction     string    `json:"direction"`
@@ -35,26 +39,61 @@ type Status struct {
 	// hour.
 	ClockRefusals ClockRefusals `json:"clock_refusals_last_hour"`
 
-	Gate    *gate.Status    `json:"gate,omitempty"`
-	Feed    *keysync.Status `json:"feed,omitempty"`
-	Scanner *ScannerStatus  `json:"scanner,omitempty"`
-	Cache   *CacheStatus    `json:"cache,omitempty"`
-	Latency []StageLatency  `json:"latency"`
-	Drift   Drift           `json:"drift"`
+	Gate    *gate.Status   `json:"gate,omitempty"`
+	Feed    *FeedStatus    `json:"feed,omitempty"`
+	Scanner *ScannerStatus `json:"scanner,omitempty"`
+	Cache   *CacheStatus   `json:"cache,omitempty"`
+	Latency []StageLatency `json:"latency"`
+	Drift   Drift          `json:"drift"`
+}
+
+// FeedStatus is the key feed client's state (keysync.Status).
+type FeedStatus struct {
+	Head          uint64    `json:"head,string"`
+	OffsetSeconds float64   `json:"clock_offset_seconds"`
+	OffsetKnown   bool      `json:"clock_offset_known"`
+	RTTSeconds    float64   `json:"rtt_seconds"`
+	FreshAt       time.Time `json:"fresh_at,omitzero"`
+	MaxAgeSeconds float64   `json:"max_age_seconds"`
+	Stale         bool      `json:"stale"`
+	Refusing      bool      `json:"refusing"`
+	Failures      int       `json:"failures"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrAt     time.Time `json:"last_error_at,omitzero"`
+	Uploaded      uint64    `json:"events_uploaded"`
+}
+
+func feedStatusOf(f keysync.Status) *FeedStatus {
+	return &FeedStatus{Head: f.Head, OffsetSeconds: f.Offset.Seconds(), OffsetKnown: f.OffsetOK, RTTSeconds: f.RTT.Seconds(),
+		FreshAt: f.FreshAt, MaxAgeSeconds: f.MaxAge.Seconds(), Stale: f.Stale, Refusing: f.Refusing, Failures: f.Failures,
+		LastError: redact(f.LastError), LastErrAt: f.LastErrAt, Uploaded: f.Uploaded}
 }
 
 // ScannerStatus is the serial scanner's counters (scanner.Stats).
 // Present is false when the gate has no serial scanner; the rest is then
-// zero.
+// zero. Lines are Codes (read as TR1 codes) and Rejected lines.
 type ScannerStatus struct {
 	Present    bool      `json:"present"`
 	Connected  bool      `json:"connected"`
 	Lines      uint64    `json:"lines"`
+	Codes      uint64    `json:"codes"`
+	Rejected   uint64    `json:"rejected"`
 	Suppressed uint64    `json:"suppressed"`
 	Overlong   uint64    `json:"overlong"`
 	Reconnects uint64    `json:"reconnects"`
 	LastScan   time.Time `json:"last_scan,omitzero"`
 	LastError  string    `json:"last_error,omitempty"`
+	// Endings counts the line endings the scanner sent; Sends names them
+	// ("cr", "lf", "crlf", "mixed"; absent before the first).
+	Endings ScannerEndings `json:"endings"`
+	Sends   string         `json:"sends,omitempty"`
+}
+
+// ScannerEndings is scanner.Endings.
+type ScannerEndings struct {
+	CR   uint64 `json:"cr"`
+	LF   uint64 `json:"lf"`
+	CRLF uint64 `json:"crlf"`
 }
 
 // CacheStatus is the last read of the key cache's statistics: when it
@@ -73,7 +112,7 @@ type CacheStats struct {
 	Certs     int       `json:"certs"`
 	Passbacks int       `json:"passbacks"`
 	Events    int       `json:"events"` // not yet acknowledged by the issuer
-	LastSeq   uint64    `json:"last_event_seq"`
+	LastSeq   uint64    `json:"last_event_seq,string"`
 	OldestAt  time.Time `json:"oldest_event_at,omitzero"`
 	FileSize  int64     `json:"file_size"`
 	Feed      CacheFeed `json:"feed"`
@@ -81,19 +120,19 @@ type CacheStats struct {
 
 // CacheFeed is what the cache knows of the key feed (cache.FeedState).
 type CacheFeed struct {
-	Cursor     uint64        `json:"cursor"`
-	KeyID      string        `json:"key_id,omitempty"`
-	IssuerTime time.Time     `json:"issuer_time,omitzero"`
-	MaxAge     time.Duration `json:"max_age"`
-	SyncedAt   time.Time     `json:"synced_at,omitzero"`
-	Epoch      uint64        `json:"epoch,omitempty"`
-	Resync     *CacheResync  `json:"resync,omitempty"`
+	Cursor        uint64       `json:"cursor,string"`
+	KeyID         string       `json:"key_id,omitempty"`
+	IssuerTime    time.Time    `json:"issuer_time,omitzero"`
+	MaxAgeSeconds float64      `json:"max_age_seconds"`
+	SyncedAt      time.Time    `json:"synced_at,omitzero"`
+	Epoch         uint64       `json:"epoch,string,omitempty"`
+	Resync        *CacheResync `json:"resync,omitempty"`
 }
 
 // CacheResync is the progress of a full sync under way.
 type CacheResync struct {
-	Epoch    uint64 `json:"epoch"`
-	Snapshot uint64 `json:"snapshot"`
+	Epoch    uint64 `json:"epoch,string"`
+	Snapshot uint64 `json:"snapshot,string"`
 	Certs    int    `json:"certs"`
 }
 
@@ -101,7 +140,7 @@ func cacheStatsOf(s cache.Stats) *CacheStats {
 	f := s.Feed
 	out := &CacheStats{Schema: s.Schema, Certs: s.Certs, Passbacks: s.Passbacks, Events: s.Events, LastSeq: s.LastSeq,
 		OldestAt: s.OldestAt, FileSize: s.FileSize,
-		Feed: CacheFeed{Cursor: f.Cursor, KeyID: f.KeyID, IssuerTime: f.IssuerTime, MaxAge: f.MaxAge, SyncedAt: f.SyncedAt, Epoch: f.Epoch}}
+		Feed: CacheFeed{Cursor: f.Cursor, KeyID: f.KeyID, IssuerTime: f.IssuerTime, MaxAgeSeconds: f.MaxAge.Seconds(), SyncedAt: f.SyncedAt, Epoch: f.Epoch}}
 	if r := f.Resync; r != nil {
 		out.Feed.Resync = &CacheResync{Epoch: r.Epoch, Snapshot: r.Snapshot, Certs: r.Certs}
 	}
@@ -135,8 +174,7 @@ func (m *Metrics) Status() Status {
 	if m.src.Feed != nil {
 		var f keysync.Status
 		if m.safely("feed", func() { f = m.src.Feed() }) {
-			f.LastError = redact(f.LastError)
-			s.Feed = &f
+			s.Feed = feedStatusOf(f)
 		}
 	}
 	if m.src.Scanner != nil {
@@ -145,8 +183,9 @@ func (m *Metrics) Status() Status {
 		if m.safely("scanner", func() { st, present = m.src.Scanner() }) {
 			s.Scanner = &ScannerStatus{Present: present}
 			if present {
-				s.Scanner = &ScannerStatus{Present: true, Connected: st.Connected, Lines: st.Lines, Suppressed: st.Suppressed,
-					Overlong: st.Overlong, Reconnects: st.Reconnects, LastScan: st.LastScan, LastError: redact(st.LastError)}
+				s.Scanner = &ScannerStatus{Present: true, Connected: st.Connected, Lines: st.Lines, Codes: st.Codes, Rejected: st.Rejected,
+					Suppressed: st.Suppressed, Overlong: st.Overlong, Reconnects: st.Reconnects, LastScan: st.LastScan, LastError: redact(st.LastError),
+					Endings: ScannerEndings{CR: st.Endings.CR, LF: st.Endings.LF, CRLF: st.Endings.CRLF}, Sends: st.Endings.Sent()}
 			}
 		}
 	}

@@ -9,7 +9,7 @@ import (
 func TestConfigDefaults(t *testing.T) {
 	c := Config{Port: "/dev/gate-scanner"}.WithDefaults()
 	want := Config{Port: "/dev/gate-scanner", Baud: 9600, Parity: "none", DataBits: 8, StopBits: 1,
-		Terminator: CR, MaxLine: 512, MinBackoff: 250 * time.Millisecond, MaxBackoff: 5 * time.Second}
+		Terminator: Auto, MaxLine: 512, MinBackoff: 250 * time.Millisecond, MaxBackoff: 5 * time.Second}
 	if c != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
 	}
@@ -47,7 +47,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.DataBits = 5 }, "data bits 5: use 7 or 8"},
 		{func(c *Config) { c.DataBits = -1 }, "data bits -1"},
 		{func(c *Config) { c.StopBits = 3 }, "stop bits 3: use 1 or 2"},
-		{func(c *Config) { c.Terminator = 7 }, "terminator 7 unknown: use cr, lf or crlf"},
+		{func(c *Config) { c.Terminator = 7 }, "terminator 7 unknown: use auto, cr, lf or crlf"},
 		{func(c *Config) { c.MaxLine = 64<<10 + 1 }, "max line 65537 bytes: use 1 to 65536"},
 		{func(c *Config) { c.MaxLine = -1 }, "max line -1"},
 		{func(c *Config) { c.RepeatWindow = -time.Second }, "repeat window -1s is negative"},

@@ -18,10 +18,15 @@
 //
 // # Framing
 //
-// A scanner sends each code followed by a terminator: CR (the default), LF
-// or CRLF. Framer cuts the byte stream into lines: only the terminator is
-// stripped, so a code keeps its trailing spaces, NULs and any other byte.
-// Empty lines are skipped. A line longer than Config.MaxLine (512 bytes by
+// A scanner sends each code followed by a terminator: CR, LF or CRLF.
+// Framer cuts the byte stream into lines: only the terminator is stripped,
+// so a code keeps its trailing spaces, NULs and any other byte. Empty lines
+// are skipped. The default terminator, Auto, ends a line at a CR or an LF,
+// so a scanner sending any of the three works, a CRLF never leaves an LF at
+// the start of the next code, and a code is delivered at its first ending
+// byte. Whatever the setting, Stats.Endings counts the endings the scanner
+// actually sends (diag compares them with the setting), and Stats counts
+// the lines that read as TR1 codes apart from the rejected ones. A line longer than Config.MaxLine (512 bytes by
 // default, at most 64 KiB) is dropped when its terminator arrives, and
 // logged with its length and counted (Stats.Overlong); the lines after it
 // are delivered intact. Memory is bounded whatever the input: the Framer
@@ -43,7 +48,9 @@
 // logs it ("scanner port lost"), closes it and tries again with
 // exponential backoff from MinBackoff to MaxBackoff, with jitter, until it
 // opens again ("scanner port open"); Stats.Reconnects counts such
-// recoveries. Run returns only when its context ends, closing the port so
+// recoveries, and Stats.LastError is cleared. A port that stays absent is
+// logged once, then its failed opens are counted in a line a minute
+// (RepeatEvery), as are over-long lines. Run returns only when its context ends, closing the port so
 // that no read is left pending.
 //
 // # Privacy

@@ -11,16 +11,23 @@ import (
 // Terminator ends a frame on the wire.
 type Terminator uint8
 
-// The terminators a scanner can be set to send after each code.
+// The terminators a scanner can be set to send after each code, and Auto.
 const (
 	CR   Terminator = iota + 1 // carriage return, "\r" (most scanners' default)
 	LF                         // line feed, "\n"
 	CRLF                       // "\r\n"
+	// Auto ends a code at a CR, an LF or a CRLF, whichever the scanner
+	// sends (the default): a CR or an LF each end a line and the empty
+	// line between the two of a CRLF is skipped, so no code starts with
+	// the LF. A code can then hold neither byte (a TR1 code never does).
+	Auto
 )
 
-// ParseTerminator parses "cr", "lf" or "crlf", in any case.
+// ParseTerminator parses "auto", "cr", "lf" or "crlf", in any case.
 func ParseTerminator(s string) (Terminator, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "auto":
+		return Auto, nil
 	case "cr":
 		return CR, nil
 	case "lf":
@@ -28,13 +35,15 @@ func ParseTerminator(s string) (Terminator, error) {
 	case "crlf":
 		return CRLF, nil
 	}
-	return 0, fmt.Errorf("scanner: terminator %q unknown: use cr, lf or crlf (as set in the scanner)", s)
+	return 0, fmt.Errorf("scanner: terminator %q unknown: use auto, cr, lf or crlf (auto takes whichever the scanner sends)", s)
 }
 
-// String returns "cr", "lf" or "crlf" (or "Terminator(N)" for a value that
-// is none of them).
+// String returns "auto", "cr", "lf" or "crlf" (or "Terminator(N)" for a
+// value that is none of them).
 func (t Terminator) String() string {
 	switch t {
+	case Auto:
+		return "auto"
 	case CR:
 		return "cr"
 	case LF:
@@ -45,7 +54,63 @@ func (t Terminator) String() string {
 	return fmt.Sprintf("Terminator(%d)", uint8(t))
 }
 
-func (t Terminator) valid() bool { return t >= CR && t <= CRLF }
+func (t Terminator) valid() bool { return t >= CR && t <= Auto }
+
+// Endings counts the line endings a scanner sent, whatever the framing:
+// a CR followed by an LF is one CRLF, a CR alone a CR, an LF alone an LF.
+// It says which terminator the scanner actually sends.
+type Endings struct {
+	CR, LF, CRLF uint64
+}
+
+// Add returns the sum of e and o.
+func (e Endings) Add(o Endings) Endings {
+	return Endings{CR: e.CR + o.CR, LF: e.LF + o.LF, CRLF: e.CRLF + o.CRLF}
+}
+
+// Total is the number of endings counted.
+func (e Endings) Total() uint64 { return e.CR + e.LF + e.CRLF }
+
+// Sent names the terminator the scanner sends: "cr", "lf" or "crlf" when
+// every ending counted is of that kind, "mixed" when they differ, and ""
+// when none was counted.
+func (e Endings) Sent() string {
+	kinds := 0
+	name := ""
+	for _, k := range []struct {
+		n    uint64
+		name string
+	}{{e.CR, "cr"}, {e.LF, "lf"}, {e.CRLF, "crlf"}} {
+		if k.n > 0 {
+			kinds++
+			name = k.name
+		}
+	}
+	switch kinds {
+	case 0:
+		return ""
+	case 1:
+		return name
+	}
+	return "mixed"
+}
+
+// Ends reports whether a framer set to t cuts every line at the endings
+// counted in e without leaving a terminator's byte in the next line: Auto
+// takes any; CR takes CR only, LF only LF, CRLF only CRLF.
+func (t Terminator) Ends(e Endings) bool {
+	switch t {
+	case Auto:
+		return true
+	case CR:
+		return e.LF == 0 && e.CRLF == 0
+	case LF:
+		return e.CR == 0 && e.CRLF == 0
+	case CRLF:
+		return e.CR == 0 && e.LF == 0
+	}
+	return false
+}
 
 // Frame is one frame cut from the stream by a Framer: a line, or the
 // length of a line too long to keep.
@@ -65,7 +130,9 @@ type Frame struct {
 // Framer splits a byte stream into lines bounded in length.
 //
 // Only the terminator is stripped: spaces, NULs and every other byte are
-// part of the line. Empty lines (a terminator alone) are skipped. A line
+// part of the line. Empty lines (a terminator alone) are skipped. With
+// Auto, a CR and an LF each end a line (so a CRLF ends one, and the empty
+// line between its two bytes is skipped). A line
 // longer than maxLine bytes is not kept: only its length is counted, and it
 // is reported once, as a Frame with Dropped set, when its terminator
 // arrives. The Framer never holds more than maxLine bytes, whatever it is
@@ -86,14 +153,17 @@ type Framer struct {
 	at    time.Time // the current FeedAt call's time
 	began time.Time // when the current line's first byte was fed
 	crAt  time.Time // when the pending CR was fed
+
+	endings Endings // the endings counted, but for lastCR
+	lastCR  bool    // the last byte fed was a CR: a CR or a CRLF, as the next byte says
 }
 
 // NewFramer returns a Framer for lines ended by t, of at most maxLine bytes.
-// A maxLine below 1 is taken as 1, and an unknown terminator as CR (Config
-// and ParseTerminator refuse both).
+// A maxLine below 1 is taken as 1, and an unknown terminator as Auto
+// (Config and ParseTerminator refuse both).
 func NewFramer(t Terminator, maxLine int) *Framer {
 	if !t.valid() {
-		t = CR
+		t = Auto
 	}
 	return &Framer{term: t, max: max(maxLine, 1)}
 }
@@ -103,8 +173,40 @@ func NewFramer(t Terminator, maxLine int) *Framer {
 // terminator is not counted.
 func (f *Framer) Pending() int { return len(f.buf) }
 
+// Endings returns the line endings fed so far (a CR last fed counts as a
+// CR until an LF makes it a CRLF).
+func (f *Framer) Endings() Endings {
+	e := f.endings
+	if f.lastCR {
+		e.CR++
+	}
+	return e
+}
+
+// count counts the endings in p.
+func (f *Framer) count(p []byte) {
+	for _, b := range p {
+		switch {
+		case f.lastCR && b == '\n':
+			f.endings.CRLF++
+			f.lastCR = false
+			continue
+		case f.lastCR:
+			f.endings.CR++
+		}
+		f.lastCR = b == '\r'
+		if b == '\n' {
+			f.endings.LF++
+		}
+	}
+}
+
 // Reset discards the unterminated line, as after the stream was cut.
 func (f *Framer) Reset() {
+	if f.lastCR {
+		f.endings.CR++
+		f.lastCR = false
+	}
 	f.buf, f.n, f.pending = f.buf[:0], 0, false
 	f.began, f.crAt = time.Time{}, time.Time{}
 }
@@ -120,6 +222,19 @@ func (f *Framer) FeedAt(p []byte, at time.Time, emit func(Frame)) {
 	f.at = at
 	if emit == nil {
 		emit = func(Frame) {}
+	}
+	f.count(p)
+	if f.term == Auto {
+		for {
+			i := bytes.IndexAny(p, "\r\n")
+			if i < 0 {
+				f.absorb(p)
+				return
+			}
+			f.absorb(p[:i])
+			f.end(emit)
+			p = p[i+1:]
+		}
 	}
 	if f.term != CRLF {
 		sep := byte('\r')

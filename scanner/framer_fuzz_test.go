@@ -10,8 +10,15 @@ import (
 // terminators, empty ones skipped, the unterminated tail left out (it is
 // returned as tail).
 func referenceFrames(data []byte, term Terminator, maxLine int) (frames []got, tail []byte) {
-	sep := map[Terminator][]byte{CR: []byte("\r"), LF: []byte("\n"), CRLF: []byte("\r\n")}[term]
-	pieces := bytes.Split(data, sep)
+	var pieces [][]byte
+	if term == Auto {
+		// Either byte ends a line: split at CR after turning every LF
+		// into one.
+		pieces = bytes.Split(bytes.ReplaceAll(data, []byte("\n"), []byte("\r")), []byte("\r"))
+	} else {
+		sep := map[Terminator][]byte{CR: []byte("\r"), LF: []byte("\n"), CRLF: []byte("\r\n")}[term]
+		pieces = bytes.Split(data, sep)
+	}
 	tail = pieces[len(pieces)-1]
 	for _, p := range pieces[:len(pieces)-1] {
 		switch {
@@ -25,6 +32,17 @@ func referenceFrames(data []byte, term Terminator, maxLine int) (frames []got, t
 	return frames, tail
 }
 
+// referenceEndings counts the endings in data at once: each "\r\n" one
+// CRLF, then each CR and LF left one of its kind.
+func referenceEndings(data []byte) Endings {
+	crlf := bytes.Count(data, []byte("\r\n"))
+	return Endings{
+		CR:   uint64(bytes.Count(data, []byte("\r")) - crlf),
+		LF:   uint64(bytes.Count(data, []byte("\n")) - crlf),
+		CRLF: uint64(crlf),
+	}
+}
+
 // FuzzFramer feeds an arbitrary stream in random chunks and checks the
 // frames against the reference splitter, for each terminator.
 func FuzzFramer(f *testing.F) {
@@ -34,9 +52,15 @@ func FuzzFramer(f *testing.F) {
 	f.Add([]byte("0123456789abcdef\r\nshort\r\n"), uint64(3), uint8(7))
 	f.Add([]byte("\r\r\r\n\n\n\r\n"), uint64(4), uint8(0))
 	f.Add(bytes.Repeat([]byte("x\r"), 100), uint64(5), uint8(1))
+	// Auto's cases: a code per ending kind, endings split over reads,
+	// empty lines between, a lone LF first.
+	f.Add([]byte("TR1:A\rTR1:B\nTR1:C\r\nTR1:D\n\r"), uint64(6), uint8(9))
+	f.Add([]byte("\nTR1:X\r\n\r\n\r\r\n\nY"), uint64(7), uint8(4))
+	f.Add(bytes.Repeat([]byte("ab\r\n"), 50), uint64(8), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64, ml uint8) {
 		maxLine := int(ml%40) + 1
-		for _, term := range []Terminator{CR, LF, CRLF} {
+		wantEndings := referenceEndings(data)
+		for _, term := range []Terminator{CR, LF, CRLF, Auto} {
 			rng := rand.New(rand.NewPCG(seed, uint64(term)))
 			fr := NewFramer(term, maxLine)
 			var frames []got
@@ -52,7 +76,8 @@ func FuzzFramer(f *testing.F) {
 					t.Fatalf("%v: empty line emitted", term)
 				case len(x.Line) > maxLine:
 					t.Fatalf("%v: line of %d bytes, more than maxLine %d", term, len(x.Line), maxLine)
-				case term == CR && bytes.IndexByte(x.Line, '\r') >= 0,
+				case term == Auto && bytes.IndexAny(x.Line, "\r\n") >= 0,
+					term == CR && bytes.IndexByte(x.Line, '\r') >= 0,
 					term == LF && bytes.IndexByte(x.Line, '\n') >= 0,
 					term == CRLF && bytes.Contains(x.Line, []byte("\r\n")):
 					t.Fatalf("%v: line %q holds its terminator", term, x.Line)
@@ -78,6 +103,9 @@ func FuzzFramer(f *testing.F) {
 				if frames[i] != want[i] {
 					t.Fatalf("%v, maxLine %d: frame %d is %v, want %v", term, maxLine, i, frames[i], want[i])
 				}
+			}
+			if e := fr.Endings(); e != wantEndings {
+				t.Fatalf("%v: endings %+v, want %+v", term, e, wantEndings)
 			}
 			held := len(tail)
 			if term == CRLF && bytes.HasSuffix(tail, []byte("\r")) {

@@ -39,7 +39,7 @@ func TestParseTerminator(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want Terminator
-	}{{"cr", CR}, {"CR", CR}, {"lf", LF}, {"Lf", LF}, {"crlf", CRLF}, {"CRLF", CRLF}} {
+	}{{"auto", Auto}, {"AUTO", Auto}, {"cr", CR}, {"CR", CR}, {"lf", LF}, {"Lf", LF}, {"crlf", CRLF}, {"CRLF", CRLF}} {
 		got, err := ParseTerminator(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("ParseTerminator(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
@@ -54,7 +54,7 @@ func TestParseTerminator(t *testing.T) {
 			t.Errorf("ParseTerminator(%q) accepted", in)
 			continue
 		}
-		if !strings.Contains(err.Error(), "cr, lf or crlf") {
+		if !strings.Contains(err.Error(), "auto, cr, lf or crlf") {
 			t.Errorf("ParseTerminator(%q) error %q does not list the accepted values", in, err)
 		}
 	}
@@ -101,6 +101,15 @@ func TestFramer(t *testing.T) {
 		{"tail held up to max", CR, 3, []string{"A\rtail"}, []got{{line: "A"}}, 3},
 		{"crlf tail cr not held", CRLF, 512, []string{"ab\r"}, nil, 2},
 		{"nothing", CR, 512, []string{""}, nil, 0},
+		{"auto cr", Auto, 512, []string{"a\rb\r"}, []got{{line: "a"}, {line: "b"}}, 0},
+		{"auto lf", Auto, 512, []string{"a\nb\n"}, []got{{line: "a"}, {line: "b"}}, 0},
+		{"auto crlf", Auto, 512, []string{"a\r\nb\r\n"}, []got{{line: "a"}, {line: "b"}}, 0},
+		{"auto crlf split between cr and lf", Auto, 512, []string{"a\r", "\nb\r", "\n"}, []got{{line: "a"}, {line: "b"}}, 0},
+		{"auto mixed", Auto, 512, []string{"a\rb\nc\r\nd\n\re\r"}, []got{{line: "a"}, {line: "b"}, {line: "c"}, {line: "d"}, {line: "e"}}, 0},
+		{"auto empty lines skipped", Auto, 512, []string{"\r\n\r\n\n\rA\r\n\r\n"}, []got{{line: "A"}}, 0},
+		{"auto code ends at its cr, not waiting for the lf", Auto, 512, []string{"TR1:X\r"}, []got{{line: "TR1:X"}}, 0},
+		{"auto over-long dropped", Auto, 3, []string{"abcd\r\nok\n"}, []got{{dropped: 4}, {line: "ok"}}, 0},
+		{"auto tail held", Auto, 512, []string{"A\r\ntail"}, []got{{line: "A"}}, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var chunks [][]byte
@@ -132,11 +141,67 @@ func TestFramer(t *testing.T) {
 	}
 }
 
+// TestFramerEndings: the endings the scanner sends are counted whatever
+// the framing, a CRLF split over two reads as one CRLF.
+func TestFramerEndings(t *testing.T) {
+	for _, tc := range []struct {
+		chunks []string
+		want   Endings
+		sent   string
+	}{
+		{[]string{"a\rb\r"}, Endings{CR: 2}, "cr"},
+		{[]string{"a\nb\n"}, Endings{LF: 2}, "lf"},
+		{[]string{"a\r\nb\r", "\n"}, Endings{CRLF: 2}, "crlf"},
+		{[]string{"a\r\nb\rc\n"}, Endings{CR: 1, LF: 1, CRLF: 1}, "mixed"},
+		{[]string{"\r\r\n\n\r"}, Endings{CR: 2, LF: 1, CRLF: 1}, "mixed"},
+		{[]string{"no ending"}, Endings{}, ""},
+	} {
+		for _, term := range []Terminator{Auto, CR, LF, CRLF} {
+			f := NewFramer(term, 512)
+			for _, c := range tc.chunks {
+				f.Feed([]byte(c), nil)
+			}
+			if got := f.Endings(); got != tc.want || got.Sent() != tc.sent {
+				t.Errorf("%v %q: endings %+v (%q), want %+v (%q)", term, tc.chunks, got, got.Sent(), tc.want, tc.sent)
+			}
+		}
+	}
+	// A CR last fed counts as a CR until an LF follows.
+	f := NewFramer(Auto, 512)
+	f.Feed([]byte("a\r"), nil)
+	if e := f.Endings(); e != (Endings{CR: 1}) {
+		t.Fatalf("after a\\r: %+v, want one CR", e)
+	}
+	f.Feed([]byte("\n"), nil)
+	if e := f.Endings(); e != (Endings{CRLF: 1}) {
+		t.Fatalf("after the LF: %+v, want one CRLF", e)
+	}
+}
+
+func TestTerminatorEnds(t *testing.T) {
+	cr, lf, crlf, mixed := Endings{CR: 3}, Endings{LF: 3}, Endings{CRLF: 3}, Endings{CR: 1, CRLF: 1}
+	for _, tc := range []struct {
+		term Terminator
+		e    Endings
+		want bool
+	}{
+		{Auto, cr, true}, {Auto, lf, true}, {Auto, crlf, true}, {Auto, mixed, true},
+		{CR, cr, true}, {CR, crlf, false}, {CR, lf, false},
+		{LF, lf, true}, {LF, crlf, false},
+		{CRLF, crlf, true}, {CRLF, cr, false}, {CRLF, mixed, false},
+		{CR, Endings{}, true},
+	} {
+		if got := tc.term.Ends(tc.e); got != tc.want {
+			t.Errorf("%v.Ends(%+v) = %v, want %v", tc.term, tc.e, got, tc.want)
+		}
+	}
+}
+
 // TestFramerBounded feeds 1 MB without a terminator in random-size chunks:
 // the Framer never holds more than maxLine bytes, then reports the line
 // once with its full length and delivers the next line intact.
 func TestFramerBounded(t *testing.T) {
-	for _, term := range []Terminator{CR, LF, CRLF} {
+	for _, term := range []Terminator{CR, LF, CRLF, Auto} {
 		t.Run(term.String(), func(t *testing.T) {
 			const maxLine = 512
 			rng := rand.New(rand.NewPCG(1, uint64(term)))
@@ -161,7 +226,7 @@ func TestFramerBounded(t *testing.T) {
 			if len(frames) != 0 {
 				t.Fatalf("frames %v before any terminator", frames)
 			}
-			end := map[Terminator]string{CR: "\r", LF: "\n", CRLF: "\r\n"}[term]
+			end := map[Terminator]string{CR: "\r", LF: "\n", CRLF: "\r\n", Auto: "\r\n"}[term]
 			f.Feed([]byte(end+"TR1:OK "+end), emit)
 			want := []got{{dropped: len(big)}, {line: "TR1:OK "}}
 			if fmt.Sprint(frames) != fmt.Sprint(want) {
@@ -260,4 +325,20 @@ func TestFramerBegan(t *testing.T) {
 			t.Errorf("frame from Feed began at %v, want zero", fr.Began)
 		}
 	})
+}
+
+// BenchmarkFramer frames 58-byte codes each ended by CRLF, fed 4 KiB at a
+// time as the serial read delivers them, per terminator setting.
+func BenchmarkFramer(b *testing.B) {
+	code := "TR1:" + strings.Repeat("A", 54)
+	stream := []byte(strings.Repeat(code+"\r\n", 4096/(len(code)+2)))
+	for _, term := range []Terminator{CRLF, Auto, CR} {
+		b.Run(term.String(), func(b *testing.B) {
+			f := NewFramer(term, 512)
+			b.SetBytes(int64(len(stream)))
+			for b.Loop() {
+				f.Feed(stream, func(Frame) {})
+			}
+		})
+	}
 }

@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"gateagent/gate"
+	"gateagent/internal/backoff"
+	"gateagent/internal/logging"
 	"gateagent/internal/wait"
+	"gateagent/verify"
 
 	"go.bug.st/serial"
 )
@@ -41,7 +43,7 @@ type Config struct {
 	Parity       string        // "none" (default), "even", "odd"
 	DataBits     int           // 7 or 8 (default 8)
 	StopBits     int           // 1 (default) or 2
-	Terminator   Terminator    // default CR
+	Terminator   Terminator    // default Auto (CR, LF or CRLF)
 	MaxLine      int           // default 512; at most MaxLineLimit (64 KiB)
 	RepeatWindow time.Duration // 0 disables; see Dedup (the daemon's default is DefaultRepeatWindow, 2s)
 	MinBackoff   time.Duration // default 250ms
@@ -65,7 +67,7 @@ func (c Config) WithDefaults() Config {
 		c.StopBits = 1
 	}
 	if c.Terminator == 0 {
-		c.Terminator = CR
+		c.Terminator = Auto
 	}
 	if c.MaxLine == 0 {
 		c.MaxLine = DefaultMaxLine
@@ -103,7 +105,7 @@ func (c Config) Validate() error {
 		bad("stop bits %d: use 1 or 2 (as set in the scanner)", c.StopBits)
 	}
 	if !c.Terminator.valid() {
-		bad("terminator %d unknown: use cr, lf or crlf", uint8(c.Terminator))
+		bad("terminator %d unknown: use auto, cr, lf or crlf", uint8(c.Terminator))
 	}
 	if c.MaxLine < 1 || c.MaxLine > MaxLineLimit {
 		bad("max line %d bytes: use 1 to %d", c.MaxLine, MaxLineLimit)
@@ -137,8 +139,13 @@ type Options struct {
 
 // Stats are a serial scanner's counters.
 type Stats struct {
-	Connected  bool
-	Lines      uint64 // frames delivered
+	Connected bool
+	// Lines counts the frames delivered: Codes that read as a TR1 code
+	// and Rejected lines that do not (garbage, a wrong terminator, a
+	// misread; the gate refuses them as MALFORMED).
+	Lines      uint64
+	Codes      uint64
+	Rejected   uint64
 	Suppressed uint64 // repeats suppressed
 	Overlong   uint64 // over-long lines dropped
 	Reconnects uint64 // successful reopens after a loss
@@ -146,9 +153,14 @@ type Stats struct {
 	OpenFailures uint64
 	// Bytes counts what the scanner sent: bytes but no lines mean it
 	// sends codes the framing does not end (a wrong terminator).
-	Bytes     uint64
-	LastScan  time.Time
-	LastError string // the last open/read error, for diag
+	Bytes uint64
+	// Endings counts the line endings the scanner sent (CR, LF, CRLF),
+	// whatever the configured terminator: which one it actually sends.
+	Endings  Endings
+	LastScan time.Time
+	// LastError is the open or read error since the port was last
+	// opened, for diag; cleared when it opens again.
+	LastError string
 }
 
 // Serial reads scans from a scanner on a serial line.
@@ -236,6 +248,13 @@ func open(cfg Config) (serial.Port, error) {
 	return nil, fmt.Errorf("scanner: open %s: %w: %s", cfg.Port, err, hint)
 }
 
+// RepeatEvery is the interval over which the scanner counts a repeated
+// log line (the port not available, a line too long) instead of writing it.
+const RepeatEvery = time.Minute
+
+// openKey is the prefix of the repeats' key of an open failure.
+const openKey = "open: "
+
 // readBufSize is the size of each read from the port.
 const readBufSize = 4096
 
@@ -244,7 +263,7 @@ const readBufSize = 4096
 //
 // When the port vanishes or fails it logs "scanner port lost", closes it and
 // reopens it with exponential backoff (MinBackoff doubling up to
-// MaxBackoff, with jitter) until that succeeds, and logs "scanner port
+// MaxBackoff, with jitter: internal/backoff) until that succeeds, and logs "scanner port
 // open". A port that cannot be opened at start is retried the same way.
 // Over-long lines are dropped, logged with their length and counted;
 // repeats within the repeat window are suppressed and counted. The text
@@ -262,8 +281,13 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 	defer s.running.Store(false)
 
 	log := s.log.With("port", s.cfg.Port)
+	// A scanner left unplugged would log the same line every few seconds,
+	// and one that sends garbage a line per line: each kind is written
+	// once and then counted.
+	repeats := logging.NewTimedRepeats(log, RepeatEvery)
+	defer repeats.Close()
 	dedup := NewDedup(s.cfg.RepeatWindow)
-	backoff := s.cfg.MinBackoff
+	retry := backoff.New(s.cfg.MinBackoff, s.cfg.MaxBackoff)
 	everOpen := false
 	lastOpenErr := ""
 	for {
@@ -274,24 +298,21 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		if err != nil {
 			msg := err.Error()
 			s.update(func(st *Stats) { st.LastError = msg; st.OpenFailures++ })
-			pause := jitter(backoff)
-			// A scanner left unplugged would log the same line every few
-			// seconds: only a change is a warning.
-			level := slog.LevelWarn
-			if msg == lastOpenErr {
-				level = slog.LevelDebug
+			pause := retry.Fail()
+			if msg != lastOpenErr {
+				repeats.End(openKey + lastOpenErr)
 			}
 			lastOpenErr = msg
-			log.Log(ctx, level, "scanner port not available", "err", err, "retry_in", pause)
+			repeats.Log(slog.LevelWarn, openKey+msg, "scanner port not available", "err", err, "retry_in", pause)
 			if wait.Sleep(ctx, pause) != nil {
 				return ctx.Err()
 			}
-			backoff = min(2*backoff, s.cfg.MaxBackoff)
 			continue
 		}
+		repeats.End(openKey + lastOpenErr)
 		lastOpenErr = ""
 		s.update(func(st *Stats) {
-			st.Connected = true
+			st.Connected, st.LastError = true, ""
 			if everOpen {
 				st.Reconnects++
 			}
@@ -301,7 +322,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 			"stop_bits", s.cfg.StopBits, "terminator", s.cfg.Terminator.String())
 		opened := time.Now()
 
-		err = s.read(ctx, port, out, dedup, log)
+		err = s.read(ctx, port, out, dedup, log, repeats)
 		_ = port.Close()
 		s.update(func(st *Stats) { st.Connected = false })
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -312,24 +333,24 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		// A port that stayed up a while starts the backoff afresh; one
 		// that fails at once keeps growing it.
 		if time.Since(opened) >= s.cfg.MaxBackoff {
-			backoff = s.cfg.MinBackoff
+			retry.Reset()
 		}
-		pause := jitter(backoff)
+		pause := retry.Fail()
 		log.Warn("scanner port lost", "err", err, "retry_in", pause)
 		if wait.Sleep(ctx, pause) != nil {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
 }
 
 // read reads frames from port until it fails or ctx ends.
-func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Scan, dedup *Dedup, log *slog.Logger) error {
+func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Scan, dedup *Dedup, log *slog.Logger, repeats *logging.Repeats) error {
 	// Closing the port from another goroutine unblocks a pending Read.
 	stop := context.AfterFunc(ctx, func() { _ = port.Close() })
 	defer stop()
 
 	fr := NewFramer(s.cfg.Terminator, s.cfg.MaxLine)
+	base := s.Stats().Endings // those of the connections before this one
 	buf := make([]byte, readBufSize)
 	var at time.Time
 	aborted := false
@@ -339,7 +360,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		}
 		if f.Dropped > 0 {
 			s.update(func(st *Stats) { st.Overlong++ })
-			log.Warn("scanner line too long, dropped", "length", f.Dropped, "max_line", s.cfg.MaxLine)
+			repeats.Log(slog.LevelWarn, "overlong", "scanner line too long, dropped", "length", f.Dropped, "max_line", s.cfg.MaxLine)
 			return
 		}
 		if dedup.Seen(f.Line, at) {
@@ -348,15 +369,29 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 			return
 		}
 		scan := gate.Scan{Text: bytes.Clone(f.Line), At: at, Began: f.Began, Source: s.cfg.Port}
+		endings := base.Add(fr.Endings()) // as of this read, before the scan is handed on
 		// Counted before the send, so that a consumer that has the scan
 		// sees it in Stats; taken back if it is never taken.
 		var prev time.Time
-		s.update(func(st *Stats) { st.Lines++; prev, st.LastScan = st.LastScan, at })
+		// A line that does not read as a TR1 code is still the gate's to
+		// refuse (MALFORMED, with the passenger told to scan again); it
+		// is counted apart from the codes.
+		_, perr := verify.ParseToken(scan.Text)
+		code := perr == nil
+		count := func(st *Stats, d uint64) {
+			st.Lines += d
+			if code {
+				st.Codes += d
+			} else {
+				st.Rejected += d
+			}
+		}
+		s.update(func(st *Stats) { count(st, 1); prev, st.LastScan, st.Endings = st.LastScan, at, endings })
 		select {
 		case out <- scan:
-			log.Debug("scanner line", "length", len(scan.Text))
+			log.Debug("scanner line", "length", len(scan.Text), "code", code)
 		case <-ctx.Done():
-			s.update(func(st *Stats) { st.Lines--; st.LastScan = prev })
+			s.update(func(st *Stats) { count(st, ^uint64(0)); st.LastScan = prev })
 			aborted = true
 		}
 	}
@@ -366,6 +401,8 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		if n > 0 {
 			s.update(func(st *Stats) { st.Bytes += uint64(n) })
 			fr.FeedAt(buf[:n], at, emit)
+			e := base.Add(fr.Endings())
+			s.update(func(st *Stats) { st.Endings = e })
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
@@ -378,12 +415,4 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 			return fmt.Errorf("scanner: read %s: %w", s.cfg.Port, err)
 		}
 	}
-}
-
-// jitter returns a duration between d/2 and d.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
 }

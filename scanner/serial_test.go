@@ -22,6 +22,7 @@ import (
 
 	"gateagent/scanner"
 	"gateagent/scanner/scannertest"
+	"gateagent/verify"
 )
 
 // run is a Serial running in the background.
@@ -183,10 +184,11 @@ func TestSerialSurvivesGarbage(t *testing.T) {
 		}
 		junk.WriteByte('\r')
 	}
-	// What the scanner should deliver of it: the non-empty pieces (junk
-	// ends with a CR, so the last piece of the split is empty).
+	// What the scanner should deliver of it: the non-empty pieces between
+	// CRs and LFs (the default terminator, auto, ends a line at either;
+	// junk ends with a CR, so the last piece of the split is empty).
 	var wantJunk int
-	for _, p := range bytes.Split(junk.Bytes(), []byte("\r")) {
+	for _, p := range bytes.FieldsFunc(junk.Bytes(), func(r rune) bool { return r == '\r' || r == '\n' }) {
 		if len(p) > 0 {
 			wantJunk++
 		}
@@ -239,6 +241,10 @@ func TestSerialSurvivesGarbage(t *testing.T) {
 	if st.Overlong != 1 || !st.Connected || st.Reconnects != 0 {
 		t.Errorf("stats %+v, want 1 over-long line, still connected", st)
 	}
+	// Not one of the lines reads as a code: all are rejected lines.
+	if st.Codes != 0 || st.Rejected != uint64(wantJunk+2) || st.Lines != st.Rejected {
+		t.Errorf("stats %+v: want 0 codes and %d rejected lines", st, wantJunk+2)
+	}
 	if !strings.Contains(r.logs.String(), fmt.Sprintf("length=%d", 1<<20+2)) {
 		t.Errorf("the over-long line's length is not in the log:\n%.2000s", r.logs.String())
 	}
@@ -271,6 +277,9 @@ func TestSerialReconnects(t *testing.T) {
 		st := r.s.Stats()
 		return st.Connected && st.Reconnects == 1
 	})
+	if st := r.s.Stats(); st.LastError != "" {
+		t.Errorf("LastError %q after the reconnection, want it cleared", st.LastError)
+	}
 	write(t, peer, "TR1:AFTER\r")
 	if s := r.next(3 * time.Second); string(s.Text) != "TR1:AFTER" {
 		t.Fatalf("scan after the reconnection: %q", s.Text)
@@ -309,9 +318,18 @@ func TestSerialPortMissingAtStart(t *testing.T) {
 	if st := r.s.Stats(); st.Reconnects != 0 {
 		t.Errorf("reconnects %d after a first open, want 0", st.Reconnects)
 	}
-	// The repeated failures were one warning, not one each.
-	if n := strings.Count(r.logs.String(), "level=WARN msg=\"scanner port not available\""); n != 1 {
-		t.Errorf("%d warnings for the same open failure, want 1:\n%s", n, r.logs.String())
+	// The repeated failures were one warning, then their count (written
+	// when the port opened), not one line each.
+	var lines []string
+	for _, l := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(l, "scanner port not available") || strings.Contains(l, "scanner port open") {
+			lines = append(lines, l)
+		}
+	}
+	failures := r.s.Stats().OpenFailures
+	if len(lines) != 3 || strings.Contains(lines[0], "repeated=") ||
+		!strings.Contains(lines[1], fmt.Sprintf("repeated=%d over=1m0s", failures-1)) || !strings.Contains(lines[2], "scanner port open") {
+		t.Errorf("log of %d failed opens:\n%s\nwant the first, the count of the %d others, then the open", failures, strings.Join(lines, "\n"), failures-1)
 	}
 }
 
@@ -511,5 +529,95 @@ func TestSerialBegan(t *testing.T) {
 			t.Fatalf("scan %q, want %q", s.Text, want)
 		}
 		check(s)
+	}
+}
+
+// codes returns n TR1 codes (what a passenger's phone shows).
+func codes(n int) []string {
+	var out []string
+	for i := range n {
+		key := verify.Key{byte(i)}
+		out = append(out, verify.NewToken(&key, verify.CertID{byte(i), 7}, 29000000+uint32(i)).String())
+	}
+	return out
+}
+
+// TestSerialTerminators: on a real pty, with the default terminator
+// (auto), a scanner that ends its codes with CR, LF or CRLF delivers each
+// code exactly, never an empty one nor one that starts with the LF of a
+// CRLF; Stats says which terminator it sends, and counts codes, not
+// rejected lines.
+func TestSerialTerminators(t *testing.T) {
+	for _, tc := range []struct{ name, end string }{{"cr", "\r"}, {"lf", "\n"}, {"crlf", "\r\n"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tty := scannertest.Start(t)
+			peer := tty.OpenPeer(t)
+			r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+			r.waitConnected()
+			want := codes(5)
+			for i, c := range want {
+				if i == 2 {
+					write(t, peer, c+tc.end[:1]) // the terminator split over two writes
+					time.Sleep(20 * time.Millisecond) // the stimulus: a scanner sending its ending late
+					write(t, peer, tc.end[1:])
+					continue
+				}
+				write(t, peer, c+tc.end)
+			}
+			for i, w := range want {
+				if got := string(r.next(3 * time.Second).Text); got != w {
+					t.Fatalf("code %d: %q, want %q", i, got, w)
+				}
+			}
+			// Every byte read (the barrier), and no more scans than codes:
+			// no empty line, no stray LF.
+			sent := uint64(0)
+			for _, c := range want {
+				sent += uint64(len(c) + len(tc.end))
+			}
+			eventually.True(t, 5*time.Second, "every byte read", func() bool { return r.s.Stats().Bytes == sent })
+			select {
+			case extra := <-r.out:
+				t.Fatalf("an extra scan %q", extra.Text)
+			default:
+			}
+			st := r.s.Stats()
+			if st.Endings.Sent() != tc.name || st.Endings.Total() != 5 {
+				t.Errorf("endings %+v (%q), want 5 %s", st.Endings, st.Endings.Sent(), tc.name)
+			}
+			if st.Codes != 5 || st.Rejected != 0 || st.Lines != 5 {
+				t.Errorf("stats %+v, want 5 codes and no rejected line", st)
+			}
+		})
+	}
+}
+
+// TestSerialTerminatorMismatch: a scanner that sends CRLF to a gate set to
+// "cr" (the fragile set-up auto replaces) has every code after the first
+// start with an LF, so they are rejected; Stats shows that the scanner
+// sends CRLF, which diag compares with the setting.
+func TestSerialTerminatorMismatch(t *testing.T) {
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev, Terminator: scanner.CR}), nil)
+	r.waitConnected()
+	want := codes(3)
+	for _, c := range want {
+		write(t, peer, c+"\r\n")
+	}
+	if got := string(r.next(3 * time.Second).Text); got != want[0] {
+		t.Fatalf("first code %q", got)
+	}
+	for _, w := range want[1:] {
+		if got := string(r.next(3 * time.Second).Text); got != "\n"+w {
+			t.Fatalf("code %q, want it after the LF of the CRLF before it", got)
+		}
+	}
+	st := r.s.Stats()
+	if st.Codes != 1 || st.Rejected != 2 {
+		t.Errorf("stats %+v, want 1 code and 2 rejected lines", st)
+	}
+	if st.Endings.Sent() != "crlf" || scanner.CR.Ends(st.Endings) || !scanner.Auto.Ends(st.Endings) {
+		t.Errorf("endings %+v: want crlf, which cr does not end and auto does", st.Endings)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gateagent/hw"
+	"gateagent/internal/backoff"
 )
 
 // Backoff between attempts to watch a failed approach sensor.
@@ -53,7 +54,7 @@ func RunTrigger(ctx context.Context, approach hw.Input, trigger hw.Output, pulse
 		watchDone chan error // nil while no watch runs
 		stopWatch context.CancelFunc
 		retry     <-chan time.Time // the pending restart of a failed watch
-		backoff   = triggerMinRetry
+		retries   = backoff.New(triggerMinRetry, triggerMaxRetry)
 		pulseEnd  = time.NewTimer(time.Hour)
 		pulsing   bool
 		active    bool
@@ -92,7 +93,7 @@ func RunTrigger(ctx context.Context, approach hw.Input, trigger hw.Output, pulse
 					pulseEnd.Reset(pulse)
 				}
 			}
-			backoff = triggerMinRetry // the sensor works
+			retries.Reset() // the sensor works
 			active = on
 		case <-pulseEnd.C:
 			pulsing = false
@@ -107,9 +108,9 @@ func RunTrigger(ctx context.Context, approach hw.Input, trigger hw.Output, pulse
 				err = errors.New("its watch ended")
 			}
 			err = fmt.Errorf("scanner: watch %s: %w", approach.Name(), err)
-			log.Warn("approach sensor failed: no scan trigger until it recovers", "err", err, "retry_in", backoff)
-			retry = time.After(backoff)
-			backoff = min(2*backoff, triggerMaxRetry)
+			pause := retries.Fail()
+			log.Warn("approach sensor failed: no scan trigger until it recovers", "err", err, "retry_in", pause)
+			retry = time.After(pause)
 		case <-retry:
 			retry = nil
 			startWatch()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"gateagent/agent"
@@ -14,6 +15,8 @@ import (
 	"gateagent/diag"
 	"gateagent/internal/cli"
 	"gateagent/internal/fsaccess"
+	"gateagent/internal/logging"
+	"gateagent/internal/plural"
 )
 
 // runCmd is `gateagent run --config FILE`: the gate's daemon.
@@ -42,7 +45,7 @@ the cache, as the agent's user), without taking the gate, and exits.`,
 func runGate(path string, check bool, as string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "gateagent: %v\n", err)
+		printError(stderr, "gateagent: %v", err)
 		return exitConfig
 	}
 	if check {
@@ -64,6 +67,17 @@ func runGate(path string, check bool, as string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// printError writes an error for a person, as it is before the logger
+// exists (the config could not be read); under systemd every line of it
+// carries the error priority, so that journalctl -p err shows it.
+func printError(w io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if logging.JournalStream(w) {
+		msg = "<3>" + strings.ReplaceAll(msg, "\n", "\n<3>")
+	}
+	fmt.Fprintln(w, msg)
+}
+
 // runCheck is run --check: the config loaded, then what the agent needs at
 // start, as the user it runs as.
 func runCheck(path string, cfg *config.Config, name string, stdout, stderr io.Writer) int {
@@ -83,7 +97,7 @@ func runCheck(path string, cfg *config.Config, name string, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "%s: %s\n", f.Key, f.Note)
 	}
 	if bad > 0 {
-		fmt.Fprintf(stderr, "gateagent: %d problem(s): the gate would not start or could not grant (access checked as %s)\n", bad, as)
+		fmt.Fprintf(stderr, "gateagent: %s: the gate would not start or could not grant (access checked as %s)\n", plural.N(bad, "problem", "problems"), as)
 		return exitConfig
 	}
 	fmt.Fprintf(stdout, "ready to start (access checked as %s)\n", as)

@@ -10,8 +10,9 @@
 //	issuer revoke CERTID                    revoke a certificate
 //	issuer history --doc-number D           a document number's last month
 //	issuer show CERTID [--at RFC3339]       a certificate's TR1 token, as text and QR
+//	issuer events --gate ID [--after SEQ]   a gate's uploaded events
 //
-// The client subcommands (apply, revoke, history, show) talk to a running
+// The client subcommands (apply, revoke, history, show, events) talk to a running
 // `issuer serve` at --server (default http://127.0.0.1:8440/), trusting
 // the CA in --ca for HTTPS.
 package main
@@ -30,7 +31,7 @@ func root() *cli.Command {
 		Name: "issuer",
 		Help: "The reference issuer of electronic temporary ride ID certificates, and its client.",
 		Commands: []*cli.Command{
-			keygenCmd(), pubkeyCmd(), serveCmd(), applyCmd(), revokeCmd(), historyCmd(), showCmd(),
+			keygenCmd(), pubkeyCmd(), serveCmd(), applyCmd(), revokeCmd(), historyCmd(), showCmd(), eventsCmd(),
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
@@ -14,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/event"
+	"gateagent/feed"
 	"gateagent/internal/cli"
 	"gateagent/internal/syncbuf"
-
-	"gateagent/feed"
 	"gateagent/internal/testpki"
 	"gateagent/issuer/idcard"
+	"gateagent/verify"
 )
 
 func runArgs(args ...string) (code int, stdout, stderr string) {
@@ -329,5 +331,64 @@ func TestHelpEverywhere(t *testing.T) {
 	})
 	if code, out, _ := runArgs("--version"); code != 0 || !strings.HasPrefix(out, "issuer dev") {
 		t.Errorf("--version: %d %q", code, out)
+	}
+}
+
+// TestEventsCommand: a gate's uploads, listed at the issuer page by page;
+// the issuer logs each upload.
+func TestEventsCommand(t *testing.T) {
+	key, _ := keygen(t)
+	addr, log, _ := startServe(t, "--db", filepath.Join(t.TempDir(), "issuer.db"), "--key", key, "--listen", "127.0.0.1:0")
+	server := "http://" + addr + "/"
+	at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	cert := verify.CertID{0xab, 0xcd}
+	up := feed.EventUpload{GateID: "GZN-E07", Events: []event.Event{
+		{Seq: 1, Time: at, Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry, CertID: cert},
+		{Seq: 2, Time: at.Add(8 * time.Second), Kind: event.Lapsed, Reason: verify.OK, Direction: verify.Entry, CertID: cert, Detail: "granted but not used: nobody entered within 8s"},
+		{Seq: 3, Time: at.Add(time.Minute), Kind: event.Decision, Reason: verify.Malformed, Direction: verify.Entry},
+	}}
+	body, _ := json.Marshal(up)
+	resp, err := http.Post(server+"v1/events", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(log.String(), "events uploaded") || !strings.Contains(log.String(), "gate=GZN-E07") {
+		t.Errorf("the upload is not in the issuer's log:\n%s", log)
+	}
+
+	code, out, errOut := runArgs("events", "--server", server, "--gate", "GZN-E07")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "SEQ") {
+		t.Fatalf("events: %d %q %q", code, out, errOut)
+	}
+	for i, want := range []string{
+		`^1 +2026-11-23 08:00:00 CST +decision +OK +entry +abcd0{28} *$`,
+		`^2 +2026-11-23 08:00:08 CST +lapsed +OK +entry +abcd0{28} +granted but not used: nobody entered within 8s$`,
+		`^3 +2026-11-23 08:01:00 CST +decision +MALFORMED +entry +- *$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(lines[i+1]) {
+			t.Errorf("row %d %q, want %s", i+1, lines[i+1], want)
+		}
+	}
+	code, out, _ = runArgs("events", "--server", server, "--gate", "GZN-E07", "--limit", "2")
+	if code != 0 || !strings.HasSuffix(out, "more: issuer events --gate GZN-E07 --after 2\n") || strings.Contains(out, "MALFORMED") {
+		t.Fatalf("first page: %d %q", code, out)
+	}
+	code, out, _ = runArgs("events", "--server", server, "--gate", "GZN-E07", "--after", "2")
+	if code != 0 || !strings.Contains(out, "MALFORMED") || strings.Contains(out, "lapsed") || strings.Contains(out, "more:") {
+		t.Fatalf("second page: %d %q", code, out)
+	}
+	if code, out, _ = runArgs("events", "--server", server, "--gate", "GZN-E08"); code != 0 || out != "no events of gate GZN-E08\n" {
+		t.Fatalf("a gate without uploads: %d %q", code, out)
+	}
+	if code, _, errOut = runArgs("events", "--server", server, "--gate", "a/b"); code != 1 || !strings.Contains(errOut, "gate_id may hold only") {
+		t.Fatalf("a bad gate ID: %d %q", code, errOut)
+	}
+	if code, _, _ = runArgs("events", "--server", server); code != 64 {
+		t.Fatalf("no --gate: exit %d, want 64", code)
+	}
+	if code, _, _ = runArgs("events", "--server", server, "--gate", "G", "--limit", "0"); code != 64 {
+		t.Fatalf("--limit 0: exit %d, want 64", code)
 	}
 }

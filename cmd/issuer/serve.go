@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"gateagent/internal/cli"
+	"gateagent/internal/logging"
 	"gateagent/issuer"
 )
 
@@ -73,7 +74,7 @@ func serve(c *cli.Context, o serveOpts) int {
 	case o.pageSize < 0 || o.maxAge <= 0 || o.retention <= 0:
 		return c.Usagef("--page-size, --max-age and --log-retention must be positive")
 	}
-	log := slog.New(slog.NewTextHandler(c.Stderr, nil))
+	log := logging.New(c.Stderr, logging.Options{Journal: logging.JournalStream(c.Stderr)})
 	signer, err := loadKey(o.keyPath)
 	if err != nil {
 		return c.Fail(err)
