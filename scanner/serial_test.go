@@ -557,7 +557,7 @@ func TestSerialTerminators(t *testing.T) {
 			want := codes(5)
 			for i, c := range want {
 				if i == 2 {
-					write(t, peer, c+tc.end[:1]) // the terminator split over two writes
+					write(t, peer, c+tc.end[:1])      // the terminator split over two writes
 					time.Sleep(20 * time.Millisecond) // the stimulus: a scanner sending its ending late
 					write(t, peer, tc.end[1:])
 					continue
