@@ -68,6 +68,7 @@ type Options struct {
 // Agent is one running gate.
 type Agent struct {
 	lock   *instance.Lock
+	sim    *hw.Sim // the simulated board, with hw.kind = "sim"
 	cfg    *config.Config
 	opts   Options
 	log    *slog.Logger
@@ -121,7 +122,7 @@ func (a *Agent) open() (err error) {
 		return step("lock", "gate.cache", err)
 	}
 	// The board next: outputs safe before anything else happens.
-	if a.board, err = openBoard(cfg, opts); err != nil {
+	if a.board, a.sim, err = openBoard(cfg, opts); err != nil {
 		return step("board", "hw", err)
 	}
 	if a.store, err = openStorage(cfg.Gate.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
@@ -209,22 +210,28 @@ func tlsKey(err error) string {
 	return "feed"
 }
 
-func openBoard(cfg *config.Config, opts Options) (*hw.Board, error) {
-	var b *hw.Board
-	var err error
+// openBoard opens the gate's board; with hw.kind = "sim" it also returns
+// the simulated board, whose inputs the control socket sets.
+func openBoard(cfg *config.Config, opts Options) (*hw.Board, *hw.Sim, error) {
+	var (
+		b   *hw.Board
+		sim *hw.Sim
+		err error
+	)
 	switch {
 	case opts.Board != nil:
 		b = opts.Board
 		err = b.Safe()
 	case cfg.HW.Kind == "sim":
-		b = hw.NewSim(opts.Stdout, nil).Board()
+		sim = hw.NewSim(opts.Stdout, nil)
+		b = sim.Board()
 	default:
 		b, err = gpiohw.OpenHost(cfg.Pins())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("agent: open the gate's board: %w", err)
+		return nil, nil, fmt.Errorf("agent: open the gate's board: %w", err)
 	}
-	return b, nil
+	return b, sim, nil
 }
 
 func (a *Agent) scannerStats() (scanner.Stats, bool) {
@@ -455,6 +462,7 @@ func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	diagHandler := live.Handler()
 	mux.Handle("/diag", diagHandler)
 	mux.Handle("/diag/", diagHandler)
+	mux.Handle("/sim/", a.simHandler())
 	mux.Handle("/", a.stats.Handler())
 	serve := func(l net.Listener, h http.Handler, what string) {
 		wg.Add(1)

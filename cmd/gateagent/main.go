@@ -21,7 +21,7 @@ func root() *cli.Command {
 		Name: "gateagent",
 		Help: "The agent of a railway ticket gate: it checks the 12306 electronic temporary ride ID certificate's\nrotating code offline and opens the turnstile for valid passengers.",
 		Commands: []*cli.Command{
-			runCmd(), d, cacheCmd(), versionCmd(),
+			runCmd(), d, cacheCmd(), simCmd(), versionCmd(),
 		},
 	}
 }
