@@ -179,7 +179,7 @@ install: $(RELEASE_$(INSTALL_ARCH)) ## the package's files under DESTDIR, for bo
 	if [ -e $$d/etc/gateagent/gateagent.toml ]; then echo "kept $$d/etc/gateagent/gateagent.toml"; \
 	else (set -x; install -D -m 0644 configs/gateagent.example.toml $$d/etc/gateagent/gateagent.toml); fi
 
-check: ## gofmt, go vet, go mod tidy leaves the tree clean, arm64 builds, the import rules (internal/layout)
+check: ## gofmt, go vet, go mod tidy leaves the tree clean, arm64 builds, the import rules (internal/layout), every relative link of the docs resolves
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy
@@ -187,6 +187,7 @@ check: ## gofmt, go vet, go mod tidy leaves the tree clean, arm64 builds, the im
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) build ./...
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./...
 	$(GO) test -count=1 ./internal/layout
+	$(GO) run ./internal/cmd/linkcheck .
 
 clean: ## remove bin/ (binaries and packages)
 	rm -rf bin
