@@ -78,10 +78,13 @@ func newGuard(inner memberlist.NodeAwareTransport, label string, keys [][]byte, 
 func (g *guard) PacketCh() <-chan *memberlist.Packet { return g.packets }
 func (g *guard) StreamCh() <-chan net.Conn           { return g.streams }
 
-// Shutdown stops the guard's pumps, then the transport under it.
+// Shutdown stops the transport under the guard, then the guard's pumps.
+// In that order: the transport's listeners finish by handing over what
+// they read, so the pumps (and memberlist behind them) keep reading until
+// it returns.
 func (g *guard) Shutdown() error {
-	g.once.Do(func() { close(g.done) })
 	err := g.NodeAwareTransport.Shutdown()
+	g.once.Do(func() { close(g.done) })
 	g.wg.Wait()
 	return err
 }

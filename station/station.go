@@ -256,12 +256,15 @@ type Node struct {
 	synced    atomic.Bool
 	syncedAt  atomic.Int64
 	isolated  atomic.Bool
+	members   atomic.Int64 // this gate and its live peers, as the delegates last saw them
 
 	peersMu       sync.Mutex
 	peers         map[string]*peerInfo
 	isolatedSince time.Time
 	isolatedTotal time.Duration
 	refusedAt     map[string]time.Time // peers refused for their name, when last logged
+
+	sendTo []memberlist.Node // the loop's: whom apply sends to
 
 	sent, received [maxKind + 1]atomic.Uint64
 	doubleUses     atomic.Uint64
@@ -276,8 +279,12 @@ type op struct {
 	completed chan struct{} // tests: closed once sent
 }
 
-// peerInfo is what this gate knows of one of its peers.
+// peerInfo is what this gate knows of one of its peers. It is kept from
+// memberlist's event delegates, which pass a node under memberlist's lock:
+// the node returned by Members may change under a reader's feet, so the
+// node keeps copies of its own.
 type peerInfo struct {
+	node      memberlist.Node // a copy: name, address, port
 	addr      string
 	state     memberlist.NodeStateType
 	known     bool // ever seen
@@ -365,12 +372,8 @@ func Start(cfg Config) (*Node, error) {
 	d := &delegate{n}
 	mc.Delegate, mc.Events, mc.Alive, mc.Ping = d, d, d, d
 	mc.Logger = mlLog
-	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: func() int {
-		if n.ml == nil {
-			return 1
-		}
-		return n.ml.NumMembers()
-	}}
+	n.members.Store(1)
+	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: func() int { return int(n.members.Load()) }}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		g.Shutdown()
@@ -475,7 +478,7 @@ func (n *Node) awaitReady() {
 	}
 	select {
 	case <-n.joined:
-		n.log.Info("station: synced with the group", "peers", n.ml.NumMembers()-1)
+		n.log.Info("station: synced with the group", "peers", n.members.Load()-1)
 	case <-t.C:
 		n.log.Warn("station: no peer gate answered: running without them until one does; this gate refuses only what it saw itself", "waited", n.cfg.JoinTimeout, "seeds", len(n.seeds))
 	case <-n.stop:
@@ -557,26 +560,45 @@ func (n *Node) join(addr string) {
 }
 
 // missing returns the addresses of seeds and known peers that are not
-// members now.
+// live members now.
 func (n *Node) missing() []string {
 	alive := map[string]bool{}
-	for _, m := range n.ml.Members() {
-		alive[m.Address()] = true
-	}
-	var out []string
-	for _, s := range n.seeds {
-		if !alive[s] {
-			out = append(out, s)
-		}
-	}
+	var gone []string
 	n.peersMu.Lock()
 	for _, p := range n.peers {
-		if p.addr != "" && !alive[p.addr] && !slices.Contains(out, p.addr) {
-			out = append(out, p.addr)
+		switch {
+		case p.live():
+			alive[p.addr] = true
+		case p.addr != "":
+			gone = append(gone, p.addr)
 		}
 	}
 	n.peersMu.Unlock()
+	var out []string
+	for _, a := range append(slices.Clone(n.seeds), gone...) {
+		if !alive[a] && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
 	return out
+}
+
+// live reports whether the peer is a member now (alive, or suspect and
+// not yet declared dead: memberlist sends no event for suspicion).
+func (p *peerInfo) live() bool {
+	return p.known && (p.state == memberlist.StateAlive || p.state == memberlist.StateSuspect)
+}
+
+// livePeers appends copies of the live peers' nodes to buf.
+func (n *Node) livePeers(buf []memberlist.Node) []memberlist.Node {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, p := range n.peers {
+		if p.live() {
+			buf = append(buf, p.node)
+		}
+	}
+	return buf
 }
 
 // apply records one of this gate's reports and sends it to every live
@@ -589,12 +611,10 @@ func (n *Node) apply(o op) {
 	n.report(uses)
 	if ok {
 		b := m.encode()
-		for _, peer := range n.ml.Members() {
-			if peer.Name == n.cfg.GateID {
-				continue
-			}
-			if err := n.ml.SendBestEffort(peer, b); err != nil {
-				n.log.Debug("station: send failed", "peer", peer.Name, "err", err)
+		n.sendTo = n.livePeers(n.sendTo[:0])
+		for i := range n.sendTo {
+			if err := n.ml.SendBestEffort(&n.sendTo[i], b); err != nil {
+				n.log.Debug("station: send failed", "peer", n.sendTo[i].Name, "err", err)
 			}
 		}
 		n.queue.QueueBroadcast(&broadcast{msg: b})
@@ -710,20 +730,25 @@ func (n *Node) heard(gate string) {
 	n.peersMu.Unlock()
 }
 
-// setIsolation updates the isolation flag and figures; peersMu is held.
+// setIsolation updates the isolation flag and figures from the peers'
+// states; peersMu is held. (It calls nothing of memberlist's: the event
+// delegates that call it run under memberlist's node lock.)
 func (n *Node) setIsolation(now time.Time) {
 	expected := len(n.cfg.Gates) - 1
 	alive := 0
-	if n.ml != nil {
-		alive = n.ml.NumMembers() - 1
+	for _, p := range n.peers {
+		if p.live() {
+			alive++
+		}
 	}
-	iso := expected > 0 && alive <= 0
+	n.members.Store(int64(alive + 1))
+	iso := expected > 0 && alive == 0
 	was := n.isolated.Load()
 	switch {
 	case iso && !was:
 		n.isolatedSince = now
 		n.isolated.Store(true)
-		if n.ml != nil && n.synced.Load() {
+		if n.synced.Load() {
 			n.log.Warn("station: isolated: no peer gate reachable; this gate goes on alone and refuses only what it saw itself", "expected", expected)
 		}
 	case !iso && was:
@@ -807,6 +832,7 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 	n.peersMu.Lock()
 	p := n.peers[node.Name]
 	if p != nil {
+		p.node = copyNode(node)
 		p.addr, p.state, p.known, p.since = node.Address(), memberlist.StateAlive, true, time.Now()
 		p.lastHeard = p.since
 	}
@@ -822,6 +848,9 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 	}
 }
 
+// NotifyLeave: the peer is declared dead, or said it leaves. (The node's
+// State field is not memberlist's current state, so the two are not told
+// apart.)
 func (d *delegate) NotifyLeave(node *memberlist.Node) {
 	n := d.n
 	if node.Name == n.cfg.GateID {
@@ -829,24 +858,25 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 	}
 	n.peersMu.Lock()
 	if p := n.peers[node.Name]; p != nil {
-		p.state, p.since = node.State, time.Now()
+		p.state, p.since = memberlist.StateDead, time.Now()
 	}
 	n.setIsolation(time.Now())
 	n.peersMu.Unlock()
-	what := "left"
-	if node.State != memberlist.StateLeft {
-		what = "unreachable"
-	}
-	n.log.Warn("station: peer gate "+what, "peer", node.Name, "addr", node.Address())
+	n.log.Warn("station: peer gate gone: unreachable or stopped", "peer", node.Name, "addr", node.Address())
 }
 
 func (d *delegate) NotifyUpdate(node *memberlist.Node) {
 	n := d.n
 	n.peersMu.Lock()
 	if p := n.peers[node.Name]; p != nil {
-		p.addr = node.Address()
+		p.node, p.addr = copyNode(node), node.Address()
 	}
 	n.peersMu.Unlock()
+}
+
+// copyNode copies what sending to a node needs.
+func copyNode(node *memberlist.Node) memberlist.Node {
+	return memberlist.Node{Name: node.Name, Addr: slices.Clone(node.Addr), Port: node.Port}
 }
 
 func (d *delegate) AckPayload() []byte { return nil }

@@ -56,8 +56,9 @@ type Status struct {
 type Peer struct {
 	Gate string `json:"gate"`
 	Addr string `json:"addr,omitempty"`
-	// State is alive, suspect (not answering; being checked), dead
-	// (unreachable), left (shut down cleanly) or unknown (never seen).
+	// State is alive (a member: answering, or not answering but not yet
+	// declared dead), gone (declared dead, or stopped) or unknown (never
+	// seen since this gate started).
 	State string    `json:"state"`
 	Since time.Time `json:"since,omitzero"`
 	// LastHeard is its last answer to a probe or report; RTT the probe's
@@ -66,9 +67,8 @@ type Peer struct {
 	RTT       time.Duration `json:"rtt,omitempty"`
 }
 
-// Alive reports whether the peer is reachable (alive, or suspect and not
-// yet declared dead).
-func (p *Peer) Alive() bool { return p.State == "alive" || p.State == "suspect" }
+// Alive reports whether the peer is reachable.
+func (p *Peer) Alive() bool { return p.State == "alive" }
 
 // Latency is a delay's histogram and recent percentiles.
 type Latency struct {
@@ -141,8 +141,8 @@ func (l *latency) read() Latency {
 }
 
 var stateNames = map[memberlist.NodeStateType]string{
-	memberlist.StateAlive: "alive", memberlist.StateSuspect: "suspect",
-	memberlist.StateDead: "dead", memberlist.StateLeft: "left",
+	memberlist.StateAlive: "alive", memberlist.StateSuspect: "alive",
+	memberlist.StateDead: "gone", memberlist.StateLeft: "gone",
 }
 
 // Status returns what the node knows of its group now.
@@ -165,10 +165,6 @@ func (n *Node) Status() Status {
 	s.Entries = n.st.n
 	n.mu.RUnlock()
 
-	members := map[string]*memberlist.Node{}
-	for _, m := range n.ml.Members() {
-		members[m.Name] = m
-	}
 	now := time.Now()
 	n.peersMu.Lock()
 	byAddr := map[string]string{}
@@ -180,9 +176,6 @@ func (n *Node) Status() Status {
 		peer := Peer{Gate: g, Addr: p.addr, State: "unknown", Since: p.since, LastHeard: p.lastHeard, RTT: p.rtt}
 		if p.known {
 			peer.State = stateNames[p.state]
-		}
-		if m := members[g]; m != nil {
-			peer.State, peer.Addr = stateNames[m.State], m.Address()
 		}
 		if peer.Alive() {
 			s.Alive++
