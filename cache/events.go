@@ -23,10 +23,11 @@ const (
 	EventEmergency     EventKind = 4 // the emergency input changed
 	EventAlarm         EventKind = 5 // an operational alarm (stale cache, …)
 	EventTechnician    EventKind = 6 // a technician's explicit action (relay test, …)
-	maxEventKind                 = EventTechnician
+	EventDoubleUse     EventKind = 7 // a certificate granted here was granted at another gate of the station while one grant stood (package station)
+	maxEventKind                 = EventDoubleUse
 )
 
-var eventKindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician"}
+var eventKindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician", "double_use"}
 
 func (k EventKind) String() string {
 	if k == 0 || k > maxEventKind {
