@@ -42,6 +42,7 @@ type Config struct {
 	HW      HW      `conf:"hw"`
 	Timing  Timing  `conf:"timing"`
 	Control Control `conf:"control"`
+	Station Station `conf:"station"`
 	Log     Log     `conf:"log"`
 }
 
@@ -143,6 +144,7 @@ func Default() Config {
 		HW:      HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
 		Timing:  Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
 		Control: Control{Socket: DefaultSocket},
+		Station: defaultStation(),
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -280,6 +282,7 @@ func (c *Config) Validate() error {
 			bad("control.metrics", "%q: %v", c.Control.Metrics, err)
 		}
 	}
+	c.validateStation(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
 	}
