@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/control"
@@ -33,6 +35,7 @@ import (
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
+	"gateagent/station"
 	"gateagent/verify"
 )
 
@@ -53,6 +56,10 @@ type Options struct {
 	Notifier *sdnotify.Notifier
 	// Now is the gate's raw clock; default time.Now.
 	Now func() time.Time
+	// StationTransport, when set, carries the station peers' traffic
+	// instead of UDP and TCP on station.bind (tests: a link that can be
+	// cut).
+	StationTransport memberlist.NodeAwareTransport
 }
 
 // Agent is one running gate.
@@ -70,6 +77,8 @@ type Agent struct {
 	serial *scanner.Serial
 	images *scanner.Images
 	notify *sdnotify.Notifier
+	// station is the gate's station peer node; nil without a group.
+	station *station.Node
 }
 
 // New takes the gate's lock, opens its board and cache and builds its
@@ -132,7 +141,14 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("verify", "verify", err)
 	}
-	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.cache), Clock: a.feed, Policy: policy,
+	if err := a.openStation(); err != nil {
+		return err
+	}
+	var store verify.Store = a.feed.Guard(a.cache)
+	if a.station != nil {
+		store = peerStore{Store: store, peers: a.station}
+	}
+	a.verify, err = verify.New(verify.Config{Store: store, Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return step("verify", "verify", err)
@@ -152,8 +168,12 @@ func (a *Agent) open() (err error) {
 			opts.Observe(o)
 		}
 	}
-	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
-		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
+	gc := gate.Config{Verifier: a.verify, Log: a.cache, Board: a.board, Direction: cfg.Direction(),
+		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe}
+	if a.station != nil {
+		gc.Peers = a.station
+	}
+	a.ctrl, err = gate.New(gc)
 	if err != nil {
 		return step("gate", "timing", err)
 	}
@@ -242,6 +262,9 @@ func (a *Agent) Scanner() *scanner.Serial { return a.serial }
 // way.
 func (a *Agent) Close() error {
 	var errs []error
+	if a.station != nil { // before the cache: it records double uses found until it stops
+		errs = append(errs, a.station.Close())
+	}
 	if a.cache != nil {
 		errs = append(errs, a.cache.Close())
 	}
@@ -280,6 +303,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer wg.Done()
 		_ = a.feed.Run(fctx)
 	}()
+	// With station peers, their state before the first scan (or the word
+	// that there is none, after station.join_timeout): a gate that checks
+	// codes knows what its peers know.
+	status := a.awaitStation(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -325,8 +352,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			runErr = fmt.Errorf("the gate controller did not start: %w", err)
 			break
 		}
-		a.log.Info("gate in service", "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
-		if err := a.notify.Ready("gate in service"); err != nil {
+		a.log.Info(status, "gate", a.cfg.Gate.ID, "direction", a.cfg.Gate.Direction, "version", version.String())
+		if err := a.notify.Ready(status); err != nil {
 			a.log.Warn("could not tell systemd the gate is ready", "err", err)
 		}
 		select {

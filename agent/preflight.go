@@ -48,6 +48,8 @@ func Preflight(cfg *config.Config) []Finding {
 		note("feed", "TLS files readable")
 	}
 
+	out = append(out, stationFindings(cfg)...)
+
 	dir := filepath.Dir(cfg.Gate.Cache)
 	if err := writableDir(dir); err != nil {
 		problem("gate.cache", err)

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"gateagent/agent"
@@ -70,8 +71,11 @@ func runCheck(path string, cfg *config.Config, stdout, stderr io.Writer) int {
 
 // preflightStep is the start-up step that reads a config key.
 func preflightStep(key string) string {
-	if key == "gate.cache" {
+	switch {
+	case key == "gate.cache":
 		return "cache"
+	case strings.HasPrefix(key, "station"):
+		return "station"
 	}
 	return "feed"
 }
