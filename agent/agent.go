@@ -160,6 +160,7 @@ func (a *Agent) open() (err error) {
 			Scanner: a.scannerStats,
 			Cache:   a.cache.Stats,
 			Health:  func() error { return a.ctrl.Ping(2 * time.Second) },
+			Station: a.stationStatus(),
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
 	if opts.Observe != nil {

@@ -88,6 +88,15 @@ func (a *Agent) awaitStation(ctx context.Context) string {
 	return "gate in service, without station peers"
 }
 
+// stationStatus is the metrics' source of the station's status; nil
+// without a group.
+func (a *Agent) stationStatus() func() station.Status {
+	if a.station == nil {
+		return nil
+	}
+	return a.station.Status
+}
+
 // Station is the gate's station peer node (nil without a [station]
 // group).
 func (a *Agent) Station() *station.Node { return a.station }

@@ -40,6 +40,7 @@ import (
 	"gateagent/internal/version"
 	"gateagent/keysync"
 	"gateagent/scanner"
+	"gateagent/station"
 	"gateagent/verify"
 )
 
@@ -69,6 +70,9 @@ type Sources struct {
 	// (gate.Controller.Ping with a short timeout). A nil Health counts as
 	// healthy.
 	Health func() error
+	// Station is the station peer node's status (station.Node.Status);
+	// nil without a station group.
+	Station func() station.Status
 }
 
 // Info names the gate in the build-info metric and in /status.
@@ -216,7 +220,7 @@ func New(info Info, src Sources, opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.decisionVec, m.outcomeVec, offsetVec, m.scanToRelay, stageVec,
-		sourceCollector{m},
+		sourceCollector{m}, peerCollector{m},
 	)
 	return m
 }

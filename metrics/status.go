@@ -13,6 +13,7 @@ import (
 	"gateagent/gate"
 	"gateagent/keysync"
 	"gateagent/scanner"
+	"gateagent/station"
 )
 
 // Status is what /status serves as JSON. A part whose source is nil is
@@ -32,6 +33,7 @@ type Status struct {
 	Feed    *keysync.Status `json:"feed,omitempty"`
 	Scanner *ScannerStatus  `json:"scanner,omitempty"`
 	Cache   *CacheStatus    `json:"cache,omitempty"`
+	Station *station.Status `json:"station,omitempty"`
 	Latency []StageLatency  `json:"latency"`
 	Drift   Drift           `json:"drift"`
 }
@@ -138,6 +140,9 @@ func (m *Metrics) Status() Status {
 					Overlong: st.Overlong, Reconnects: st.Reconnects, LastScan: st.LastScan, LastError: redact(st.LastError)}
 			}
 		}
+	}
+	if st, ok := m.station(); ok {
+		s.Station = &st
 	}
 	if cr, ok := m.cacheStats(); ok {
 		s.Cache = &CacheStatus{ReadAt: cr.at}
