@@ -388,7 +388,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // agent says so and runs without it.
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.cache, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
-		Metrics: a.stats, Scanner: a.scannerStats, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
+		Metrics: a.stats, Scanner: a.scannerStats, Station: a.station, Now: a.opts.Now, TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()
 	mux.Handle("/diag", diagHandler)

@@ -28,12 +28,13 @@ agent stopped, it opens the board, the scanner and the cache itself.
 Exit status: 0 PASS, 1 WARN, 2 FAIL (the worst check).
 
 commands:
-  (none)                 every check: config, hardware, scanner, clock, cache, feed, backlog, latency
+  (none)                 every check: config, hardware, scanner, clock, cache, feed, backlog, latency, peers
   scan [--timeout 30s]   wait for one code at the scanner and explain it; the relay does not move
   relay --pulse 500ms    energise the relay once and watch the passage sensor confirm it
   sensors [--seconds 10] show the passage, emergency and approach inputs live
   indicators             green lamp, red lamp, then the buzzer, one after the other
   latency                the running agent's per-stage latency histogram
+  peers                  the station's other gates: alive, last heard, propagation, key mismatch
   token TOKEN            explain one code against the cache, check by check
   decode IMAGE           read the code in a photo of a passenger's screen and explain it
 `
@@ -113,6 +114,7 @@ var subcommands = map[string]struct {
 	"sensors":    {0, (*cli).sensors},
 	"indicators": {0, (*cli).indicators},
 	"latency":    {0, (*cli).latency},
+	"peers":      {0, (*cli).peers},
 	"token":      {1, func(c *cli, ctx context.Context) int { return c.token(ctx, []byte(c.o.args[0]), "argument") }},
 	"decode":     {1, func(c *cli, ctx context.Context) int { return c.decode(ctx, c.o.args[0]) }},
 }

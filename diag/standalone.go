@@ -132,6 +132,7 @@ func Standalone(ctx context.Context, path string, env Env) *Report {
 	r.Add(judgeFeed(ff))
 	r.Add(judgeBacklog(backlog, backlogErr, now, ""))
 	r.Add(Check{Name: NameLatency, Status: Skip, Line: "no figures: the agent keeps them in memory while it runs, and it is not running"})
+	r.Add(standalonePeers(cfg))
 	return r
 }
 
