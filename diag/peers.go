@@ -80,8 +80,12 @@ func judgePeers(cfg *config.Config, st *station.Status, now time.Time) Check {
 			strings.Join(mismatch, ", "), summary)
 	case st.Isolated:
 		c.Status = Warn
-		c.Line = fmt.Sprintf("isolated: none of the %d other gates answers (%s): each gate refuses only what it saw itself, and its events say so; check this gate's network cable and the station LAN switch",
-			st.Expected, strings.Join(missing, ", "))
+		heard := "never since the agent started"
+		if !st.LastContact.IsZero() {
+			heard = ago(now, st.LastContact)
+		}
+		c.Line = fmt.Sprintf("isolated: none of the %d other gates answers (last heard %s): each gate refuses only what it saw itself, and its events say so; check this gate's network cable and the station LAN switch",
+			st.Expected, heard)
 	case len(missing) > 0:
 		c.Status = Warn
 		c.Line = fmt.Sprintf("missing %s: a passenger may use a certificate once there and once here; check those gates and their network (%s)", strings.Join(missing, ", "), summary)

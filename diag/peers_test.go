@@ -43,10 +43,15 @@ func TestJudgePeers(t *testing.T) {
 		}, Warn, []string{"E03 (never seen since the agent started)"}},
 		{"isolated", on, func() *station.Status {
 			s := healthy()
-			s.Alive, s.Isolated = 0, true
+			s.Alive, s.Isolated, s.LastContact = 0, true, now.Add(-30*time.Second)
 			s.Peers[0].State, s.Peers[1].State = "gone", "gone"
 			return s
-		}, Warn, []string{"isolated: none of the 2 other gates answers", "network cable"}},
+		}, Warn, []string{"isolated: none of the 2 other gates answers (last heard 30s ago)", "network cable"}},
+		{"isolated, not yet declared", on, func() *station.Status {
+			s := healthy()
+			s.Isolated, s.LastContact = true, now.Add(-12*time.Second)
+			return s
+		}, Warn, []string{"isolated", "last heard 12s ago"}},
 		{"key mismatch", on, func() *station.Status {
 			s := healthy()
 			s.Alive, s.Peers[1].State = 1, "unknown"

@@ -34,11 +34,12 @@ func (k msgKind) String() string {
 // gossiped) is
 //
 //	version(1)=1 | kind(1) | direction(1) | gate length n(1) | gate(n) |
-//	cert ID(16) | grant time(8) | time(8)
+//	cert ID(16) | grant time(8) | time(8) | sent(8)
 //
 // where time is the hold's end (hold), the lapse (release) or the passage
-// (passed). Its length is exactly 36+n: anything else is refused before a
-// field is read.
+// (passed), and sent is when the gate sent it (the receiver's propagation
+// figures are taken from it). Its length is exactly 44+n: anything else is
+// refused before a field is read.
 //
 // The state (a push/pull: everything this gate knows inside the window) is
 //
@@ -51,7 +52,7 @@ func (k msgKind) String() string {
 const (
 	msgVersion   = 1
 	stateVersion = 0x81
-	msgFixed     = 4 + verify.CertIDLen + 8 + 8
+	msgFixed     = 4 + verify.CertIDLen + 8 + 8 + 8
 	entryLen     = 2 + verify.CertIDLen + 4*8
 	// MaxMessage bounds one message: what a UDP datagram always holds.
 	MaxMessage = msgFixed + MaxGateID
@@ -77,6 +78,7 @@ type message struct {
 	cert verify.CertID
 	at   int64 // the grant
 	t    int64 // until (hold), released (release), passed (passed)
+	sent int64 // when the gate sent it
 }
 
 func (m *message) encode() []byte {
@@ -85,7 +87,8 @@ func (m *message) encode() []byte {
 	b = append(b, m.gate...)
 	b = append(b, m.cert[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.at))
-	return binary.BigEndian.AppendUint64(b, uint64(m.t))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.t))
+	return binary.BigEndian.AppendUint64(b, uint64(m.sent))
 }
 
 // decodeMessage parses one message. It checks the shape only (version,
@@ -116,6 +119,7 @@ func decodeMessage(b []byte) (message, error) {
 	rest = rest[verify.CertIDLen:]
 	m.at = int64(binary.BigEndian.Uint64(rest))
 	m.t = int64(binary.BigEndian.Uint64(rest[8:]))
+	m.sent = int64(binary.BigEndian.Uint64(rest[16:]))
 	return m, nil
 }
 

@@ -14,7 +14,7 @@ import (
 
 func TestMessageRoundTrip(t *testing.T) {
 	for _, m := range []message{
-		{kind: kindHold, dir: verify.Entry, gate: "GZN-E07", cert: cert(1), at: t0, t: t0 + int64(hold)},
+		{kind: kindHold, dir: verify.Entry, gate: "GZN-E07", cert: cert(1), at: t0, t: t0 + int64(hold), sent: t0 + 1000},
 		{kind: kindRelease, dir: verify.Exit, gate: "X", cert: cert(2), at: t0, t: t0 + 1},
 		{kind: kindPassed, dir: verify.Entry, gate: string(bytes.Repeat([]byte("g"), MaxGateID)), cert: cert(3), at: 1, t: -1},
 	} {
@@ -42,7 +42,7 @@ func TestDecodeMessageRefuses(t *testing.T) {
 		"kind 4":        mod(func(b []byte) []byte { b[1] = 4; return b }),
 		"direction":     mod(func(b []byte) []byte { b[2] = 3; return b }),
 		"gate length":   mod(func(b []byte) []byte { b[3] = 4; return b }),
-		"empty gate":    append([]byte{1, 1, 1, 0}, make([]byte, 32)...),
+		"empty gate":    append([]byte{1, 1, 1, 0}, make([]byte, 40)...),
 		"space in gate": mod(func(b []byte) []byte { b[5] = ' '; return b }),
 		"quote in gate": mod(func(b []byte) []byte { b[5] = '"'; return b }),
 		"non-ASCII":     mod(func(b []byte) []byte { b[5] = 0xc3; return b }),

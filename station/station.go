@@ -257,6 +257,7 @@ type Node struct {
 	syncedAt  atomic.Int64
 	isolated  atomic.Bool
 	members   atomic.Int64 // this gate and its live peers, as the delegates last saw them
+	contact   atomic.Int64 // when a peer was last heard from (time.Now, Unix ns)
 
 	peersMu       sync.Mutex
 	peers         map[string]*peerInfo
@@ -610,6 +611,7 @@ func (n *Node) apply(o op) {
 	n.mu.Unlock()
 	n.report(uses)
 	if ok {
+		m.sent = n.cfg.Now().UnixNano()
 		b := m.encode()
 		n.sendTo = n.livePeers(n.sendTo[:0])
 		for i := range n.sendTo {
@@ -643,11 +645,12 @@ func (n *Node) receive(b []byte) {
 	}
 	n.received[m.kind].Add(1)
 	if changed {
-		at := m.t // release and passage: when they happened
-		if m.kind == kindHold {
-			at = m.at
+		// The first copy to arrive: the direct datagram, or gossip when
+		// that was lost. (A sent time off by more than the skew is a
+		// clock problem, not a delay.)
+		if d := now - m.sent; m.sent > 0 && d >= -int64(n.cfg.Skew) && d <= int64(n.cfg.Skew) {
+			n.lat.observe(time.Duration(max(0, d)))
 		}
-		n.lat.observe(time.Duration(max(0, now-at)))
 		n.heard(m.gate)
 	}
 	n.report(uses)
@@ -723,16 +726,28 @@ func (n *Node) deliverUses() {
 
 // heard notes a sign of life from gate.
 func (n *Node) heard(gate string) {
+	now := time.Now()
+	n.contact.Store(now.UnixNano())
 	n.peersMu.Lock()
 	if p := n.peers[gate]; p != nil {
-		p.lastHeard = time.Now()
+		p.lastHeard = now
 	}
 	n.peersMu.Unlock()
 }
 
+// isolateAfter is how long without a word from any peer (an answer to a
+// probe, a report, a state exchange) makes a gate isolated, in probe
+// intervals. memberlist takes much longer to declare every peer of an
+// isolated node dead: a node whose probes fail slows its own probing (up
+// to 8 intervals) and waits longest before it suspects, so as not to
+// declare healthy peers dead for its own trouble. Ten intervals stay
+// above its slowest probing.
+const isolateAfter = 10
+
 // setIsolation updates the isolation flag and figures from the peers'
-// states; peersMu is held. (It calls nothing of memberlist's: the event
-// delegates that call it run under memberlist's node lock.)
+// states and the last word heard from any; peersMu is held. (It calls
+// nothing of memberlist's: the event delegates that call it run under
+// memberlist's node lock.)
 func (n *Node) setIsolation(now time.Time) {
 	expected := len(n.cfg.Gates) - 1
 	alive := 0
@@ -742,7 +757,8 @@ func (n *Node) setIsolation(now time.Time) {
 		}
 	}
 	n.members.Store(int64(alive + 1))
-	iso := expected > 0 && alive == 0
+	silent := now.Sub(time.Unix(0, n.contact.Load())) > isolateAfter*n.cfg.Probe
+	iso := expected > 0 && (alive == 0 || silent)
 	was := n.isolated.Load()
 	switch {
 	case iso && !was:
@@ -802,7 +818,10 @@ func (d *delegate) LocalState(join bool) []byte {
 	return encodeState(gates, grants)
 }
 
-func (d *delegate) MergeRemoteState(b []byte, join bool) { d.n.mergeState(b) }
+func (d *delegate) MergeRemoteState(b []byte, join bool) {
+	d.n.contact.Store(time.Now().UnixNano())
+	d.n.mergeState(b)
+}
 
 // NotifyAlive refuses a peer whose name is not one of the group's gates.
 func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
@@ -835,6 +854,7 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 		p.node = copyNode(node)
 		p.addr, p.state, p.known, p.since = node.Address(), memberlist.StateAlive, true, time.Now()
 		p.lastHeard = p.since
+		n.contact.Store(p.since.UnixNano())
 	}
 	n.setIsolation(time.Now())
 	n.peersMu.Unlock()
@@ -883,9 +903,11 @@ func (d *delegate) AckPayload() []byte { return nil }
 
 func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	n := d.n
+	now := time.Now()
+	n.contact.Store(now.UnixNano())
 	n.peersMu.Lock()
 	if p := n.peers[other.Name]; p != nil {
-		p.lastHeard, p.rtt = time.Now(), rtt
+		p.lastHeard, p.rtt = now, rtt
 	}
 	n.peersMu.Unlock()
 }

@@ -20,8 +20,11 @@ type Status struct {
 	// sent it since.
 	Synced   bool      `json:"synced"`
 	SyncedAt time.Time `json:"synced_at,omitzero"`
-	// Isolated: the group has other gates and none is reachable.
-	Isolated bool `json:"isolated"`
+	// Isolated: the group has other gates and none is reachable: none is
+	// a member, or none has been heard from (LastContact) for ten probe
+	// intervals.
+	Isolated    bool      `json:"isolated"`
+	LastContact time.Time `json:"last_contact,omitzero"`
 	// IsolatedSeconds is the time spent isolated since the node started.
 	IsolatedSeconds float64 `json:"isolated_seconds"`
 	// Expected is the number of other gates in the group, Alive those
@@ -47,8 +50,10 @@ type Status struct {
 	Unauthenticated []Source `json:"unauthenticated,omitempty"`
 	// DoubleUses counts the double uses this gate was part of.
 	DoubleUses uint64 `json:"double_uses"`
-	// Propagation is the delay from a peer's grant, lapse or passage to
-	// its report reaching this gate (on the gates' corrected clocks).
+	// Propagation is the delay from a peer sending its report of a grant,
+	// lapse or passage (once that is on its disk) to the report reaching
+	// this gate, on the gates' corrected clocks: the station LAN's share of
+	// the time a companion has to use the same code at another gate.
 	Propagation Latency `json:"propagation"`
 }
 
@@ -153,6 +158,9 @@ func (n *Node) Status() Status {
 		Propagation: n.lat.read()}
 	if at := n.syncedAt.Load(); at != 0 {
 		s.SyncedAt = time.Unix(0, at)
+	}
+	if at := n.contact.Load(); at != 0 {
+		s.LastContact = time.Unix(0, at)
 	}
 	for k := kindHold; k <= maxKind; k++ {
 		s.Sent[k.String()], s.Received[k.String()] = n.sent[k].Load(), n.received[k].Load()
