@@ -44,18 +44,18 @@ const (
 
 // childMsg is one line a child writes to its stdout.
 type childMsg struct {
-	Ev     string          `json:"ev"` // ready, outcome, events, status, seen, ok, error, rogue
-	Kind   string          `json:"kind,omitempty"`
-	Reason string          `json:"reason,omitempty"`
-	Cert   string          `json:"cert,omitempty"`
-	SeenAt string          `json:"seen_at,omitempty"`
-	Held   bool            `json:"held,omitempty"`
-	Synced bool            `json:"synced,omitempty"`
-	Found  bool            `json:"found,omitempty"`
-	Gate   string          `json:"gate,omitempty"`
-	Events []cache.Event   `json:"events,omitempty"`
-	Status *stn.Status `json:"status,omitempty"`
-	Err    string          `json:"err,omitempty"`
+	Ev     string        `json:"ev"` // ready, outcome, events, status, seen, ok, error, rogue
+	Kind   string        `json:"kind,omitempty"`
+	Reason string        `json:"reason,omitempty"`
+	Cert   string        `json:"cert,omitempty"`
+	SeenAt string        `json:"seen_at,omitempty"`
+	Held   bool          `json:"held,omitempty"`
+	Synced bool          `json:"synced,omitempty"`
+	Found  bool          `json:"found,omitempty"`
+	Gate   string        `json:"gate,omitempty"`
+	Events []cache.Event `json:"events,omitempty"`
+	Status *stn.Status   `json:"status,omitempty"`
+	Err    string        `json:"err,omitempty"`
 }
 
 // out serialises a child's messages onto its stdout.

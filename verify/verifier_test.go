@@ -187,16 +187,26 @@ func TestBoundaries(t *testing.T) {
 		{name: "passage recorded in the future", step: nowStep, want: verify.Passback,
 			pass: func(s *memstore.Store, id verify.CertID) { s.RecordPass(id, verify.Entry, vecNow.Add(time.Hour)) }},
 		{name: "passed another gate a minute ago", step: nowStep, want: verify.Passback,
-			pass: func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Minute), false) }},
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Minute), false)
+			}},
 		{name: "passed another gate one window ago", step: nowStep, want: verify.OK,
-			pass: func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Entry, "E01", vecNow.Add(-30*time.Minute), false) }},
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-30*time.Minute), false)
+			}},
 		{name: "held at another gate", step: nowStep, want: verify.Passback,
-			pass: func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true) }},
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true)
+			}},
 		{name: "held at another gate, passback off", step: nowStep, want: verify.OK,
 			policy: func(p *verify.Policy) { p.PassbackWindow = 0 },
-			pass:   func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true) }},
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true)
+			}},
 		{name: "passed another gate the other way", step: nowStep, want: verify.OK,
-			pass: func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Exit, "X01", vecNow.Add(-time.Minute), false) }},
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Exit, "X01", vecNow.Add(-time.Minute), false)
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,7 +394,9 @@ func TestPassbackSaysWhere(t *testing.T) {
 		held   bool
 	}{
 		{"own passage", func(s *memstore.Store, id verify.CertID) { s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute)) }, "", false},
-		{"passage at E01", func(s *memstore.Store, id verify.CertID) { s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), false) }, "E01", false},
+		{"passage at E01", func(s *memstore.Store, id verify.CertID) {
+			s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), false)
+		}, "E01", false},
 		{"older passage at E01 than here", func(s *memstore.Store, id verify.CertID) {
 			s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute))
 			s.Sight(id, verify.Entry, "E01", vecNow.Add(-2*time.Minute), false)
