@@ -267,6 +267,10 @@ type Node struct {
 
 	sendTo []memberlist.Node // the loop's: whom apply sends to
 
+	// onChange, set by this package's benchmark, sees each grant that a
+	// peer's report or state changed.
+	onChange func(verify.CertID)
+
 	sent, received [maxKind + 1]atomic.Uint64
 	doubleUses     atomic.Uint64
 	lat            latency
@@ -652,6 +656,9 @@ func (n *Node) receive(b []byte) {
 			n.lat.observe(time.Duration(max(0, d)))
 		}
 		n.heard(m.gate)
+		if n.onChange != nil {
+			n.onChange(m.cert)
+		}
 	}
 	n.report(uses)
 }
@@ -666,13 +673,21 @@ func (n *Node) mergeState(b []byte) {
 	now := n.cfg.Now().UnixNano()
 	var uses []DoubleUse
 	var drops [numDrops]uint64
+	var changed []verify.CertID
 	n.mu.Lock()
 	for _, g := range grants {
 		var r dropReason
-		_, r, uses = n.st.merge(g, now, uses)
+		var c bool
+		c, r, uses = n.st.merge(g, now, uses)
 		drops[r]++
+		if c && n.onChange != nil {
+			changed = append(changed, g.cert)
+		}
 	}
 	n.mu.Unlock()
+	for _, id := range changed {
+		n.onChange(id)
+	}
 	for r, c := range drops {
 		if r != int(dropNone) && c > 0 {
 			n.drops.mu.Lock()
