@@ -517,6 +517,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(peerRogueEnv); spec != "" {
 		os.Exit(runRogue(spec))
 	}
+	if spec := os.Getenv(benchPeersEnv); spec != "" { // benchpeers_test.go
+		os.Exit(runBenchPeers(spec))
+	}
 	os.Exit(m.Run())
 }
 

@@ -167,6 +167,31 @@ func newState(self string, gates []string, window, maxHold, skew time.Duration, 
 	return s
 }
 
+// maxPerCert bounds the grants kept of one certificate in one direction:
+// a passenger who scans and steps back again and again (each grant lapses)
+// cannot grow the state, or the cost of each report, without bound. The
+// oldest go first.
+const maxPerCert = 64
+
+// add appends g to the grants of cd, dropping the oldest beyond
+// maxPerCert, and returns g's index.
+func (s *state) add(cd certDir, g grant) int {
+	list := append(s.byCert[cd], g)
+	s.n++
+	if len(list) > maxPerCert {
+		old := 0
+		for i := range list {
+			if list[i].at < list[old].at {
+				old = i
+			}
+		}
+		list = slices.Delete(list, old, old+1)
+		s.n--
+	}
+	s.byCert[cd] = list
+	return find(list, g.gate, g.at)
+}
+
 // find returns the grant with g's identity in list, or -1.
 func find(list []grant, gate string, at int64) int {
 	for i := range list {
@@ -185,21 +210,20 @@ func (s *state) local(kind msgKind, id verify.CertID, dir verify.Direction, t, u
 	cd := keyOf(id, dir)
 	m := message{kind: kind, dir: dir, gate: s.self, cert: id}
 	list := s.byCert[cd]
+	var i int
 	switch kind {
 	case kindHold:
 		m.at, m.t = t, until
 		s.last[cd] = t
-		if i := find(list, s.self, t); i >= 0 {
+		if i = find(list, s.self, t); i >= 0 {
 			list[i].mine = true
 			list[i].merge(&grant{until: until})
-		} else {
-			list = append(list, grant{cert: id, dir: dir, gate: s.self, at: t, until: until, mine: true})
-			s.byCert[cd] = list
-			s.n++
+		} else if i = s.add(cd, grant{cert: id, dir: dir, gate: s.self, at: t, until: until, mine: true}); i < 0 {
+			return m, true, uses // older than every grant kept of it (the clock went back): tell the peers all the same
 		}
 	case kindRelease, kindPassed:
 		at, ok := s.last[cd]
-		i := -1
+		i = -1
 		if ok {
 			i = find(list, s.self, at)
 		}
@@ -210,11 +234,11 @@ func (s *state) local(kind msgKind, id verify.CertID, dir verify.Direction, t, u
 			// A passage whose grant this process did not see (it
 			// started between the two): the passage stands for both.
 			at = t
-			list = append(list, grant{cert: id, dir: dir, gate: s.self, at: t, mine: true})
-			s.byCert[cd] = list
-			s.n++
 			s.last[cd] = t
-			i = len(list) - 1
+			if i = s.add(cd, grant{cert: id, dir: dir, gate: s.self, at: t, mine: true}); i < 0 {
+				m.at, m.t = t, t
+				return m, true, uses
+			}
 		}
 		o := grant{}
 		if kind == kindRelease {
@@ -222,10 +246,10 @@ func (s *state) local(kind msgKind, id verify.CertID, dir verify.Direction, t, u
 		} else {
 			o.passed = t
 		}
-		list[i].merge(&o)
+		s.byCert[cd][i].merge(&o)
 		m.at, m.t = at, t
 	}
-	return m, true, s.checkUses(cd, uses)
+	return m, true, s.checkUses(cd, i, uses)
 }
 
 // fromMessage turns a peer's message into the grant it reports.
@@ -271,45 +295,50 @@ func (s *state) merge(g grant, now int64, uses []DoubleUse) (bool, dropReason, [
 	g.mine = false
 	cd := keyOf(g.cert, g.dir)
 	list := s.byCert[cd]
-	if i := find(list, g.gate, g.at); i >= 0 {
+	i := find(list, g.gate, g.at)
+	switch {
+	case i >= 0:
 		if !list[i].merge(&g) {
 			return false, dropNone, uses
 		}
-	} else {
-		if s.n >= s.max {
-			return false, dropFull, uses
+	case s.n >= s.max:
+		return false, dropFull, uses
+	default:
+		if i = s.add(cd, g); i < 0 {
+			return false, dropNone, uses // older than every grant kept of it
 		}
-		s.byCert[cd] = append(list, g)
-		s.n++
 	}
-	return true, dropNone, s.checkUses(cd, uses)
+	return true, dropNone, s.checkUses(cd, i, uses)
 }
 
-// checkUses appends to uses every double use among the grants of cd not
-// reported yet: a grant of this gate's and one of another gate's, the
-// later made while the earlier stood.
-func (s *state) checkUses(cd certDir, uses []DoubleUse) []DoubleUse {
+// checkUses appends to uses every double use not reported yet between the
+// grant of cd at index i, which changed, and the others: a grant of this
+// gate's and one of another gate's, the later made while the earlier
+// stood.
+func (s *state) checkUses(cd certDir, i int, uses []DoubleUse) []DoubleUse {
 	list := s.byCert[cd]
-	for i := range list {
-		x := &list[i]
-		if !x.mine {
+	g := &list[i]
+	if !g.mine && g.gate == s.self {
+		return uses // this gate's own, from before it restarted
+	}
+	for j := range list {
+		o := &list[j]
+		x, y := g, o // x this gate's, y another's
+		if !g.mine {
+			x, y = o, g
+		}
+		if !x.mine || y.gate == s.self {
 			continue
 		}
-		for j := range list {
-			y := &list[j]
-			if y.gate == s.self {
-				continue
-			}
-			if !(x.at <= y.at && x.standing(y.at, s.window)) && !(y.at <= x.at && y.standing(x.at, s.window)) {
-				continue
-			}
-			k := useKey{cd: cd, here: x.at, there: y.at, gate: y.gate}
-			if _, done := s.raised[k]; done {
-				continue
-			}
-			s.raised[k] = max(x.horizon(s.window), y.horizon(s.window))
-			uses = append(uses, DoubleUse{Cert: x.cert, Dir: x.dir, Here: time.Unix(0, x.at).UTC(), Gate: y.gate, There: time.Unix(0, y.at).UTC()})
+		if !(x.at <= y.at && x.standing(y.at, s.window)) && !(y.at <= x.at && y.standing(x.at, s.window)) {
+			continue
 		}
+		k := useKey{cd: cd, here: x.at, there: y.at, gate: y.gate}
+		if _, done := s.raised[k]; done {
+			continue
+		}
+		s.raised[k] = max(x.horizon(s.window), y.horizon(s.window))
+		uses = append(uses, DoubleUse{Cert: x.cert, Dir: x.dir, Here: time.Unix(0, x.at).UTC(), Gate: y.gate, There: time.Unix(0, y.at).UTC()})
 	}
 	return uses
 }

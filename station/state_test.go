@@ -2,6 +2,7 @@ package station
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -302,5 +303,37 @@ func TestDoubleUseOnBothGates(t *testing.T) {
 	}
 	if len(u3) != 0 {
 		t.Fatalf("a third gate reported %+v", u3)
+	}
+}
+
+// TestOneCertificateAgainAndAgain: a passenger who scans and steps back a
+// thousand times (each grant lapses), and a peer reporting a thousand
+// grants of one certificate, keep at most maxPerCert grants of it, the
+// newest, and still find a double use among them.
+func TestOneCertificateAgainAndAgain(t *testing.T) {
+	s := newTestState("E01")
+	c := cert(9)
+	for i := range int64(1000) {
+		at := t0 + i*10*sec
+		s.local(kindHold, c, verify.Entry, at, at+int64(hold), nil)
+		s.local(kindRelease, c, verify.Entry, at+int64(hold), 0, nil)
+		s.merge(grant{cert: c, dir: verify.Entry, gate: "E02", at: at + 9*sec, released: at + 9*sec + 1}, at+9*sec, nil)
+	}
+	if n := len(s.byCert[keyOf(c, verify.Entry)]); n != maxPerCert || s.n != maxPerCert {
+		t.Fatalf("%d grants of one certificate kept (state %d), want %d", n, s.n, maxPerCert)
+	}
+	last := t0 + 999*10*sec
+	if g := s.byCert[keyOf(c, verify.Entry)]; slices.IndexFunc(g, func(x grant) bool { return x.at == last && x.gate == "E01" }) < 0 {
+		t.Fatal("the newest grant was dropped")
+	}
+	// A grant elsewhere while this gate's newest stood.
+	now := last + 10*sec
+	s.local(kindHold, c, verify.Entry, now, now+int64(hold), nil)
+	if _, _, uses := s.merge(holdOf("E03", c, now+sec), now+sec, nil); len(uses) != 1 || uses[0].Gate != "E03" {
+		t.Fatalf("double use among many grants: %+v", uses)
+	}
+	// A report older than every grant kept changes nothing.
+	if changed, drop, _ := s.merge(holdOf("E03", c, now-20*60*sec), now, nil); changed || drop != dropNone {
+		t.Fatalf("an old report: changed %v, %v", changed, drop)
 	}
 }
