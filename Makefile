@@ -55,7 +55,8 @@ FUZZ_TARGETS := \
 	issuer/idcard:FuzzParse:500000 \
 	qrcode:FuzzDecodeImage:200000 \
 	scanner:FuzzFramer:200000 \
-	internal/conf:FuzzDecode:300000
+	internal/conf:FuzzDecode:300000 \
+	station:FuzzDecode:300000
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -69,6 +70,7 @@ bench: ## the benchmarks beside their floors, 1M records (several minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./verify/ ./cache/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
 	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 ./agent/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./station/
 
 cross: ## static, stripped release binaries in bin/: gateagent-linux-arm64, -armv7 (GOARM=7), -amd64
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateagent-linux-arm64 ./cmd/gateagent

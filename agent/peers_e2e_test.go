@@ -102,6 +102,9 @@ func newLab(t *testing.T) *lab {
 	rand.Read(l.key)
 	sweepStale()
 	if err := l.makeNetwork(); err != nil {
+		if os.Getenv("GATEAGENT_REQUIRE_NETNS") != "" {
+			t.Fatalf("network namespaces cannot be made (%v) and GATEAGENT_REQUIRE_NETNS is set: run as root with iproute2 installed", err)
+		}
 		t.Logf("network namespaces cannot be made here (%v): the %d gates run on loopback addresses 127.0.0.11-%d, partitions cut inside each gate's transport",
 			err, labGates, 10+labGates)
 		l.netns = false
