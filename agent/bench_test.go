@@ -144,7 +144,7 @@ func scanToRelay(b *testing.B, peers int) {
 }
 
 // freeLoopback is ip:port with a port free for TCP and UDP now.
-func freeLoopback(b *testing.B, ip string) string {
+func freeLoopback(b testing.TB, ip string) string {
 	for range 20 {
 		l, err := net.Listen("tcp", ip+":0")
 		if err != nil {
