@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +31,7 @@ type Station struct {
 const DefaultStationPort = 7946
 
 func defaultStation() Station {
-	return Station{Bind: "0.0.0.0:" + strconv.Itoa(DefaultStationPort), JoinTimeout: station.DefaultJoinTimeout,
+	return Station{JoinTimeout: station.DefaultJoinTimeout,
 		PushPull: station.DefaultPushPull, Probe: station.DefaultProbe, Reconnect: station.DefaultReconnect}
 }
 
@@ -72,8 +71,18 @@ func (c *Config) validateStation(bad func(key, format string, a ...any)) {
 		}
 		seen[g] = true
 	}
-	if err := checkAddr(s.Bind); err != nil {
+	switch err := checkAddr(s.Bind); {
+	case s.Bind == "":
+		bad("station.bind", "empty: give this gate's address on the station LAN and the port, e.g. 10.20.0.11:%d", DefaultStationPort)
+	case err != nil:
 		bad("station.bind", "%q: %v", s.Bind, err)
+	default:
+		// With 0.0.0.0 memberlist would look for this board's address
+		// among its interfaces, which the agent's sandbox does not list
+		// (no netlink): the address the other gates use must be given.
+		if ap, _ := netip.ParseAddrPort(s.Bind); ap.Addr().IsUnspecified() && s.Advertise == "" {
+			bad("station.advertise", "empty while station.bind is %s: give the address the other gates reach this one at (or bind to it)", s.Bind)
+		}
 	}
 	if s.Advertise != "" {
 		if err := checkAddr(s.Advertise); err != nil {

@@ -55,6 +55,8 @@ func TestStationRefusals(t *testing.T) {
 		{"three keys", set(`["/etc/gateagent/station.key"]`, `["/a", "/b", "/c"]`), []string{"station.key_files", "rotation"}},
 		{"relative key", set(`["/etc/gateagent/station.key"]`, `["station.key"]`), []string{"station.key_files", "absolute"}},
 		{"advertise 0.0.0.0", withStation + "advertise = \"0.0.0.0:7946\"\n", []string{"station.advertise"}},
+		{"no bind", set(`bind = "10.20.0.11:7946"`, `bind = ""`), []string{"station.bind", "empty"}},
+		{"bind 0.0.0.0 without advertise", set(`"10.20.0.11:7946"`, `"0.0.0.0:7946"`), []string{"station.advertise", "0.0.0.0:7946"}},
 		{"probe too short", withStation + "probe = \"1ms\"\n", []string{"station.probe"}},
 		{"unknown key", withStation + "peers = []\n", []string{"peers", "unknown"}},
 	} {
