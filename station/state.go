@@ -246,8 +246,16 @@ func (s *state) local(kind msgKind, id verify.CertID, dir verify.Direction, t, u
 		} else {
 			o.passed = t
 		}
-		s.byCert[cd][i].merge(&o)
+		g := &s.byCert[cd][i]
+		// A grant that lapses when its hold ends (the pass timeout, as
+		// the hold said) tells the peers nothing new: its hold ends there
+		// by itself. Only one ended early (the emergency input, the gate
+		// stopping) is sent.
+		silent := kind == kindRelease && g.until != 0 && t >= g.until && g.passed == 0
+		g.merge(&o)
 		m.at, m.t = at, t
+		uses = s.checkUses(cd, i, uses)
+		return m, !silent, uses
 	}
 	return m, true, s.checkUses(cd, i, uses)
 }

@@ -109,9 +109,18 @@ func TestLocalReportsFollowTheLatestGrant(t *testing.T) {
 		t.Fatalf("a lapse without a grant is sent: %+v", m)
 	}
 	s.local(kindHold, c, verify.Entry, t0, t0+int64(hold), nil)
-	m, ok, _ = s.local(kindRelease, c, verify.Entry, t0+int64(hold), 0, nil)
-	if !ok || m.kind != kindRelease || m.at != t0 || m.t != t0+int64(hold) || m.gate != "E01" {
+	m, ok, _ = s.local(kindRelease, c, verify.Entry, t0+2*sec, 0, nil)
+	if !ok || m.kind != kindRelease || m.at != t0 || m.t != t0+2*sec || m.gate != "E01" {
 		t.Fatalf("release message %+v", m)
+	}
+	// A lapse at the end of the hold, as the hold said, is not sent: the
+	// peers' copy of the hold ends there by itself.
+	s.local(kindHold, c, verify.Entry, t0+10*sec, t0+18*sec, nil)
+	if m, ok, _ = s.local(kindRelease, c, verify.Entry, t0+18*sec, 0, nil); ok {
+		t.Fatalf("a lapse at the hold's end is sent: %+v", m)
+	}
+	if g := s.byCert[keyOf(c, verify.Entry)]; g[len(g)-1].released != t0+18*sec {
+		t.Fatal("the lapse is not recorded here")
 	}
 	s.local(kindHold, c, verify.Entry, t0+20*sec, t0+28*sec, nil)
 	m, _, _ = s.local(kindPassed, c, verify.Entry, t0+21*sec, 0, nil)
@@ -123,8 +132,8 @@ func TestLocalReportsFollowTheLatestGrant(t *testing.T) {
 	if !ok || m.at != t0+sec || m.t != t0+sec {
 		t.Fatalf("passage without a grant: %+v %v", m, ok)
 	}
-	if s.n != 3 {
-		t.Fatalf("%d grants, want 3", s.n)
+	if s.n != 4 {
+		t.Fatalf("%d grants, want 4", s.n)
 	}
 }
 
