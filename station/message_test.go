@@ -3,9 +3,11 @@ package station
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,5 +188,21 @@ func TestLoadKeys(t *testing.T) {
 		if c.want != ErrConfig && (!errors.As(err, &kf) || kf.Path == "") {
 			t.Errorf("%s: %v is not a *KeyFileError naming the file", c.name, err)
 		}
+	}
+}
+
+// TestLogsQuietAfterClose: memberlist's timers may log after its
+// Shutdown; nothing reaches the caller's logger once Close has returned.
+func TestLogsQuietAfterClose(t *testing.T) {
+	var b strings.Builder
+	h := &closingHandler{inner: slog.NewTextHandler(&b, nil)}
+	h.init()
+	log := slog.New(h).With("part", "memberlist")
+	log.Info("before")
+	h.close()
+	log.Warn("after")
+	slog.New(h).Error("after, from the root")
+	if got := b.String(); !strings.Contains(got, "before") || strings.Contains(got, "after") {
+		t.Fatalf("log %q", got)
 	}
 }

@@ -228,6 +228,7 @@ func parseHostPort(s string, anyPort bool) (netip.AddrPort, error) {
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
+	logs   *closingHandler // log's: quiet once Close returns
 	ml     *memberlist.Memberlist
 	guard  *guard
 	queue  *memberlist.TransmitLimitedQueue
@@ -319,7 +320,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger, gates: map[string]bool{}, window: int64(cfg.Window),
+	logs := &closingHandler{inner: cfg.Logger.Handler()}
+	logs.init()
+	n := &Node{cfg: cfg, log: slog.New(logs), logs: logs, gates: map[string]bool{}, window: int64(cfg.Window),
 		st:  newState(cfg.GateID, cfg.Gates, cfg.Window, cfg.MaxHold, cfg.Skew, cfg.MaxEntries),
 		ops: make(chan op, queueLen), uses: make(chan DoubleUse, 256), exchange: make(chan string, 64),
 		stop: make(chan struct{}), done: make(chan struct{}), usesStop: make(chan struct{}), usesDone: make(chan struct{}),
@@ -466,6 +469,10 @@ func (n *Node) Close() error {
 		close(n.usesStop)
 		<-n.usesDone
 		n.readyOnce.Do(func() { close(n.ready) })
+		// memberlist's timers and schedulers may still run a moment
+		// after its Shutdown (it does not wait for them), and log: not
+		// into a caller's logger that Close has handed back.
+		n.logs.close()
 	})
 	if err != nil {
 		return fmt.Errorf("station: close: %w", err)
@@ -925,6 +932,44 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration,
 		p.lastHeard, p.rtt = now, rtt
 	}
 	n.peersMu.Unlock()
+}
+
+// closingHandler passes records to inner until close, then drops them.
+type closingHandler struct {
+	inner  slog.Handler
+	mu     *sync.RWMutex
+	closed *bool
+}
+
+func (h *closingHandler) init() {
+	if h.mu == nil {
+		h.mu, h.closed = new(sync.RWMutex), new(bool)
+	}
+}
+
+func (h *closingHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+
+func (h *closingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if *h.closed {
+		return nil
+	}
+	return h.inner.Handle(ctx, r)
+}
+
+func (h *closingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &closingHandler{inner: h.inner.WithAttrs(as), mu: h.mu, closed: h.closed}
+}
+
+func (h *closingHandler) WithGroup(name string) slog.Handler {
+	return &closingHandler{inner: h.inner.WithGroup(name), mu: h.mu, closed: h.closed}
+}
+
+func (h *closingHandler) close() {
+	h.mu.Lock()
+	*h.closed = true
+	h.mu.Unlock()
 }
 
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into
