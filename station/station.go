@@ -947,7 +947,9 @@ func (h *closingHandler) init() {
 	}
 }
 
-func (h *closingHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+func (h *closingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
 
 func (h *closingHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.RLock()
