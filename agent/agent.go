@@ -1,12 +1,14 @@
 // Package agent wires one gate together from its config: the board, the
-// key cache, the key feed client, the verifier, the scanner and the gate
-// controller. `gateagent run` and the demo (cmd/gatedemo) both run it.
+// key cache, the key feed client, the station peers, the verifier, the
+// scanner and the gate controller. `gateagent run` and the demo
+// (cmd/gatedemo) both run it.
 //
 // Start-up order matters: the board is opened first, so every output is at
 // its safe level before anything else happens; then the cache, the feed
-// client and the scanner. Shutdown (the context ending) stops the scanner
-// and the feed, lets the controller lock the gate, drives every output off,
-// and closes the cache last.
+// client and the station node, whose peers' state is pulled before the
+// scanner opens; then the scanner. Shutdown (the context ending) stops the
+// scanner and the feed, lets the controller lock the gate, drives every
+// output off, leaves the station group, and closes the cache last.
 package agent
 
 import (
