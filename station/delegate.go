@@ -133,4 +133,3 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration,
 	}
 	n.peersMu.Unlock()
 }
-

@@ -805,4 +805,3 @@ func (n *Node) logForeign(logged map[string]uint64) {
 		}
 	}
 }
-
