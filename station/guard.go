@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -33,6 +34,9 @@ type guard struct {
 	aeads   []cipher.AEAD
 	timeout time.Duration
 	drops   *dropLog
+	// contact is when the guard last let something through: a word from
+	// a peer, whatever it was (Unix ns).
+	contact *atomic.Int64
 
 	packets chan *memberlist.Packet
 	streams chan net.Conn
@@ -54,8 +58,8 @@ const (
 	maxChecks = 32
 )
 
-func newGuard(inner memberlist.NodeAwareTransport, label string, keys [][]byte, timeout time.Duration, drops *dropLog) (*guard, error) {
-	g := &guard{NodeAwareTransport: inner, label: label, timeout: timeout, drops: drops,
+func newGuard(inner memberlist.NodeAwareTransport, label string, keys [][]byte, timeout time.Duration, drops *dropLog, contact *atomic.Int64) (*guard, error) {
+	g := &guard{NodeAwareTransport: inner, label: label, timeout: timeout, drops: drops, contact: contact,
 		packets: make(chan *memberlist.Packet, 256), streams: make(chan net.Conn, 16),
 		busy: make(chan struct{}, maxChecks), done: make(chan struct{})}
 	for _, k := range keys {
@@ -102,6 +106,7 @@ func (g *guard) pumpPackets() {
 				g.drops.add(dropUnauthenticated, p.From)
 				continue
 			}
+			g.contact.Store(time.Now().UnixNano())
 			select {
 			case g.packets <- p:
 			case <-g.done:
@@ -199,6 +204,7 @@ func (g *guard) checkStream(c net.Conn) net.Conn {
 	if !g.open(body, ad, &scratch) {
 		return fail()
 	}
+	g.contact.Store(time.Now().UnixNano())
 	c.SetDeadline(time.Time{})
 	var replay bytes.Buffer
 	if hdr, err := memberlist.AddLabelHeaderToPacket(nil, label); err == nil {

@@ -344,7 +344,7 @@ func Start(cfg Config) (*Node, error) {
 		tr = nt
 	}
 	label := "gateagent/" + cfg.Group
-	g, err := newGuard(tr, label, cfg.Keys, tcpTimeout, n.drops)
+	g, err := newGuard(tr, label, cfg.Keys, tcpTimeout, n.drops, &n.contact)
 	if err != nil {
 		tr.Shutdown()
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
@@ -755,13 +755,14 @@ func (n *Node) heard(gate string) {
 	n.peersMu.Unlock()
 }
 
-// isolateAfter is how long without a word from any peer (an answer to a
-// probe, a report, a state exchange) makes a gate isolated, in probe
+// isolateAfter is how long without a word from any peer (any datagram or
+// stream sealed with the station key: a probe of this gate, an answer to
+// one, a report, gossip, a state exchange) makes a gate isolated, in probe
 // intervals. memberlist takes much longer to declare every peer of an
 // isolated node dead: a node whose probes fail slows its own probing (up
 // to 8 intervals) and waits longest before it suspects, so as not to
-// declare healthy peers dead for its own trouble. Ten intervals stay
-// above its slowest probing.
+// declare healthy peers dead for its own trouble. The peers probe this
+// gate too, about once an interval between them, whatever its own pace.
 const isolateAfter = 10
 
 // setIsolation updates the isolation flag and figures from the peers'
