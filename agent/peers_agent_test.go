@@ -100,7 +100,7 @@ func TestPeersInTheAgent(t *testing.T) {
 
 	// diag peers, as a technician asks the running agent.
 	code, out, errs := runDiag(t, sock, "peers")
-	if code != 0 || !strings.Contains(out, "PASS  group TWO: 1 of 1 peers alive") || !strings.Contains(out, "E2E-02") || !strings.Contains(out, "1 double uses") {
+	if code != 0 || !strings.Contains(out, "PASS  group TWO: 1 of 1 peers alive") || !strings.Contains(out, "E2E-02") || !strings.Contains(out, "double uses found since the agent started: 1") {
 		t.Fatalf("diag peers: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, _ = runDiag(t, sock, "--json")

@@ -71,7 +71,7 @@ func judgePeers(cfg *config.Config, st *station.Status, now time.Time) Check {
 	}
 	summary := fmt.Sprintf("group %s: %d of %d peers alive; %s", st.Group, st.Alive, st.Expected, prop)
 	if st.DoubleUses > 0 {
-		summary += fmt.Sprintf("; %d double uses found since the agent started (double_use events)", st.DoubleUses)
+		summary += fmt.Sprintf("; double uses found since the agent started: %d (double_use events)", st.DoubleUses)
 	}
 	switch {
 	case len(mismatch) > 0:
@@ -265,7 +265,7 @@ func writePeers(w io.Writer, c Check, st *station.Status, now time.Time) error {
 		fmt.Fprintf(&b, "  unauthenticated from %s: %d, last %s (%s)\n", s.Addr, s.Packets, ago(now, s.Last), who)
 	}
 	p := st.Propagation
-	fmt.Fprintf(&b, "propagation p50 %s, p99 %s, max %s over %d reports; %d grants in the state; %d double uses\n",
+	fmt.Fprintf(&b, "propagation p50 %s, p99 %s, max %s over %d reports; grants in the state: %d; double uses: %d\n",
 		ms(p.P50), ms(p.P99), ms(p.Max), p.Count, st.Entries, st.DoubleUses)
 	_, err := io.WriteString(w, b.String())
 	return err

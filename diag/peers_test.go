@@ -82,7 +82,7 @@ func TestJudgePeers(t *testing.T) {
 			s := healthy()
 			s.DoubleUses = 2
 			return s
-		}, Pass, []string{"2 double uses found since the agent started (double_use events)"}},
+		}, Pass, []string{"double uses found since the agent started: 2 (double_use events)"}},
 		{"node missing", on, func() *station.Status { return nil }, Fail, []string{"no station node"}},
 	} {
 		ch := judgePeers(c.cfg, c.st(), now)
