@@ -52,7 +52,8 @@ const labGates = 8
 
 // lab is a station of gates in their own processes.
 type lab struct {
-	t      *testing.T
+	t      *testing.T // the test or subtest under way: its failures
+	root   *testing.T // the whole test: its cleanups (processes, namespaces)
 	netns  bool   // network namespaces; else loopback addresses
 	prefix string // of every namespace, bridge and link made
 	qemu   string // GATEAGENT_TEST_EXEC: the children run under it too
@@ -93,7 +94,7 @@ type labProc struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	l := &lab{t: t, prefix: fmt.Sprintf("gst%d", os.Getpid()%10000000), qemu: os.Getenv("GATEAGENT_TEST_EXEC"),
+	l := &lab{t: t, root: t, prefix: fmt.Sprintf("gst%d", os.Getpid()%10000000), qemu: os.Getenv("GATEAGENT_TEST_EXEC"),
 		dir: t.TempDir(), probe: 200 * time.Millisecond, wait: 15 * time.Second}
 	if l.qemu != "" { // everything about ten times slower: a slower failure detector
 		l.probe, l.wait = time.Second, 60*time.Second
@@ -163,7 +164,7 @@ func (l *lab) makeNetwork() error {
 		return err
 	}
 	p := l.prefix
-	l.t.Cleanup(func() { removeNetwork(p) })
+	l.root.Cleanup(func() { removeNetwork(p) })
 	steps := [][]string{}
 	for _, b := range []string{p + "b0", p + "b1"} {
 		steps = append(steps, []string{"ip", "link", "add", b, "type", "bridge"}, []string{"ip", "link", "set", b, "up"})
@@ -342,7 +343,7 @@ func (l *lab) startProc(cmd *exec.Cmd) *labProc {
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
-	l.t.Cleanup(p.kill)
+	l.root.Cleanup(p.kill)
 	go func() {
 		defer close(p.exited)
 		sc := bufio.NewScanner(stdout)
@@ -631,11 +632,19 @@ func TestStationPeers(t *testing.T) {
 		t.Log("not root: network namespaces cannot be made; loopback addresses instead")
 	}
 	l := newLab(t)
-	t.Run("trials", l.trials)
-	t.Run("partition", l.partition)
-	t.Run("isolated", l.isolated)
-	t.Run("restart", l.restart)
-	t.Run("rogue", l.rogue)
+	// Each part fails as itself: the lab's helpers report to it.
+	part := func(name string, f func(*testing.T)) {
+		t.Run(name, func(st *testing.T) {
+			l.t = st
+			defer func() { l.t = t }()
+			f(st)
+		})
+	}
+	part("trials", l.trials)
+	part("partition", l.partition)
+	part("isolated", l.isolated)
+	part("restart", l.restart)
+	part("rogue", l.rogue)
 	for _, g := range l.gates {
 		if err := g.proc.send("quit"); err != nil {
 			t.Fatal(err)

@@ -437,10 +437,18 @@ func TestIsolatedWhenEveryLinkIsCut(t *testing.T) {
 	if nodes[1].Isolated() {
 		t.Fatal("E02 isolated though E03 is there")
 	}
+	// A passage while isolated: its report is lost on the cut link.
+	id := certN(30)
+	at := time.Now()
+	lone.Hold(id, verify.Entry, at, at.Add(passTimeout))
+	lone.Passed(id, verify.Entry, at)
 	for _, o := range nodes {
 		o.link.Heal()
 	}
 	eventually(t, 5*time.Second, func() bool { return !lone.Isolated() }, "E01 back with its peers")
+	for _, o := range nodes[1:] {
+		eventually(t, 5*time.Second, func() bool { s, ok := o.Seen(id, verify.Entry); return ok && s.Gate == "E01" }, o.gate+" learns the passage made while E01 was isolated")
+	}
 	if s := lone.Status(); s.IsolatedSeconds <= 0 {
 		t.Fatalf("isolated seconds %v", s.IsolatedSeconds)
 	}

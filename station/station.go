@@ -322,7 +322,7 @@ func Start(cfg Config) (*Node, error) {
 	logs.init()
 	n := &Node{cfg: cfg, log: slog.New(logs), logs: logs, gates: map[string]bool{}, window: int64(cfg.Window),
 		st:  newState(cfg.GateID, cfg.Gates, cfg.Window, cfg.MaxHold, cfg.Skew, cfg.MaxEntries),
-		ops: make(chan op, queueLen), uses: make(chan DoubleUse, 256), exchange: make(chan string, 64),
+		ops: make(chan op, queueLen), uses: make(chan DoubleUse, 256), exchange: make(chan string, 2*MaxGates),
 		stop: make(chan struct{}), done: make(chan struct{}), usesStop: make(chan struct{}), usesDone: make(chan struct{}),
 		ready: make(chan struct{}), joined: make(chan struct{}), peers: map[string]*peerInfo{}, refusedAt: map[string]time.Time{}}
 	n.drops = newDropLog(time.Now)
@@ -792,6 +792,18 @@ func (n *Node) setIsolation(now time.Time) {
 		n.isolatedTotal += now.Sub(n.isolatedSince)
 		n.isolated.Store(false)
 		n.log.Info("station: peer gates reachable", "alive", alive, "expected", expected)
+		// What either side did meanwhile was lost on the way: exchange
+		// the whole state with every peer now, not at the next random
+		// push/pull. (Peers declared gone meanwhile come back through
+		// NotifyJoin, which does the same.)
+		for _, p := range n.peers {
+			if p.live() {
+				select {
+				case n.exchange <- p.addr:
+				default:
+				}
+			}
+		}
 	}
 }
 
