@@ -54,9 +54,9 @@ const labGates = 8
 type lab struct {
 	t      *testing.T // the test or subtest under way: its failures
 	root   *testing.T // the whole test: its cleanups (processes, namespaces)
-	netns  bool   // network namespaces; else loopback addresses
-	prefix string // of every namespace, bridge and link made
-	qemu   string // GATEAGENT_TEST_EXEC: the children run under it too
+	netns  bool       // network namespaces; else loopback addresses
+	prefix string     // of every namespace, bridge and link made
+	qemu   string     // GATEAGENT_TEST_EXEC: the children run under it too
 	key    []byte
 	dir    string
 	gates  []*labGate
