@@ -266,8 +266,8 @@ type Node struct {
 
 	sendTo []memberlist.Node // the loop's: whom apply sends to
 
-	// onChange, set by this package's benchmark, sees each grant that a
-	// peer's report or state changed.
+	// onChange, set by this package's benchmark (under mu), sees each
+	// grant that a peer's report or state changed.
 	onChange func(verify.CertID)
 
 	sent, received [maxKind + 1]atomic.Uint64
@@ -647,6 +647,7 @@ func (n *Node) receive(b []byte) {
 	var uses []DoubleUse
 	n.mu.Lock()
 	changed, drop, uses := n.st.merge(fromMessage(&m), now, uses)
+	onChange := n.onChange
 	n.mu.Unlock()
 	if drop != dropNone {
 		n.drops.count(drop)
@@ -661,8 +662,8 @@ func (n *Node) receive(b []byte) {
 			n.lat.observe(time.Duration(max(0, d)))
 		}
 		n.heard(m.gate)
-		if n.onChange != nil {
-			n.onChange(m.cert)
+		if onChange != nil {
+			onChange(m.cert)
 		}
 	}
 	n.report(uses)
@@ -680,18 +681,19 @@ func (n *Node) mergeState(b []byte) {
 	var drops [numDrops]uint64
 	var changed []verify.CertID
 	n.mu.Lock()
+	onChange := n.onChange
 	for _, g := range grants {
 		var r dropReason
 		var c bool
 		c, r, uses = n.st.merge(g, now, uses)
 		drops[r]++
-		if c && n.onChange != nil {
+		if c && onChange != nil {
 			changed = append(changed, g.cert)
 		}
 	}
 	n.mu.Unlock()
 	for _, id := range changed {
-		n.onChange(id)
+		onChange(id)
 	}
 	for r, c := range drops {
 		if r != int(dropNone) && c > 0 {
