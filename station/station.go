@@ -224,17 +224,16 @@ func parseHostPort(s string, anyPort bool) (netip.AddrPort, error) {
 
 // Node is this gate's member of the station's peer group.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	logs   *closingHandler // log's: quiet once Close returns
-	ml     *memberlist.Memberlist
-	guard  *guard
-	queue  *memberlist.TransmitLimitedQueue
-	drops  *dropLog
-	gates  map[string]bool
-	addr   string // advertised
-	seeds  []string
-	window int64
+	cfg   Config
+	log   *slog.Logger
+	logs  *closingHandler // log's: quiet once Close returns
+	ml    *memberlist.Memberlist
+	guard *guard
+	queue *memberlist.TransmitLimitedQueue
+	drops *dropLog
+	gates map[string]bool
+	addr  string // advertised
+	seeds []string
 
 	mu sync.RWMutex
 	st *state
@@ -276,11 +275,10 @@ type Node struct {
 }
 
 type op struct {
-	kind      msgKind
-	id        verify.CertID
-	dir       verify.Direction
-	t, until  int64
-	completed chan struct{} // tests: closed once sent
+	kind     msgKind
+	id       verify.CertID
+	dir      verify.Direction
+	t, until int64
 }
 
 // peerInfo is what this gate knows of one of its peers. It is kept from
@@ -320,7 +318,7 @@ func Start(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	logs := &closingHandler{inner: cfg.Logger.Handler()}
 	logs.init()
-	n := &Node{cfg: cfg, log: slog.New(logs), logs: logs, gates: map[string]bool{}, window: int64(cfg.Window),
+	n := &Node{cfg: cfg, log: slog.New(logs), logs: logs, gates: map[string]bool{},
 		st:  newState(cfg.GateID, cfg.Gates, cfg.Window, cfg.MaxHold, cfg.Skew, cfg.MaxEntries),
 		ops: make(chan op, queueLen), uses: make(chan DoubleUse, 256), exchange: make(chan string, 2*MaxGates),
 		stop: make(chan struct{}), done: make(chan struct{}), usesStop: make(chan struct{}), usesDone: make(chan struct{}),
@@ -630,9 +628,6 @@ func (n *Node) apply(o op) {
 		}
 		n.queue.QueueBroadcast(&broadcast{msg: b})
 		n.sent[m.kind].Add(1)
-	}
-	if o.completed != nil {
-		close(o.completed)
 	}
 }
 
