@@ -34,7 +34,9 @@ RELEASE_amd64 := bin/gateagent-linux-amd64
 RELEASE_BINS  := $(RELEASE_arm64) $(RELEASE_armhf) $(RELEASE_amd64)
 FUZZTIME  ?=
 # The largest release binary cross-check accepts, in MB (10^6 bytes).
-CROSS_MAX_MB ?= 15
+# 16: memberlist (station peers) added 2.0 MB, bringing amd64 to 15.1 MB;
+# the boards' arm64 and armv7 binaries are 14.4 and 14.8 MB.
+CROSS_MAX_MB ?= 16
 
 .PHONY: help demo build test unit test-arm64 fuzz bench cross cross-check deb deb-check repro-check install check clean
 
@@ -73,7 +75,8 @@ FUZZ_TARGETS := \
 	qrcode:FuzzDecodeImage:200000 \
 	scanner:FuzzFramer:200000 \
 	config:FuzzParse:100000 \
-	cache:FuzzOpenDamaged:1500
+	cache:FuzzOpenDamaged:1500 \
+	station:FuzzDecode:300000
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -87,6 +90,7 @@ bench: ## the benchmarks beside their floors, 1M records (several minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./verify/ ./cache/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
 	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 ./agent/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./station/
 
 cross: $(RELEASE_BINS) ## static, stripped release binaries in bin/: gateagent-linux-arm64, -armv7 (GOARM=7), -amd64
 

@@ -1,12 +1,14 @@
 // Package agent wires one gate together from its config: the board, the
-// key cache, the key feed client, the verifier, the scanner and the gate
-// controller. `gateagent run` and the demo (cmd/gatedemo) both run it.
+// key cache, the key feed client, the station peers, the verifier, the
+// scanner and the gate controller. `gateagent run` and the demo
+// (cmd/gatedemo) both run it.
 //
 // Start-up order matters: the board is opened first, so every output is at
 // its safe level before anything else happens; then the cache, the feed
-// client and the scanner. Shutdown (the context ending) stops the scanner
-// and the feed, lets the controller lock the gate, drives every output off,
-// and closes the cache last.
+// client and the station node, whose peers' state is pulled before the
+// scanner opens; then the scanner. Shutdown (the context ending) stops the
+// scanner and the feed, lets the controller lock the gate, drives every
+// output off, leaves the station group, and closes the cache last.
 package agent
 
 import (
@@ -22,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"gateagent/cache"
 	"gateagent/config"
@@ -40,6 +44,7 @@ import (
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
+	"gateagent/station"
 	"gateagent/verify"
 )
 
@@ -63,6 +68,10 @@ type Options struct {
 	// ClockState says whether the kernel clock is synchronised (diag's
 	// clock check); default kclock.Read (adjtimex).
 	ClockState kclock.Reader
+	// StationTransport, when set, carries the station peers' traffic
+	// instead of UDP and TCP on station.bind (tests: a link that can be
+	// cut).
+	StationTransport memberlist.NodeAwareTransport
 }
 
 // Agent is one running gate.
@@ -81,6 +90,8 @@ type Agent struct {
 	serial *scanner.Serial
 	images *scanner.Images
 	notify *sdnotify.Notifier
+	// station is the gate's station peer node; nil without a group.
+	station *station.Node
 }
 
 // New takes the gate's lock, opens its board and cache and builds its
@@ -146,7 +157,14 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("verify", "verify", err)
 	}
-	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.store), Clock: a.feed, Policy: policy,
+	if err := a.openStation(); err != nil {
+		return err
+	}
+	var store verify.Store = a.feed.Guard(a.store)
+	if a.station != nil {
+		store = peerStore{Store: store, peers: a.station}
+	}
+	a.verify, err = verify.New(verify.Config{Store: store, Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return step("verify", "verify", err)
@@ -158,6 +176,7 @@ func (a *Agent) open() (err error) {
 			Scanner: a.scannerStats,
 			Cache:   a.store.Stats,
 			Ready:   a.Readiness,
+			Station: a.stationStatus(),
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
 	if opts.Observe != nil {
@@ -166,8 +185,12 @@ func (a *Agent) open() (err error) {
 			opts.Observe(o)
 		}
 	}
-	a.ctrl, err = gate.New(gate.Config{Verifier: a.verify, Log: a.store.Journal, Board: a.board, Direction: cfg.Direction(),
-		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe})
+	gc := gate.Config{Verifier: a.verify, Log: a.store.Journal, Board: a.board, Direction: cfg.Direction(),
+		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe}
+	if a.station != nil {
+		gc.Peers = a.station
+	}
+	a.ctrl, err = gate.New(gc)
 	if err != nil {
 		return step("gate", "timing", err)
 	}
@@ -280,6 +303,9 @@ func (a *Agent) Scanner() *scanner.Serial { return a.serial }
 // start-up stopped part way.
 func (a *Agent) Close() error {
 	var errs []error
+	if a.station != nil { // before the files: it records double uses found until it stops
+		errs = append(errs, a.station.Close())
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Cache.Close(), a.store.Journal.Close())
 	}
@@ -318,6 +344,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer wg.Done()
 		_ = a.feed.Run(fctx)
 	}()
+	// With station peers, their state before the first scan (or the word
+	// that there is none, after station.join_timeout): a gate that checks
+	// codes knows what its peers know.
+	a.awaitStation(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -456,7 +486,7 @@ func serviceStatus(r health.Readiness) string {
 // agent says so and runs without it.
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
-		Metrics: a.stats, Scanner: a.scannerStats, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
+		Metrics: a.stats, Scanner: a.scannerStats, Station: a.station, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()

@@ -1,7 +1,11 @@
 package agent_test
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,11 +29,51 @@ import (
 // bbolt commit with fsync) and the relay output. Each grant then lapses
 // (no passage), so the same passenger may scan again. It reports the 50th
 // and 99th percentiles (p50-ms, p99-ms).
-func BenchmarkScanToRelay(b *testing.B) {
+func BenchmarkScanToRelay(b *testing.B) { scanToRelay(b, 0) }
+
+// BenchmarkScanToRelayWithPeers is BenchmarkScanToRelay with the gate in a
+// station group of eight: seven peer gates (station.Node, each on its own
+// loopback address) are told of every grant and every lapse, sealed with
+// the station key, and probe and gossip with the gate as memberlist does.
+// Telling them happens after the relay, off the controller's goroutine:
+// the figures should be BenchmarkScanToRelay's. The seven run in a process
+// of their own at the lowest priority (nice 19): on a station they are
+// other boards, and here they must not take the gate's two cores from it.
+func BenchmarkScanToRelayWithPeers(b *testing.B) { scanToRelay(b, 7) }
+
+func scanToRelay(b *testing.B, peers int) {
+	var peerIDs, peerAddrs []string
+	var peerProc *benchPeers
+	gateAddr := freeLoopback(b, "127.0.0.1")
+	stationKey := make([]byte, 32)
+	rand.Read(stationKey)
+	for i := range peers {
+		peerIDs = append(peerIDs, fmt.Sprintf("P%02d", i+1))
+	}
+	if peers > 0 {
+		peerProc = startBenchPeers(b, benchPeerSpec{Gate: "E2E-01", GateAddr: gateAddr, IDs: peerIDs, Key: stationKey})
+		peerAddrs = peerProc.addrs
+	}
+	keyFile := filepath.Join(b.TempDir(), "station.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(stationKey)), 0o600); err != nil {
+		b.Fatal(err)
+	}
 	st := newStation(b, stationOpts{mod: func(c *config.Config) {
 		c.Timing.PassTimeout = 10 * time.Millisecond
 		c.HW.Poll = 50 * time.Millisecond // as in production: inputs wake on edges
+		if peers > 0 {
+			c.Station = config.Station{Group: "BENCH", Gates: append([]string{"E2E-01"}, peerIDs...), Bind: gateAddr,
+				Seeds: peerAddrs, KeyFiles: []string{keyFile}, JoinTimeout: 5 * time.Second, PushPull: 15 * time.Second,
+				Probe: time.Second, Reconnect: time.Second}
+		}
 	}})
+	if peers > 0 {
+		for deadline := time.Now().Add(10 * time.Second); st.ag.Station().Status().Alive != peers; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("the gate sees %d of its %d peers", st.ag.Station().Status().Alive, peers)
+			}
+		}
+	}
 	c := st.issue()
 	key, err := verify.ParseKey(c.Key) // the phone's secret, returned once at issuance
 	if err != nil {
@@ -92,6 +136,30 @@ func BenchmarkScanToRelay(b *testing.B) {
 	b.ReportMetric(pct(decide, 0.50), "decide-p50-ms")
 	b.ReportMetric(pct(read, 0.99), "read-p99-ms")
 	b.ReportMetric(pct(decide, 0.99), "decide-p99-ms")
+	// Every peer heard of every grant (the benchmark's grants are real
+	// ones, not a dry run).
+	if peerProc != nil {
+		peerProc.awaitHolds(b, b.N)
+	}
+}
+
+// freeLoopback is ip:port with a port free for TCP and UDP now.
+func freeLoopback(b testing.TB, ip string) string {
+	for range 20 {
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	b.Fatal("no free port for TCP and UDP")
+	return ""
 }
 
 // BenchmarkScanToRelayFloor is the floor beside BenchmarkScanToRelay: the

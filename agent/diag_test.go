@@ -88,7 +88,7 @@ func TestDiagThroughTheRunningAgent(t *testing.T) {
 		t.Errorf("mode %q gate %q", r.Mode, r.Gate)
 	}
 	for _, ch := range r.Checks {
-		if ch.Status != diag.Pass {
+		if ch.Status != diag.Pass && !(ch.Name == diag.NamePeers && ch.Status == diag.Skip) { // no [station] group here
 			t.Errorf("%s is %s: %s", ch.Name, ch.Status, ch.Line)
 		}
 	}

@@ -504,6 +504,15 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
+	if path := os.Getenv(peerChildEnv); path != "" { // peers_child_test.go
+		os.Exit(runPeerChild(path))
+	}
+	if spec := os.Getenv(peerRogueEnv); spec != "" {
+		os.Exit(runRogue(spec))
+	}
+	if spec := os.Getenv(benchPeersEnv); spec != "" { // benchpeers_test.go
+		os.Exit(runBenchPeers(spec))
+	}
 	os.Exit(m.Run())
 }
 

@@ -47,6 +47,8 @@ func Preflight(cfg *config.Config, as fsaccess.User) []Finding {
 		note("feed", "TLS files readable")
 	}
 
+	out = append(out, stationFindings(cfg)...)
+
 	dir := filepath.Dir(cfg.Gate.Cache)
 	if err := writableDir(dir, as); err != nil {
 		problem("gate.cache", err)

@@ -51,6 +51,7 @@ type Config struct {
 	HW      HW      `toml:"hw"`
 	Timing  Timing  `toml:"timing"`
 	Control Control `toml:"control"`
+	Station Station `toml:"station"`
 	Log     Log     `toml:"log"`
 }
 
@@ -152,6 +153,7 @@ func Default() Config {
 		HW:      HW{Kind: "gpio", Debounce: hw.DefaultDebounce, Poll: hw.DefaultPoll},
 		Timing:  Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
 		Control: Control{Socket: DefaultSocket},
+		Station: defaultStation(),
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -299,6 +301,7 @@ func (c *Config) Validate() error {
 			bad("control.metrics", "%q: %v", c.Control.Metrics, err)
 		}
 	}
+	c.validateStation(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
 	}

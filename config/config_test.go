@@ -261,7 +261,7 @@ func TestSeveralUnknownKeysTogether(t *testing.T) {
 		line      int
 		key, text string
 	}{
-		{1, "verison", "unknown key; the top level knows: version, gate, feed, verify, scanner, hw, timing, control, log"},
+		{1, "verison", "unknown key; the top level knows: version, gate, feed, verify, scanner, hw, timing, control, station, log"},
 		{11, "hw.relay_pin", "unknown key; [hw] knows: kind, debounce, poll, relay, green, red, buzzer, passage, emergency, approach, trigger"},
 		{13, "hw.relay.pinn", "unknown key; [hw.relay] knows: pin, active_low, pull"},
 		{14, "hw.lamp", "unknown section; [hw] knows: kind"},

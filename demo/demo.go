@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"gateagent/agent"
+	"gateagent/cache"
 	"gateagent/config"
 	"gateagent/diag"
 	"gateagent/event"
@@ -63,6 +64,7 @@ type demo struct {
 	step     int
 	qr       bool   // print the next code as a QR code
 	socket   string // the agent's control socket
+	gate2    *neighbour
 }
 
 // Run runs the walk-through, printing it to w.
@@ -126,6 +128,10 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 	cfg.HW.Kind = "sim"
 	cfg.Control.Socket = filepath.Join(o.Dir, "control.sock")
 	d.socket = cfg.Control.Socket
+	addr2, err := stationConfig(&cfg, o.Dir)
+	if err != nil {
+		return fmt.Errorf("demo: the station key and addresses: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo: its own config: %w", err)
 	}
@@ -150,13 +156,22 @@ func Run(ctx context.Context, w io.Writer, o Options) (err error) {
 			err = aerr
 		}
 	}()
+	if d.gate2, err = startNeighbour(ctx, cfg, addr2, o.Dir, log.With("part", "gate 2")); err != nil {
+		return err
+	}
+	defer func() {
+		if gerr := d.gate2.close(); gerr != nil && err == nil {
+			err = gerr
+		}
+	}()
 
 	d.say("gatedemo: an entry gate on simulated hardware, with a local issuer\n")
 	d.say("  issuer   %s (in-process reference issuer, feed key demo-1)\n", issuerURL)
 	d.say("  scanner  %s (a pseudo-terminal: the demo types the QR texts into it)\n", d.tty.SlavePath)
-	d.say("  gate     %s, relay locked, lamps off\n\n", d.gateID)
+	d.say("  gate     %s, relay locked, lamps off\n", d.gateID)
+	d.say("  gate 2   %s beside it, the same station group (%s): the two share grants and passages over loopback\n\n", gate2ID, demoGroup)
 
-	for _, s := range []func(context.Context) error{d.issue, d.valid, d.stale, d.passback, d.revoked, d.emergency, d.upload, d.diag} {
+	for _, s := range []func(context.Context) error{d.issue, d.valid, d.companion, d.stale, d.passback, d.revoked, d.emergency, d.upload, d.diag} {
 		if err := s(ctx); err != nil {
 			return err
 		}
@@ -205,6 +220,10 @@ func (d *demo) issue(ctx context.Context) error {
 	}
 	d.say("   gate       learnt the certificate's key from the signed key feed in %s; it checks codes offline from now on\n",
 		time.Since(start).Round(time.Millisecond))
+	if err := waitCacheOf(ctx, d.gate2.ag.Cache(), d.cert.ID); err != nil {
+		return err
+	}
+	d.say("   gate 2     learnt it too, from the same feed\n")
 	return nil
 }
 
@@ -401,6 +420,26 @@ func (d *demo) want(ctx context.Context, kind gate.OutcomeKind) (gate.Outcome, e
 		return gate.Outcome{}, fmt.Errorf("demo: the gate did nothing within 10 s, want %v", kind)
 	case <-ctx.Done():
 		return gate.Outcome{}, ctx.Err()
+	}
+}
+
+// waitCacheOf waits until c holds certificate id.
+func waitCacheOf(ctx context.Context, c *cache.Cache, id verify.CertID) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, found, err := c.Lookup(id, verify.Entry)
+		if err != nil {
+			return fmt.Errorf("demo: read gate 2's cache: %w", err)
+		}
+		if found {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: gate 2's cache did not catch up with the issuer within 15 s")
+		}
+		if err := wait.Sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ func TestWalkthrough(t *testing.T) {
 	for _, want := range []string{
 		"GRANTED: event recorded, relay unlocked",
 		"passage clear: relay locked",
+		`gate 2     DENIED PASSBACK "seen at gate DEMO-E01"`,
 		"DENIED CODE_STALE",
 		"DENIED PASSBACK",
 		"DENIED REVOKED",
@@ -31,6 +32,7 @@ func TestWalkthrough(t *testing.T) {
 		"daemon mode",
 		"PASS  feed",
 		"PASS  latency    scan to relay",
+		"PASS  peers      group DEMO-entry: 1 of 1 peers alive",
 		"result: PASS",
 		"shut down cleanly",
 		"█", // the QR code

@@ -7,6 +7,7 @@ import (
 
 	"gateagent/gate"
 	"gateagent/metrics"
+	"gateagent/station"
 )
 
 // backend is how diag reaches the gate: through the running agent over
@@ -30,6 +31,9 @@ type backend interface {
 	// latency is the running agent's per-stage latency; errNotRunning
 	// without an agent.
 	latency(ctx context.Context) ([]metrics.StageLatency, error)
+	// peers is the station peers' check and, through a running agent, its
+	// node's status (nil with the agent stopped or without a group).
+	peers(ctx context.Context) (Check, *station.Status, error)
 	// mode is "daemon" or "standalone".
 	mode() string
 }

@@ -77,7 +77,7 @@ func TestStandaloneFaults(t *testing.T) {
 			if r.Mode != "standalone" || r.Gate != "DIAG-1" {
 				t.Errorf("report mode %q gate %q", r.Mode, r.Gate)
 			}
-			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency}
+			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency, diag.NamePeers}
 			if len(r.Checks) != len(names) {
 				t.Fatalf("%d checks, want %d:\n%s", len(r.Checks), len(names), describe(r))
 			}
@@ -86,7 +86,7 @@ func TestStandaloneFaults(t *testing.T) {
 				switch {
 				case c.Name == tc.check, c.Name == diag.NameService && tc.service != "":
 					want = diag.Fail
-				case c.Name == diag.NameLatency:
+				case c.Name == diag.NameLatency, c.Name == diag.NamePeers: // no [station] group here
 					want = diag.Skip
 				}
 				if c.Name != names[i] {
@@ -133,10 +133,10 @@ func TestTextReport(t *testing.T) {
 		t.Errorf("exit status %d, want 2", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 11 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[10] != "result: FAIL" {
+	if len(lines) != 12 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[11] != "result: FAIL" {
 		t.Fatalf("report:\n%s", out)
 	}
-	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency"} {
+	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency", "SKIP  peers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report has no line %q:\n%s", want, out)
 		}

@@ -23,6 +23,7 @@ import (
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
+	"gateagent/station"
 	"gateagent/verify"
 )
 
@@ -45,6 +46,8 @@ type Live struct {
 	// ClockState says whether the kernel clock is synchronised; default
 	// kclock.Read.
 	ClockState kclock.Reader
+	// Station is the station peer node; nil without a [station] group.
+	Station *station.Node
 	// Now is the gate's raw clock.
 	Now          func() time.Time
 	TrustedAfter time.Time
@@ -132,6 +135,7 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	}
 	r.Add(judgeBacklog(b, berr, now, fst.LastError))
 	r.Add(judgeLatency(l.Metrics.Latency(), true))
+	r.Add(l.peersCheck())
 	return r
 }
 
@@ -170,6 +174,7 @@ const maxTokenBody = 4096
 //	GET  /diag                       every check (Report)
 //	GET  /diag/clock                 the clock check alone (Check)
 //	GET  /diag/latency               per-stage latency ([]metrics.StageLatency)
+//	GET  /diag/peers                 the station peers (station.Status)
 //	GET  /diag/sensors?seconds=N     the inputs, one JSON Reading per line, for N s
 //	POST /diag/token?source=S        explain the token in the body (TokenReport)
 //	POST /diag/scan?timeout=D        explain the next code scanned; nothing moves
@@ -190,6 +195,7 @@ func (l *Live) Handler() http.Handler {
 		writeJSON(w, l.Metrics.Latency())
 	})
 	mux.HandleFunc("GET /diag/sensors", l.serveSensors)
+	mux.HandleFunc("GET /diag/peers", l.servePeers)
 	mux.HandleFunc("POST /diag/token", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenBody+1))
 		if err != nil || len(body) > maxTokenBody {

@@ -172,6 +172,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 		parts.Feed = &keysync.Status{} // no cache yet: never synced
 	}
 	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write))
+	r.Add(standalonePeers(cfg))
 	return r
 }
 

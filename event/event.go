@@ -28,10 +28,11 @@ const (
 	Alarm         Kind = 5 // an operational alarm (stale cache, …)
 	Technician    Kind = 6 // a technician's explicit action (relay test, …)
 	Lapsed        Kind = 7 // a granted passenger did not enter in time: the grant was not used
-	maxKind            = Lapsed
+	DoubleUse     Kind = 8 // a certificate granted here was granted at another gate of the station while one grant stood (package station)
+	maxKind            = DoubleUse
 )
 
-var kindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician", "lapsed"}
+var kindNames = [...]string{"", "decision", "passage", "forced_passage", "emergency", "alarm", "technician", "lapsed", "double_use"}
 
 func (k Kind) String() string {
 	if !k.Valid() {

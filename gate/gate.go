@@ -51,6 +51,31 @@ type Log interface {
 	RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error)
 }
 
+// Peers are the station's other gates (package station's Node), told of
+// each grant, lapse and passage so that they refuse the same certificate
+// while the grant stands or within the anti-passback window. Every method
+// returns at once (the node queues the report and sends it on its own
+// goroutine): the controller never waits for the network. Hold is called
+// once the grant is durable and the relay set, so it adds nothing to the
+// scan-to-relay time.
+type Peers interface {
+	// Hold: this gate granted id at at; the grant stands until until
+	// unless it lapses or its passenger passes first.
+	Hold(id verify.CertID, dir verify.Direction, at, until time.Time)
+	// Release: the grant lapsed unused at at (or the gate locked).
+	Release(id verify.CertID, dir verify.Direction, at time.Time)
+	// Passed: the granted passenger walked through at at.
+	Passed(id verify.CertID, dir verify.Direction, at time.Time)
+	// Isolated reports that none of the station's other gates can be
+	// reached: events recorded meanwhile say so (IsolatedNote).
+	Isolated() bool
+}
+
+// IsolatedNote ends the detail of every event recorded while the gate is
+// isolated from its station peers: its anti-passback then knows only what
+// this gate saw.
+const IsolatedNote = "isolated: no station peer reachable"
+
 // Timing says how long the gate holds each state.
 type Timing struct {
 	// Pulse is how long the relay stays energised after a grant, for
@@ -127,6 +152,8 @@ type Config struct {
 	// Observe, when set, is called on Run's goroutine after each outcome.
 	// It must not block.
 	Observe func(Outcome)
+	// Peers, when set, are the station's other gates (see Peers).
+	Peers Peers
 }
 
 // Controller runs one gate.
@@ -254,6 +281,9 @@ func (c *Controller) Run(ctx context.Context, scans <-chan Scan) error {
 		// gate locks, then the input watchers are waited for.
 		if c.test != nil {
 			c.endTest(fmt.Errorf("%w: the gate controller stopped", ErrInterrupted))
+		}
+		if c.state == granted {
+			c.release() // the gate locks: that passenger will not pass here
 		}
 		stop(&c.relayRetry)
 		stop(&c.recProbe)
@@ -413,6 +443,9 @@ func (c *Controller) onScan(s Scan) {
 	if ev.Time.IsZero() {
 		ev.Time = c.cfg.Now()
 	}
+	if d.Reason == verify.Passback && d.SeenAt != "" {
+		ev.Detail = seenDetail(&d)
+	}
 	if err != nil || d.Reason == verify.Undecided {
 		c.logFault("cannot check tokens: the gate refuses everyone until this is fixed; run gateagent diag", err)
 		if ev.Detail == "" && err != nil {
@@ -439,6 +472,7 @@ func (c *Controller) onScan(s Scan) {
 	// Grant: durable record first, then the relay. The stages are real
 	// latencies: timed on the monotonic clock, not on c.clock.
 	mark := time.Now()
+	c.stamp(&ev)
 	err = c.append(ev)
 	st.Record = time.Since(mark)
 	if err != nil {
@@ -468,6 +502,41 @@ func (c *Controller) onScan(s Scan) {
 	}
 	c.log.Info("granted", "cert", d.CertID, "step_offset", d.StepOffset)
 	c.observe(Outcome{Kind: Granted, Decision: d, ScanAt: s.At, Stages: st, At: relayAt})
+	// The station's other gates hold the certificate from now: after the
+	// relay, so that telling them never delays it.
+	if p := c.cfg.Peers; p != nil {
+		p.Hold(d.CertID, c.cfg.Direction, d.At, d.At.Add(c.t.PassTimeout))
+	}
+}
+
+// seenDetail is the event detail of a refusal for a passage or a hold at
+// another gate of the station.
+func seenDetail(d *verify.Decision) string {
+	if d.Held {
+		return truncate("held at gate " + d.SeenAt + ": its passenger has a grant there")
+	}
+	return truncate("seen at gate " + d.SeenAt)
+}
+
+// release tells the peers that the grant lapsed unused.
+func (c *Controller) release() {
+	if p := c.cfg.Peers; p != nil {
+		p.Release(c.grant.CertID, c.cfg.Direction, c.cfg.Now())
+	}
+}
+
+// stamp notes in an event that the gate is isolated from its station
+// peers, when it is.
+func (c *Controller) stamp(e *event.Event) {
+	if c.cfg.Peers == nil || !c.cfg.Peers.Isolated() {
+		return
+	}
+	const sep = "; "
+	if e.Detail == "" {
+		e.Detail = IsolatedNote
+		return
+	}
+	e.Detail = truncateTo(e.Detail, event.MaxDetail-len(sep+IsolatedNote)) + sep + IsolatedNote
 }
 
 func (c *Controller) deny(d verify.Decision, s Scan, err error, st Stages) {
@@ -482,6 +551,8 @@ func (c *Controller) deny(d verify.Decision, s Scan, err error, st Stages) {
 	case err == nil && d.Reason == verify.Malformed:
 		// A scanner sending garbage would write a line per line.
 		c.repeat(slog.LevelInfo, "malformed", "denied", "reason", d.Reason.String(), "length", len(s.Text))
+	case err == nil && d.SeenAt != "":
+		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID, "seen_at", d.SeenAt, "held", d.Held)
 	case err == nil:
 		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID)
 	}
@@ -506,10 +577,14 @@ func (c *Controller) onPassage(active bool) {
 	switch {
 	case c.state == granted && active:
 		ev := event.Event{Time: c.cfg.Now(), Kind: event.Passage, Direction: c.cfg.Direction, CertID: c.grant.CertID, Reason: verify.OK}
+		c.stamp(&ev)
 		_, err := c.cfg.Log.RecordPassage(c.grant.CertID, c.cfg.Direction, ev)
 		c.wrote(err)
 		if err != nil {
 			c.log.Error("passage not recorded: anti-passback will not know this passenger; check the disk and run gateagent diag", "cert", c.grant.CertID, "err", err)
+		}
+		if p := c.cfg.Peers; p != nil {
+			p.Passed(c.grant.CertID, c.cfg.Direction, ev.Time)
 		}
 		c.state = passing
 		stop(&c.pass)
@@ -531,6 +606,7 @@ func (c *Controller) onPassTimeout() {
 	switch c.state {
 	case granted:
 		c.lock()
+		c.release()
 		c.record(event.Event{Time: c.cfg.Now(), Kind: event.Lapsed, Reason: verify.OK, Direction: c.cfg.Direction, CertID: c.grant.CertID,
 			Detail: fmt.Sprintf("granted but not used: nobody entered within %v", c.t.PassTimeout)})
 		c.log.Info("grant lapsed: the passenger did not enter in time; gate locked", "cert", c.grant.CertID, "timeout", c.t.PassTimeout)
@@ -559,6 +635,9 @@ func (c *Controller) onEmergency(active bool) {
 		// Open first: in an emergency the way out matters more than the log.
 		stop(&c.pulse)
 		stop(&c.pass)
+		if c.state == granted {
+			c.release() // passages are free now: the grant is moot
+		}
 		c.state = idle
 		_ = c.setRelay(true) // on failure it retries while the emergency lasts
 		c.setGreen(true)
@@ -717,6 +796,7 @@ func (c *Controller) record(e event.Event) {
 	if e.Time.IsZero() {
 		e.Time = c.cfg.Now()
 	}
+	c.stamp(&e)
 	if err := c.append(e); err != nil {
 		c.log.Error("event not recorded: check the disk and run gateagent diag", "kind", e.Kind.String(), "err", err)
 	}
@@ -790,11 +870,14 @@ func (c *Controller) probeRecord() {
 }
 
 // truncate cuts s to what an event's detail holds, on a character boundary.
-func truncate(s string) string {
-	if len(s) <= event.MaxDetail {
+func truncate(s string) string { return truncateTo(s, event.MaxDetail) }
+
+// truncateTo cuts s to at most n bytes, on a character boundary.
+func truncateTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	s = s[:event.MaxDetail]
+	s = s[:n]
 	for len(s) > 0 && !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}

@@ -100,8 +100,8 @@ func newRigWith(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 }
 
 // newRigFull is newRigWith, with wrap (when not nil) wrapping the
-// verifier the controller uses.
-func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board), wrap func(gate.Verifier) gate.Verifier) *rig {
+// verifier the controller uses, and cfgs changing its config.
+func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod func(*hw.Board), wrap func(gate.Verifier) gate.Verifier, cfgs ...func(*gate.Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, pins: hwtest.NewBoard(), clock: clockwork.NewFakeClockAt(now0),
 		scans: make(chan gate.Scan), outcomes: make(chan gate.Outcome, 64), logs: &syncbuf.Buffer{}}
@@ -132,9 +132,13 @@ func newRigFull(t *testing.T, timing gate.Timing, pre func(*hwtest.Board), mod f
 	if wrap != nil {
 		gv = wrap(v)
 	}
-	r.ctrl, err = gate.New(gate.Config{Verifier: gv, Log: r.log, Board: r.board, Direction: verify.Entry,
+	cfg := gate.Config{Verifier: gv, Log: r.log, Board: r.board, Direction: verify.Entry,
 		Timing: timing, Clock: r.clock, Observe: func(o gate.Outcome) { r.outcomes <- o },
-		Logger: slog.New(slog.NewTextHandler(r.logs, nil))})
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
+	for _, f := range cfgs {
+		f(&cfg)
+	}
+	r.ctrl, err = gate.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

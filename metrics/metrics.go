@@ -46,6 +46,7 @@ import (
 	"gateagent/internal/version"
 	"gateagent/keysync"
 	"gateagent/scanner"
+	"gateagent/station"
 	"gateagent/verify"
 )
 
@@ -75,6 +76,9 @@ type Sources struct {
 	// parts, the controller's liveness among them). A nil Ready counts as
 	// ready.
 	Ready func() health.Readiness
+	// Station is the station peer node's status (station.Node.Status);
+	// nil without a station group.
+	Station func() station.Status
 }
 
 // Info names the gate in the build-info metric and in /status.
@@ -223,7 +227,7 @@ func New(info Info, src Sources, opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.decisionVec, m.outcomeVec, offsetVec, m.scanToRelay, stageVec,
-		sourceCollector{m},
+		sourceCollector{m}, peerCollector{m},
 	)
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"gateagent/health"
 	"gateagent/keysync"
 	"gateagent/scanner"
+	"gateagent/station"
 )
 
 // Status is what /status serves as JSON. A part whose source is nil is
@@ -39,12 +40,13 @@ type Status struct {
 	// hour.
 	ClockRefusals ClockRefusals `json:"clock_refusals_last_hour"`
 
-	Gate    *gate.Status   `json:"gate,omitempty"`
-	Feed    *FeedStatus    `json:"feed,omitempty"`
-	Scanner *ScannerStatus `json:"scanner,omitempty"`
-	Cache   *CacheStatus   `json:"cache,omitempty"`
-	Latency []StageLatency `json:"latency"`
-	Drift   Drift          `json:"drift"`
+	Gate    *gate.Status    `json:"gate,omitempty"`
+	Feed    *FeedStatus     `json:"feed,omitempty"`
+	Scanner *ScannerStatus  `json:"scanner,omitempty"`
+	Cache   *CacheStatus    `json:"cache,omitempty"`
+	Station *station.Status `json:"station,omitempty"`
+	Latency []StageLatency  `json:"latency"`
+	Drift   Drift           `json:"drift"`
 }
 
 // FeedStatus is the key feed client's state (keysync.Status).
@@ -188,6 +190,9 @@ func (m *Metrics) Status() Status {
 					Endings: ScannerEndings{CR: st.Endings.CR, LF: st.Endings.LF, CRLF: st.Endings.CRLF}, Sends: st.Endings.Sent()}
 			}
 		}
+	}
+	if st, ok := m.station(); ok {
+		s.Station = &st
 	}
 	if cr, ok := m.cacheStats(); ok {
 		s.Cache = &CacheStatus{ReadAt: cr.at}

@@ -65,6 +65,10 @@ type CertInfo struct {
 	Revoked   bool      `json:"revoked"`
 	// LastPass is the last passage in the gate's direction; zero if none.
 	LastPass time.Time `json:"last_pass,omitzero"`
+	// SeenAt names the other gate of the station that passage was at, or
+	// that holds the certificate (Held); empty: this gate's own.
+	SeenAt string `json:"seen_at,omitempty"`
+	Held   bool   `json:"held,omitempty"`
 }
 
 // Explanation is every check of one token with its outcome, for a
@@ -159,7 +163,8 @@ func (v *Verifier) explain(x *Explanation, text []byte, now time.Time) error {
 		x.notRun(4, "not checked: the certificate is not in the key cache")
 		return nil
 	}
-	x.Cert = CertInfo{Found: true, NotBefore: e.NotBefore, NotAfter: e.NotAfter, Revoked: e.Revoked, LastPass: e.LastPass}
+	x.Cert = CertInfo{Found: true, NotBefore: e.NotBefore, NotAfter: e.NotAfter, Revoked: e.Revoked, LastPass: e.LastPass,
+		SeenAt: e.SeenAt, Held: e.Held}
 	c[2].set(true, fmt.Sprintf("cert %s is in the key cache", tok.CertID))
 
 	// 4. The tag is right, compared in constant time.
@@ -211,20 +216,27 @@ func (v *Verifier) explain(x *Explanation, text []byte, now time.Time) error {
 		c[8].set(true, fmt.Sprintf("not_after %s%s, %s left", stamp(e.NotAfter), grace, span(notAfter.Sub(now))))
 	}
 
-	// 10. It has not passed here in this direction within the window; a
+	// 10. It has not passed here (or at another gate of the station) in
+	// this direction within the window, and no other gate holds it; a
 	// passage recorded in the future counts as within it.
 	w, last, dir := p.PassbackWindow, e.LastPass, p.Direction
+	seenAt := "this gate"
+	if e.SeenAt != "" {
+		seenAt = "gate " + e.SeenAt
+	}
 	switch {
 	case w <= 0:
 		c[9].set(true, "anti-passback is off at this gate")
+	case e.Held:
+		c[9].set(false, fmt.Sprintf("held at gate %s: granted there %s ago (%s) and its passenger has not passed yet", e.SeenAt, span(now.Sub(last)), dir))
 	case last.IsZero():
 		c[9].set(true, fmt.Sprintf("no %s passage on record", dir))
 	case now.Sub(last) < w && last.After(now):
-		c[9].set(false, fmt.Sprintf("%s passage recorded %s in the future (the clock was set back): within the %s anti-passback window", dir, span(last.Sub(now)), span(w)))
+		c[9].set(false, fmt.Sprintf("%s passage at %s recorded %s in the future (the clock was set back): within the %s anti-passback window", dir, seenAt, span(last.Sub(now)), span(w)))
 	case now.Sub(last) < w:
-		c[9].set(false, fmt.Sprintf("passed this gate (%s) %s ago, within the %s anti-passback window", dir, span(now.Sub(last)), span(w)))
+		c[9].set(false, fmt.Sprintf("passed %s (%s) %s ago, within the %s anti-passback window", seenAt, dir, span(now.Sub(last)), span(w)))
 	default:
-		c[9].set(true, fmt.Sprintf("last passed this gate (%s) %s ago, outside the %s anti-passback window", dir, span(now.Sub(last)), span(w)))
+		c[9].set(true, fmt.Sprintf("last passed %s (%s) %s ago, outside the %s anti-passback window", seenAt, dir, span(now.Sub(last)), span(w)))
 	}
 	return nil
 }
@@ -249,6 +261,9 @@ func (x *Explanation) decide(now time.Time) Decision {
 			}
 			break
 		}
+	}
+	if d.Reason == Passback {
+		d.SeenAt, d.Held = x.Cert.SeenAt, x.Cert.Held
 	}
 	if n > 4 { // checks 1 to 4 passed: the step is the holder's own
 		d.StepOffset = int64(d.Step) - int64(x.NowStep)

@@ -437,6 +437,13 @@ func TestExplainRandom(t *testing.T) {
 		case 1:
 			f.store.RecordPass(f.cert.ID, p.Direction, now.Add(-p.PassbackWindow+near()))
 		}
+		// Now and then another gate of the station has seen it too.
+		switch r.IntN(4) {
+		case 0:
+			f.store.Sight(f.cert.ID, p.Direction, "E02", now.Add(-p.PassbackWindow+near()), false)
+		case 1:
+			f.store.Sight(f.cert.ID, p.Direction, "E03", now.Add(-time.Duration(r.IntN(10))*time.Second), true)
+		}
 		key, id, step := f.cert.Key, f.cert.ID, uint32(int64(verify.StepOf(now))+int64(r.IntN(7)-3))
 		switch r.IntN(20) {
 		case 0:

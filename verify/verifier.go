@@ -51,8 +51,28 @@ type Cert struct {
 type Record struct {
 	Cert
 	// LastPass is when the certificate last passed this gate in the
-	// direction looked up; zero when no passage is on record.
+	// direction looked up; zero when no passage is on record. With
+	// station peers, it may be a passage at another gate (SeenAt).
 	LastPass time.Time
+	// SeenAt names the other gate of the station where LastPass
+	// happened, or where the certificate is held (Held); empty when
+	// LastPass is this gate's own.
+	SeenAt string
+	// Held: another gate (SeenAt) has granted the certificate and its
+	// passenger has not passed yet; LastPass is then that grant. Check 10
+	// refuses while a hold stands, whatever the window.
+	Held bool
+}
+
+// Sighted returns r with what another gate of the station knows of its
+// certificate folded in (package station): a hold there always (it stands
+// until that passenger passes or the grant lapses), a passage there when
+// it is later than this gate's own.
+func (r Record) Sighted(gate string, at time.Time, held bool) Record {
+	if held || at.After(r.LastPass) {
+		r.LastPass, r.SeenAt, r.Held = at, gate, held
+	}
+	return r
 }
 
 // Store is the verifier's read-only view of the key cache. The cache package
@@ -192,6 +212,11 @@ type Decision struct {
 	At time.Time
 	// Detail says what was wrong with a Malformed token.
 	Detail string
+	// SeenAt names the other gate of the station a Passback was seen at
+	// (Record.SeenAt), and Held says that gate holds the certificate for
+	// a passenger walking through; empty for this gate's own passage.
+	SeenAt string
+	Held   bool
 	// Stages is how long each stage took, when Config.Stages is set;
 	// zero otherwise.
 	Stages Stages
@@ -306,11 +331,12 @@ func (v *Verifier) VerifyAt(token []byte, now time.Time) (Decision, error) {
 		return d, nil
 	}
 
-	// 10. It has not passed here in this direction within the window. A
+	// 10. It has not passed here (or at another gate of the station) in
+	// this direction within the window, and no other gate holds it. A
 	// passage recorded in the future (the clock was set back) counts as
 	// within it.
-	if w := v.policy.PassbackWindow; w > 0 && !e.LastPass.IsZero() && now.Sub(e.LastPass) < w {
-		d.Reason = Passback
+	if w := v.policy.PassbackWindow; w > 0 && (e.Held || !e.LastPass.IsZero() && now.Sub(e.LastPass) < w) {
+		d.Reason, d.SeenAt, d.Held = Passback, e.SeenAt, e.Held
 		return d, nil
 	}
 

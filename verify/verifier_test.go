@@ -186,6 +186,27 @@ func TestBoundaries(t *testing.T) {
 			pass:   func(s *memstore.Store, id verify.CertID) { s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute)) }},
 		{name: "passage recorded in the future", step: nowStep, want: verify.Passback,
 			pass: func(s *memstore.Store, id verify.CertID) { s.RecordPass(id, verify.Entry, vecNow.Add(time.Hour)) }},
+		{name: "passed another gate a minute ago", step: nowStep, want: verify.Passback,
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Minute), false)
+			}},
+		{name: "passed another gate one window ago", step: nowStep, want: verify.OK,
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-30*time.Minute), false)
+			}},
+		{name: "held at another gate", step: nowStep, want: verify.Passback,
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true)
+			}},
+		{name: "held at another gate, passback off", step: nowStep, want: verify.OK,
+			policy: func(p *verify.Policy) { p.PassbackWindow = 0 },
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), true)
+			}},
+		{name: "passed another gate the other way", step: nowStep, want: verify.OK,
+			pass: func(s *memstore.Store, id verify.CertID) {
+				s.Sight(id, verify.Exit, "X01", vecNow.Add(-time.Minute), false)
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,5 +379,57 @@ func TestKeyNeverPrints(t *testing.T) {
 				t.Errorf("Sprintf(%q) printed key material: %s", format, s)
 			}
 		}
+	}
+}
+
+// TestPassbackSaysWhere: a refusal for a passage or a hold at another gate
+// of the station names that gate; one for this gate's own passage names
+// none. A hold at another gate that is older than this gate's own passage
+// still decides: it stands until its passenger passes.
+func TestPassbackSaysWhere(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		prep   func(*memstore.Store, verify.CertID)
+		seenAt string
+		held   bool
+	}{
+		{"own passage", func(s *memstore.Store, id verify.CertID) { s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute)) }, "", false},
+		{"passage at E01", func(s *memstore.Store, id verify.CertID) {
+			s.Sight(id, verify.Entry, "E01", vecNow.Add(-time.Second), false)
+		}, "E01", false},
+		{"older passage at E01 than here", func(s *memstore.Store, id verify.CertID) {
+			s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute))
+			s.Sight(id, verify.Entry, "E01", vecNow.Add(-2*time.Minute), false)
+		}, "", false},
+		{"held at E02", func(s *memstore.Store, id verify.CertID) {
+			s.RecordPass(id, verify.Entry, vecNow.Add(-time.Minute))
+			s.Sight(id, verify.Entry, "E02", vecNow.Add(-2*time.Minute), true)
+		}, "E02", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			c.prep(f.store, f.cert.ID)
+			p := verify.DefaultPolicy(verify.Entry)
+			v := newTestVerifier(t, f.store, p)
+			d, err := v.VerifyAt(f.token(nowStep), vecNow)
+			if err != nil || d.Reason != verify.Passback || d.SeenAt != c.seenAt || d.Held != c.held {
+				t.Fatalf("%v (seen at %q, held %v), %v; want PASSBACK seen at %q, held %v", d.Reason, d.SeenAt, d.Held, err, c.seenAt, c.held)
+			}
+			x, err := explainAgrees(t, v, f.token(nowStep), vecNow)
+			if err != nil || x.Decision.SeenAt != c.seenAt || x.Decision.Held != c.held || x.Cert.SeenAt != c.seenAt {
+				t.Fatalf("explained as %+v / %+v, %v", x.Decision, x.Cert, err)
+			}
+			detail := x.Checks[verify.NumChecks-1].Detail
+			want := "passed this gate"
+			switch {
+			case c.held:
+				want = "held at gate " + c.seenAt
+			case c.seenAt != "":
+				want = "passed gate " + c.seenAt
+			}
+			if !strings.Contains(detail, want) {
+				t.Errorf("check 10 says %q, want it to say %q", detail, want)
+			}
+		})
 	}
 }

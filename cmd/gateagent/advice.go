@@ -15,6 +15,7 @@ import (
 	"gateagent/internal/cli"
 	"gateagent/internal/instance"
 	"gateagent/keysync"
+	"gateagent/station"
 )
 
 // Exit statuses of gateagent run, as sysexits(3) names them, so that a
@@ -40,9 +41,10 @@ func startExit(err error) int {
 // shown.
 func startAdvice(err error, cfg *config.Config) string {
 	var (
-		held *instance.HeldError
-		file *keysync.FileError
-		step *agent.StartError
+		held    *instance.HeldError
+		file    *keysync.FileError
+		step    *agent.StartError
+		keyFile *station.KeyFileError
 	)
 	errors.As(err, &step)
 	dir := filepath.Dir(cfg.Gate.Cache)
@@ -66,6 +68,21 @@ func startAdvice(err error, cfg *config.Config) string {
 			return fmt.Sprintf("let the agent's user read it: chgrp gateagent %s && chmod 0640 %s", file.Path, file.Path)
 		}
 		return fmt.Sprintf("replace %s with the right PEM file (%s)", file.Path, key)
+	case errors.As(err, &keyFile):
+		p := keyFile.Path
+		switch {
+		case errors.Is(err, station.ErrKeyMode):
+			return fmt.Sprintf("let only the agent's user read the station key: chown gateagent %s && chmod 0600 %s", p, p)
+		case errors.Is(err, station.ErrKeyFormat):
+			return fmt.Sprintf("put the group's key in %s: one key in base64, made once with `head -c 32 /dev/urandom | base64` and copied to every gate of the group", p)
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Sprintf("copy the group's station key to %s (mode 0600, owned by the agent's user), or correct station.key_files", p)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Sprintf("let the agent's user read the station key: chown gateagent %s && chmod 0600 %s", p, p)
+		}
+		return fmt.Sprintf("check %s and station.key_files", p)
+	case step != nil && step.Step == "station":
+		return fmt.Sprintf("check station.bind (%s): its address must be one of this board's (ip -br addr) and no other program may use its port", cfg.Station.Bind)
 	case errors.Is(err, cache.ErrSchema):
 		return "run a gateagent release that knows this cache, or move the file aside: the agent rebuilds it from the key feed"
 	case errors.Is(err, cache.ErrCorrupt):

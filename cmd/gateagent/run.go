@@ -121,8 +121,11 @@ func agentUser(name string) (fsaccess.User, error) {
 
 // preflightStep is the start-up step that reads a config key.
 func preflightStep(key string) string {
-	if key == "gate.cache" {
+	switch {
+	case key == "gate.cache":
 		return "cache"
+	case strings.HasPrefix(key, "station"):
+		return "station"
 	}
 	return "feed"
 }

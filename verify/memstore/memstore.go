@@ -14,12 +14,20 @@ type passKey struct {
 	dir verify.Direction
 }
 
+// sighting is what another gate of the station knows of a certificate.
+type sighting struct {
+	gate string
+	at   time.Time
+	held bool
+}
+
 // Store holds certificates and passages in memory. The zero Store is empty
 // and ready to use; it is safe for concurrent use.
 type Store struct {
 	mu     sync.RWMutex
 	certs  map[verify.CertID]verify.Cert
 	passes map[passKey]time.Time
+	seen   map[passKey]sighting
 }
 
 // New returns a store holding certs.
@@ -63,6 +71,17 @@ func (s *Store) RecordPass(id verify.CertID, dir verify.Direction, t time.Time) 
 	s.passes[passKey{id, dir}] = t
 }
 
+// Sight notes what another gate of the station knows of id in direction
+// dir: held there since at (held), or passed there at at.
+func (s *Store) Sight(id verify.CertID, dir verify.Direction, gate string, at time.Time, held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[passKey]sighting)
+	}
+	s.seen[passKey{id, dir}] = sighting{gate, at, held}
+}
+
 // Lookup implements verify.Store.
 func (s *Store) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, bool, error) {
 	s.mu.RLock()
@@ -71,5 +90,9 @@ func (s *Store) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, b
 	if !ok {
 		return verify.Record{}, false, nil
 	}
-	return verify.Record{Cert: c, LastPass: s.passes[passKey{id, dir}]}, true, nil
+	r := verify.Record{Cert: c, LastPass: s.passes[passKey{id, dir}]}
+	if sg, ok := s.seen[passKey{id, dir}]; ok {
+		r = r.Sighted(sg.gate, sg.at, sg.held)
+	}
+	return r, true, nil
 }
