@@ -71,7 +71,9 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	board  *hw.Board
+	keys   *config.LoadedKeys
 	store  *cache.Store // the key cache and the journal
+	heal   *healer
 	feed   *keysync.Client
 	ctrl   *gate.Controller
 	verify *verify.Verifier
@@ -123,8 +125,23 @@ func (a *Agent) open() (err error) {
 	if a.board, err = openBoard(cfg, opts); err != nil {
 		return step("board", "hw", err)
 	}
-	if a.store, err = openStorage(cfg.Gate.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
-		return step("cache", "gate.cache", err)
+	// The keys: the files open only under the cache key, and the feed's
+	// pages only with a fleet key.
+	if a.keys, err = cfg.LoadKeys(); err != nil {
+		key := "keys"
+		var ke *config.KeyError
+		if errors.As(err, &ke) {
+			key = ke.Field
+		}
+		return step("keys", key, err)
+	}
+	a.log.Info("keys loaded", "cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom), "sealed", a.keys.Sealed())
+	if a.store, err = openStorage(cfg.Gate.Cache, a.keys.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
+		key := "gate.cache"
+		if errors.Is(err, cache.ErrWrongKey) {
+			key = "keys.cache_key"
+		}
+		return step("cache", key, err)
 	}
 	keys, err := cfg.Keyring()
 	if err != nil {
@@ -134,7 +151,7 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("feed", tlsKey(err), err)
 	}
-	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
+	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Fleet: a.keys.Fleet, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
 		Interval: cfg.Feed.Interval, RefuseWhenStale: cfg.Feed.RefuseWhenStale, HTTP: httpc, Now: opts.Now,
 		Logger: a.log.With("part", "feed")})
 	if err != nil {
@@ -144,7 +161,8 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("verify", "verify", err)
 	}
-	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.store), Clock: a.feed, Policy: policy,
+	a.heal = newHealer(a.log.With("part", "integrity"), a.store.Cache, a.store.Journal, a.feed, a.feed.Now)
+	a.verify, err = verify.New(verify.Config{Store: a.feed.Guard(a.heal.Store(a.store)), Clock: a.feed, Policy: policy,
 		TrustedAfter: version.BuildTime(), Stages: true})
 	if err != nil {
 		return step("verify", "verify", err)
@@ -260,6 +278,13 @@ func (a *Agent) Journal() *cache.Journal { return a.store.Journal }
 // Feed is the key feed client.
 func (a *Agent) Feed() *keysync.Client { return a.feed }
 
+// Keys are the gate's keys and where they came from.
+func (a *Agent) Keys() *config.LoadedKeys { return a.keys }
+
+// Damaged lists the records that failed authentication: healing, or
+// healed within the hour.
+func (a *Agent) Damaged() []diag.DamagedRecord { return a.heal.Damaged() }
+
 // Gate is the controller.
 func (a *Agent) Gate() *gate.Controller { return a.ctrl }
 
@@ -334,6 +359,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go func() {
 		defer wg.Done()
 		a.purgeLoop(fctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.heal.run(fctx)
 	}()
 	a.serveControl(fctx, &wg)
 	wctx, stopWatchdog := context.WithCancel(context.Background())
@@ -449,6 +479,7 @@ func serviceStatus(r health.Readiness) string {
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
+		Keys: a.keys, Damaged: a.heal.Damaged,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()

@@ -43,15 +43,16 @@ const MaxMarks = 4096
 // Parse: the file writes its durations as strings ("10s"), which go-toml
 // alone would not read into a time.Duration.
 type Config struct {
-	Version int     `toml:"version"`
-	Gate    Gate    `toml:"gate"`
-	Feed    Feed    `toml:"feed"`
-	Verify  Verify  `toml:"verify"`
-	Scanner Scanner `toml:"scanner"`
-	HW      HW      `toml:"hw"`
-	Timing  Timing  `toml:"timing"`
-	Control Control `toml:"control"`
-	Log     Log     `toml:"log"`
+	Version int        `toml:"version"`
+	Gate    Gate       `toml:"gate"`
+	Feed    Feed       `toml:"feed"`
+	Verify  Verify     `toml:"verify"`
+	Scanner Scanner    `toml:"scanner"`
+	HW      HW         `toml:"hw"`
+	Timing  Timing     `toml:"timing"`
+	Control Control    `toml:"control"`
+	Log     Log        `toml:"log"`
+	Keys    KeySources `toml:"keys"`
 }
 
 // Gate names the gate and where it keeps its state.
@@ -153,6 +154,7 @@ func Default() Config {
 		Timing:  Timing{Pulse: t.Pulse, PassTimeout: t.PassTimeout, PassMax: t.PassMax, Deny: t.Deny, Alarm: t.Alarm},
 		Control: Control{Socket: DefaultSocket},
 		Log:     Log{Level: "info", Format: "text"},
+		Keys:    defaultKeys(),
 	}
 }
 
@@ -305,6 +307,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q: use text or json", c.Log.Format)
 	}
+	c.validateKeys(bad)
 	return errors.Join(errs...)
 }
 

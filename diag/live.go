@@ -45,6 +45,11 @@ type Live struct {
 	// ClockState says whether the kernel clock is synchronised; default
 	// kclock.Read.
 	ClockState kclock.Reader
+	// Keys are the agent's keys and where they came from.
+	Keys *config.LoadedKeys
+	// Damaged lists the records that failed authentication, healing or
+	// healed within the hour; nil: none known.
+	Damaged func() []DamagedRecord
 	// Now is the gate's raw clock.
 	Now          func() time.Time
 	TrustedAfter time.Time
@@ -57,6 +62,9 @@ type Live struct {
 	checkAt    time.Time
 	checkErr   error // the cache's
 	journalErr error // the journal's
+	// The authentication pass over both files' records, with the check.
+	cacheAuth, journalAuth       cache.AuthReport
+	cacheAuthErr, journalAuthErr error
 }
 
 // CheckEvery is how long the agent reuses the result of the cache's
@@ -70,6 +78,9 @@ func (l *Live) integrity(deep bool) (time.Duration, error, error) {
 	defer l.checkMu.Unlock()
 	if deep || l.checkAt.IsZero() || time.Since(l.checkAt) > CheckEvery {
 		l.checkErr, l.journalErr, l.checkAt = l.Cache.Check(), l.Journal.Check(), time.Now()
+		// In read transactions: no writer waits for these.
+		l.cacheAuth, l.cacheAuthErr = l.Cache.Authenticate()
+		l.journalAuth, l.journalAuthErr = l.Journal.Authenticate()
 	}
 	return time.Since(l.checkAt), l.checkErr, l.journalErr
 }
@@ -100,6 +111,9 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	r.Add(judgeScannerLive(cfg, st, serial, now))
 
 	r.Add(judgeClock(l.clockFacts(raw, fst)))
+	if l.Keys != nil {
+		r.Add(judgeKeys(keysFacts{keys: l.Keys, rebuilding: l.Cache.Rebuilding(), cachePath: l.Cache.Path()}))
+	}
 
 	// The last sync is stamped on the raw clock, as keysync judges it.
 	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
@@ -121,6 +135,14 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 		cf.record = p.Err // its file system is read-only: nothing can be written
 	}
 	r.Add(judgeCache(cf))
+	rf := recordsFacts{daemon: true, checkAge: cf.checkAge, cacheRun: true, jnlRun: true}
+	l.checkMu.Lock()
+	rf.cache, rf.cacheErr, rf.journal, rf.jnlErr = l.cacheAuth, l.cacheAuthErr, l.journalAuth, l.journalAuthErr
+	l.checkMu.Unlock()
+	if l.Damaged != nil {
+		rf.damaged = l.Damaged()
+	}
+	r.Add(judgeRecords(rf))
 
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	probe, perr := l.Feed.Probe(pctx)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"gateagent/agent"
@@ -103,8 +104,11 @@ func agentUser() (fsaccess.User, error) {
 
 // preflightStep is the start-up step that reads a config key.
 func preflightStep(key string) string {
-	if key == "gate.cache" {
+	switch {
+	case key == "gate.cache":
 		return "cache"
+	case strings.HasPrefix(key, "keys"):
+		return "keys"
 	}
 	return "feed"
 }
