@@ -319,3 +319,23 @@ func TestEventDamage(t *testing.T) {
 		t.Fatalf("event 4 uploaded as %+v", e)
 	}
 }
+
+// TestSettle: after a resync, a record that authenticates is healed; one
+// that still fails (the feed no longer holds it) is deleted, so its
+// certificate is refused as unknown rather than undecided.
+func TestSettle(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 10, 10)
+	mustApply(t, c, b)
+	gone := cachetest.Cert(99, 100).ID
+	mustApply(t, c, &cache.Batch{From: 10, Next: 11, Revokes: []verify.CertID{gone}, Feed: b.Feed})
+	flip(t, cache.DB(c), "certs", gone[:], 5, 1)
+	for id, want := range map[verify.CertID]string{b.Upserts[0].ID: "healed", gone: "deleted", cachetest.Cert(98, 100).ID: "absent"} {
+		if got, err := c.Settle(id); err != nil || got != want {
+			t.Errorf("settle %s: %q, %v; want %q", id, got, err, want)
+		}
+	}
+	if _, ok, err := c.Lookup(gone, verify.Entry); err != nil || ok {
+		t.Fatalf("after the settle: %v %v, want unknown", ok, err)
+	}
+}

@@ -90,7 +90,8 @@ type KeyError struct {
 	Err   error
 }
 
-func (e *KeyError) Error() string { return fmt.Sprintf("%s: %v", e.Field, e.Err) }
+// Error is the cause alone: the callers name the field.
+func (e *KeyError) Error() string { return e.Err.Error() }
 func (e *KeyError) Unwrap() error { return e.Err }
 
 // ErrKeyFormat: a key's bytes are not a key of its kind.

@@ -31,7 +31,9 @@ func TestWalkthrough(t *testing.T) {
 		"daemon mode",
 		"PASS  feed",
 		"PASS  latency    scan to relay",
-		"result: PASS",
+		"PASS  records",
+		"WARN  keys",
+		"result: WARN",
 		"shut down cleanly",
 		"█", // the QR code
 	} {

@@ -187,10 +187,17 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	switch {
 	case cf.openErr == nil && feedErr == nil:
 		parts.Feed = feedStatusOf(feedState, raw, cfg.Feed.RefuseWhenStale)
-	case errors.Is(cf.openErr, fs.ErrNotExist):
-		parts.Feed = &keysync.Status{} // no cache yet: never synced
+	case errors.Is(cf.openErr, fs.ErrNotExist), errors.Is(cf.openErr, cache.ErrPlaintext):
+		parts.Feed = &keysync.Status{} // no cache yet, or one to rebuild: never synced
 	}
-	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write))
+	service := judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write)
+	if kf.err != nil || kf.wrongKey != nil {
+		// Without its keys, or under the wrong one, the agent would
+		// not start at all.
+		service = Check{Name: NameService, Status: Fail, Facts: map[string]any{"can_grant": false},
+			Line: "the agent would not start: its keys do not load or do not open the gate's files; see the keys check"}
+	}
+	r.Checks = slices.Insert(r.Checks, 1, service)
 	return r
 }
 

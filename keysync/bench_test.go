@@ -44,11 +44,11 @@ func benchIssuer(b *testing.B, docCache int) *issuertest.Server {
 }
 
 func syncOnce(b *testing.B, url string, s *issuertest.Server, path string) {
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := keysync.New(keysync.Config{URL: url, Keys: feedtest.Keyring(b, s.Opts.Signer), Cache: c})
+	cl, err := keysync.New(keysync.Config{URL: url, Keys: feedtest.Keyring(b, s.Opts.Signer), Fleet: feedtest.Fleet(b), Cache: c})
 	if err != nil {
 		b.Fatal(err)
 	}

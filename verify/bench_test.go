@@ -41,7 +41,7 @@ func file1M(b *testing.B) string {
 			return
 		}
 		bench1M.path = filepath.Join(bench1M.dir, "cache1M.db")
-		c, err := cache.Open(bench1M.path, nil)
+		c, err := cache.Open(bench1M.path, cachetest.Options(nil))
 		if err != nil {
 			bench1M.err = err
 			return
@@ -91,7 +91,7 @@ func benchSet() (texts [][]byte, toks []verify.Token) {
 func BenchmarkVerify1M(b *testing.B) {
 	texts, _ := benchSet()
 	path := file1M(b)
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -176,5 +177,33 @@ func WriteLegacy(path string, certs []verify.Cert, cursor, epoch uint64) error {
 			}
 		}
 		return nil
+	})
+}
+
+// DamageRecord changes one byte (xor x) at offset at of the value stored
+// under key in bucket of the closed cache or journal file at path, as a
+// failing SD card would: the file stays whole page by page, only the
+// record's bytes change.
+func DamageRecord(path, bucket string, key []byte, at int, x byte) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("no bucket %q", bucket)
+		}
+		v := b.Get(key)
+		if v == nil {
+			return fmt.Errorf("no record %s/%x", bucket, key)
+		}
+		if at < 0 || at >= len(v) {
+			return fmt.Errorf("record %s/%x has %d bytes, no byte %d", bucket, key, len(v), at)
+		}
+		v = bytes.Clone(v)
+		v[at] ^= x
+		return b.Put(key, v)
 	})
 }

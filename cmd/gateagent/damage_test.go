@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/config/configtest"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/feed/feedtest"
@@ -80,6 +82,7 @@ type harness struct {
 	bin     string
 	srv     *issuertest.Server
 	key     string // the trusted issuer key, for the config
+	keys    string // the [keys] section: the gate's key files
 	tty     *scannertest.Socat
 	peer    *os.File
 	cert    issuer.Certificate // the passenger whose code is scanned
@@ -88,7 +91,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{bin: buildAgent(t)}
+	h := &harness{bin: buildAgent(t), keys: configtest.TOML(t, t.TempDir())}
 	signer := feedtest.Signer(t, "test-1", 1)
 	h.key = signer.Public().String()
 	h.srv = issuertest.Start(t, issuer.Options{Signer: signer, Now: time.Now})
@@ -115,15 +118,15 @@ func newHarness(t *testing.T) *harness {
 	// The gate's files: synced from the issuer, and 150 events recorded
 	// while the issuer was not taking uploads.
 	dir := t.TempDir()
-	c, err := cache.Open(filepath.Join(dir, "cache.db"), nil)
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := cache.OpenJournal(filepath.Join(dir, "journal.db"), nil)
+	j, err := cache.OpenJournal(filepath.Join(dir, "journal.db"), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := keysync.New(keysync.Config{URL: h.srv.URL, Keys: feedtest.Keyring(t, signer), Cache: c, Journal: j})
+	cl, err := keysync.New(keysync.Config{URL: h.srv.URL, Keys: feedtest.Keyring(t, signer), Fleet: feedtest.Fleet(t), Cache: c, Journal: j})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +211,7 @@ kind = "sim"
 deny = "20ms"
 [control]
 socket = %q
-`, gateID, filepath.Join(dir, "cache.db"), h.srv.URL, h.key, h.tty.Dev, filepath.Join(dir, "control.sock"))), 0o600); err != nil {
+%s`, gateID, filepath.Join(dir, "cache.db"), h.srv.URL, h.key, h.tty.Dev, filepath.Join(dir, "control.sock"), h.keys)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	what := fmt.Sprintf("trial %d (%s)", i, strings.Join(damage, "; "))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/config/configtest"
 	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 )
@@ -21,6 +22,7 @@ func TestRunCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex = []byte(strings.NewReplacer("/var/lib/gateagent", dir, "/run/gateagent", dir).Replace(string(ex)))
+	configtest.Credentials(t) // the example names the unit's credentials
 	example := filepath.Join(dir, "gateagent.toml")
 	os.WriteFile(example, ex, 0o600)
 	if code, out, errOut := runArgs("run", "--config", example, "--check"); code != 0 || !strings.Contains(out, "config is good") || !strings.Contains(out, "ready to start") {
@@ -57,7 +59,7 @@ trusted_keys = ["k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk="]
 port = %q
 [hw]
 kind = "sim"
-`, filepath.Join(dir, "cache.db"), filepath.Join(dir, "no-scanner"))), 0o600)
+%s`, filepath.Join(dir, "cache.db"), filepath.Join(dir, "no-scanner"), configtest.TOML(t, t.TempDir()))), 0o600)
 	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
