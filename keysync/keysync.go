@@ -225,7 +225,10 @@ func (c *Client) Run(ctx context.Context) error {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
 			pause = backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, c.failures)
-			if c.starved(c.cfg.Now()) {
+			// A gate that cannot grant (no fresh cache), or that holds
+			// records waiting to be refetched (their passengers are
+			// refused), retries on the short interval.
+			if c.starved(c.cfg.Now()) || len(c.heal) > 0 {
 				pause = backoff(c.cfg.StaleRetry/2, c.cfg.StaleRetry, 2)
 			}
 		} else {
@@ -329,7 +332,13 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 	heal := c.takeHeal()
 	defer func() {
 		if len(heal) > 0 && len(res.Healed) == 0 {
-			c.Heal(heal...) // not settled this round: the next one tries again
+			// Not settled this round: the next one tries again (on the
+			// short retry, without waking the wait at once).
+			c.mu.Lock()
+			for _, id := range heal {
+				c.heal[id] = true
+			}
+			c.mu.Unlock()
 		}
 	}()
 	if len(heal) > 0 {
