@@ -347,7 +347,7 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 		case recordShape:
 			return damaged(c.Path(), 0, "record of cert %s: %d bytes", id, len(v))
 		case recordForged:
-			return &AuthError{Path: c.Path(), Bucket: "certs", Key: id[:]}
+			return &AuthError{Path: c.Path(), Bucket: "certs", Key: append([]byte(nil), id[:]...)} // a copy: id stays on the stack
 		}
 		found = flags&flagNoKey == 0 // else a revocation for a certificate this gate never had
 		return nil
