@@ -135,7 +135,12 @@ func (a *Agent) open() (err error) {
 		}
 		return step("keys", key, err)
 	}
-	a.log.Info("keys loaded", "cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom), "sealed", a.keys.Sealed())
+	if a.keys.Sealed() {
+		a.log.Info("keys loaded, sealed", "cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
+	} else {
+		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (README: Install on a gate)",
+			"cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
+	}
 	if a.store, err = openStorage(cfg.Gate.Cache, a.keys.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
 		key := "gate.cache"
 		if errors.Is(err, cache.ErrWrongKey) {

@@ -66,6 +66,9 @@ type LoadedKeys struct {
 	Cache     *cache.Key
 	CacheFrom secret.Source
 	Fleet     *feed.Fleet
+	// FleetIDs and FleetFrom are each fleet key's ID and source, in the
+	// config's order.
+	FleetIDs  []feed.FleetKeyID
 	FleetFrom []secret.Source
 }
 
@@ -123,6 +126,7 @@ func (c *Config) LoadKeys() (*LoadedKeys, error) {
 			return nil, &KeyError{"keys.fleet_keys", fmt.Errorf("%s: %w: %w", src, ErrKeyFormat, err)}
 		}
 		fleet = append(fleet, fk)
+		k.FleetIDs = append(k.FleetIDs, fk.ID)
 		k.FleetFrom = append(k.FleetFrom, src)
 	}
 	if k.Fleet, err = feed.NewFleet(fleet...); err != nil {

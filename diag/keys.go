@@ -67,11 +67,15 @@ func judgeKeys(f keysFacts) Check {
 	}
 	k := f.keys
 	c.Facts["cache_key"], c.Facts["sealed"] = k.CacheFrom, k.Sealed()
-	var fleet []string
-	for i, id := range k.Fleet.IDs() {
+	var fleet, plain []string
+	if !k.CacheFrom.Sealed {
+		plain = append(plain, "the cache key")
+	}
+	for i, id := range k.FleetIDs {
 		fleet = append(fleet, id.String())
-		if i < len(k.FleetFrom) {
-			c.Facts["fleet_key_"+id.String()] = k.FleetFrom[i]
+		c.Facts["fleet_key_"+id.String()] = k.FleetFrom[i]
+		if !k.FleetFrom[i].Sealed {
+			plain = append(plain, "fleet key "+id.String())
 		}
 	}
 	c.Facts["fleet_keys"] = fleet
@@ -85,15 +89,6 @@ func judgeKeys(f keysFacts) Check {
 		return c
 	}
 	from := fmt.Sprintf("cache key from %s; fleet keys %s", k.CacheFrom, strings.Join(fleet, ", "))
-	var plain []string
-	if !k.CacheFrom.Sealed {
-		plain = append(plain, "the cache key")
-	}
-	for i, s := range k.FleetFrom {
-		if !s.Sealed {
-			plain = append(plain, "fleet key "+k.Fleet.IDs()[min(i, k.Fleet.Len()-1)].String())
-		}
-	}
 	switch {
 	case f.legacy > 0:
 		c.Status = Warn

@@ -223,3 +223,14 @@ func readFile(path string, max int, strict bool) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// SealedOnly reports the sealed credential file of ref when ref is a
+// credential that only systemd (or root, with systemd-creds) can open
+// here: no $CREDENTIALS_DIRECTORY, and a sealed file in a credstore.
+func SealedOnly(ref string) (string, bool) {
+	if !IsCredential(ref) || os.Getenv("CREDENTIALS_DIRECTORY") != "" {
+		return "", false
+	}
+	p := sealedFile(ref)
+	return p, p != ""
+}
