@@ -300,7 +300,7 @@ func (j *Journal) LastPass(id *verify.CertID, dir verify.Direction) (time.Time, 
 	bad := len(j.bad) > 0 && j.bad[pk]
 	j.passMu.RUnlock()
 	if bad {
-		return time.Time{}, false, &AuthError{Path: j.path, Bucket: "passback", Key: pk[:]}
+		return time.Time{}, false, &AuthError{Path: j.path, Bucket: "passback", Key: append([]byte(nil), pk[:]...)} // a copy: pk stays on the stack
 	}
 	if !ok {
 		return time.Time{}, false, nil
