@@ -164,7 +164,9 @@ func (h *healer) handle(ae *cache.AuthError) {
 	case "meta":
 		action = "the key feed resyncs in full"
 	}
+	h.mu.Lock()
 	d.Action = action
+	h.mu.Unlock()
 	h.log.Error("a record failed its integrity check (its bytes changed on the disk): it is never used for a decision; run gateagent diag",
 		"record", name, "file", ae.Path, "action", action)
 	detail := "record failed its integrity check: " + name + ": " + action

@@ -1,8 +1,13 @@
 package agent_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +225,64 @@ func phone(t *testing.T, c issuer.Certificate) string {
 		t.Fatal(err)
 	}
 	return verify.NewToken(&key, c.ID, verify.StepOf(time.Now())).String()
+}
+
+// TestPlaintextCacheRebuilt: the first start of this release on a gate
+// whose cache an older release wrote (schema 2, keys in plaintext) does
+// not use it: the gate refuses codes until a new cache, filled from the
+// feed beside it, replaces it; then it grants, and no key is left in the
+// clear in the state directory.
+func TestPlaintextCacheRebuilt(t *testing.T) {
+	st := newStation(t, stationOpts{noStart: true, mod: func(c *config.Config) { c.Timing.Deny = time.Millisecond }})
+	certs := make([]verify.Cert, 500)
+	nb := time.Now().Truncate(time.Second).Add(-time.Hour)
+	for i := range certs {
+		h := sha256.Sum256([]byte{byte(i), byte(i >> 8), 'p'})
+		copy(certs[i].ID[:], h[:16])
+		copy(certs[i].Key[:], h[:])
+		certs[i].NotBefore, certs[i].NotAfter = nb, nb.Add(24*time.Hour)
+	}
+	if err := st.srv.InsertSynthetic(certs); err != nil {
+		t.Fatal(err)
+	}
+	path := st.cfg.Gate.Cache
+	if err := cachetest.WriteLegacy(path, certs, 500, 1); err != nil {
+		t.Fatal(err)
+	}
+	st.start(nil, nil)
+	c := certs[17]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st.write(verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now())).String() + "\r")
+		o := st.next()
+		if o.Kind == gate.Granted {
+			break
+		}
+		if o.Decision.Reason != verify.Undecided || !errors.Is(o.Err, cache.ErrNotSynced) {
+			t.Fatalf("before the rebuild's full sync: %v (%v), want undecided, not synced", o.Decision.Reason, o.Err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not granted within 20 s:\n%s", st.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(st.logs.String(), "written by an older release") {
+		t.Errorf("the log does not say why the cache is rebuilt:\n%s", st.logs.String())
+	}
+	if st.ag.Cache().Path() != path || st.ag.Cache().Rebuilding() != "" {
+		t.Fatalf("after the full sync the cache is %s, rebuilding %q", st.ag.Cache().Path(), st.ag.Cache().Rebuilding())
+	}
+	st.stop()
+	if _, err := os.Stat(cache.RebuildPath(path)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the rebuild file is still there: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(path), e.Name()))
+		for _, cert := range certs {
+			if bytes.Contains(b, cert.Key[:]) {
+				t.Fatalf("%s holds cert %s's key in the clear", e.Name(), cert.ID)
+			}
+		}
+	}
 }

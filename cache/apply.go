@@ -33,6 +33,8 @@ type Batch struct {
 	Revokes []verify.CertID
 	// Feed is stored with the cursor; its Cursor field is ignored.
 	Feed FeedState
+	// Sealed, when set, is Upserts sealed ahead (Seal); else Apply seals.
+	Sealed *Sealed
 }
 
 // ApplyResult says what Apply did.
@@ -123,7 +125,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 			writes++
 			return certs.Put(k, v)
 		}
-		if err := c.upsert(certs, b.Upserts, put, &res); err != nil {
+		if err := c.upsert(certs, b.Upserts, b.Sealed, put, &res); err != nil {
 			return err
 		}
 		res.Upserted = len(b.Upserts)
@@ -152,7 +154,7 @@ var errInjected = errors.New("injected fault")
 // record that fails authentication is not believed (not even its
 // revocation flag): the feed's authenticated record replaces it, and it
 // is listed in res.Replaced.
-func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error, res *ApplyResult) error {
+func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, pre *Sealed, put func(k, v []byte) error, res *ApplyResult) error {
 	if len(ups) == 0 {
 		return nil
 	}
@@ -170,14 +172,15 @@ func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []by
 		certs.FillPercent = 1.0
 	}
 	// bbolt keeps the slices given to Put until the commit: one slab per
-	// batch, a fresh record in it per Put; the nonces drawn in one read.
-	slab := make([]byte, len(ups)*recordLen)
-	nonces := make([]byte, len(ups)*nonceLen)
-	rand.Read(nonces)
+	// batch, a fresh record in it per Put, sealed before the transaction
+	// when the caller could (Seal).
+	if pre == nil || pre.cache != c || len(pre.slab) != len(ups)*recordLen {
+		pre = c.Seal(ups)
+	}
+	var nonce [nonceLen]byte
 	for i := range ups {
 		u := &ups[i]
-		v := slab[i*recordLen : (i+1)*recordLen]
-		var flags byte
+		v := pre.slab[i*recordLen : (i+1)*recordLen]
 		if !appending {
 			if ov := certs.Get(u.ID[:]); ov != nil {
 				var old verify.Cert
@@ -188,18 +191,41 @@ func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, put func(k, v []by
 				case recordForged:
 					res.Replaced = append(res.Replaced, u.ID)
 				default:
-					if of&flagRevoke != 0 {
-						flags |= flagRevoke // revocation is final
+					if of&flagRevoke != 0 && !u.Revoked {
+						// Revocation is final: sealed again with it.
+						rand.Read(nonce[:])
+						sealRecord(c.aead, v, u, flagRevoke, nonce[:])
 					}
 				}
 			}
 		}
-		sealRecord(c.aead, v, u, flags, nonces[i*nonceLen:])
 		if err := put(u.ID[:], v); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Sealed is certificates sealed for one cache ahead of their transaction
+// (Seal), so that a caller can seal the next page while the cache writes
+// this one.
+type Sealed struct {
+	cache *Cache
+	slab  []byte
+}
+
+// Seal seals certs' records under c's key, each with a fresh random
+// nonce, for an Apply or ApplySnapshot of exactly these certificates. It
+// writes nothing; it is safe to call while the cache applies another
+// batch.
+func (c *Cache) Seal(certs []verify.Cert) *Sealed {
+	s := &Sealed{cache: c, slab: make([]byte, len(certs)*recordLen)}
+	nonces := make([]byte, len(certs)*nonceLen)
+	rand.Read(nonces)
+	for i := range certs {
+		sealRecord(c.aead, s.slab[i*recordLen:(i+1)*recordLen], &certs[i], 0, nonces[i*nonceLen:])
+	}
+	return s
 }
 
 // revoke marks certificates revoked. A revocation for a certificate the

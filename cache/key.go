@@ -1,12 +1,15 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // KeyLen is the length of a cache key.
@@ -27,9 +30,25 @@ const KeyLen = 32
 // A Key prints as [secret].
 type Key struct {
 	seal    [32]byte // HKDF input of each file's sealing key
-	mac     [32]byte // the cache's MACs
-	journal [32]byte // the journal's MACs
+	mac     macKey   // the cache's MACs
+	journal macKey   // the journal's MACs
 	check   [tagLen]byte
+}
+
+// macKey is an HMAC-SHA256 key with a pool of ready HMACs under it: a
+// grant's event and passage are MACed without allocating.
+type macKey struct {
+	pool sync.Pool // of *macer
+}
+
+type macer struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+func (m *macKey) init(key []byte) {
+	k := bytes.Clone(key)
+	m.pool.New = func() any { return &macer{h: hmac.New(sha256.New, k)} }
 }
 
 // ErrKeyLength: the bytes given as a cache key are not KeyLen long.
@@ -41,16 +60,21 @@ func NewKey(raw []byte) (*Key, error) {
 		return nil, fmt.Errorf("cache: key of %d bytes: %w", len(raw), ErrKeyLength)
 	}
 	k := &Key{}
+	b, err := hkdf.Key(sha256.New, raw, nil, "gateagent cache v3 seal", 32)
+	if err != nil {
+		return nil, err
+	}
+	copy(k.seal[:], b)
+	clear(b)
 	for _, sub := range []struct {
-		to   []byte
+		to   *macKey
 		info string
-	}{{k.seal[:], "gateagent cache v3 seal"}, {k.mac[:], "gateagent cache v3 mac"},
-		{k.journal[:], "gateagent journal v2 mac"}} {
+	}{{&k.mac, "gateagent cache v3 mac"}, {&k.journal, "gateagent journal v2 mac"}} {
 		b, err := hkdf.Key(sha256.New, raw, nil, sub.info, 32)
 		if err != nil {
 			return nil, err
 		}
-		copy(sub.to, b)
+		sub.to.init(b)
 		clear(b)
 	}
 	c, err := hkdf.Key(sha256.New, raw, nil, "gateagent cache key check", 32)
@@ -88,17 +112,19 @@ func (k *Key) sealer(salt []byte) (cipher.AEAD, error) {
 }
 
 // macOf is HMAC-SHA256 under key over the parts, cut to tagLen bytes.
-func macOf(key *[32]byte, parts ...[]byte) [tagLen]byte {
-	m := hmac.New(sha256.New, key[:])
+func macOf(key *macKey, parts ...[]byte) [tagLen]byte {
+	m := key.pool.Get().(*macer)
+	m.h.Reset()
 	for _, p := range parts {
-		m.Write(p)
+		m.h.Write(p)
 	}
-	var sum [sha256.Size]byte
-	return [tagLen]byte(m.Sum(sum[:0]))
+	tag := [tagLen]byte(m.h.Sum(m.sum[:0]))
+	key.pool.Put(m)
+	return tag
 }
 
 // macOK checks tag against the MAC of the parts, in constant time.
-func macOK(key *[32]byte, tag []byte, parts ...[]byte) bool {
+func macOK(key *macKey, tag []byte, parts ...[]byte) bool {
 	want := macOf(key, parts...)
 	return len(tag) == tagLen && hmac.Equal(want[:], tag)
 }

@@ -22,6 +22,8 @@ type SnapshotPage struct {
 	Upserts []verify.Cert
 	// Feed is stored with the cursor when the page is final.
 	Feed FeedState
+	// Sealed, when set, is Upserts sealed ahead (Cache.Seal).
+	Sealed *Sealed
 }
 
 // ApplySnapshot writes one page of a full sync and the sync's progress in
@@ -64,7 +66,7 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 			return fmt.Errorf("%w: page does not continue the resync under way (%+v)", ErrGap, r)
 		}
 		certs := tx.Bucket(bucketCerts)
-		if err := c.upsert(certs, p.Upserts, certs.Put, &res); err != nil {
+		if err := c.upsert(certs, p.Upserts, p.Sealed, certs.Put, &res); err != nil {
 			return err
 		}
 		res.Upserted = len(p.Upserts)

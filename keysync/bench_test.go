@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
 	"testing"
+	"time"
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
