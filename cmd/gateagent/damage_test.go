@@ -93,9 +93,9 @@ func TestDamageHarness(t *testing.T) {
 type harness struct {
 	bin     string
 	srv     *issuertest.Server
-	key     string // the trusted issuer key, for the config
-	keys    string // the [keys] section: the gate's key files
-	tty     *scannertest.Socat
+	key     string             // the trusted issuer key, for the config
+	keys    string             // the [keys] section: the gate's key files
+	tty     *scannertest.Socat // the trial's scanner line
 	peer    *os.File
 	cert    issuer.Certificate // the passenger whose code is scanned
 	files   map[string][]byte  // cache.db, journal.db
@@ -142,8 +142,6 @@ func newHarness(t *testing.T) *harness {
 		DocNumber: n + string(idcard.CheckChar(n)), City: "广州", FaceCheck: "passed"}); err != nil {
 		t.Fatal(err)
 	}
-	h.tty = scannertest.Start(t)
-	h.peer = h.tty.OpenPeer(t)
 
 	// The gate's files: synced from the issuer, and 150 events recorded
 	// while the issuer was not taking uploads.
@@ -204,6 +202,10 @@ func buildAgent(t *testing.T) string {
 func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	start := time.Now()
 	dir := t.TempDir()
+	// A scanner line of its own: no code written for an earlier trial's
+	// agent is left for this one to read.
+	h.tty = scannertest.Start(t)
+	h.peer = h.tty.OpenPeer(t)
 	gateID := fmt.Sprintf("DMG-%02d", i)
 	var damage []string
 	for name, b := range h.files {
@@ -479,7 +481,20 @@ type agentProc struct {
 	err     error
 	// The simulated board's lines so far: each grant turns the relay on,
 	// each refusal the red lamp.
-	relayOns, redOns, redOffs atomic.Int64
+	relayOns, relayOffs, redOns, redOffs atomic.Int64
+}
+
+// idle waits until the gate has locked again after its last grant (a
+// scan while a passenger may pass is not checked).
+func (a *agentProc) idle(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.relayOffs.Load() <= a.relayOns.Load() { // the start's "off" comes first
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the gate did not lock again within 10 s:\n%s", what, a.out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (h *harness) start(t *testing.T, what, cfg string) *agentProc {
@@ -506,6 +521,8 @@ func (h *harness) start(t *testing.T, what, cfg string) *agentProc {
 					on = true
 					close(a.relayOn)
 				}
+			case "hw: relay off":
+				a.relayOffs.Add(1)
 			case "hw: red on":
 				a.redOns.Add(1)
 			case "hw: red off":
@@ -576,14 +593,15 @@ func changedRecords(t *testing.T, path string, original []byte) (changed, gone [
 // lamp on, then off).
 func (h *harness) scanRefused(t *testing.T, what string, a *agentProc, c verify.Cert) {
 	t.Helper()
-	on, off := a.redOns.Load(), a.redOffs.Load()
+	a.idle(t, what)
+	on, off, relay := a.redOns.Load(), a.redOffs.Load(), a.relayOns.Load()
 	tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now()))
 	if _, err := h.peer.Write([]byte(tok.String() + "\r")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for a.redOns.Load() == on || a.redOffs.Load() == off {
-		if a.relayOns.Load() > 0 && a.redOns.Load() == on {
+		if a.relayOns.Load() > relay {
 			t.Fatalf("%s: certificate %s scanned, the relay opened:\n%s", what, c.ID, a.out.String())
 		}
 		select {
@@ -603,6 +621,7 @@ func (h *harness) scanGranted(t *testing.T, what string, a *agentProc, c verify.
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		a.idle(t, what)
 		before := a.relayOns.Load()
 		tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now()))
 		if _, err := h.peer.Write([]byte(tok.String() + "\r")); err != nil {
