@@ -69,14 +69,15 @@ FUZZ_TARGETS := \
 	verify:FuzzVerify:300000 \
 	verify:FuzzExplain:300000 \
 	internal/base45:FuzzDecode:500000 \
-	feed:FuzzOpen:500000 \
+	feed:FuzzOpen:200000 \
 	keysync:FuzzLogPage:20000 \
 	issuer/idcard:FuzzParse:500000 \
 	qrcode:FuzzDecodeImage:200000 \
 	scanner:FuzzFramer:200000 \
 	config:FuzzParse:100000 \
 	cache:FuzzOpenDamaged:1500 \
-	station:FuzzDecode:300000
+	station:FuzzDecode:300000 \
+	cache:FuzzSealedRecord:200000
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -82,7 +82,9 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	board  *hw.Board
+	keys   *config.LoadedKeys
 	store  *cache.Store // the key cache and the journal
+	heal   *healer
 	feed   *keysync.Client
 	ctrl   *gate.Controller
 	verify *verify.Verifier
@@ -136,8 +138,28 @@ func (a *Agent) open() (err error) {
 	if a.board, a.sim, err = openBoard(cfg, opts); err != nil {
 		return step("board", "hw", err)
 	}
-	if a.store, err = openStorage(cfg.Gate.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
-		return step("cache", "gate.cache", err)
+	// The keys: the files open only under the cache key, and the feed's
+	// pages only with a fleet key.
+	if a.keys, err = cfg.LoadKeys(); err != nil {
+		key := "keys"
+		var ke *config.KeyError
+		if errors.As(err, &ke) {
+			key = ke.Field
+		}
+		return step("keys", key, err)
+	}
+	if a.keys.Sealed() {
+		a.log.Info("keys loaded, sealed", "cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
+	} else {
+		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (README: Install on a gate)",
+			"cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
+	}
+	if a.store, err = openStorage(cfg.Gate.Cache, a.keys.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
+		key := "gate.cache"
+		if errors.Is(err, cache.ErrWrongKey) {
+			key = "keys.cache_key"
+		}
+		return step("cache", key, err)
 	}
 	keys, err := cfg.Keyring()
 	if err != nil {
@@ -147,7 +169,7 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("feed", tlsKey(err), err)
 	}
-	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
+	a.feed, err = keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Fleet: a.keys.Fleet, Cache: a.store.Cache, Journal: a.store.Journal, GateID: cfg.Gate.ID,
 		Interval: cfg.Feed.Interval, RefuseWhenStale: cfg.Feed.RefuseWhenStale, HTTP: httpc, Now: opts.Now,
 		Logger: a.log.With("part", "feed")})
 	if err != nil {
@@ -157,10 +179,11 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("verify", "verify", err)
 	}
+	a.heal = newHealer(a.log.With("part", "integrity"), a.store.Cache, a.store.Journal, a.feed, a.feed.Now)
 	if err := a.openStation(); err != nil {
 		return err
 	}
-	var store verify.Store = a.feed.Guard(a.store)
+	var store verify.Store = a.feed.Guard(a.heal.Store(a.store))
 	if a.station != nil {
 		store = peerStore{Store: store, peers: a.station}
 	}
@@ -291,6 +314,13 @@ func (a *Agent) Journal() *cache.Journal { return a.store.Journal }
 // Feed is the key feed client.
 func (a *Agent) Feed() *keysync.Client { return a.feed }
 
+// Keys are the gate's keys and where they came from.
+func (a *Agent) Keys() *config.LoadedKeys { return a.keys }
+
+// Damaged lists the records that failed authentication: healing, or
+// healed within the hour.
+func (a *Agent) Damaged() []diag.DamagedRecord { return a.heal.Damaged() }
+
 // Gate is the controller.
 func (a *Agent) Gate() *gate.Controller { return a.ctrl }
 
@@ -372,6 +402,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go func() {
 		defer wg.Done()
 		a.purgeLoop(fctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.heal.run(fctx)
 	}()
 	a.serveControl(fctx, &wg)
 	wctx, stopWatchdog := context.WithCancel(context.Background())
@@ -487,6 +522,7 @@ func serviceStatus(r health.Readiness) string {
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Station: a.station, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
+		Keys: a.keys, Damaged: a.heal.Damaged,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/config"
 	"gateagent/event"
 	"gateagent/gate"
@@ -137,7 +138,7 @@ func TestStartOnDamagedFiles(t *testing.T) {
 // readJournal reads the closed journal beside the cache at path.
 func readJournal(t *testing.T, path string) map[uint64]event.Event {
 	t.Helper()
-	j, err := cache.OpenJournal(cache.JournalPath(path), &cache.Options{ReadOnly: true})
+	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

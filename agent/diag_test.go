@@ -26,9 +26,14 @@ import (
 )
 
 // diagStation is a running agent with its control socket in a temp dir.
-func diagStation(t *testing.T) (*station, string) {
+func diagStation(t *testing.T, mods ...func(*config.Config)) (*station, string) {
 	sock := filepath.Join(t.TempDir(), "control.sock")
-	st := newStation(t, stationOpts{mod: func(c *config.Config) { c.Control.Socket = sock }})
+	st := newStation(t, stationOpts{mod: func(c *config.Config) {
+		c.Control.Socket = sock
+		for _, m := range mods {
+			m(c)
+		}
+	}})
 	// The socket opens after the scanner: wait for it, as a technician
 	// would see it.
 	waitSocket(t, sock)

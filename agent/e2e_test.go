@@ -32,7 +32,9 @@ import (
 
 	"gateagent/agent"
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/config"
+	"gateagent/config/configtest"
 	"gateagent/feed/feedtest"
 	"gateagent/gate"
 	"gateagent/hw"
@@ -105,6 +107,7 @@ func newStation(t testing.TB, o stationOpts) *station {
 	}
 	cfg.Feed.TrustedKeys = []string{signer.Public().String()}
 	cfg.Feed.Interval = time.Second
+	cfg.Keys = configtest.Credentials(t) // sealed, as the unit gives them
 	cfg.Scanner.Port = st.tty.Dev
 	cfg.Scanner.Baud = 115200
 	cfg.Scanner.RepeatWindow = 0
@@ -629,7 +632,7 @@ baud = 115200
 kind = "sim"
 [log]
 level = "debug"
-`, cachePath, srv.URL, feedtest.Signer(t, "test-1", 1).Public().String(), tty.Dev)
+%s`, cachePath, srv.URL, feedtest.Signer(t, "test-1", 1).Public().String(), tty.Dev, configtest.TOML(t, t.TempDir()))
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +685,7 @@ level = "debug"
 			t.Fatal(err)
 		}
 	}
-	j, err := cache.OpenJournal(cache.JournalPath(cachePath), &cache.Options{ReadOnly: true})
+	j, err := cache.OpenJournal(cache.JournalPath(cachePath), cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -778,12 +781,12 @@ func TestControllerStartFailureStopsTheAgent(t *testing.T) {
 		t.Fatal("the agent did not stop on a controller that cannot start")
 	}
 	// The cache and the journal are closed: the files can be opened again.
-	c, err := cache.Open(st.cfg.Gate.Cache, nil)
+	c, err := cache.Open(st.cfg.Gate.Cache, cachetest.Options(nil))
 	if err != nil {
 		t.Fatalf("cache still held after Run returned: %v", err)
 	}
 	c.Close()
-	j, err := cache.OpenJournal(cache.JournalPath(st.cfg.Gate.Cache), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(st.cfg.Gate.Cache), cachetest.Options(nil))
 	if err != nil {
 		t.Fatalf("journal still held after Run returned: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/config"
 	"gateagent/gate"
 	"gateagent/verify"
@@ -77,7 +78,7 @@ func TestGarbageScannerBoundedLog(t *testing.T) {
 		t.Errorf("the log's lines stand for %d denials, want 10,000", logged)
 	}
 
-	j, err := cache.OpenJournal(cache.JournalPath(st.cfg.Gate.Cache), &cache.Options{ReadOnly: true})
+	j, err := cache.OpenJournal(cache.JournalPath(st.cfg.Gate.Cache), cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/config/configtest"
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/internal/syncbuf"
@@ -252,7 +254,7 @@ func (l *lab) newGate(i int) *labGate {
 		l.t.Fatal(err)
 	}
 	// The cache, as the feed would have filled it.
-	c, err := cache.Open(filepath.Join(g.dir, "cache.db"), nil)
+	c, err := cache.Open(filepath.Join(g.dir, "cache.db"), cachetest.Options(nil))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -301,8 +303,8 @@ reconnect = "%s"
 push_pull = "%s"
 [log]
 level = "debug"
-`, g.id, filepath.Join(g.dir, "cache.db"), filepath.Join(g.dir, "control.sock"), strings.Join(gates, ", "), g.addr,
-		strings.Join(seeds, ", "), keyFile, 15*l.probe, l.probe, l.probe, 25*l.probe)
+%s`, g.id, filepath.Join(g.dir, "cache.db"), filepath.Join(g.dir, "control.sock"), strings.Join(gates, ", "), g.addr,
+		strings.Join(seeds, ", "), keyFile, 15*l.probe, l.probe, l.probe, 25*l.probe, configtest.TOML(l.t, l.t.TempDir()))
 	if err := os.WriteFile(g.cfg, []byte(cfg), 0o600); err != nil {
 		l.t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -26,23 +27,33 @@ import (
 //     rebuilding gate stays shut. A cache of schema 1 also held events:
 //     they are salvaged into the journal the same way.
 //
-// Then the events of a schema 1 cache move into the journal
-// (cache.MoveToJournal). Any other failure stops the agent.
-func openStorage(path string, now func() time.Time, log *slog.Logger) (*cache.Store, error) {
-	c, j, err := openFiles(path, now, log)
+// A cache written before keys were sealed (schema 1 or 2: keys in
+// plaintext, records unauthenticated) is neither trusted nor re-encrypted:
+// its events, if it holds any (schema 1), move into the journal, and a new
+// cache is filled from the key feed beside it (cache.RebuildPath), which
+// replaces it, removing the old file, once it holds a full sync. Until
+// then the gate refuses every code, as for a rebuilt cache. A journal of
+// schema 1 is migrated in place by cache.OpenJournal.
+//
+// A file made under another cache key (ErrWrongKey) stops the agent: a
+// wrong credential must not cost the journal's events. Any other failure
+// stops the agent too.
+func openStorage(path string, key *cache.Key, now func() time.Time, log *slog.Logger) (*cache.Store, error) {
+	c, j, err := openFiles(path, key, now, log)
 	if err != nil {
 		return nil, err
 	}
 	return &cache.Store{Cache: c, Journal: j}, nil
 }
 
-func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Cache, j *cache.Journal, err error) {
+func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logger) (c *cache.Cache, j *cache.Journal, err error) {
 	var alarms []string
+	opts := &cache.Options{Key: key}
 	jpath := cache.JournalPath(path)
-	j, err = cache.OpenJournal(jpath, nil)
+	j, err = cache.OpenJournal(jpath, opts)
 	var ce *cache.CorruptError
 	if errors.As(err, &ce) {
-		moved, res, err := replace(jpath, nil, now)
+		moved, res, err := replace(jpath, nil, opts, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -69,13 +80,19 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 			opened.Close()
 		}
 	}()
-	c, err = cache.Open(path, nil)
-	if errors.As(err, &ce) {
-		moved, res, err := replace(path, j, now)
+	c, err = cache.Open(path, opts)
+	if errors.Is(err, cache.ErrPlaintext) {
+		var a string
+		if c, a, err = rebuildLegacy(path, j, opts, log); err != nil {
+			return nil, nil, err
+		}
+		alarms = append(alarms, a)
+	} else if errors.As(err, &ce) {
+		moved, res, err := replace(path, j, opts, now)
 		if err != nil {
 			return nil, nil, err
 		}
-		if c, err = cache.Open(path, nil); err != nil {
+		if c, err = cache.Open(path, opts); err != nil {
 			return nil, nil, err
 		}
 		log.Error("the key cache is damaged: moved aside; rebuilding it from the key feed, and until then the gate refuses every code",
@@ -90,12 +107,9 @@ func openFiles(path string, now func() time.Time, log *slog.Logger) (c *cache.Ca
 		alarms = append(alarms, a)
 	} else if err != nil {
 		return nil, nil, err
-	}
-	if mv, err := cache.MoveToJournal(c, j); err != nil {
-		c.Close()
-		return nil, nil, err
-	} else if mv.Events+mv.Passbacks > 0 {
-		log.Info("events and passages moved from the key cache into the journal", "events", mv.Events, "passages", mv.Passbacks, "journal", jpath)
+	} else if rerr := os.Remove(cache.RebuildPath(path)); rerr == nil {
+		// A rebuild left behind (its old cache was removed by hand).
+		log.Info("removed an unfinished rebuild of the key cache", "file", cache.RebuildPath(path))
 	}
 	for _, a := range alarms {
 		if _, err := j.AppendEvent(event.Event{Time: now(), Kind: event.Alarm, Detail: a}); err != nil {
@@ -117,14 +131,14 @@ type replaced struct {
 // replace moves the damaged file at path aside and salvages its events
 // into j, or, when j is nil (path is the journal), into a new journal at
 // path. Only a file that cannot be moved or replaced stops the agent.
-func replace(path string, j *cache.Journal, now func() time.Time) (string, replaced, error) {
+func replace(path string, j *cache.Journal, opts *cache.Options, now func() time.Time) (string, replaced, error) {
 	var res replaced
 	moved, err := cache.Quarantine(path, now())
 	if err != nil {
 		return "", res, err
 	}
 	if j == nil {
-		if j, err = cache.OpenJournal(path, nil); err != nil {
+		if j, err = cache.OpenJournal(path, opts); err != nil {
 			return "", res, err
 		}
 		res.journal = j
@@ -142,4 +156,42 @@ func lostText(s cache.Salvaged) string {
 		return fmt.Sprintf("at least %d", s.Lost)
 	}
 	return "unknown"
+}
+
+// rebuildLegacy handles a cache of schema 1 or 2 at path: its events (a
+// schema 1 cache held them) move into j, and the cache to use is the new
+// file beside it that the key feed fills and that replaces it when full.
+// It returns that cache and the alarm to record.
+func rebuildLegacy(path string, j *cache.Journal, opts *cache.Options, log *slog.Logger) (*cache.Cache, string, error) {
+	schema, err := cache.LegacySchema(path)
+	if err != nil {
+		return nil, "", err
+	}
+	mv, err := cache.MoveLegacyJournal(path, j)
+	if err != nil {
+		return nil, "", err
+	}
+	if mv.Events+mv.Passbacks > 0 {
+		log.Info("events and passages moved from the old key cache into the journal, each given its MAC", "events", mv.Events, "passages", mv.Passbacks, "journal", j.Path())
+	}
+	o := *opts
+	o.Replaces = path
+	rebuild := cache.RebuildPath(path)
+	c, err := cache.Open(rebuild, &o)
+	var ce *cache.CorruptError
+	if errors.As(err, &ce) {
+		// Only this agent writes the rebuild, and the feed refills it.
+		log.Warn("the unfinished rebuild of the key cache is damaged: starting it again", "file", rebuild, "damage", ce.Error())
+		if err := os.Remove(rebuild); err != nil {
+			return nil, "", err
+		}
+		c, err = cache.Open(rebuild, &o)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	log.Warn("the key cache was written by an older release: its certificate keys are in plaintext and its records unauthenticated, so it is not used; "+
+		"rebuilding it from the key feed into a new file, which replaces it (removing the old one) once it holds a full sync; every code is refused until then",
+		"schema", schema, "old", path, "new", rebuild)
+	return c, fmt.Sprintf("key cache of schema %d (keys in plaintext) not used: rebuilding it from the key feed, gate shut until then", schema), nil
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +33,8 @@ type Batch struct {
 	Revokes []verify.CertID
 	// Feed is stored with the cursor; its Cursor field is ignored.
 	Feed FeedState
+	// Sealed, when set, is Upserts sealed ahead (Seal); else Apply seals.
+	Sealed *Sealed
 }
 
 // ApplyResult says what Apply did.
@@ -42,6 +45,9 @@ type ApplyResult struct {
 	Upserted int
 	Revoked  int
 	Cursor   uint64
+	// Replaced lists the records that failed authentication and were
+	// overwritten with the feed's (a damaged record healed).
+	Replaced []verify.CertID
 }
 
 // validate checks everything that can be checked before the transaction,
@@ -95,7 +101,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		return res, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
 	}
 	err := c.update(func(tx *bolt.Tx) error {
-		fs, err := readFeed(tx, c.path)
+		fs, err := c.readFeed(tx)
 		if err != nil {
 			return err
 		}
@@ -119,11 +125,11 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 			writes++
 			return certs.Put(k, v)
 		}
-		if err := upsert(c.path, certs, b.Upserts, put); err != nil {
+		if err := c.upsert(certs, b.Upserts, b.Sealed, put, &res); err != nil {
 			return err
 		}
 		res.Upserted = len(b.Upserts)
-		if err := revoke(c.path, certs, b, put); err != nil {
+		if err := c.revoke(certs, b, put, &res); err != nil {
 			return err
 		}
 		res.Revoked = len(b.Revokes)
@@ -133,7 +139,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		fs.Resync = resync
 		res.Cursor = b.Next
 		tx.OnCommit(func() { c.synced.Store(true) })
-		return writeFeed(tx, &fs)
+		return c.writeFeed(tx, &fs)
 	})
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
@@ -143,8 +149,12 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 
 var errInjected = errors.New("injected fault")
 
-// upsert writes certificates, keeping any revocation already stored.
-func upsert(path string, certs *bolt.Bucket, ups []verify.Cert, put func(k, v []byte) error) error {
+// upsert writes certificates, each key sealed under the file's key with a
+// fresh random nonce, keeping any revocation already stored. A stored
+// record that fails authentication is not believed (not even its
+// revocation flag): the feed's authenticated record replaces it, and it
+// is listed in res.Replaced.
+func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, pre *Sealed, put func(k, v []byte) error, res *ApplyResult) error {
 	if len(ups) == 0 {
 		return nil
 	}
@@ -162,61 +172,105 @@ func upsert(path string, certs *bolt.Bucket, ups []verify.Cert, put func(k, v []
 		certs.FillPercent = 1.0
 	}
 	// bbolt keeps the slices given to Put until the commit: one slab per
-	// batch, a fresh record in it per Put.
-	slab := make([]byte, len(ups)*recordLen)
+	// batch, a fresh record in it per Put, sealed before the transaction
+	// when the caller could (Seal).
+	if pre == nil || pre.cache != c || len(pre.slab) != len(ups)*recordLen {
+		pre = c.Seal(ups)
+	}
+	var nonce [nonceLen]byte
 	for i := range ups {
 		u := &ups[i]
-		v := (*[recordLen]byte)(slab[i*recordLen:])
-		var flags byte
+		v := pre.slab[i*recordLen : (i+1)*recordLen]
 		if !appending {
-			var old verify.Cert
 			if ov := certs.Get(u.ID[:]); ov != nil {
-				of, ok := getRecord(ov, &old)
-				if !ok {
-					return damaged(path, 0, "record of cert %s", u.ID)
-				}
-				if of&flagRevoke != 0 {
-					flags |= flagRevoke // revocation is final
+				var old verify.Cert
+				of, outcome := openRecord(c.aead, u.ID[:], ov, &old)
+				switch outcome {
+				case recordShape:
+					return damaged(c.Path(), 0, "record of cert %s", u.ID)
+				case recordForged:
+					res.Replaced = append(res.Replaced, u.ID)
+				default:
+					if of&flagRevoke != 0 && !u.Revoked {
+						// Revocation is final: sealed again with it.
+						rand.Read(nonce[:])
+						sealRecord(c.aead, v, u, flagRevoke, nonce[:])
+					}
 				}
 			}
 		}
-		putRecord(v, u, flags)
-		if err := put(u.ID[:], v[:]); err != nil {
+		if err := put(u.ID[:], v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// Sealed is certificates sealed for one cache ahead of their transaction
+// (Seal), so that a caller can seal the next page while the cache writes
+// this one.
+type Sealed struct {
+	cache *Cache
+	slab  []byte
+}
+
+// Seal seals certs' records under c's key, each with a fresh random
+// nonce, for an Apply or ApplySnapshot of exactly these certificates. It
+// writes nothing; it is safe to call while the cache applies another
+// batch.
+func (c *Cache) Seal(certs []verify.Cert) *Sealed {
+	s := &Sealed{cache: c, slab: make([]byte, len(certs)*recordLen)}
+	nonces := make([]byte, len(certs)*nonceLen)
+	rand.Read(nonces)
+	for i := range certs {
+		sealRecord(c.aead, s.slab[i*recordLen:(i+1)*recordLen], &certs[i], 0, nonces[i*nonceLen:])
+	}
+	return s
+}
+
 // revoke marks certificates revoked. A revocation for a certificate the
 // cache does not hold is kept as a key-less record, so that a late upsert
 // cannot bring the certificate back; it is purged a day after the batch,
-// when any certificate issued before its revocation has expired.
-func revoke(path string, certs *bolt.Bucket, b *Batch, put func(k, v []byte) error) error {
+// when any certificate issued before its revocation has expired. A stored
+// record that fails authentication is replaced by such a key-less
+// revocation: its key cannot be believed either, and the certificate's
+// codes are refused from now on.
+func (c *Cache) revoke(certs *bolt.Bucket, b *Batch, put func(k, v []byte) error, res *ApplyResult) error {
 	slab := make([]byte, len(b.Revokes)*recordLen)
+	nonces := make([]byte, len(b.Revokes)*nonceLen)
+	rand.Read(nonces)
 	for i, id := range b.Revokes {
-		v := (*[recordLen]byte)(slab[i*recordLen:])
-		var c verify.Cert
+		var cert verify.Cert
+		cert.ID = id
 		flags := byte(flagRevoke)
+		known := false
 		if ov := certs.Get(id[:]); ov != nil {
-			of, ok := getRecord(ov, &c)
-			if !ok {
-				return damaged(path, 0, "record of cert %s", id)
+			of, outcome := openRecord(c.aead, id[:], ov, &cert)
+			switch outcome {
+			case recordShape:
+				return damaged(c.Path(), 0, "record of cert %s", id)
+			case recordForged:
+				res.Replaced = append(res.Replaced, id)
+				cert = verify.Cert{ID: id}
+			default:
+				if of&flagRevoke != 0 {
+					continue
+				}
+				flags |= of
+				known = true
 			}
-			if of&flagRevoke != 0 {
-				continue
-			}
-			flags |= of
-		} else {
+		}
+		if !known {
 			flags |= flagNoKey
 			at := b.Feed.IssuerTime
 			if at.IsZero() {
 				at = b.Feed.SyncedAt
 			}
-			c.NotBefore, c.NotAfter = at, at.Add(MaxValidity)
+			cert.NotBefore, cert.NotAfter = at, at.Add(MaxValidity)
 		}
-		putRecord(v, &c, flags)
-		if err := put(b.Revokes[i][:], v[:]); err != nil {
+		v := slab[i*recordLen : i*recordLen+recordLenOf(flags)]
+		sealRecord(c.aead, v, &cert, flags, nonces[i*nonceLen:])
+		if err := put(b.Revokes[i][:], v); err != nil {
 			return err
 		}
 	}
@@ -236,15 +290,44 @@ func ascending(ups []verify.Cert) bool {
 // (the gate is caught up). The cursor is not moved.
 func (c *Cache) RecordSync(fs FeedState) error {
 	err := c.update(func(tx *bolt.Tx) error {
-		old, err := readFeed(tx, c.path)
+		old, err := c.readFeed(tx)
 		if err != nil {
 			return err
 		}
 		fs.Cursor = old.Cursor
-		return writeFeed(tx, &fs)
+		return c.writeFeed(tx, &fs)
 	})
 	if err != nil {
 		return fmt.Errorf("cache: record sync: %w", err)
 	}
 	return nil
+}
+
+// Settle is the last step of healing a certificate whose record failed
+// authentication, after a full resync has laid the feed's records over
+// the cache: a record that now authenticates is healed; one that still
+// fails is one the feed no longer holds (expired, or a revocation of a
+// certificate long gone), and is deleted, so that the certificate is
+// refused as unknown rather than undecided. It returns what became of it:
+// "healed", "deleted" or "absent".
+func (c *Cache) Settle(id verify.CertID) (string, error) {
+	state := "absent"
+	err := c.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCerts)
+		v := b.Get(id[:])
+		if v == nil {
+			return nil
+		}
+		var cert verify.Cert
+		if _, outcome := openRecord(c.aead, id[:], v, &cert); outcome == recordOK {
+			state = "healed"
+			return nil
+		}
+		state = "deleted"
+		return b.Delete(id[:])
+	})
+	if err != nil {
+		return "", fmt.Errorf("cache: settle %s: %w", id, err)
+	}
+	return state, nil
 }

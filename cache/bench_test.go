@@ -48,7 +48,7 @@ func applyAll(b *testing.B, batches []*cache.Batch) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		path := filepath.Join(dir, "apply.db")
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func BenchmarkApply1MShuffled(b *testing.B) {
 // the benchmark ends.
 func loaded1M(b *testing.B) *cache.Cache {
 	b.Helper()
-	c, err := cache.Open(filepath.Join(b.TempDir(), "check.db"), nil)
+	c, err := cache.Open(filepath.Join(b.TempDir(), "check.db"), cachetest.Options(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func BenchmarkOpen1M(b *testing.B) {
 	path := loaded1MFile(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func BenchmarkGrantCommitShared1M(b *testing.B) {
 }
 
 func BenchmarkGrantCommitJournal(b *testing.B) {
-	j, err := cache.OpenJournal(filepath.Join(b.TempDir(), "journal.db"), nil)
+	j, err := cache.OpenJournal(filepath.Join(b.TempDir(), "journal.db"), cachetest.Options(nil))
 	if err != nil {
 		b.Fatal(err)
 	}

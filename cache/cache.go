@@ -14,12 +14,24 @@
 // Every file is checked whole before bbolt reads it (see pages.go), and
 // every read and write runs where a damaged page is an error
 // (*CorruptError), never a crash.
+//
+// Both files are sealed under the gate's cache key (Key): every
+// certificate key is encrypted, and every record a decision depends on
+// (a certificate with its flags and validity, a revocation, a passage,
+// the feed's cursor) is authenticated; events carry a MAC checked before
+// upload. A record that fails is never used: its read is an *AuthError.
 package cache
 
 import (
+	"crypto/cipher"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,9 +41,11 @@ import (
 )
 
 // SchemaVersion is the layout of the certificate cache this build reads
-// and writes. Schema 1 also held the passback and events buckets, which
-// MoveToJournal moves into the journal.
-const SchemaVersion = 2
+// and writes: 3, keys sealed and records authenticated. Schema 1 (which
+// also held the journal's buckets) and 2 kept keys in plaintext: Open
+// refuses them with ErrPlaintext, and the agent rebuilds the cache from
+// the feed (see Options.Replaces and MoveLegacyJournal).
+const SchemaVersion = 3
 
 // Options tunes Open and OpenJournal. The zero value is the production
 // setting.
@@ -45,20 +59,30 @@ type Options struct {
 	// MaxSize caps the file in bytes; a change that would grow it further
 	// fails whole. 0 means no cap.
 	MaxSize int
+	// Key is the gate's cache key. Required.
+	Key *Key
+	// Replaces names the older cache (schema 1 or 2, keys in plaintext)
+	// this new file is being rebuilt for: once the file holds a completed
+	// full sync it is renamed over Replaces, which removes the old file.
+	Replaces string
 }
 
 // Cache is an open certificate cache. Its methods are safe for concurrent
 // use.
 type Cache struct {
 	db       *bolt.DB
-	path     string
+	path     atomic.Pointer[string]
 	readOnly bool
-	// schema is the file's layout: SchemaVersion, or 1 before its events
-	// have moved to the journal.
-	schema int
+	key      *Key
+	aead     cipher.AEAD // the file's sealing of certificate keys
+	schema   int
 	// synced is set once the cache holds a completed sync (a cursor or
 	// the epoch of a full sync).
 	synced atomic.Bool
+	// replaces is the older cache this file is rebuilt for; cleared
+	// once renamed over it.
+	replaceMu sync.Mutex
+	replaces  string
 
 	// failAfter, when positive, makes Apply fail after that many writes
 	// inside its transaction: a test's stand-in for a fault part-way.
@@ -67,23 +91,36 @@ type Cache struct {
 
 // Open opens the certificate cache at path, creating it when absent
 // (unless ReadOnly). The file is checked whole first: a file that is not
-// gives a *CorruptError (errors.Is ErrCorrupt) and is left as it is.
+// gives a *CorruptError (errors.Is ErrCorrupt) and is left as it is. A
+// file made under another cache key gives ErrWrongKey; a cache of schema
+// 1 or 2 gives ErrPlaintext; both are left as they are.
 func Open(path string, opts *Options) (*Cache, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
+	if o.Key == nil {
+		return nil, fmt.Errorf("cache: open %s: %w", path, ErrNoKey)
+	}
 	db, err := openDB(path, o)
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
-	c := &Cache{db: db, path: path, readOnly: o.ReadOnly}
+	c := &Cache{db: db, readOnly: o.ReadOnly, key: o.Key, replaces: o.Replaces}
+	c.path.Store(&path)
 	err = c.init()
 	if err == nil {
 		var fs FeedState
-		if fs, err = c.Feed(); err == nil {
+		if fs, err = c.Feed(); errors.Is(err, ErrAuth) {
+			// The cursor says what the file holds: a cache whose cursor
+			// cannot be trusted is rebuilt whole from the feed.
+			err = &CorruptError{Path: path, Kind: Unauthentic, Detail: "the feed state fails authentication under the cache key", Problems: 1}
+		} else if err == nil {
 			c.synced.Store(fs.Cursor > 0 || fs.Epoch != 0)
 		}
+	}
+	if err == nil && c.synced.Load() && c.replaces != "" {
+		err = c.finishRebuild() // synced, but stopped before the rename
 	}
 	if err != nil {
 		db.Close()
@@ -92,37 +129,79 @@ func Open(path string, opts *Options) (*Cache, error) {
 	return c, nil
 }
 
-// init creates the buckets of a new file and checks the schema of an old one.
+// init creates the buckets of a new file and checks the schema and key of
+// an old one.
 func (c *Cache) init() error {
 	var found int
+	var salt []byte
 	err := c.view(func(tx *bolt.Tx) error {
 		var err error
-		found, err = fileSchema(tx, c.path, kindCache)
+		found, err = fileSchema(tx, c.Path(), kindCache)
 		if err != nil || found == 0 {
 			return err
 		}
-		need := [][]byte{bucketCerts}
-		if found == 1 {
-			need = append(need, bucketPassback, bucketEvents)
+		if found < SchemaVersion {
+			return fmt.Errorf("%w (schema %d)", ErrPlaintext, found)
 		}
-		for _, b := range need {
-			if tx.Bucket(b) == nil {
-				return damaged(c.path, 0, "bucket %q missing", b)
+		if tx.Bucket(bucketCerts) == nil {
+			return damaged(c.Path(), 0, "bucket %q missing", bucketCerts)
+		}
+		meta := tx.Bucket(bucketMeta)
+		if salt = meta.Get(keySalt); len(salt) != saltLen {
+			return damaged(c.Path(), 0, "sealing salt missing")
+		}
+		salt = append([]byte(nil), salt...)
+		return fileKey(c.key, meta, c.Path(), func() bool {
+			// Evidence that the key is right after all: the feed state
+			// authenticates, or the first certificate does.
+			if v := meta.Get(keyFeed); len(v) > tagLen {
+				return macOK(&c.key.mac, v[len(v)-tagLen:], domainFeed, v[:len(v)-tagLen])
 			}
-		}
-		return nil
+			aead, err := c.key.sealer(salt)
+			if err != nil {
+				return false
+			}
+			k, v := tx.Bucket(bucketCerts).Cursor().First()
+			var cert verify.Cert
+			_, outcome := openRecord(aead, k, v, &cert)
+			return k != nil && outcome == recordOK
+		})
 	})
-	if err != nil || found != 0 {
+	if err != nil {
 		c.schema = found
 		return err
 	}
-	if c.readOnly {
-		return &CorruptError{Path: c.path, Kind: Empty, Detail: "no buckets yet", Problems: 1}
+	if found == 0 {
+		if c.readOnly {
+			return &CorruptError{Path: c.Path(), Kind: Empty, Detail: "no buckets yet", Problems: 1}
+		}
+		salt = make([]byte, saltLen)
+		rand.Read(salt)
+		err = c.update(func(tx *bolt.Tx) error {
+			if err := createFile(tx, kindCache, SchemaVersion, c.key, bucketCerts); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keySalt, salt)
+		})
+		if err != nil {
+			return err
+		}
 	}
 	c.schema = SchemaVersion
-	return c.update(func(tx *bolt.Tx) error {
-		return createFile(tx, kindCache, SchemaVersion, bucketCerts)
-	})
+	c.aead, err = c.key.sealer(salt)
+	return err
+}
+
+// fileKey checks the file's key check value against k. When it differs,
+// evidence says whether the key is wrong (nothing authenticates under it:
+// ErrWrongKey) or the check value itself was damaged (a record does
+// authenticate: an Unauthentic CorruptError).
+func fileKey(k *Key, meta *bolt.Bucket, path string, evidence func() bool) error {
+	err := checkKey(k, meta.Get(keyCheck))
+	if err != nil && evidence() {
+		return &CorruptError{Path: path, Kind: Unauthentic, Detail: "the key check value is damaged (the file's records authenticate under the key)", Problems: 1}
+	}
+	return err
 }
 
 // fileSchema reads the schema of a file of the given kind (cache or
@@ -151,16 +230,20 @@ func fileSchema(tx *bolt.Tx, path, kind string) (int, error) {
 	if kind == kindJournal {
 		want = JournalSchema
 	}
-	if found < 1 || found > want || kind == kindJournal && found != want {
+	if found < 1 || found > want {
 		return 0, fmt.Errorf("%w: file has version %d, this build knows %d", ErrSchema, found, want)
 	}
 	return found, nil
 }
 
-// createFile sets up a new file: its meta bucket and its data buckets.
-func createFile(tx *bolt.Tx, kind string, schema int, buckets ...[]byte) error {
+// createFile sets up a new file: its meta bucket with the key check value
+// of k, and its data buckets.
+func createFile(tx *bolt.Tx, kind string, schema int, k *Key, buckets ...[]byte) error {
 	meta, err := tx.CreateBucket(bucketMeta)
 	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyCheck, k.check[:]); err != nil {
 		return err
 	}
 	var v [4]byte
@@ -181,7 +264,7 @@ func createFile(tx *bolt.Tx, kind string, schema int, buckets ...[]byte) error {
 
 // view runs fn in a read transaction, a damaged page being an error.
 func (c *Cache) view(fn func(*bolt.Tx) error) error {
-	return safely(c.path, func() error { return c.db.View(fn) })
+	return safely(c.Path(), func() error { return c.db.View(fn) })
 }
 
 // update runs fn in a write transaction, or refuses with ErrReadOnly: the
@@ -190,23 +273,53 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 	if c.readOnly {
 		return ErrReadOnly
 	}
-	return safely(c.path, func() error { return c.db.Update(fn) })
+	return safely(c.Path(), func() error { return c.db.Update(fn) })
 }
 
 // Close closes the file. Every committed change is already on disk.
 func (c *Cache) Close() error {
 	if err := c.db.Close(); err != nil {
-		return fmt.Errorf("cache: close %s: %w", c.path, err)
+		return fmt.Errorf("cache: close %s: %w", c.Path(), err)
 	}
 	return nil
 }
 
-// Path returns the file's path.
-func (c *Cache) Path() string { return c.path }
+// Path returns the file's path (the older cache's, once a rebuild has
+// replaced it).
+func (c *Cache) Path() string { return *c.path.Load() }
 
-// Schema returns the file's layout version: SchemaVersion, or 1 for a
-// cache whose events have not yet moved to the journal.
+// Schema returns the file's layout version: SchemaVersion.
 func (c *Cache) Schema() int { return c.schema }
+
+// Rebuilding returns the older cache this file is being rebuilt for, ""
+// when it is not (or no longer).
+func (c *Cache) Rebuilding() string {
+	c.replaceMu.Lock()
+	defer c.replaceMu.Unlock()
+	return c.replaces
+}
+
+// finishRebuild renames the rebuilt file, now holding a full sync, over
+// the older cache it replaces: the old file, keys in plaintext, is gone
+// from the directory in the same step. The open handle follows the file.
+func (c *Cache) finishRebuild() error {
+	c.replaceMu.Lock()
+	defer c.replaceMu.Unlock()
+	if c.replaces == "" {
+		return nil
+	}
+	if err := os.Rename(c.Path(), c.replaces); err != nil {
+		return fmt.Errorf("cache: replace %s with the rebuilt cache: %w", c.replaces, err)
+	}
+	if d, err := os.Open(filepath.Dir(c.replaces)); err == nil {
+		d.Sync() // the rename survives a power cut
+		d.Close()
+	}
+	p := c.replaces
+	c.path.Store(&p)
+	c.replaces = ""
+	return nil
+}
 
 // Synced reports whether the cache holds a completed sync from the key
 // feed; a new or rebuilt cache does not until its first full sync ends.
@@ -214,10 +327,12 @@ func (c *Cache) Synced() bool { return c.synced.Load() }
 
 // Lookup implements verify.Store for the certificates alone (no
 // anti-passback state: Store adds the journal's): one read transaction,
-// one point read, no allocation beyond bbolt's own. A damaged page is
-// ErrCorrupt, so that it shuts the gate with a message.
+// one point read, one AES-GCM open of the key with the record's flags and
+// validity as associated data, no allocation beyond bbolt's own. A damaged
+// page is ErrCorrupt and a record that fails authentication an *AuthError,
+// so that either shuts the gate with a message.
 func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, found bool, err error) {
-	err = safely(c.path, func() error {
+	err = safely(c.Path(), func() error {
 		tx, err := c.db.Begin(false)
 		if err != nil {
 			return err
@@ -227,9 +342,12 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 		if v == nil {
 			return nil
 		}
-		flags, ok := getRecord(v, &r.Cert)
-		if !ok {
-			return damaged(c.path, 0, "record of cert %s: %d bytes", id, len(v))
+		flags, outcome := openRecord(c.aead, id[:], v, &r.Cert)
+		switch outcome {
+		case recordShape:
+			return damaged(c.Path(), 0, "record of cert %s: %d bytes", id, len(v))
+		case recordForged:
+			return &AuthError{Path: c.Path(), Bucket: "certs", Key: append([]byte(nil), id[:]...)} // a copy: id stays on the stack
 		}
 		found = flags&flagNoKey == 0 // else a revocation for a certificate this gate never had
 		return nil
@@ -273,11 +391,12 @@ type Resync struct {
 }
 
 // Feed returns the stored feed state; the zero FeedState before any sync.
+// A state that fails authentication is an *AuthError.
 func (c *Cache) Feed() (FeedState, error) {
 	var fs FeedState
 	err := c.view(func(tx *bolt.Tx) error {
 		var err error
-		fs, err = readFeed(tx, c.path)
+		fs, err = c.readFeed(tx)
 		return err
 	})
 	if err != nil {
@@ -286,24 +405,29 @@ func (c *Cache) Feed() (FeedState, error) {
 	return fs, nil
 }
 
-func readFeed(tx *bolt.Tx, path string) (FeedState, error) {
+// The feed state is stored as JSON ‖ MAC(16).
+func (c *Cache) readFeed(tx *bolt.Tx) (FeedState, error) {
 	var fs FeedState
 	v := tx.Bucket(bucketMeta).Get(keyFeed)
 	if v == nil {
 		return fs, nil
 	}
-	if err := json.Unmarshal(v, &fs); err != nil {
-		return fs, damaged(path, 0, "feed state: %v", err)
+	if len(v) < tagLen || !macOK(&c.key.mac, v[len(v)-tagLen:], domainFeed, v[:len(v)-tagLen]) {
+		return fs, &AuthError{Path: c.Path(), Bucket: "meta", Key: keyFeed}
+	}
+	if err := json.Unmarshal(v[:len(v)-tagLen], &fs); err != nil {
+		return fs, damaged(c.Path(), 0, "feed state: %v", err)
 	}
 	return fs, nil
 }
 
-func writeFeed(tx *bolt.Tx, fs *FeedState) error {
+func (c *Cache) writeFeed(tx *bolt.Tx, fs *FeedState) error {
 	v, err := json.Marshal(fs)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketMeta).Put(keyFeed, v)
+	tag := macOf(&c.key.mac, domainFeed, v)
+	return tx.Bucket(bucketMeta).Put(keyFeed, append(v, tag[:]...))
 }
 
 // Stats describes the gate's storage for status pages and diag: the
@@ -327,7 +451,7 @@ func (c *Cache) Stats() (Stats, error) {
 		s.FileSize = tx.Size()
 		s.Certs = tx.Bucket(bucketCerts).Stats().KeyN
 		var err error
-		s.Feed, err = readFeed(tx, c.path)
+		s.Feed, err = c.readFeed(tx)
 		return err
 	})
 	if err != nil {
@@ -340,8 +464,8 @@ func (c *Cache) Stats() (Stats, error) {
 // *CorruptError. It holds the write lock while it runs, so writers wait
 // (BenchmarkCheck1M: what a grant may wait).
 func (c *Cache) Check() error {
-	if err := checkDB(c.db, c.path, c.readOnly); err != nil {
-		return fmt.Errorf("cache: check %s: %w", c.path, err)
+	if err := checkDB(c.db, c.Path(), c.readOnly); err != nil {
+		return fmt.Errorf("cache: check %s: %w", c.Path(), err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,7 +48,7 @@ func reopen(t *testing.T, c *cache.Cache) *cache.Cache {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := cache.Open(path, nil)
+	c2, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestFailurePartWayLeavesCacheAsBefore(t *testing.T) {
 	})
 	t.Run("disk full at commit", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "full.db")
-		c, err := cache.Open(path, &cache.Options{MaxSize: 1 << 20})
+		c, err := cache.Open(path, cachetest.Options(&cache.Options{MaxSize: 1 << 20}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +262,7 @@ func reopenJournal(t *testing.T, j *cache.Journal) *cache.Journal {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := cache.OpenJournal(path, nil)
+	j2, err := cache.OpenJournal(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,17 +464,57 @@ func TestOpenErrors(t *testing.T) {
 
 	t.Run("schema of another build", func(t *testing.T) {
 		path := filepath.Join(dir, "future.db")
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		cache.DB(c).Update(func(tx *bolt.Tx) error {
-			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 3))
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 4))
 		})
 		c.Close()
-		_, err = cache.Open(path, nil)
-		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 3") {
-			t.Fatalf("error %v, want ErrSchema naming version 3", err)
+		_, err = cache.Open(path, cachetest.Options(nil))
+		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 4") {
+			t.Fatalf("error %v, want ErrSchema naming version 4", err)
+		}
+	})
+	t.Run("under another cache key", func(t *testing.T) {
+		path := filepath.Join(dir, "keyed.db")
+		c, err := cache.Open(path, cachetest.Options(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		jpath := filepath.Join(dir, "keyed-journal.db")
+		j, err := cache.OpenJournal(jpath, cachetest.Options(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+		before, _ := os.ReadFile(path)
+		other, _ := cache.NewKey(bytes.Repeat([]byte{9}, cache.KeyLen))
+		if _, err := cache.Open(path, &cache.Options{Key: other}); !errors.Is(err, cache.ErrWrongKey) {
+			t.Fatalf("cache: %v, want ErrWrongKey", err)
+		}
+		if _, err := cache.OpenJournal(jpath, &cache.Options{Key: other}); !errors.Is(err, cache.ErrWrongKey) {
+			t.Fatalf("journal: %v, want ErrWrongKey", err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Fatal("the refused open changed the file")
+		}
+		if _, err := cache.Open(path, nil); !errors.Is(err, cache.ErrNoKey) {
+			t.Fatalf("without a key: %v, want ErrNoKey", err)
+		}
+		if _, err := cache.NewKey(make([]byte, 31)); !errors.Is(err, cache.ErrKeyLength) {
+			t.Fatalf("a key of 31 bytes: %v, want ErrKeyLength", err)
+		}
+	})
+	t.Run("plaintext cache of schema 2", func(t *testing.T) {
+		path := filepath.Join(dir, "schema2.db")
+		if err := cachetest.WriteLegacy(path, cachetest.Batch(0, 3, 3).Upserts, 3, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.Open(path, cachetest.Options(nil)); !errors.Is(err, cache.ErrPlaintext) || !strings.Contains(err.Error(), "schema 2") {
+			t.Fatalf("error %v, want ErrPlaintext naming schema 2", err)
 		}
 	})
 	t.Run("bbolt file of another program", func(t *testing.T) {
@@ -481,29 +522,29 @@ func TestOpenErrors(t *testing.T) {
 		db, _ := bolt.Open(path, 0o600, nil)
 		db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("widgets")); return err })
 		db.Close()
-		if _, err := cache.Open(path, nil); !errors.Is(err, cache.ErrCorrupt) {
+		if _, err := cache.Open(path, cachetest.Options(nil)); !errors.Is(err, cache.ErrCorrupt) {
 			t.Fatalf("error %v, want ErrCorrupt", err)
 		}
 	})
 	t.Run("a journal opened as a cache", func(t *testing.T) {
 		path := filepath.Join(dir, "journal.db")
-		j, err := cache.OpenJournal(path, nil)
+		j, err := cache.OpenJournal(path, cachetest.Options(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		j.Close()
-		_, err = cache.Open(path, nil)
+		_, err = cache.Open(path, cachetest.Options(nil))
 		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Foreign {
 			t.Fatalf("error %v, want a Foreign CorruptError", err)
 		}
-		if _, err := cache.OpenJournal(path, nil); err != nil {
+		if _, err := cache.OpenJournal(path, cachetest.Options(nil)); err != nil {
 			t.Fatalf("the refused open changed the journal: %v", err)
 		}
 	})
 	t.Run("not a bbolt file", func(t *testing.T) {
 		path := filepath.Join(dir, "garbage.db")
 		os.WriteFile(path, []byte(strings.Repeat("not a database ", 1000)), 0o600)
-		_, err := cache.Open(path, nil)
+		_, err := cache.Open(path, cachetest.Options(nil))
 		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Damaged {
 			t.Fatalf("error %v, want a Damaged CorruptError", err)
 		}
@@ -511,7 +552,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("too short to be a bbolt file", func(t *testing.T) {
 		path := filepath.Join(dir, "short.db")
 		os.WriteFile(path, []byte(strings.Repeat("\x01", 500)), 0o600)
-		_, err := cache.Open(path, nil)
+		_, err := cache.Open(path, cachetest.Options(nil))
 		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Truncated {
 			t.Fatalf("error %v, want a Truncated CorruptError", err)
 		}
@@ -519,12 +560,12 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("empty, read-only", func(t *testing.T) {
 		path := filepath.Join(dir, "empty.db")
 		os.WriteFile(path, nil, 0o600)
-		_, err := cache.Open(path, &cache.Options{ReadOnly: true})
+		_, err := cache.Open(path, cachetest.Options(&cache.Options{ReadOnly: true}))
 		if ce := corruptKind(err); ce == nil || ce.Kind != cache.Empty {
 			t.Fatalf("error %v, want an Empty CorruptError", err)
 		}
 		// Opened for writing, an empty file is set up as a new one.
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			t.Fatalf("empty file opened for writing: %v", err)
 		}
@@ -533,7 +574,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("permission denied stays an OS error", func(t *testing.T) {
 		if os.Geteuid() == 0 {
 			// root reads any file; refuse through a missing directory instead
-			_, err := cache.Open(filepath.Join(dir, "no-such-dir", "c.db"), nil)
+			_, err := cache.Open(filepath.Join(dir, "no-such-dir", "c.db"), cachetest.Options(nil))
 			if errors.Is(err, cache.ErrCorrupt) || !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("error %v, want the OS's not-exist, not ErrCorrupt", err)
 			}
@@ -541,34 +582,34 @@ func TestOpenErrors(t *testing.T) {
 		}
 		path := filepath.Join(dir, "noperm.db")
 		os.WriteFile(path, nil, 0o000)
-		_, err := cache.Open(path, nil)
+		_, err := cache.Open(path, cachetest.Options(nil))
 		if errors.Is(err, cache.ErrCorrupt) || !errors.Is(err, os.ErrPermission) {
 			t.Fatalf("error %v, want the OS's permission error, not ErrCorrupt", err)
 		}
 	})
 	t.Run("locked by the daemon", func(t *testing.T) {
 		path := filepath.Join(dir, "locked.db")
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_, err = cache.Open(path, &cache.Options{LockTimeout: 50 * time.Millisecond})
+		_, err = cache.Open(path, cachetest.Options(&cache.Options{LockTimeout: 50 * time.Millisecond}))
 		if !errors.Is(err, cache.ErrLocked) {
 			t.Fatalf("error %v, want ErrLocked", err)
 		}
 	})
 	t.Run("read-only, absent", func(t *testing.T) {
-		_, err := cache.Open(filepath.Join(dir, "absent.db"), &cache.Options{ReadOnly: true})
+		_, err := cache.Open(filepath.Join(dir, "absent.db"), cachetest.Options(&cache.Options{ReadOnly: true}))
 		if !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("error %v, want not-exist", err)
 		}
 	})
 	t.Run("read-only refuses writes", func(t *testing.T) {
 		path := filepath.Join(dir, "ro.db")
-		c, _ := cache.Open(path, nil)
+		c, _ := cache.Open(path, cachetest.Options(nil))
 		c.Close()
-		ro, err := cache.Open(path, &cache.Options{ReadOnly: true})
+		ro, err := cache.Open(path, cachetest.Options(&cache.Options{ReadOnly: true}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -580,9 +621,9 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatalf("check read-only: %v", err)
 		}
 		jpath := filepath.Join(dir, "ro-journal.db")
-		j, _ := cache.OpenJournal(jpath, nil)
+		j, _ := cache.OpenJournal(jpath, cachetest.Options(nil))
 		j.Close()
-		jro, err := cache.OpenJournal(jpath, &cache.Options{ReadOnly: true})
+		jro, err := cache.OpenJournal(jpath, cachetest.Options(&cache.Options{ReadOnly: true}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -621,7 +662,7 @@ func TestCorruptRecordIsAnError(t *testing.T) {
 // Check must report it.
 func TestCheckFindsDamage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "damaged.db")
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -642,7 +683,7 @@ func TestCheckFindsDamage(t *testing.T) {
 		f.WriteAt(junk, off)
 	}
 	f.Close()
-	c, err = cache.Open(path, &cache.Options{ReadOnly: true})
+	c, err = cache.Open(path, cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		if !errors.Is(err, cache.ErrCorrupt) {
 			t.Fatalf("open of a damaged file: %v", err)

@@ -1,8 +1,8 @@
 package cache
 
 import (
+	"encoding/binary"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -13,12 +13,17 @@ import (
 // SetFailAfter makes Apply fail after n writes inside its transaction.
 func SetFailAfter(c *Cache, n int) { c.failAfter = n }
 
-// EncodeRecord returns the stored form of a certificate, for the raw floor.
-func EncodeRecord(c *verify.Cert) []byte {
-	var v [recordLen]byte
-	putRecord(&v, c, 0)
-	return v[:]
-}
+// Record lengths, for the tests that damage records field by field.
+const (
+	RecordLen  = recordLen
+	NoKeyLen   = noKeyLen
+	HeadLen    = headLen
+	NonceLen   = nonceLen
+	TagLen     = tagLen
+	PassLen    = passLen
+	FlagRevoke = flagRevoke
+	FlagNoKey  = flagNoKey
+)
 
 // Dump returns every bucket's keys and values, to compare a file before and
 // after a change that must not have happened.
@@ -39,10 +44,13 @@ func Dump(c *Cache) (map[string]string, error) {
 // DB exposes the bbolt handle, for tests that plant bad data.
 func DB(c *Cache) *bolt.DB { return c.db }
 
+// JournalDB exposes the journal's bbolt handle.
+func JournalDB(j *Journal) *bolt.DB { return j.db }
+
 // WriteSchema1 writes a cache file as builds before the journal wrote
-// them (schema 1): certificates, feed state, and the passback and events
-// buckets, the events under their sequence numbers and the bucket's
-// sequence at lastSeq.
+// them (schema 1): certificates in plaintext, feed state, and the passback
+// and events buckets (events of version 1, without MAC) under their
+// sequence numbers and the bucket's sequence at lastSeq.
 func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -51,17 +59,11 @@ func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSe
 	defer db.Close()
 	return db.Update(func(tx *bolt.Tx) error {
 		meta, _ := tx.CreateBucket(bucketMeta)
-		var v [4]byte
-		v[3] = 1
-		meta.Put(keySchema, v[:])
-		if err := writeFeed(tx, &FeedState{Cursor: uint64(len(certs)), MaxAge: time.Hour}); err != nil {
-			return err
-		}
+		meta.Put(keySchema, []byte{0, 0, 0, 1})
+		meta.Put(keyFeed, fmt.Appendf(nil, `{"cursor":%d,"max_age":3600000000000}`, len(certs)))
 		cb, _ := tx.CreateBucket(bucketCerts)
 		for i := range certs {
-			var r [recordLen]byte
-			putRecord(&r, &certs[i], 0)
-			if err := cb.Put(certs[i].ID[:], r[:]); err != nil {
+			if err := cb.Put(certs[i].ID[:], legacyRecord(&certs[i])); err != nil {
 				return err
 			}
 		}
@@ -73,7 +75,56 @@ func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSe
 		}
 		eb, _ := tx.CreateBucket(bucketEvents)
 		for _, e := range events {
-			if err := eb.Put(u64(e.Seq), encodeEvent(&e)); err != nil {
+			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
+				return err
+			}
+		}
+		return eb.SetSequence(lastSeq)
+	})
+}
+
+func legacyRecord(c *verify.Cert) []byte {
+	v := make([]byte, recordLenV2)
+	if c.Revoked {
+		v[0] = flagRevoke
+	}
+	binary.BigEndian.PutUint64(v[1:], uint64(c.NotBefore.Unix()))
+	binary.BigEndian.PutUint64(v[9:], uint64(c.NotAfter.Unix()))
+	copy(v[17:], c.Key[:])
+	return v
+}
+
+// EncodeEventV1 is an event as journals of schema 1 stored it: no MAC.
+func EncodeEventV1(e *event.Event) []byte {
+	b := []byte{eventVersionV1, byte(e.Kind), byte(e.Reason), byte(e.Direction)}
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
+	b = append(b, e.CertID[:]...)
+	b = binary.AppendVarint(b, e.StepOffset)
+	b = binary.AppendUvarint(b, uint64(len(e.Detail)))
+	return append(b, e.Detail...)
+}
+
+// WriteJournalV1 writes a journal as builds before MACs wrote it (schema
+// 1): events of version 1 and passages without MAC.
+func WriteJournalV1(path string, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		meta.Put(keySchema, []byte{0, 0, 0, 1})
+		meta.Put(keyKind, []byte(kindJournal))
+		pb, _ := tx.CreateBucket(bucketPassback)
+		for k, ns := range passes {
+			if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
+				return err
+			}
+		}
+		eb, _ := tx.CreateBucket(bucketEvents)
+		for _, e := range events {
+			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
 				return err
 			}
 		}
@@ -89,6 +140,13 @@ func AppendEventShared(c *Cache, e event.Event) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketEvents); err != nil {
 			return err
 		}
-		return appendEvent(tx, &e)
+		return appendEvent(tx, c.key, &e)
 	})
+}
+
+// OpenRecord is openRecord for the fuzz target, under c's sealing.
+func OpenRecord(c *Cache, id, v []byte) (verify.Cert, bool, bool) {
+	var cert verify.Cert
+	_, outcome := openRecord(c.aead, id, v, &cert)
+	return cert, outcome != recordShape, outcome == recordOK
 }

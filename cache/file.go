@@ -29,6 +29,8 @@ var (
 	keyKind   = []byte("kind")
 	keyFeed   = []byte("feed")
 	keyAcked  = []byte("acked")
+	keyCheck  = []byte("keycheck")
+	keySalt   = []byte("salt")
 
 	// recordChecks knows every bucket either file may hold (a cache of
 	// schema 1 held the journal's two as well).
@@ -55,9 +57,18 @@ func checkMetaRecord(k, v []byte) error {
 			return fmt.Errorf("acknowledged sequence of %d bytes", len(v))
 		}
 	case "feed":
+		// JSON, then its MAC (schema 3); JSON alone before.
 		var fs FeedState
-		if err := json.Unmarshal(v, &fs); err != nil {
+		if err := json.Unmarshal(v, &fs); err != nil && (len(v) < tagLen || json.Unmarshal(v[:len(v)-tagLen], &fs) != nil) {
 			return fmt.Errorf("feed state: %v", err)
+		}
+	case "keycheck":
+		if len(v) != tagLen {
+			return fmt.Errorf("key check value of %d bytes", len(v))
+		}
+	case "salt":
+		if len(v) != saltLen {
+			return fmt.Errorf("sealing salt of %d bytes", len(v))
 		}
 	default:
 		return fmt.Errorf("unknown key %q", k)
@@ -65,15 +76,22 @@ func checkMetaRecord(k, v []byte) error {
 	return nil
 }
 
+// checkCertRecord checks a certificate record's shape: a sealed record
+// (schema 3) of the length its flags give, or a plaintext one of schema
+// 1 or 2, which Open then refuses as such. Its authenticity needs the
+// key: Authenticate, and every lookup, check it.
 func checkCertRecord(k, v []byte) error {
-	if len(k) != verify.CertIDLen || len(v) != recordLen || v[0]&^knownFlags != 0 {
+	if len(k) != verify.CertIDLen || len(v) == 0 || v[0]&^knownFlags != 0 ||
+		len(v) != recordLenOf(v[0]) && len(v) != recordLenV2 {
 		return fmt.Errorf("certificate record of %d+%d bytes or unknown flags", len(k), len(v))
 	}
 	return nil
 }
 
+// checkPassRecord checks a passage's shape: with its MAC (schema 2), or
+// without (schema 1, before the journal's migration).
 func checkPassRecord(k, v []byte) error {
-	if len(k) != passKeyLen || len(v) != 8 {
+	if len(k) != passKeyLen || len(v) != passLen && len(v) != passLenV1 {
 		return fmt.Errorf("passage of %d+%d bytes", len(k), len(v))
 	}
 	if d := verify.Direction(k[verify.CertIDLen]); d != verify.Entry && d != verify.Exit {
@@ -334,3 +352,7 @@ const keepDamaged = 3
 func JournalPath(cachePath string) string {
 	return filepath.Join(filepath.Dir(cachePath), "journal.db")
 }
+
+// RebuildPath is where a cache of an older schema is rebuilt (see
+// Options.Replaces): beside it, until it replaces it.
+func RebuildPath(cachePath string) string { return cachePath + ".rebuild" }

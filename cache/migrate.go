@@ -3,57 +3,75 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Moved says what MoveToJournal moved.
+// Moved says what MoveLegacyJournal moved.
 type Moved struct {
 	Events    int
 	Passbacks int
 }
 
-// MoveToJournal moves the event log and the anti-passback state out of a
-// cache of schema 1, where they used to live, into the journal, and makes
-// the cache schema 2. It does nothing to a cache of schema 2.
+// MoveLegacyJournal copies the event log and the anti-passback state out
+// of a cache of schema 1, where they used to live, into the journal, each
+// event and passage given its MAC under the journal's key. It reads the
+// old file without writing to it and does nothing for a cache of schema
+// 2. The old file is not otherwise read: its certificates are plaintext
+// and unauthenticated, so the cache is rebuilt from the feed (see
+// Options.Replaces) and the old file removed once the new one holds a
+// full sync.
 //
-// It is two transactions, one per file, and safe to cut at any instant:
-// first every event is copied into the journal under its own sequence
-// number (unless the journal has it, or the issuer acknowledged it) and
-// the journal's sequence is raised to the cache's, so numbers are never
-// reused; then the cache's two buckets are deleted and its schema raised.
-// A cut between the two repeats the copy at the next start, which finds
-// every event already there.
-func MoveToJournal(c *Cache, j *Journal) (Moved, error) {
+// It is one transaction into the journal and safe to repeat: an event the
+// journal has, or the issuer acknowledged, is not copied again, nor a
+// passage older than the one the journal knows. So the copy that a
+// restart repeats (the old file is still there until the rebuild ends)
+// changes nothing.
+func MoveLegacyJournal(path string, j *Journal) (Moved, error) {
 	var mv Moved
-	if c.schema != 1 {
-		return mv, nil
+	db, err := openDB(path, Options{ReadOnly: true})
+	if err != nil {
+		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
+	defer db.Close()
 	type kv struct{ k, v []byte }
 	var events, passes []kv
 	var seq uint64
-	err := c.view(func(tx *bolt.Tx) error {
-		ev := tx.Bucket(bucketEvents)
-		seq = ev.Sequence()
-		if err := ev.ForEach(func(k, v []byte) error {
-			if err := checkEventRecord(k, v); err != nil {
-				return damaged(c.path, 0, "%v", err)
+	err = safely(path, func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			schema, err := fileSchema(tx, path, kindCache)
+			if err != nil || schema != 1 {
+				return err
 			}
-			events = append(events, kv{bytes.Clone(k), bytes.Clone(v)})
-			return nil
-		}); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketPassback).ForEach(func(k, v []byte) error {
-			if checkPassRecord(k, v) == nil {
-				passes = append(passes, kv{bytes.Clone(k), bytes.Clone(v)})
+			ev, pb := tx.Bucket(bucketEvents), tx.Bucket(bucketPassback)
+			if ev == nil || pb == nil {
+				return damaged(path, 0, "a cache of schema 1 without its events and passback buckets")
 			}
-			return nil
+			seq = ev.Sequence()
+			if err := ev.ForEach(func(k, v []byte) error {
+				if err := checkEventRecord(k, v); err != nil {
+					return damaged(path, 0, "%v", err)
+				}
+				events = append(events, kv{bytes.Clone(k), bytes.Clone(v)})
+				return nil
+			}); err != nil {
+				return err
+			}
+			return pb.ForEach(func(k, v []byte) error {
+				if len(k) == passKeyLen && len(v) == passLenV1 {
+					passes = append(passes, kv{bytes.Clone(k), bytes.Clone(v)})
+				}
+				return nil
+			})
 		})
 	})
-	if err != nil {
-		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
+	if err != nil || len(events) == 0 && len(passes) == 0 && seq == 0 {
+		if err != nil {
+			err = fmt.Errorf("cache: move events to the journal: %w", err)
+		}
+		return mv, err
 	}
 	newer := map[[passKeyLen]byte]int64{}
 	err = j.update(func(tx *bolt.Tx) error {
@@ -64,10 +82,15 @@ func MoveToJournal(c *Cache, j *Journal) (Moved, error) {
 		b := tx.Bucket(bucketEvents)
 		b.FillPercent = 1.0
 		for _, e := range events {
-			if binary.BigEndian.Uint64(e.k) <= acked || b.Get(e.k) != nil {
+			s := binary.BigEndian.Uint64(e.k)
+			if s <= acked || b.Get(e.k) != nil {
 				continue
 			}
-			if err := b.Put(e.k, e.v); err != nil {
+			v, err := upgradeEvent(j.key, s, e.v)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(e.k, v); err != nil {
 				return err
 			}
 			mv.Events++
@@ -80,10 +103,12 @@ func MoveToJournal(c *Cache, j *Journal) (Moved, error) {
 		pb := tx.Bucket(bucketPassback)
 		for _, p := range passes {
 			ns := int64(binary.BigEndian.Uint64(p.v))
-			if old := pb.Get(p.k); len(old) == 8 && int64(binary.BigEndian.Uint64(old)) >= ns {
-				continue
+			if old := pb.Get(p.k); old != nil {
+				if ons, ok := openPass(j.key, p.k, old); ok && ons >= ns {
+					continue
+				}
 			}
-			if err := pb.Put(p.k, p.v); err != nil {
+			if err := pb.Put(p.k, passValue(j.key, p.k, ns)); err != nil {
 				return err
 			}
 			newer[[passKeyLen]byte(p.k)] = ns
@@ -92,29 +117,40 @@ func MoveToJournal(c *Cache, j *Journal) (Moved, error) {
 		return nil
 	})
 	if err != nil {
-		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
+		return Moved{}, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
 	j.passMu.Lock()
 	for k, ns := range newer {
 		j.passes[k] = ns
+		delete(j.bad, k)
 	}
 	j.passMu.Unlock()
-	err = c.update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketPassback} {
-			if err := tx.DeleteBucket(b); err != nil {
-				return err
-			}
-		}
-		var v [4]byte
-		binary.BigEndian.PutUint32(v[:], SchemaVersion)
-		if err := tx.Bucket(bucketMeta).Put(keySchema, v[:]); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keyKind, []byte(kindCache))
-	})
-	if err != nil {
-		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
-	}
-	c.schema = SchemaVersion
 	return mv, nil
+}
+
+// LegacySchema reports the schema of the cache file at path when it is one
+// of the plaintext schemas (1 or 2), reading it without writing; 0 for a
+// file of this build's schema or none. The agent uses it to name what it
+// is replacing.
+func LegacySchema(path string) (int, error) {
+	db, err := openDB(path, Options{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var schema int
+	err = safely(path, func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			var err error
+			schema, err = fileSchema(tx, path, kindCache)
+			return err
+		})
+	})
+	if err != nil && !errors.Is(err, ErrSchema) {
+		return 0, err
+	}
+	if schema >= SchemaVersion {
+		return 0, nil
+	}
+	return schema, err
 }

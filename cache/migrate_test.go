@@ -1,10 +1,11 @@
 package cache_test
 
 import (
-	"maps"
+	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,11 +39,12 @@ func schema1(t *testing.T, path string) ([]verify.Cert, []event.Event, map[[17]b
 	return certs, events, passes
 }
 
-// TestMoveToJournal: a cache of schema 1 opens, and its events and
-// passages move into the journal under their own numbers, exactly once:
-// a cut between the two transactions (the old cache file back as it was)
-// repeats the move without duplicating, resending or renumbering anything.
-func TestMoveToJournal(t *testing.T) {
+// TestMoveLegacyJournal: a cache of schema 1 is refused as plaintext, and
+// its events and passages move into the journal under their own numbers,
+// each given its MAC, exactly once: the old file is not written to, and
+// the move repeated (the agent restarted before the rebuild replaced the
+// old file) duplicates, resends and renumbers nothing.
+func TestMoveLegacyJournal(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cache.db")
 	certs, events, _ := schema1(t, path)
@@ -50,58 +52,43 @@ func TestMoveToJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cache.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := cache.Open(path, cachetest.Options(nil)); !errors.Is(err, cache.ErrPlaintext) {
+		t.Fatalf("open a cache of schema 1: %v, want ErrPlaintext", err)
 	}
-	if c.Schema() != 1 || !c.Synced() {
-		t.Fatalf("schema %d, synced %v", c.Schema(), c.Synced())
+	if n, err := cache.LegacySchema(path); n != 1 || err != nil {
+		t.Fatalf("LegacySchema: %d, %v", n, err)
 	}
-	j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	mv, err := cache.MoveToJournal(c, j)
+	mv, err := cache.MoveLegacyJournal(path, j)
 	if err != nil || mv.Events != 20 || mv.Passbacks != 2 {
 		t.Fatalf("move: %+v, %v", mv, err)
 	}
-	got, _ := j.Events(0, 100)
-	if len(got) != 20 {
-		t.Fatalf("%d events in the journal, want 20", len(got))
+	got, err := j.Events(0, 100) // each authenticated
+	if err != nil || len(got) != 20 {
+		t.Fatalf("%d events in the journal (%v), want 20", len(got), err)
 	}
 	for i, e := range got {
 		if e != events[i] {
 			t.Fatalf("event %d moved as %+v, was %+v", i, e, events[i])
 		}
 	}
-	s := &cache.Store{Cache: c, Journal: j}
-	if r, ok, err := s.Lookup(certs[4].ID, verify.Entry); err != nil || !ok || !r.LastPass.Equal(t0.Add(time.Minute)) {
-		t.Fatalf("passage of cert 4 after the move: %v %v %v", r.LastPass, ok, err)
+	if at, ok, err := j.LastPass(&certs[4].ID, verify.Entry); err != nil || !ok || !at.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("passage of cert 4 after the move: %v %v %v", at, ok, err)
 	}
-	c.Close()
-	c = openCache(t, path)
-	d, _ := cache.Dump(c)
-	for k := range maps.Keys(d) {
-		if strings.HasPrefix(k, "events/") || strings.HasPrefix(k, "passback/") {
-			t.Fatalf("the cache still holds %s after the move", k)
-		}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
+		t.Fatal("the move wrote to the old cache file")
 	}
-	if c.Schema() != cache.SchemaVersion {
-		t.Fatalf("schema %d after the move", c.Schema())
-	}
-	c.Close()
 
-	// The issuer acknowledges 11..15; then the power is cut after the
-	// journal's commit and before the cache's, which is as it was.
+	// The issuer acknowledges 11..15; the agent restarts before the
+	// rebuild ends and repeats the move.
 	if _, err := j.DeleteEventsThrough(15); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c = openCache(t, path)
-	if mv, err := cache.MoveToJournal(c, j); err != nil || mv.Events != 0 || mv.Passbacks != 0 {
+	if mv, err := cache.MoveLegacyJournal(path, j); err != nil || mv.Events != 0 || mv.Passbacks != 0 {
 		t.Fatalf("repeated move: %+v, %v; want nothing moved", mv, err)
 	}
 	if got, _ := j.Events(0, 100); len(got) != 15 || got[0].Seq != 16 {
@@ -112,15 +99,15 @@ func TestMoveToJournal(t *testing.T) {
 	}
 }
 
-// TestMoveToJournalKeepsNewerNumbers: a journal already numbered past the
-// cache keeps its numbers: an event the journal holds under a number is
-// never replaced (that is what makes a repeated move idempotent), and the
-// numbering continues from the higher of the two sequences.
-func TestMoveToJournalKeepsNewerNumbers(t *testing.T) {
+// TestMoveLegacyJournalKeepsNewerNumbers: a journal already numbered past
+// the cache keeps its numbers: an event the journal holds under a number
+// is never replaced (that is what makes a repeated move idempotent), and
+// the numbering continues from the higher of the two sequences.
+func TestMoveLegacyJournalKeepsNewerNumbers(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cache.db")
 	schema1(t, path)
-	j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +115,7 @@ func TestMoveToJournalKeepsNewerNumbers(t *testing.T) {
 	for range 40 {
 		j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm})
 	}
-	c := openCache(t, path)
-	if _, err := cache.MoveToJournal(c, j); err != nil {
+	if _, err := cache.MoveLegacyJournal(path, j); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := j.Backlog(); b.LastSeq != 40 || b.Events != 40 {
@@ -137,5 +123,139 @@ func TestMoveToJournalKeepsNewerNumbers(t *testing.T) {
 	}
 	if evs, _ := j.Events(10, 1); evs[0].Kind != event.Alarm {
 		t.Fatalf("event 11 replaced by the cache's: %+v", evs[0])
+	}
+}
+
+// TestLegacyCacheRebuilt: a cache of schema 2 (keys in plaintext) is not
+// trusted and not re-encrypted: a new file is filled from the feed beside
+// it, the old one stays until the new one holds a full sync, and then the
+// new file replaces it under its name, the handle following. No key of
+// the old file is left in the directory.
+func TestLegacyCacheRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.db")
+	certs := cachetest.Batch(0, 300, 300).Upserts
+	if err := cachetest.WriteLegacy(path, certs, 300, 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Open(path, cachetest.Options(nil)); !errors.Is(err, cache.ErrPlaintext) {
+		t.Fatalf("open a cache of schema 2: %v, want ErrPlaintext", err)
+	}
+	if n, err := cache.LegacySchema(path); n != 2 || err != nil {
+		t.Fatalf("LegacySchema: %d, %v", n, err)
+	}
+	rebuild := cache.RebuildPath(path)
+	c, err := cache.Open(rebuild, cachetest.Options(&cache.Options{Replaces: path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Synced() || c.Rebuilding() != path {
+		t.Fatalf("new file: synced %v, rebuilding %q", c.Synced(), c.Rebuilding())
+	}
+	page := func(from, to int, final bool) {
+		t.Helper()
+		p := &cache.SnapshotPage{Epoch: 7, Snapshot: 300, Final: final, Upserts: certs[from:to]}
+		if from > 0 {
+			p.After = certs[from-1].ID
+		}
+		if final {
+			p.Feed = cache.FeedState{MaxAge: time.Hour, SyncedAt: t0}
+		}
+		if _, err := c.ApplySnapshot(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page(0, 100, false)
+	page(100, 200, false)
+	if _, err := os.Stat(path); err != nil || c.Path() != rebuild {
+		t.Fatalf("mid-rebuild: old file %v, cache at %s", err, c.Path())
+	}
+	if n, _ := cache.LegacySchema(path); n != 2 {
+		t.Fatal("the old cache changed during the rebuild")
+	}
+	page(200, 300, true)
+	if c.Path() != path || c.Rebuilding() != "" || !c.Synced() {
+		t.Fatalf("after the full sync: at %s, rebuilding %q, synced %v", c.Path(), c.Rebuilding(), c.Synced())
+	}
+	if _, err := os.Stat(rebuild); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the rebuild file is still there: %v", err)
+	}
+	for _, want := range certs {
+		r, ok, err := c.Lookup(want.ID, verify.Entry)
+		if err != nil || !ok || r.Key != want.Key {
+			t.Fatalf("cert %s after the rebuild: %v %v", want.ID, ok, err)
+		}
+	}
+	// A write to the renamed file lands in it (the handle followed).
+	if _, err := c.Apply(&cache.Batch{From: 300, Next: 301, Revokes: []verify.CertID{certs[0].ID}, Feed: cache.FeedState{Epoch: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	data, _ := os.ReadFile(path)
+	entries, _ := os.ReadDir(dir)
+	for _, cert := range certs {
+		if bytes.Contains(data, cert.Key[:]) {
+			t.Fatalf("cert %s: its key is in plaintext in the new cache", cert.ID)
+		}
+	}
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d files after the rebuild, want the cache alone", len(entries))
+	}
+	c = openCache(t, path)
+	if r, ok, err := c.Lookup(certs[0].ID, verify.Entry); err != nil || !ok || !r.Revoked {
+		t.Fatalf("reopened: cert 0 %v %v %+v", ok, err, r)
+	}
+}
+
+// TestJournalMigration: a journal of schema 1 (no MACs) is migrated in
+// place when opened: every event and passage authenticates afterwards
+// and reads as before; opened read-only (diag) it is read as it is.
+func TestJournalMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	certs := cachetest.Batch(0, 10, 10).Upserts
+	var events []event.Event
+	for seq := uint64(1); seq <= 2500; seq++ {
+		events = append(events, event.Event{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Kind: event.Decision,
+			Reason: verify.OK, Direction: verify.Entry, CertID: certs[seq%10].ID, Detail: "before MACs"})
+	}
+	var k [17]byte
+	copy(k[:], certs[2].ID[:])
+	k[16] = byte(verify.Exit)
+	if err := cache.WriteJournalV1(path, events, 2500, map[[17]byte]int64{k: t0.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := cache.OpenJournal(path, cachetest.Options(&cache.Options{ReadOnly: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ro.Events(0, 10); err != nil || len(got) != 10 || got[0] != events[0] {
+		t.Fatalf("read-only, before the migration: %v, %v", got, err)
+	}
+	ro.Close()
+	j, err := cache.OpenJournal(path, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Events(0, 5000)
+	if err != nil || len(got) != len(events) {
+		t.Fatalf("after the migration: %d events, %v", len(got), err)
+	}
+	for i := range got {
+		if got[i] != events[i] {
+			t.Fatalf("event %d migrated as %+v, was %+v", i, got[i], events[i])
+		}
+	}
+	if at, ok, err := j.LastPass(&certs[2].ID, verify.Exit); err != nil || !ok || !at.Equal(t0) {
+		t.Fatalf("passage after the migration: %v %v %v", at, ok, err)
+	}
+	if r, err := j.Authenticate(); err != nil || r.Failed != 0 || r.Records != 2501 {
+		t.Fatalf("authenticate after the migration: %+v, %v", r, err)
+	}
+	j.Close()
+	cachetest.CheckFile(t, path)
+	other, _ := cache.NewKey(bytes.Repeat([]byte{1}, cache.KeyLen))
+	if _, err := cache.OpenJournal(path, &cache.Options{Key: other}); !errors.Is(err, cache.ErrWrongKey) {
+		t.Fatalf("migrated journal under another key: %v, want ErrWrongKey", err)
 	}
 }

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(powerCutEnv); path != "" {
 		powerCutWriter(path) // never returns
 	}
+	if dir := os.Getenv(rebuildEnv); dir != "" {
+		rebuildWriter(dir) // never returns
+	}
 	os.Exit(m.Run())
 }
 
@@ -54,11 +57,11 @@ func powerCutBatch(k uint64) *cache.Batch {
 // are committed, until it is killed.
 func powerCutWriter(path string) {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "writer:", err); os.Exit(3) }
-	c, err := cache.Open(path, &cache.Options{LockTimeout: 5 * time.Second})
+	c, err := cache.Open(path, cachetest.Options(&cache.Options{LockTimeout: 5 * time.Second}))
 	if err != nil {
 		fail(err)
 	}
-	j, err := cache.OpenJournal(cache.JournalPath(path), &cache.Options{LockTimeout: 5 * time.Second})
+	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(&cache.Options{LockTimeout: 5 * time.Second}))
 	if err != nil {
 		fail(err)
 	}
@@ -97,14 +100,14 @@ func TestPowerCutKeepsCacheWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
 	for round := range 6 {
 		reported := runAndKill(t, path, time.Duration(r.IntN(30))*time.Millisecond)
-		c, err := cache.Open(path, nil)
+		c, err := cache.Open(path, cachetest.Options(nil))
 		if err != nil {
 			t.Fatalf("round %d: reopen after the cut: %v", round, err)
 		}
 		if err := c.Check(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+		j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(nil))
 		if err != nil {
 			t.Fatalf("round %d: reopen the journal after the cut: %v", round, err)
 		}

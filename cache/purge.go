@@ -1,11 +1,12 @@
 package cache
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"gateagent/verify"
 )
 
 // purgeChunk bounds the deletions of one purge transaction, so that the
@@ -26,9 +27,16 @@ func (c *Cache) Purge(now time.Time, retention time.Duration) (int, error) {
 		return 0, fmt.Errorf("cache: purge: negative retention %v", retention)
 	}
 	cut := now.Add(-retention)
-	n, err := purgeBucket(c.update, bucketCerts, func(v []byte) bool {
+	n, err := purgeBucket(c.update, bucketCerts, func(k, v []byte) bool {
 		na, ok := notAfterOf(v)
-		return ok && na.Before(cut)
+		if !ok || !na.Before(cut) {
+			return false
+		}
+		// Deleted only on an authentic expiry: a revocation must not go
+		// early because a byte of its date changed.
+		var cert verify.Cert
+		_, outcome := openRecord(c.aead, k, v, &cert)
+		return outcome == recordOK
 	})
 	if err != nil {
 		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", cut, err)
@@ -43,8 +51,9 @@ func (j *Journal) PurgePassages(now time.Time, window time.Duration) (int, error
 		return 0, fmt.Errorf("journal: purge: negative window %v", window)
 	}
 	cut := now.Add(-window).UnixNano()
-	n, err := purgeBucket(j.update, bucketPassback, func(v []byte) bool {
-		return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cut
+	n, err := purgeBucket(j.update, bucketPassback, func(k, v []byte) bool {
+		ns, ok := openPass(j.key, k, v) // a passage that fails stays, for its repair
+		return ok && ns < cut
 	})
 	if err != nil {
 		return n, fmt.Errorf("journal: purge passages: %w", err)
@@ -61,7 +70,7 @@ func (j *Journal) PurgePassages(now time.Time, window time.Duration) (int, error
 
 // purgeBucket deletes the keys whose value old reports as due, a chunk at a
 // time, resuming each chunk after the last key the previous one looked at.
-func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(v []byte) bool) (int, error) {
+func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(k, v []byte) bool) (int, error) {
 	total := 0
 	var resume []byte
 	for {
@@ -76,7 +85,7 @@ func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(
 			}
 			var due [][]byte
 			for ; k != nil && len(due) < purgeChunk; k, v = cur.Next() {
-				if old(v) {
+				if old(k, v) {
 					due = append(due, k)
 				}
 			}

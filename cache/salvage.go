@@ -74,7 +74,8 @@ func (j *Journal) Salvage(path string, now time.Time) (Salvaged, error) {
 // salvage is what could be read of a damaged file.
 type salvage struct {
 	events map[uint64][]byte
-	passes map[[passKeyLen]byte]int64
+	// passes holds every passage read, raw: authenticated in salvage.
+	passes map[[passKeyLen]byte][][]byte
 	// seq is the events bucket's sequence, known when read from the
 	// newest tree (an older tree's is a lower bound: evidence only).
 	seq      uint64
@@ -92,7 +93,7 @@ type salvage struct {
 // read walks the trees of both meta pages, newest first.
 func (s *salvage) read(path string, data []byte) {
 	s.events = map[uint64][]byte{}
-	s.passes = map[[passKeyLen]byte]int64{}
+	s.passes = map[[passKeyLen]byte][][]byte{}
 	ps, ok := pageSizeOf(data)
 	if !ok || ps < 1024 || ps > 1<<16 || ps&(ps-1) != 0 || uint64(len(data)) < 2*ps {
 		return
@@ -123,9 +124,7 @@ func (s *salvage) read(path string, data []byte) {
 				}
 			case "passback":
 				pk := [passKeyLen]byte(k)
-				if ns := int64(binary.BigEndian.Uint64(v)); ns > s.passes[pk] {
-					s.passes[pk] = ns
-				}
+				s.passes[pk] = append(s.passes[pk], bytes.Clone(v))
 			case "meta":
 				sawMeta = true
 				switch string(k) {
@@ -158,8 +157,45 @@ func (s *salvage) read(path string, data []byte) {
 }
 
 // salvage writes what was found into the journal and counts the rest.
+// Only what authenticates under the journal's key is kept (an event of a
+// journal of schema 1, which had no MAC, is given one); an event that
+// fails counts as lost. A passage that fails is kept at now, the latest
+// it can have been: its certificate is refused for one anti-passback
+// window rather than let through twice.
 func (j *Journal) salvage(s *salvage, size uint64, now time.Time) (Salvaged, error) {
 	var res Salvaged
+	for seq, v := range s.events {
+		nv, err := upgradeEvent(j.key, seq, v)
+		if err == nil && v[0] == eventVersion {
+			_, ok, _ := openEvent(j.key, seq, v)
+			if !ok {
+				err = ErrAuth
+			}
+		}
+		if err != nil {
+			delete(s.events, seq)
+			continue
+		}
+		s.events[seq] = nv
+	}
+	passes := map[[passKeyLen]byte]int64{}
+	for pk, vs := range s.passes {
+		for _, v := range vs {
+			ns, ok := int64(0), false
+			switch len(v) {
+			case passLenV1:
+				ns, ok = int64(binary.BigEndian.Uint64(v)), true
+			case passLen:
+				ns, ok = openPass(j.key, pk[:], v)
+			}
+			if !ok {
+				ns = now.UnixNano()
+			}
+			if old, seen := passes[pk]; !seen || ns > old {
+				passes[pk] = ns
+			}
+		}
+	}
 	var lo, hi uint64 // the events the damaged file held: (lo, hi]
 	seqs := make([]uint64, 0, len(s.events))
 	for seq := range s.events {
@@ -224,11 +260,13 @@ func (j *Journal) salvage(s *salvage, size uint64, now time.Time) (Salvaged, err
 		}
 		res.NextSeq = b.Sequence() + 1
 		pb := tx.Bucket(bucketPassback)
-		for pk, ns := range s.passes {
-			if old := pb.Get(pk[:]); len(old) == 8 && int64(binary.BigEndian.Uint64(old)) >= ns {
-				continue
+		for pk, ns := range passes {
+			if old := pb.Get(pk[:]); old != nil {
+				if ons, ok := openPass(j.key, pk[:], old); ok && ons >= ns {
+					continue
+				}
 			}
-			if err := pb.Put(pk[:], u64(uint64(ns))); err != nil {
+			if err := pb.Put(pk[:], passValue(j.key, pk[:], ns)); err != nil {
 				return err
 			}
 			newer[pk] = ns
@@ -242,6 +280,7 @@ func (j *Journal) salvage(s *salvage, size uint64, now time.Time) (Salvaged, err
 	j.passMu.Lock()
 	for k, ns := range newer {
 		j.passes[k] = ns
+		delete(j.bad, k)
 	}
 	j.passMu.Unlock()
 	return res, nil

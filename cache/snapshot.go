@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,6 +22,8 @@ type SnapshotPage struct {
 	Upserts []verify.Cert
 	// Feed is stored with the cursor when the page is final.
 	Feed FeedState
+	// Sealed, when set, is Upserts sealed ahead (Cache.Seal).
+	Sealed *Sealed
 }
 
 // ApplySnapshot writes one page of a full sync and the sync's progress in
@@ -46,7 +49,12 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 		return fail(err)
 	}
 	err := c.update(func(tx *bolt.Tx) error {
-		fs, err := readFeed(tx, c.path)
+		fs, err := c.readFeed(tx)
+		if errors.Is(err, ErrAuth) && p.After == (verify.CertID{}) {
+			// A full sync starts over and writes the state anew: the
+			// one that fails authentication is not needed.
+			fs, err = FeedState{}, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -58,7 +66,7 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 			return fmt.Errorf("%w: page does not continue the resync under way (%+v)", ErrGap, r)
 		}
 		certs := tx.Bucket(bucketCerts)
-		if err := upsert(c.path, certs, p.Upserts, certs.Put); err != nil {
+		if err := c.upsert(certs, p.Upserts, p.Sealed, certs.Put, &res); err != nil {
 			return err
 		}
 		res.Upserted = len(p.Upserts)
@@ -74,10 +82,16 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 			fs.Resync = r
 		}
 		res.Cursor = fs.Cursor
-		return writeFeed(tx, &fs)
+		return c.writeFeed(tx, &fs)
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if p.Final {
+		// A rebuilt cache now holds a full sync: it replaces the old one.
+		if err := c.finishRebuild(); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }

@@ -28,7 +28,10 @@ func (s *Store) Lookup(id verify.CertID, dir verify.Direction) (verify.Record, b
 	}
 	r, ok, err := s.Cache.Lookup(id, dir)
 	if ok && s.Journal != nil {
-		r.LastPass, _ = s.Journal.LastPass(&id, dir)
+		var perr error
+		if r.LastPass, _, perr = s.Journal.LastPass(&id, dir); perr != nil {
+			return verify.Record{}, false, fmt.Errorf("journal: lookup %s: %w", id, perr)
+		}
 	}
 	return r, ok, err
 }

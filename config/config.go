@@ -43,16 +43,17 @@ const MaxMarks = 4096
 // Parse: the file writes its durations as strings ("10s"), which go-toml
 // alone would not read into a time.Duration.
 type Config struct {
-	Version int     `toml:"version"`
-	Gate    Gate    `toml:"gate"`
-	Feed    Feed    `toml:"feed"`
-	Verify  Verify  `toml:"verify"`
-	Scanner Scanner `toml:"scanner"`
-	HW      HW      `toml:"hw"`
-	Timing  Timing  `toml:"timing"`
-	Control Control `toml:"control"`
-	Station Station `toml:"station"`
-	Log     Log     `toml:"log"`
+	Version int        `toml:"version"`
+	Gate    Gate       `toml:"gate"`
+	Feed    Feed       `toml:"feed"`
+	Verify  Verify     `toml:"verify"`
+	Scanner Scanner    `toml:"scanner"`
+	HW      HW         `toml:"hw"`
+	Timing  Timing     `toml:"timing"`
+	Control Control    `toml:"control"`
+	Station Station    `toml:"station"`
+	Log     Log        `toml:"log"`
+	Keys    KeySources `toml:"keys"`
 }
 
 // Gate names the gate and where it keeps its state.
@@ -155,6 +156,7 @@ func Default() Config {
 		Control: Control{Socket: DefaultSocket},
 		Station: defaultStation(),
 		Log:     Log{Level: "info", Format: "text"},
+		Keys:    defaultKeys(),
 	}
 }
 
@@ -308,6 +310,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q: use text or json", c.Log.Format)
 	}
+	c.validateKeys(bad)
 	return errors.Join(errs...)
 }
 

@@ -159,6 +159,22 @@ func parseExample(text string) map[string]map[string]string {
 	return ex
 }
 
+// exampleKeys are the references of the example config's [keys]: cache_key
+// and every item of fleet_keys.
+func exampleKeys(text string) []string {
+	var refs []string
+	ex := parseExample(text)
+	if v := ex["keys"]["cache_key"]; v != "" {
+		refs = append(refs, v)
+	}
+	if m := regexp.MustCompile(`(?m)^fleet_keys\s*=\s*\[([^\]]*)\]`).FindStringSubmatch(text); m != nil {
+		for _, q := range regexp.MustCompile(`"([^"]*)"`).FindAllStringSubmatch(m[1], -1) {
+			refs = append(refs, q[1])
+		}
+	}
+	return refs
+}
+
 // rule is one udev rule: its key/value pairs in order, and whether it is a
 // commented-out example ("#SUBSYSTEM==...") a technician may uncomment.
 type rule struct {
@@ -308,6 +324,24 @@ func (d deployment) problems() []string {
 	}
 	if dir := "/etc/" + u.get("Service", "ConfigurationDirectory") + "/"; !strings.HasPrefix(config, dir) {
 		bad(unitFile, "ExecStart's --config %q lies outside the ConfigurationDirectory %s", config, dir)
+	}
+
+	// The keys: every credential the example config names is one the
+	// unit loads, sealed.
+	loaded := map[string]bool{}
+	for _, v := range u["Service"]["LoadCredentialEncrypted"] {
+		name, _, _ := strings.Cut(v, ":")
+		loaded[name] = true
+	}
+	if len(u["Service"]["LoadCredential"]) > 0 {
+		bad(unitFile, "LoadCredential=%s: a credential in the clear; seal it and use LoadCredentialEncrypted=", strings.Join(u["Service"]["LoadCredential"], " "))
+	}
+	for _, ref := range exampleKeys(d.example) {
+		if strings.HasPrefix(ref, "/") {
+			bad(exampleFile, "[keys] %q is a key file: the example names the unit's sealed credentials", ref)
+		} else if !loaded[ref] {
+			bad(unitFile, "no LoadCredentialEncrypted=%s: the example config's [keys] names it, and the agent would not find it", ref)
+		}
 	}
 
 	// The sandbox, and the devices it must still reach.
@@ -492,6 +526,11 @@ func TestDeployCatchesMistakes(t *testing.T) {
 		{nil, "AmbientCapabilities=\n", "", "AmbientCapabilities=, want it set and empty"},
 		{nil, "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "RestrictAddressFamilies=AF_INET AF_INET6", "lacks AF_UNIX"},
 		{nil, "[Service]", "Service", "is not Key=Value inside a [Section]"},
+		{nil, "LoadCredentialEncrypted=gateagent-fleet-key\n", "", "no LoadCredentialEncrypted=gateagent-fleet-key"},
+		{nil, "LoadCredentialEncrypted=gateagent-cache-key", "LoadCredential=gateagent-cache-key", "a credential in the clear"},
+		{&good.example, `cache_key = "gateagent-cache-key"`, `cache_key = "gateagent-key"`, "no LoadCredentialEncrypted=gateagent-key"},
+		{&good.example, `fleet_keys = ["gateagent-fleet-key"]`, `fleet_keys = ["gateagent-fleet-key", "gateagent-fleet-key-2"]`, "no LoadCredentialEncrypted=gateagent-fleet-key-2"},
+		{&good.example, `cache_key = "gateagent-cache-key"`, `cache_key = "/etc/gateagent/cache.key"`, "is a key file"},
 		{&good.example, `cache = "/var/lib/gateagent/cache.db"`, `cache = "/var/cache/gateagent.db"`, `cache = "/var/cache/gateagent.db": want it under`},
 		{&good.example, `cache = "/var/lib/gateagent/cache.db"`, `cache = "/var/lib/gateagent/../cache.db"`, `want it under`},
 		{&good.example, `port = "/dev/gate-scanner"`, `port = "/dev/ttyUSB0"`, `the example config's scanner.port is "/dev/ttyUSB0"`},

@@ -33,7 +33,10 @@ func TestWalkthrough(t *testing.T) {
 		"PASS  feed",
 		"PASS  latency    scan to relay",
 		"PASS  peers      group DEMO-entry: 1 of 1 peers alive",
-		"result: PASS",
+
+		"PASS  records",
+		"WARN  keys",
+		"result: WARN",
 		"shut down cleanly",
 		"█", // the QR code
 	} {

@@ -106,14 +106,19 @@ func (l *localBackend) token(ctx context.Context, text []byte, source string) (T
 // by the issuer's when it answers.
 func (l *localBackend) verifier(ctx context.Context) (*verify.Verifier, func(), time.Time, error) {
 	cfg := l.cfg
-	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
+	keys, err := cfg.LoadKeys()
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	ro := &cache.Options{ReadOnly: true, LockTimeout: time.Second, Key: keys.Cache}
+	ca, err := cache.Open(cfg.Gate.Cache, ro)
 	if err != nil {
 		return nil, nil, time.Time{}, err
 	}
 	store := &cache.Store{Cache: ca}
 	// Without a journal no passage is known: a token is explained
 	// without anti-passback.
-	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
+	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), ro); err == nil {
 		store.Journal = j
 	} else {
 		fmt.Fprintf(l.notes, "note: no journal (%v): anti-passback is not checked\n", oneLine(err))
@@ -142,11 +147,11 @@ func (l *localBackend) verifier(ctx context.Context) (*verify.Verifier, func(), 
 	}
 	// The agent's own guard: with refuse_when_stale, a stale cache
 	// decides nothing (judged on the raw clock, as the agent does).
-	keys, err := cfg.Keyring()
+	trusted, err := cfg.Keyring()
 	if err != nil {
 		return fail(err)
 	}
-	feedc, err := keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: keys, Cache: ca, Now: env.Now, RefuseWhenStale: cfg.Feed.RefuseWhenStale})
+	feedc, err := keysync.New(keysync.Config{URL: cfg.Feed.URL, Keys: trusted, Cache: ca, Now: env.Now, RefuseWhenStale: cfg.Feed.RefuseWhenStale})
 	if err != nil {
 		return fail(err)
 	}
@@ -184,7 +189,11 @@ func (l *localBackend) test(ctx context.Context, kind gate.TestKind, pulse time.
 		return gate.TestResult{}, err
 	}
 	defer lock.Release()
-	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
+	keys, err := cfg.LoadKeys()
+	if err != nil {
+		return gate.TestResult{}, err
+	}
+	ca, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second, Key: keys.Cache})
 	if errors.Is(err, cache.ErrLocked) {
 		return gate.TestResult{}, errAgentRunning
 	}
@@ -192,7 +201,7 @@ func (l *localBackend) test(ctx context.Context, kind gate.TestKind, pulse time.
 		return gate.TestResult{}, err
 	}
 	defer ca.Close()
-	j, err := cache.OpenJournal(jpath, &cache.Options{LockTimeout: time.Second})
+	j, err := cache.OpenJournal(jpath, &cache.Options{LockTimeout: time.Second, Key: keys.Cache})
 	if errors.Is(err, cache.ErrLocked) {
 		return gate.TestResult{}, errAgentRunning
 	}

@@ -443,12 +443,24 @@ type cacheFacts struct {
 	// recordSince (nil: writes succeed).
 	record      error
 	recordSince time.Time
+	// noKey: the cache key could not be loaded, so the file was not
+	// opened (the keys check says why).
+	noKey bool
 }
 
 func judgeCache(f cacheFacts) Check {
 	c := Check{Name: NameCache, Facts: map[string]any{"file": f.path}}
 	var ce *cache.CorruptError
 	switch {
+	case f.noKey:
+		c.Status, c.Line = Skip, "not opened: the cache key could not be loaded (see the keys check)"
+		return c
+	case errors.Is(f.openErr, cache.ErrWrongKey):
+		c.Status, c.Line = Fail, fmt.Sprintf("%s was made under another cache key: see the keys check", f.path)
+		return c
+	case errors.Is(f.openErr, cache.ErrPlaintext):
+		c.Status, c.Line = Warn, fmt.Sprintf("%s was written by an older release (certificate keys in plaintext, records unauthenticated): the agent does not use it; at its next start it rebuilds the cache from the key feed and removes this file once the new one holds a full sync (codes are refused until then)", f.path)
+		return c
 	case errors.Is(f.openErr, cache.ErrLocked):
 		c.Status, c.Line = Fail, fmt.Sprintf("%s is locked by another process, and no agent answers on the control socket: is gateagent hung? restart it (systemctl restart gateagent)", f.path)
 		return c
@@ -604,6 +616,12 @@ func judgeBacklog(b cache.Backlog, err error, now time.Time, uploadErr string) C
 	c := Check{Name: NameBacklog}
 	var ce *cache.CorruptError
 	switch {
+	case errors.Is(err, cache.ErrNoKey):
+		c.Status, c.Line = Skip, "not opened: the cache key could not be loaded (see the keys check)"
+		return c
+	case errors.Is(err, cache.ErrWrongKey):
+		c.Status, c.Line = Fail, "the journal was made under another cache key: see the keys check"
+		return c
 	case errors.As(err, &ce):
 		c.Status, c.Line = Fail, fmt.Sprintf("the journal %s: %s", corruption(ce), corruptAdvice(ce, "uploads the events it can still read, and its log says how many were lost"))
 		return c

@@ -12,7 +12,9 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/config"
+	"gateagent/config/configtest"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/hw"
@@ -35,7 +37,7 @@ func newOfflineGate(t *testing.T, now time.Time) *offlineGate {
 	t.Helper()
 	g := &offlineGate{t: t, dir: t.TempDir(), pins: hwtest.NewBoard(), now: now}
 	g.cache = filepath.Join(g.dir, "cache.db")
-	c, err := cache.Open(g.cache, nil)
+	c, err := cache.Open(g.cache, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +51,13 @@ func newOfflineGate(t *testing.T, now time.Time) *offlineGate {
 	}
 	c.Close()
 	// The journal beside it, as the agent's first start leaves it.
-	j, err := cache.OpenJournal(cache.JournalPath(g.cache), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(g.cache), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
 	text := strings.NewReplacer("{CACHE}", g.cache, "{URL}", "http://127.0.0.1:1/", "{KEY}", "k1:7mGXx5JmBqUQ5q0dMbzBWcAq3nW0YcG1mJ2cQ0t3eKk=",
-		"{PORT}", filepath.Join(g.dir, "no-scanner"), "{RELAY}", hwtest.Relay, "{SOCKET}", filepath.Join(g.dir, "none.sock"), "{REFUSE}", "false").Replace(configText)
+		"{PORT}", filepath.Join(g.dir, "no-scanner"), "{RELAY}", hwtest.Relay, "{SOCKET}", filepath.Join(g.dir, "none.sock"), "{REFUSE}", "false", "{KEYS}", configtest.CredentialsTOML(t)).Replace(configText)
 	g.cfg = filepath.Join(g.dir, "gateagent.toml")
 	if err := os.WriteFile(g.cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -80,7 +82,7 @@ func (g *offlineGate) run(args ...string) (int, string, string) {
 // file at the same time.
 func (g *offlineGate) verdict(t *testing.T, text string) verify.Reason {
 	t.Helper()
-	c, err := cache.Open(g.cache, &cache.Options{ReadOnly: true})
+	c, err := cache.Open(g.cache, cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +183,7 @@ func TestDiagOutputsStandalone(t *testing.T) {
 	if got := g.pins.Journal.Levels(hwtest.Relay); len(got) != 3 || got[0] != gpio.High || got[1] != gpio.Low || got[2] != gpio.High {
 		t.Errorf("relay went %v, want locked, unlocked, locked", got)
 	}
-	j, err := cache.OpenJournal(cache.JournalPath(g.cache), &cache.Options{ReadOnly: true})
+	j, err := cache.OpenJournal(cache.JournalPath(g.cache), cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

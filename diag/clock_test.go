@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/internal/kclock"
@@ -18,7 +19,7 @@ import (
 // one from before it, which does not count), one from the future.
 func recordRefusals(t *testing.T, st *station, issuerNow time.Time) {
 	t.Helper()
-	c, err := cache.OpenJournal(cache.JournalPath(st.cache), nil)
+	c, err := cache.OpenJournal(cache.JournalPath(st.cache), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,23 @@
 package diag_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/config"
+	"gateagent/config/configtest"
 	"gateagent/diag"
 	"gateagent/feed/feedtest"
 	"gateagent/internal/kclock"
+	"gateagent/internal/secret"
 )
 
 // TestStandaloneFaults runs `gateagent diag --json` on a gate whose daemon
@@ -26,46 +33,68 @@ func TestStandaloneFaults(t *testing.T) {
 		// service: the gate could not grant either; the service check
 		// FAILs too, and says this.
 		service string
+		// also FAIL, and skip are not checked (the files not opened).
+		also, skip []string
 	}{
-		{"healthy", nil, "", nil, ""},
+		{"healthy", nil, "", nil, "", nil, nil},
 		{"scanner port missing", func(st *station) { st.fields["PORT"] = "/dev/gate-scanner-gone" },
-			diag.NameScanner, []string{"/dev/gate-scanner-gone", "does not open", "cable"}, ""},
+			diag.NameScanner, []string{"/dev/gate-scanner-gone", "does not open", "cable"}, "", nil, nil},
 		{"relay pin missing", func(st *station) { st.fields["RELAY"] = "GPIO99" },
-			diag.NameHardware, []string{"hw.relay", "GPIO99", "pinout"}, "board does not open"},
+			diag.NameHardware, []string{"hw.relay", "GPIO99", "pinout"}, "board does not open", nil, nil},
 		{"clock in 1970", func(st *station) { st.gateNow = time.Unix(0, 0) },
-			diag.NameClock, []string{"1970-01-01", "CLOCK_UNTRUSTED", "set the time"}, ""},
+			diag.NameClock, []string{"1970-01-01", "CLOCK_UNTRUSTED", "set the time"}, "", nil, nil},
 		{"stale cache", func(st *station) { st.srv.Clock.Advance(2 * time.Hour); st.gateNow = st.srv.Clock.Now() },
-			diag.NameCache, []string{"stale", "last synced 2h0m0s ago", "network path"}, ""},
+			diag.NameCache, []string{"stale", "last synced 2h0m0s ago", "network path"}, "", nil, nil},
 		{"stale cache, refused", func(st *station) {
 			st.srv.Clock.Advance(2 * time.Hour)
 			st.gateNow = st.srv.Clock.Now()
 			st.fields["REFUSE"] = "true"
-		}, diag.NameCache, []string{"stale", "last synced 2h0m0s ago"}, "refuse_when_stale is set"},
+		}, diag.NameCache, []string{"stale", "last synced 2h0m0s ago"}, "refuse_when_stale is set", nil, nil},
 		{"never synced", func(st *station) {
 			// The agent ran, but never reached the issuer.
 			os.Remove(st.cache)
-			c, err := cache.Open(st.cache, nil)
+			c, err := cache.Open(st.cache, cachetest.Options(nil))
 			if err != nil {
 				t.Fatal(err)
 			}
 			c.Close()
-		}, diag.NameCache, []string{"never synced", "see the feed check"}, "waiting for the first key sync"},
+		}, diag.NameCache, []string{"never synced", "see the feed check"}, "waiting for the first key sync", nil, nil},
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
-			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache"},
+			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache", nil, nil},
 		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
-			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, ""},
+			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, nil},
 		// A kill in the first moments of the first start leaves an empty
 		// file: the agent sets it up again, so no permissions hint.
 		{"empty cache file", func(st *station) { os.WriteFile(st.cache, nil, 0o600) },
-			diag.NameCache, []string{"empty", "next start", "nothing to do"}, ""},
+			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, nil},
 		{"corrupt journal", func(st *station) { damageRootPage(t, cache.JournalPath(st.cache)) },
-			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, ""},
+			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, "", nil, nil},
 		{"issuer down", func(st *station) { st.srv.Stop() },
-			diag.NameFeed, []string{"unreachable", "network"}, ""},
+			diag.NameFeed, []string{"unreachable", "network"}, "", nil, nil},
 		{"bad feed signature", func(st *station) {
 			// The issuer's key ID with another key: every signature fails.
 			st.fields["KEY"] = feedtest.Signer(t, "test-1", 2).Public().String()
-		}, diag.NameFeed, []string{"signature", "trusted_keys", "issuer pubkey"}, ""},
+		}, diag.NameFeed, []string{"signature", "trusted_keys", "issuer pubkey"}, "", nil, nil},
+		// The credential holds another gate's cache key (or a new one):
+		// the files do not open under it, and the agent would not start.
+		{"cache key of another gate", func(st *station) {
+			os.WriteFile(filepath.Join(os.Getenv("CREDENTIALS_DIRECTORY"), config.DefaultCacheKey), bytes.Repeat([]byte{7}, cache.KeyLen), 0o400)
+		}, diag.NameKeys, []string{"does not open", "restore the right one", "journal.db aside", "hand it to the station"}, "would not start",
+			[]string{diag.NameCache, diag.NameBacklog}, []string{diag.NameRecords}},
+		{"cache key not loaded", func(st *station) {
+			// Run outside the unit, and no sealed credential to decrypt.
+			t.Setenv("CREDENTIALS_DIRECTORY", "")
+			secret.CredstoreDirs = []string{t.TempDir()} // Credentials restores it
+		},
+			diag.NameKeys, []string{"CREDENTIALS_DIRECTORY", "LoadCredentialEncrypted="}, "would not start",
+			nil, []string{diag.NameCache, diag.NameRecords, diag.NameBacklog}},
+		// One certificate's record changed on the disk: the file is whole,
+		// the record fails authentication, and diag names it.
+		{"damaged record", func(st *station) {
+			if err := cachetest.DamageRecord(st.cache, "certs", st.certs[5].ID[:], 20, 0x04); err != nil {
+				t.Fatal(err)
+			}
+		}, diag.NameRecords, []string{"certificate " + "{CERT5}", "failed the integrity check", "refetches them from the key feed", "replace it"}, "", nil, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,16 +106,16 @@ func TestStandaloneFaults(t *testing.T) {
 			if r.Mode != "standalone" || r.Gate != "DIAG-1" {
 				t.Errorf("report mode %q gate %q", r.Mode, r.Gate)
 			}
-			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameCache, diag.NameFeed, diag.NameBacklog, diag.NameLatency, diag.NamePeers}
+			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameKeys, diag.NameCache, diag.NameRecords, diag.NameFeed, diag.NameBacklog, diag.NameLatency, diag.NamePeers}
 			if len(r.Checks) != len(names) {
 				t.Fatalf("%d checks, want %d:\n%s", len(r.Checks), len(names), describe(r))
 			}
 			for i, c := range r.Checks {
 				want := diag.Pass
 				switch {
-				case c.Name == tc.check, c.Name == diag.NameService && tc.service != "":
+				case c.Name == tc.check, c.Name == diag.NameService && tc.service != "", slices.Contains(tc.also, c.Name):
 					want = diag.Fail
-				case c.Name == diag.NameLatency, c.Name == diag.NamePeers: // no [station] group here
+				case c.Name == diag.NameLatency, c.Name == diag.NamePeers, slices.Contains(tc.skip, c.Name): // no [station] group here
 					want = diag.Skip
 				}
 				if c.Name != names[i] {
@@ -104,6 +133,7 @@ func TestStandaloneFaults(t *testing.T) {
 			}
 			if c, ok := r.Find(tc.check); ok {
 				for _, w := range tc.says {
+					w = strings.ReplaceAll(w, "{CERT5}", st.certs[5].ID.String())
 					if !strings.Contains(c.Line, w) {
 						t.Errorf("%s line does not say %q: %s", c.Name, w, c.Line)
 					}
@@ -133,10 +163,10 @@ func TestTextReport(t *testing.T) {
 		t.Errorf("exit status %d, want 2", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 12 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[11] != "result: FAIL" {
+	if len(lines) != 14 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[13] != "result: FAIL" {
 		t.Fatalf("report:\n%s", out)
 	}
-	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  cache", "PASS  feed", "PASS  backlog", "SKIP  latency", "SKIP  peers"} {
+	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  keys", "PASS  cache", "PASS  records", "PASS  feed", "PASS  backlog", "SKIP  latency", "SKIP  peers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report has no line %q:\n%s", want, out)
 		}
@@ -222,5 +252,31 @@ func damageRootPage(t *testing.T, path string) {
 	binary.LittleEndian.PutUint16(b[root*page+8:], 0x40)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeysWarnings: keys in plain files, and a cache written before keys
+// were sealed, are warnings that say what to do.
+func TestKeysWarnings(t *testing.T) {
+	st := newStation(t)
+	st.fields["KEYS"] = configtest.TOML(t, t.TempDir())
+	code, r, _ := st.report()
+	c, _ := r.Find(diag.NameKeys)
+	if code != 1 || c.Status != diag.Warn || !strings.Contains(c.Line, "in the clear on the disk") || !strings.Contains(c.Line, "systemd-creds encrypt") {
+		t.Fatalf("key files: exit %d, keys %s: %s", code, c.Status, c.Line)
+	}
+
+	st = newStation(t)
+	os.Remove(st.cache)
+	if err := cachetest.WriteLegacy(st.cache, st.certs, 40, 1); err != nil {
+		t.Fatal(err)
+	}
+	code, r, _ = st.report()
+	k, _ := r.Find(diag.NameKeys)
+	ch, _ := r.Find(diag.NameCache)
+	sv, _ := r.Find(diag.NameService)
+	if k.Status != diag.Warn || !strings.Contains(k.Line, "schema 2") || ch.Status != diag.Warn || !strings.Contains(ch.Line, "rebuilds the cache from the key feed") ||
+		sv.Status != diag.Fail || !strings.Contains(sv.Line, "waiting for the first key sync") {
+		t.Fatalf("plaintext cache: exit %d\n%s", code, describe(r))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/diag"
 	"gateagent/hw/hwtest"
 	"gateagent/internal/instance"
@@ -19,7 +20,7 @@ import (
 // emergency input holds open).
 func TestAgentRunningWithoutSocket(t *testing.T) {
 	st := newStation(t)
-	agentCache, err := cache.Open(st.cache, nil) // the agent's exclusive lock
+	agentCache, err := cache.Open(st.cache, cachetest.Options(nil)) // the agent's exclusive lock
 	if err != nil {
 		t.Fatal(err)
 	}

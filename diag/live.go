@@ -48,6 +48,11 @@ type Live struct {
 	ClockState kclock.Reader
 	// Station is the station peer node; nil without a [station] group.
 	Station *station.Node
+	// Keys are the agent's keys and where they came from.
+	Keys *config.LoadedKeys
+	// Damaged lists the records that failed authentication, healing or
+	// healed within the hour; nil: none known.
+	Damaged func() []DamagedRecord
 	// Now is the gate's raw clock.
 	Now          func() time.Time
 	TrustedAfter time.Time
@@ -60,6 +65,9 @@ type Live struct {
 	checkAt    time.Time
 	checkErr   error // the cache's
 	journalErr error // the journal's
+	// The authentication pass over both files' records, with the check.
+	cacheAuth, journalAuth       cache.AuthReport
+	cacheAuthErr, journalAuthErr error
 }
 
 // CheckEvery is how long the agent reuses the result of the cache's
@@ -73,6 +81,9 @@ func (l *Live) integrity(deep bool) (time.Duration, error, error) {
 	defer l.checkMu.Unlock()
 	if deep || l.checkAt.IsZero() || time.Since(l.checkAt) > CheckEvery {
 		l.checkErr, l.journalErr, l.checkAt = l.Cache.Check(), l.Journal.Check(), time.Now()
+		// In read transactions: no writer waits for these.
+		l.cacheAuth, l.cacheAuthErr = l.Cache.Authenticate()
+		l.journalAuth, l.journalAuthErr = l.Journal.Authenticate()
 	}
 	return time.Since(l.checkAt), l.checkErr, l.journalErr
 }
@@ -103,6 +114,9 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 	r.Add(judgeScannerLive(cfg, st, serial, now))
 
 	r.Add(judgeClock(l.clockFacts(raw, fst)))
+	if l.Keys != nil {
+		r.Add(judgeKeys(keysFacts{keys: l.Keys, rebuilding: l.Cache.Rebuilding(), cachePath: l.Cache.Path()}))
+	}
 
 	// The last sync is stamped on the raw clock, as keysync judges it.
 	cf := cacheFacts{path: l.Cache.Path(), now: raw, freshAt: fst.FreshAt, maxAge: fst.MaxAge}
@@ -124,6 +138,14 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 		cf.record = p.Err // its file system is read-only: nothing can be written
 	}
 	r.Add(judgeCache(cf))
+	rf := recordsFacts{daemon: true, checkAge: cf.checkAge, cacheRun: true, jnlRun: true}
+	l.checkMu.Lock()
+	rf.cache, rf.cacheErr, rf.journal, rf.jnlErr = l.cacheAuth, l.cacheAuthErr, l.journalAuth, l.journalAuthErr
+	l.checkMu.Unlock()
+	if l.Damaged != nil {
+		rf.damaged = l.Damaged()
+	}
+	r.Add(judgeRecords(rf))
 
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	probe, perr := l.Feed.Probe(pctx)

@@ -138,15 +138,16 @@ func standalonePeers(cfg *config.Config) Check {
 		return c
 	}
 	if _, err := station.LoadKeys(cfg.Station.KeyFiles); err != nil {
-		c.Status, c.Line = Fail, fmt.Sprintf("%v: %s", oneLine(err), keyAdvice(err))
+		c.Status, c.Line = Fail, fmt.Sprintf("%v: %s", oneLine(err), stationKeyAdvice(err))
 		return c
 	}
 	c.Status, c.Line = Skip, fmt.Sprintf("group %s, key files readable; the peers' state lives in the running agent, which is not running", cfg.Station.Group)
 	return c
 }
 
-// keyAdvice says what to do about a station key file that cannot be used.
-func keyAdvice(err error) string {
+// stationKeyAdvice says what to do about a station key file that cannot
+// be used.
+func stationKeyAdvice(err error) string {
 	var kf *station.KeyFileError
 	if !errors.As(err, &kf) {
 		return "check station.key_files"

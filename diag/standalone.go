@@ -81,7 +81,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	r := &Report{Version: version.String(), At: env.Now(), Mode: "standalone"}
 	r.Add(judgeConfig(path, cfg, err))
 	if err != nil {
-		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: the config does not load"})
 		}
 		return r
@@ -90,7 +90,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	release, err := claim(cfg)
 	if err != nil {
 		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
-		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameCache, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: an agent holds the gate"})
 		}
 		return r
@@ -125,9 +125,24 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 		logRead   bool
 	)
 	cf.write = checkWritable(cfg.Gate.Cache, env.AgentUser)
-	c, err := cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second})
-	cf.openErr = err
-	if err == nil {
+	// The keys first: the files open only under the cache key.
+	keys, keysErr := cfg.LoadKeys()
+	kf := keysFacts{keys: keys, err: keysErr, cachePath: cfg.Gate.Cache}
+	rf := recordsFacts{cachePath: cfg.Gate.Cache, jnlPath: cache.JournalPath(cfg.Gate.Cache)}
+	var c *cache.Cache
+	var j *cache.Journal
+	backlogErr := error(cache.ErrNoKey)
+	if keysErr != nil {
+		cf.noKey, cf.openErr = true, keysErr
+	} else {
+		ro := &cache.Options{ReadOnly: true, LockTimeout: time.Second, Key: keys.Cache}
+		c, cf.openErr = cache.Open(cfg.Gate.Cache, ro)
+		// The event log is in the journal beside the cache.
+		j, backlogErr = cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), ro)
+		kf.wrongKey = wrongKeyOf(cf.openErr, backlogErr)
+		kf.legacy = legacyOf(cfg.Gate.Cache, cf.openErr)
+	}
+	if c != nil {
 		defer c.Close()
 		cf.checkErr, cf.checked = c.Check(), true
 		st, err := c.Stats()
@@ -137,20 +152,24 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 		if cf.statsErr == nil {
 			cf.statsErr = feedErr
 		}
+		rf.cache, rf.cacheErr = c.Authenticate()
+		rf.cacheRun = true
 	}
-	// The event log is in the journal beside the cache.
-	j, backlogErr := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second})
-	if backlogErr == nil {
+	if j != nil {
 		defer j.Close()
 		if backlogErr = j.Check(); backlogErr == nil {
 			backlog, backlogErr = j.Backlog()
 			events, logRead = newestEvents(j, backlog)
+			rf.journal, rf.jnlErr = j.Authenticate()
+			rf.jnlRun = true
 		}
 	}
 	cf.diskFree, cf.diskErr = diskFree(cfg.Gate.Cache)
 
 	r.Add(judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env)))
+	r.Add(judgeKeys(kf))
 	r.Add(judgeCache(cf))
+	r.Add(judgeRecords(rf))
 	ff := feedFacts{url: cfg.Feed.URL, probe: probe, err: probeErr}
 	if cf.openErr == nil && feedErr == nil {
 		ff.cursor, ff.epoch, ff.cursorKnown = feedState.Cursor, feedState.Epoch, true
@@ -168,10 +187,17 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	switch {
 	case cf.openErr == nil && feedErr == nil:
 		parts.Feed = feedStatusOf(feedState, raw, cfg.Feed.RefuseWhenStale)
-	case errors.Is(cf.openErr, fs.ErrNotExist):
-		parts.Feed = &keysync.Status{} // no cache yet: never synced
+	case errors.Is(cf.openErr, fs.ErrNotExist), errors.Is(cf.openErr, cache.ErrPlaintext):
+		parts.Feed = &keysync.Status{} // no cache yet, or one to rebuild: never synced
 	}
-	r.Checks = slices.Insert(r.Checks, 1, judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write))
+	service := judgeService(health.Judge(parts), false, cfg.Gate.Cache, &cf.write)
+	if kf.err != nil || kf.wrongKey != nil {
+		// Without its keys, or under the wrong one, the agent would
+		// not start at all.
+		service = Check{Name: NameService, Status: Fail, Facts: map[string]any{"can_grant": false},
+			Line: "the agent would not start: its keys do not load or do not open the gate's files; see the keys check"}
+	}
+	r.Checks = slices.Insert(r.Checks, 1, service)
 	r.Add(standalonePeers(cfg))
 	return r
 }
@@ -241,11 +267,13 @@ func standaloneClockCheck(ctx context.Context, cfg *config.Config, env Env) Chec
 	}
 	var events []event.Event
 	var logRead bool
-	if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second}); err == nil {
-		if b, err := j.Backlog(); err == nil {
-			events, logRead = newestEvents(j, b)
+	if keys, err := cfg.LoadKeys(); err == nil {
+		if j, err := cache.OpenJournal(cache.JournalPath(cfg.Gate.Cache), &cache.Options{ReadOnly: true, LockTimeout: time.Second, Key: keys.Cache}); err == nil {
+			if b, err := j.Backlog(); err == nil {
+				events, logRead = newestEvents(j, b)
+			}
+			j.Close()
 		}
-		j.Close()
 	}
 	return judgeClock(standaloneClock(raw, now, probe, probeErr, events, logRead, env))
 }
@@ -280,5 +308,5 @@ func probeFeed(ctx context.Context, cfg *config.Config, env Env) (keysync.Probe,
 	httpc.Timeout = env.FeedTimeout
 	ctx, cancel := context.WithTimeout(ctx, env.FeedTimeout)
 	defer cancel()
-	return keysync.ProbeHead(ctx, keysync.Config{URL: cfg.Feed.URL, Keys: keys, HTTP: httpc, Now: env.Now})
+	return keysync.ProbeHead(ctx, keysync.Config{URL: cfg.Feed.URL, Keys: keys, HTTP: httpc, Now: env.Now}) // a head holds no certificate key
 }

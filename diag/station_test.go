@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
 	"gateagent/config"
+	"gateagent/config/configtest"
 	"gateagent/diag"
 	"gateagent/feed"
 	"gateagent/feed/feedtest"
@@ -83,7 +85,8 @@ func newSkewedStation(t *testing.T, skew time.Duration) *station {
 	}
 	st.sync()
 	st.fields = map[string]string{"URL": st.srv.URL, "KEY": st.signer.Public().String(), "PORT": st.port,
-		"RELAY": hwtest.Relay, "CACHE": st.cache, "SOCKET": filepath.Join(st.dir, "control.sock"), "REFUSE": "false"}
+		"RELAY": hwtest.Relay, "CACHE": st.cache, "SOCKET": filepath.Join(st.dir, "control.sock"), "REFUSE": "false",
+		"KEYS": configtest.CredentialsTOML(t)}
 	return st
 }
 
@@ -94,17 +97,17 @@ func (st *station) peer() *os.File { return st.tty.OpenPeer(st.t) }
 // closes it and the journal beside it.
 func (st *station) sync() {
 	t := st.t
-	c, err := cache.Open(st.cache, nil)
+	c, err := cache.Open(st.cache, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	j, err := cache.OpenJournal(cache.JournalPath(st.cache), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(st.cache), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Cache: c, Journal: j, GateID: "DIAG-1",
+	cl, err := keysync.New(keysync.Config{URL: st.srv.URL, Keys: feedtest.Keyring(t, st.signer), Fleet: feedtest.Fleet(t), Cache: c, Journal: j, GateID: "DIAG-1",
 		Now: func() time.Time { return st.gateNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +147,7 @@ pin = "PASSAGE"
 pin = "EMERGENCY"
 [control]
 socket = "{SOCKET}"
-`
+{KEYS}`
 
 func (st *station) writeConfig() string {
 	text := configText

@@ -2,22 +2,33 @@
 // issuer serves and a gate checks before it believes a single byte of them.
 //
 // A document is fixed-width binary, big-endian, with the Ed25519 signature
-// over every byte before it at the end:
+// over every byte before it at the end (format 2):
 //
-//	magic "GAF1"(4) | kind(1) | flags(1) | key ID length(1) | key ID(1..32)
+//	magic "GAF2"(4) | kind(1) | flags(1) | key ID length(1) | key ID(1..32)
 //	epoch(8) | issuer time(8, Unix ns) | max age(4, s) | page size(4)
 //	from(8) | next(8) | snapshot(8) | after(16) | nonce(16)
-//	upserts(4) | revokes(4)
-//	upsert × n: cert ID(16) | key(32) | not_before(8, Unix s) | not_after(8, Unix s) | status(1)
+//	upserts(4) | revokes(4) | wraps(1)
+//	wrap × w:   fleet key ID(8) | HPKE encapsulated key(32) | sealed data key(32+16)
+//	upsert × n: cert ID(16) | not_before(8, Unix s) | not_after(8, Unix s) | status(1) | sealed key(32+16)
 //	revoke × n: cert ID(16)
 //	signature(64)
 //
-// Fixed widths make the size of a document a function of its two counts, so
-// the gate checks the length, then the signature, then parses by slicing:
-// no varints, no field tags, no allocation per record but the certificate
-// itself. An upsert is 65 bytes; JSON with hex or base64 keys would be more
-// than twice that and many times slower to parse on a small ARM core, and
-// the random keys do not compress.
+// Certificate keys are sealed to the gate fleet: a page carries one random
+// 32-byte data key, wrapped with HPKE (DHKEM(X25519), HKDF-SHA256,
+// AES-256-GCM) to each fleet public key the issuer holds (one; two during a
+// rotation), and each upsert's key sealed with AES-256-GCM under the data
+// key, its nonce the record's index in the page, its associated data the
+// cert ID. One public-key operation per page, whatever its records. The
+// page stays one byte string for every gate (a station proxy caches it as
+// before) and holds ciphertext only; IDs, validity and revocations stay
+// readable, and the signature covers the ciphertext.
+//
+// Fixed widths make the size of a document a function of its three counts,
+// so the gate checks the length, then the signature, then parses by
+// slicing: no varints, no field tags, no allocation per record but the
+// certificate itself. An upsert is 81 bytes; JSON with hex or base64 keys
+// would be twice that and many times slower to parse on a small ARM core,
+// and neither random keys nor ciphertext compress.
 //
 // There are three kinds of document. A log page holds the changes numbered
 // (From, Next]; a snapshot page holds certificates in ID order, as of the
@@ -28,12 +39,17 @@ package feed
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/hpke"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"gateagent/verify"
@@ -69,22 +85,39 @@ const (
 
 // Sizes and limits of the format.
 const (
-	magic       = "GAF1"
+	magic = "GAF2"
+	// magicV1 began the documents of format 1, whose keys were in plaintext.
+	magicV1     = "GAF1"
 	MaxKeyIDLen = 32
 	// MaxRecords bounds the records of one document, so that a document
-	// is at most about 4.3 MB.
+	// is at most about 5.3 MB.
 	MaxRecords = 65536
-	UpsertLen  = verify.CertIDLen + verify.KeyLen + 8 + 8 + 1
-	RevokeLen  = verify.CertIDLen
-	SigLen     = ed25519.SignatureSize
-	NonceLen   = 16
+	// MaxWraps bounds the fleet keys a page is sealed to.
+	MaxWraps = 4
+	// SealedKeyLen is a certificate key sealed with AES-256-GCM: the key
+	// and its 16-byte tag.
+	SealedKeyLen = verify.KeyLen + 16
+	UpsertLen    = verify.CertIDLen + 8 + 8 + 1 + SealedKeyLen
+	RevokeLen    = verify.CertIDLen
+	// WrapLen is the data key wrapped to one fleet key: its ID, HPKE's
+	// encapsulated key, and the data key sealed with its tag.
+	WrapLen  = FleetKeyIDLen + 32 + dataKeyLen + 16
+	SigLen   = ed25519.SignatureSize
+	NonceLen = 16
 	// fixed is the header after the key ID.
-	fixed = 8 + 8 + 4 + 4 + 8 + 8 + 8 + verify.CertIDLen + NonceLen + 4 + 4
+	fixed = 8 + 8 + 4 + 4 + 8 + 8 + 8 + verify.CertIDLen + NonceLen + 4 + 4 + 1
 	// MaxDocLen is the largest document this format allows.
-	MaxDocLen = 7 + MaxKeyIDLen + fixed + MaxRecords*UpsertLen + SigLen
+	MaxDocLen = 7 + MaxKeyIDLen + fixed + MaxWraps*WrapLen + MaxRecords*UpsertLen + SigLen
 
-	flagFinal = 1 << 0
+	dataKeyLen = 32
+	flagFinal  = 1 << 0
 )
+
+// hpkeInfo binds the wrapped data key to this format.
+var hpkeInfo = []byte("gateagent feed v2 data key")
+
+// recordAAD begins each sealed key's associated data, the cert ID follows.
+const recordAAD = "gateagent feed v2 cert key\x00"
 
 // Doc is one feed document.
 type Doc struct {
@@ -125,7 +158,29 @@ var (
 	ErrFormat     = errors.New("feed document is malformed")
 	ErrUnknownKey = errors.New("feed document is signed by a key this gate does not trust: add the issuer's new public key to the gate's trusted keys")
 	ErrSignature  = errors.New("feed document signature is not valid: the document was altered or not made by the issuer")
+	// ErrVersion: a document of format 1, whose certificate keys were in
+	// plaintext; this gate reads only sealed pages.
+	ErrVersion = errors.New("feed document is of format 1 (certificate keys in plaintext): this gate reads format 2 (keys sealed to the fleet); update the issuer")
+	// ErrFleetKey: a page's keys are sealed to fleet keys this gate does
+	// not hold. The error is a *FleetKeyError naming both sides' IDs.
+	ErrFleetKey = errors.New("feed page is sealed to fleet keys this gate does not hold")
+	// ErrSealed: a signed page's data key or a record's sealed key does
+	// not open: it was sealed wrongly or to another key under this ID.
+	ErrSealed = errors.New("a sealed key in the feed page does not open")
 )
+
+// FleetKeyError is ErrFleetKey with the IDs on both sides.
+type FleetKeyError struct {
+	// Page is what the page is sealed to; Held is what the gate holds.
+	Page, Held []FleetKeyID
+}
+
+func (e *FleetKeyError) Error() string {
+	return fmt.Sprintf("%v: the page is sealed to %s, the gate holds %s", ErrFleetKey, idList(e.Page), idList(e.Held))
+}
+
+// Is makes errors.Is(err, ErrFleetKey) true.
+func (e *FleetKeyError) Is(target error) bool { return target == ErrFleetKey }
 
 // Signer signs documents with one issuer key.
 type Signer struct {
@@ -149,8 +204,11 @@ func (s *Signer) Public() TrustedKey {
 	return TrustedKey{ID: s.KeyID, Key: s.Key.Public().(ed25519.PublicKey)}
 }
 
-// Sign encodes d with s's key ID and signs it. d.KeyID is ignored.
-func (s *Signer) Sign(d *Doc) ([]byte, error) {
+// Sign encodes d with s's key ID, seals its certificate keys to the fleet
+// keys given (at least one when d holds upserts; at most MaxWraps) and
+// signs it. d.KeyID is ignored. Each call draws a new data key, so two
+// signings of one document differ; an issuer serves a page as first signed.
+func (s *Signer) Sign(d *Doc, fleet []FleetPublic) ([]byte, error) {
 	if d.Records() > MaxRecords {
 		return nil, fmt.Errorf("feed: %d records, at most %d in one document", d.Records(), MaxRecords)
 	}
@@ -160,7 +218,16 @@ func (s *Signer) Sign(d *Doc) ([]byte, error) {
 	if d.MaxAge < 0 || d.MaxAge/time.Second > math.MaxUint32 {
 		return nil, fmt.Errorf("feed: max age %v out of range", d.MaxAge)
 	}
-	n := 7 + len(s.KeyID) + fixed + len(d.Upserts)*UpsertLen + len(d.Revokes)*RevokeLen
+	if len(d.Upserts) == 0 {
+		fleet = nil // nothing to seal
+	}
+	switch {
+	case len(d.Upserts) > 0 && len(fleet) == 0:
+		return nil, errors.New("feed: no fleet public key to seal the certificate keys to (issuer serve --fleet-key)")
+	case len(fleet) > MaxWraps:
+		return nil, fmt.Errorf("feed: %d fleet keys, at most %d", len(fleet), MaxWraps)
+	}
+	n := 7 + len(s.KeyID) + fixed + len(fleet)*WrapLen + len(d.Upserts)*UpsertLen + len(d.Revokes)*RevokeLen
 	b := make([]byte, 0, n+SigLen)
 	b = append(b, magic...)
 	var flags byte
@@ -180,10 +247,37 @@ func (s *Signer) Sign(d *Doc) ([]byte, error) {
 	b = append(b, d.Nonce[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(d.Upserts)))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(d.Revokes)))
+	b = append(b, byte(len(fleet)))
+	var aead cipher.AEAD
+	if len(d.Upserts) > 0 {
+		var dk [dataKeyLen]byte
+		rand.Read(dk[:])
+		seen := map[FleetKeyID]bool{}
+		for _, fk := range fleet {
+			if seen[fk.ID] {
+				return nil, fmt.Errorf("feed: fleet key %s given twice", fk.ID)
+			}
+			seen[fk.ID] = true
+			w, err := hpke.Seal(fk.Key, hpke.HKDFSHA256(), hpke.AES256GCM(), hpkeInfo, dk[:])
+			if err != nil {
+				return nil, fmt.Errorf("feed: seal the data key to %s: %w", fk.ID, err)
+			}
+			if len(w) != WrapLen-FleetKeyIDLen {
+				return nil, fmt.Errorf("feed: fleet key %s: wrapped data key of %d bytes, want %d (not an X25519 key?)", fk.ID, len(w), WrapLen-FleetKeyIDLen)
+			}
+			b = append(b, fk.ID[:]...)
+			b = append(b, w...)
+		}
+		var err error
+		if aead, err = newAEAD(dk[:]); err != nil {
+			return nil, err
+		}
+		clear(dk[:])
+	}
+	nonce, aad := make([]byte, 12), []byte(recordAAD+string(make([]byte, verify.CertIDLen)))
 	for i := range d.Upserts {
 		c := &d.Upserts[i]
 		b = append(b, c.ID[:]...)
-		b = append(b, c.Key[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(c.NotBefore.Unix()))
 		b = binary.BigEndian.AppendUint64(b, uint64(c.NotAfter.Unix()))
 		st := byte(StatusValid)
@@ -191,11 +285,29 @@ func (s *Signer) Sign(d *Doc) ([]byte, error) {
 			st = StatusRevoked
 		}
 		b = append(b, st)
+		recordNonce(nonce, i)
+		copy(aad[len(recordAAD):], c.ID[:])
+		b = aead.Seal(b, nonce, c.Key[:], aad)
 	}
 	for i := range d.Revokes {
 		b = append(b, d.Revokes[i][:]...)
 	}
 	return append(b, ed25519.Sign(s.Key, b)...), nil
+}
+
+// recordNonce is the nonce of upsert i: its index, unique within the page,
+// and the page's data key is its own.
+func recordNonce(nonce []byte, i int) {
+	clear(nonce[:4])
+	binary.BigEndian.PutUint64(nonce[4:], uint64(i))
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(blk)
 }
 
 // Keyring is the set of issuer keys a gate trusts, by key ID. It holds two
@@ -261,11 +373,15 @@ func clip(s string) string {
 }
 
 // Open checks a document's length and signature against the keyring, and
-// only then parses its records. Any failure is an error and returns no
-// document.
-func Open(data []byte, keys Keyring) (*Doc, error) {
+// only then parses its records and opens their sealed keys with whichever
+// key of fleet the page is sealed to (fleet may be nil for a head, which
+// holds no keys). Any failure is an error and returns no document.
+func Open(data []byte, keys Keyring, fleet *Fleet) (*Doc, error) {
 	if len(data) > MaxDocLen {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFormat, len(data), MaxDocLen)
+	}
+	if len(data) >= 4 && string(data[:4]) == magicV1 {
+		return nil, ErrVersion
 	}
 	if len(data) < 7 || string(data[:4]) != magic {
 		return nil, fmt.Errorf("%w: does not start with %q (is the feed URL right?)", ErrFormat, magic)
@@ -277,14 +393,18 @@ func Open(data []byte, keys Keyring) (*Doc, error) {
 	}
 	keyID := string(data[7 : 7+k])
 	h := data[7+k:]
-	nUp := binary.BigEndian.Uint32(h[fixed-8:])
-	nRev := binary.BigEndian.Uint32(h[fixed-4:])
+	nUp := binary.BigEndian.Uint32(h[fixed-9:])
+	nRev := binary.BigEndian.Uint32(h[fixed-5:])
+	nWrap := int(h[fixed-1])
 	if uint64(nUp)+uint64(nRev) > MaxRecords {
 		return nil, fmt.Errorf("%w: %d records, at most %d", ErrFormat, uint64(nUp)+uint64(nRev), MaxRecords)
 	}
-	want := hl + int(nUp)*UpsertLen + int(nRev)*RevokeLen + SigLen
+	if nWrap > MaxWraps {
+		return nil, fmt.Errorf("%w: sealed to %d fleet keys, at most %d", ErrFormat, nWrap, MaxWraps)
+	}
+	want := hl + nWrap*WrapLen + int(nUp)*UpsertLen + int(nRev)*RevokeLen + SigLen
 	if len(data) != want {
-		return nil, fmt.Errorf("%w: %d bytes, but its counts (%d upserts, %d revokes) make %d: truncated or padded", ErrFormat, len(data), nUp, nRev, want)
+		return nil, fmt.Errorf("%w: %d bytes, but its counts (%d fleet keys, %d upserts, %d revokes) make %d: truncated or padded", ErrFormat, len(data), nWrap, nUp, nRev, want)
 	}
 	pub, ok := keys[keyID]
 	if !ok {
@@ -315,21 +435,31 @@ func Open(data []byte, keys Keyring) (*Doc, error) {
 		return nil, err
 	}
 	r := data[hl:]
+	if nUp > 0 && nWrap == 0 || nUp == 0 && nWrap > 0 {
+		return nil, fmt.Errorf("%w: %d upserts sealed to %d fleet keys", ErrFormat, nUp, nWrap)
+	}
+	wraps := r[:nWrap*WrapLen]
+	r = r[nWrap*WrapLen:]
+	var aead cipher.AEAD
 	if nUp > 0 {
+		var err error
+		if aead, err = openDataKey(wraps, fleet); err != nil {
+			return nil, err
+		}
 		d.Upserts = make([]verify.Cert, nUp)
 	}
+	nonce, aad := make([]byte, 12), []byte(recordAAD+string(make([]byte, verify.CertIDLen)))
 	for i := range d.Upserts {
 		c := &d.Upserts[i]
 		copy(c.ID[:], r)
-		copy(c.Key[:], r[16:])
-		c.NotBefore = time.Unix(int64(binary.BigEndian.Uint64(r[48:])), 0).UTC()
-		c.NotAfter = time.Unix(int64(binary.BigEndian.Uint64(r[56:])), 0).UTC()
-		switch r[64] {
+		c.NotBefore = time.Unix(int64(binary.BigEndian.Uint64(r[16:])), 0).UTC()
+		c.NotAfter = time.Unix(int64(binary.BigEndian.Uint64(r[24:])), 0).UTC()
+		switch r[32] {
 		case StatusValid:
 		case StatusRevoked:
 			c.Revoked = true
 		default:
-			return nil, fmt.Errorf("%w: upsert %d (cert %s): unknown status %d", ErrFormat, i, c.ID, r[64])
+			return nil, fmt.Errorf("%w: upsert %d (cert %s): unknown status %d", ErrFormat, i, c.ID, r[32])
 		}
 		if d.Kind == KindSnapshot {
 			prev := d.After
@@ -339,6 +469,13 @@ func Open(data []byte, keys Keyring) (*Doc, error) {
 			if bytes.Compare(c.ID[:], prev[:]) <= 0 {
 				return nil, fmt.Errorf("%w: snapshot upsert %d (cert %s) is not in ascending ID order", ErrFormat, i, c.ID)
 			}
+		}
+		recordNonce(nonce, i)
+		copy(aad[len(recordAAD):], c.ID[:])
+		// The key opens straight into the certificate: no copy of it is
+		// left anywhere else.
+		if _, err := aead.Open(c.Key[:0], nonce, r[33:UpsertLen], aad); err != nil {
+			return nil, fmt.Errorf("%w: upsert %d (cert %s): its key is not sealed for this cert ID in this page", ErrSealed, i, c.ID)
 		}
 		r = r[UpsertLen:]
 	}
@@ -350,6 +487,35 @@ func Open(data []byte, keys Keyring) (*Doc, error) {
 		r = r[RevokeLen:]
 	}
 	return d, nil
+}
+
+// openDataKey finds the wrap sealed to a fleet key the gate holds and
+// opens the page's data key with it (the one public-key operation of a
+// page).
+func openDataKey(wraps []byte, fleet *Fleet) (cipher.AEAD, error) {
+	var ids []FleetKeyID
+	for w := wraps; len(w) > 0; w = w[WrapLen:] {
+		id := FleetKeyID(w[:FleetKeyIDLen])
+		if slices.Contains(ids, id) {
+			return nil, fmt.Errorf("%w: sealed to fleet key %s twice", ErrFormat, id)
+		}
+		ids = append(ids, id)
+	}
+	for i, id := range ids {
+		k := fleet.key(id)
+		if k == nil {
+			continue
+		}
+		w := wraps[i*WrapLen+FleetKeyIDLen : (i+1)*WrapLen]
+		dk, err := hpke.Open(k.priv, hpke.HKDFSHA256(), hpke.AES256GCM(), hpkeInfo, w)
+		if err != nil || len(dk) != dataKeyLen {
+			return nil, fmt.Errorf("%w: the page's data key does not open with fleet key %s", ErrSealed, id)
+		}
+		aead, err := newAEAD(dk)
+		clear(dk)
+		return aead, err
+	}
+	return nil, &FleetKeyError{Page: ids, Held: fleet.IDs()}
 }
 
 // checkShape checks what each kind requires of the header and counts.

@@ -18,6 +18,21 @@ var (
 	keyring = feedtest.Keyring
 )
 
+// sign signs d sealed to the default fleet key; open opens with it.
+func sign(t testing.TB, s *feed.Signer, d *feed.Doc) []byte {
+	t.Helper()
+	b, err := s.Sign(d, feedtest.Publics(feedtest.FleetKey(t, feedtest.DefaultFleetSeed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func open(t testing.TB, b []byte, kr feed.Keyring) (*feed.Doc, error) {
+	t.Helper()
+	return feed.Open(b, kr, feedtest.Fleet(t))
+}
+
 func cert(i byte) verify.Cert {
 	nb := time.Date(2026, 11, 23, 8, 0, int(i), 0, time.UTC)
 	c := verify.Cert{NotBefore: nb, NotAfter: nb.Add(24 * time.Hour), Revoked: i%3 == 0}
@@ -47,11 +62,8 @@ func TestRoundTrip(t *testing.T) {
 	head := &feed.Doc{Kind: feed.KindHead, Epoch: 7, IssuerTime: time.Unix(1_800_000_000, 5).UTC(), PageSize: 4, From: 9, Next: 9, Snapshot: 8}
 	copy(head.Nonce[:], "0123456789abcdef")
 	for _, d := range []*feed.Doc{logDoc(), snap, head} {
-		b, err := s.Sign(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := feed.Open(b, keyring(t, s))
+		b := sign(t, s, d)
+		got, err := open(t, b, keyring(t, s))
 		if err != nil {
 			t.Fatalf("%v: %v", d.Kind, err)
 		}
@@ -64,11 +76,8 @@ func TestRoundTrip(t *testing.T) {
 
 func TestSizeIsFixedWidth(t *testing.T) {
 	s := signer(t, "k", 1)
-	b, err := s.Sign(logDoc())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 7 + 1 + 88 + 2*feed.UpsertLen + feed.RevokeLen + feed.SigLen; len(b) != want {
+	b := sign(t, s, logDoc())
+	if want := 7 + 1 + 89 + feed.WrapLen + 2*feed.UpsertLen + feed.RevokeLen + feed.SigLen; len(b) != want {
 		t.Errorf("document is %d bytes, want %d", len(b), want)
 	}
 }
@@ -78,15 +87,12 @@ func TestSizeIsFixedWidth(t *testing.T) {
 func TestEveryTamperedByteRefused(t *testing.T) {
 	s := signer(t, "k1", 1)
 	kr := keyring(t, s)
-	b, err := s.Sign(logDoc())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := sign(t, s, logDoc())
 	for i := range b {
 		for _, x := range []byte{0x01, 0x80, 0xff} {
 			c := bytes.Clone(b)
 			c[i] ^= x
-			d, err := feed.Open(c, kr)
+			d, err := open(t, c, kr)
 			if err == nil || d != nil {
 				t.Fatalf("byte %d ^ %#x accepted", i, x)
 			}
@@ -96,11 +102,11 @@ func TestEveryTamperedByteRefused(t *testing.T) {
 		}
 	}
 	for n := range len(b) {
-		if _, err := feed.Open(b[:n], kr); err == nil {
+		if _, err := open(t, b[:n], kr); err == nil {
 			t.Fatalf("truncated to %d bytes accepted", n)
 		}
 	}
-	if _, err := feed.Open(append(bytes.Clone(b), 0), kr); !errors.Is(err, feed.ErrFormat) {
+	if _, err := open(t, append(bytes.Clone(b), 0), kr); !errors.Is(err, feed.ErrFormat) {
 		t.Fatalf("padded document: %v, want ErrFormat", err)
 	}
 }
@@ -109,17 +115,15 @@ func TestKeys(t *testing.T) {
 	old, next, rogue := signer(t, "2026a", 1), signer(t, "2026b", 2), signer(t, "2026a", 3)
 	kr := keyring(t, old, next)
 	for _, s := range []*feed.Signer{old, next} {
-		b, _ := s.Sign(logDoc())
-		if _, err := feed.Open(b, kr); err != nil {
+		if _, err := open(t, sign(t, s, logDoc()), kr); err != nil {
 			t.Errorf("key %s during rotation: %v", s.KeyID, err)
 		}
 	}
-	b, _ := signer(t, "2027a", 4).Sign(logDoc())
-	if _, err := feed.Open(b, kr); !errors.Is(err, feed.ErrUnknownKey) {
+	if _, err := open(t, sign(t, signer(t, "2027a", 4), logDoc()), kr); !errors.Is(err, feed.ErrUnknownKey) {
 		t.Errorf("unknown key ID: %v, want ErrUnknownKey", err)
 	}
-	b, _ = rogue.Sign(logDoc()) // a trusted ID, another key
-	if _, err := feed.Open(b, kr); !errors.Is(err, feed.ErrSignature) {
+	// a trusted ID, another key
+	if _, err := open(t, sign(t, rogue, logDoc()), kr); !errors.Is(err, feed.ErrSignature) {
 		t.Errorf("known key ID, other key: %v, want ErrSignature", err)
 	}
 	if _, err := feed.NewKeyring(old.Public(), old.Public()); err == nil {
@@ -160,11 +164,7 @@ func TestSignedButMalformed(t *testing.T) {
 	for name, mod := range cases {
 		d := logDoc()
 		mod(d)
-		b, err := s.Sign(d)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if _, err := feed.Open(b, kr); !errors.Is(err, feed.ErrFormat) {
+		if _, err := open(t, sign(t, s, d), kr); !errors.Is(err, feed.ErrFormat) {
 			t.Errorf("%s: %v, want ErrFormat", name, err)
 		}
 	}

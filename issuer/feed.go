@@ -72,7 +72,7 @@ func (is *Issuer) Head(nonce [feed.NonceLen]byte) ([]byte, error) {
 	}
 	d := is.doc(feed.KindHead)
 	d.From, d.Next, d.Snapshot, d.Nonce = m.head, m.head, is.snapshotPos(m.head), nonce
-	return is.opt.Signer.Sign(d)
+	return is.opt.Signer.Sign(d, nil) // a head holds no key
 }
 
 // LogPage returns log page p.
@@ -122,7 +122,7 @@ func (is *Issuer) LogPage(p uint64) (Page, error) {
 		if got := uint64(d.Records()); got != d.Next-d.From {
 			return fmt.Errorf("log page %d holds %d changes, want %d: the log is damaged", p, got, d.Next-d.From)
 		}
-		data, err := is.opt.Signer.Sign(d)
+		data, err := is.opt.Signer.Sign(d, is.opt.Fleet)
 		if err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (is *Issuer) SnapshotPage(snap uint64, after verify.CertID) (Page, error) {
 			s.Revoked = s.RevokeSeq != 0 && s.RevokeSeq <= snap
 			d.Upserts = append(d.Upserts, s.Cert)
 		}
-		data, err := is.opt.Signer.Sign(d)
+		data, err := is.opt.Signer.Sign(d, is.opt.Fleet)
 		if err != nil {
 			return err
 		}

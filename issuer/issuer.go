@@ -48,6 +48,10 @@ var CST = time.FixedZone("CST", 8*60*60)
 type Options struct {
 	// Signer signs the feed. Required.
 	Signer *feed.Signer
+	// Fleet are the gate fleet's public keys, to which every page's
+	// certificate keys are sealed (HPKE): one, two during a rotation.
+	// Required. The issuer never holds a fleet private key.
+	Fleet []feed.FleetPublic
 	// PageSize is the number of changes in a log page and of certificates
 	// in a snapshot page. Default 16384 (about 1 MB a page).
 	PageSize int
@@ -85,6 +89,19 @@ type Issuer struct {
 func Open(path string, o Options) (*Issuer, error) {
 	if o.Signer == nil {
 		return nil, errors.New("issuer: no signing key: run `issuer keygen` and pass --key")
+	}
+	switch {
+	case len(o.Fleet) == 0:
+		return nil, errors.New("issuer: no fleet public key to seal certificate keys to: run `issuer fleet-keygen` and pass --fleet-key")
+	case len(o.Fleet) > feed.MaxWraps:
+		return nil, fmt.Errorf("issuer: %d fleet keys, at most %d", len(o.Fleet), feed.MaxWraps)
+	}
+	for i, a := range o.Fleet {
+		for _, b := range o.Fleet[:i] {
+			if a.ID == b.ID {
+				return nil, fmt.Errorf("issuer: fleet key %s given twice", a.ID)
+			}
+		}
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = 16384

@@ -133,7 +133,7 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer)); err != nil || d.Next != 1 {
+	if d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer), feedtest.Fleet(t)); err != nil || d.Next != 1 {
 		t.Fatalf("feed after the refusals: %+v %v", d, err)
 	}
 }
@@ -196,7 +196,7 @@ func TestIssueAndToken(t *testing.T) {
 	if bytes.Contains(pg.Data, []byte(num)) || bytes.Contains(pg.Data, []byte("张三")) || bytes.Contains(pg.Data, []byte("北京")) {
 		t.Fatal("the feed carries the holder's identity")
 	}
-	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer))
+	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer), feedtest.Fleet(t))
 	if err != nil || len(d.Upserts) != 1 || d.Upserts[0].Key != key {
 		t.Fatalf("feed page: %+v %v", d, err)
 	}
@@ -296,7 +296,7 @@ func TestRevoke(t *testing.T) {
 		}
 	}
 	pg, _ := s.LogPage(0)
-	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer))
+	d, err := feed.Open(pg.Data, feedtest.Keyring(t, s.Opts.Signer), feedtest.Fleet(t))
 	if err != nil || len(d.Revokes) != 1 || d.Revokes[0] != cert.ID || d.Next != 2 {
 		t.Fatalf("log after revocation: %+v %v", d, err)
 	}
@@ -405,10 +405,15 @@ func TestPruneAfterHistory(t *testing.T) {
 func TestOptionsRefused(t *testing.T) {
 	dir := t.TempDir()
 	signer := feedtest.Signer(t, "k", 1)
+	fleet := feedtest.Publics(feedtest.FleetKey(t, 1))
+	five := feedtest.Publics(feedtest.FleetKey(t, 1), feedtest.FleetKey(t, 2), feedtest.FleetKey(t, 3), feedtest.FleetKey(t, 4), feedtest.FleetKey(t, 5))
 	for _, o := range []issuer.Options{
-		{Signer: signer, MaxAge: time.Second},
-		{Signer: signer, MaxAge: 8 * 24 * time.Hour},
-		{Signer: signer, PageSize: feed.MaxRecords + 1},
+		{Signer: signer, Fleet: fleet, MaxAge: time.Second},
+		{Signer: signer, Fleet: fleet, MaxAge: 8 * 24 * time.Hour},
+		{Signer: signer, Fleet: fleet, PageSize: feed.MaxRecords + 1},
+		{Signer: signer},                                 // no fleet key: the keys could not be sealed
+		{Signer: signer, Fleet: five},                    // more than a page holds
+		{Signer: signer, Fleet: append(fleet, fleet...)}, // one key twice
 		{},
 	} {
 		if is, err := issuer.Open(filepath.Join(dir, "issuer.db"), o); err == nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
@@ -44,11 +45,11 @@ func benchIssuer(b *testing.B, docCache int) *issuertest.Server {
 }
 
 func syncOnce(b *testing.B, url string, s *issuertest.Server, path string) {
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := keysync.New(keysync.Config{URL: url, Keys: feedtest.Keyring(b, s.Opts.Signer), Cache: c})
+	cl, err := keysync.New(keysync.Config{URL: url, Keys: feedtest.Keyring(b, s.Opts.Signer), Fleet: feedtest.Fleet(b), Cache: c})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,14 +75,18 @@ func benchSync(b *testing.B, docCache int) {
 	os.Remove(warm)
 	runtime.GC()
 	b.ResetTimer()
+	var cpu time.Duration
 	for range b.N {
 		path := filepath.Join(dir, "gate.db")
+		stop := cachetest.CPUClock()
 		syncOnce(b, s.URL, s, path)
+		cpu += stop()
 		b.StopTimer()
 		cachetest.ReportSize(b, path, benchCerts)
 		os.Remove(path)
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkSync1M: a full sync of 1,000,000 certificates from the loopback

@@ -24,19 +24,25 @@ func FuzzLogPage(f *testing.F) {
 	keys, _ := feed.NewKeyring(signer.Public())
 	const epoch = 0x5eed
 	head := &feed.Doc{Kind: feed.KindHead, Epoch: epoch, PageSize: 8, From: 3, Next: 3}
-	good, err := signer.Sign(&feed.Doc{Kind: feed.KindLog, Epoch: epoch, IssuerTime: time.Unix(1_800_000_000, 0), MaxAge: time.Hour, PageSize: 8, Next: 3,
-		Upserts: []verify.Cert{cachetest.Cert(1, 4), cachetest.Cert(2, 4)}, Revokes: []verify.CertID{cachetest.Cert(3, 4).ID}})
+	fleetKey, err := feed.DeriveFleetKey(bytes.Repeat([]byte{1}, 32))
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, seed := range [][]byte{good, good[:len(good)-1], []byte("GAF1\x01\x00\x04fuzz"), bytes.Repeat([]byte{0xff}, 300)} {
+	fleet, _ := feed.NewFleet(fleetKey)
+	good, err := signer.Sign(&feed.Doc{Kind: feed.KindLog, Epoch: epoch, IssuerTime: time.Unix(1_800_000_000, 0), MaxAge: time.Hour, PageSize: 8, Next: 3,
+		Upserts: []verify.Cert{cachetest.Cert(1, 4), cachetest.Cert(2, 4)}, Revokes: []verify.CertID{cachetest.Cert(3, 4).ID}},
+		[]feed.FleetPublic{fleetKey.Public()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range [][]byte{good, good[:len(good)-1], []byte("GAF2\x01\x00\x04fuzz"), bytes.Repeat([]byte{0xff}, 300)} {
 		f.Add(seed)
 	}
 	c := cachetest.Open(f, nil)
 	if _, err := c.ApplySnapshot(&cache.SnapshotPage{Epoch: epoch, Final: true, Feed: cache.FeedState{Epoch: epoch, MaxAge: time.Hour}}); err != nil {
 		f.Fatal(err)
 	}
-	cl, err := New(Config{URL: "http://127.0.0.1:1/", Keys: keys, Cache: c})
+	cl, err := New(Config{URL: "http://127.0.0.1:1/", Keys: keys, Fleet: fleet, Cache: c})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -57,13 +63,21 @@ func FuzzLogPage(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(data, good) || fs.Cursor != 3 {
+		// Each signing draws its own data key, so the accepted bytes
+		// may be another signing of the page: what was applied must be
+		// what the issuer signed.
+		for i, want := range []verify.Cert{cachetest.Cert(1, 4), cachetest.Cert(2, 4)} {
+			if r, ok, err := c.Lookup(want.ID, verify.Entry); err != nil || !ok || r.Key != want.Key || r.Revoked {
+				t.Fatalf("accepted an answer the issuer did not sign: cert %d %v %v", i, ok, err)
+			}
+		}
+		if _, ok, err := c.Lookup(cachetest.Cert(3, 4).ID, verify.Entry); err != nil || ok || fs.Cursor != 3 {
 			t.Fatalf("accepted an answer the issuer did not sign (cursor %d)", fs.Cursor)
 		}
 		// Undo for the next input: back to the snapshot's position.
 		c.Close()
 		os.Remove(path)
-		if c, err = cache.Open(path, nil); err != nil {
+		if c, err = cache.Open(path, cachetest.Options(nil)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.ApplySnapshot(&cache.SnapshotPage{Epoch: epoch, Final: true, Feed: cache.FeedState{Epoch: epoch, MaxAge: time.Hour}}); err != nil {

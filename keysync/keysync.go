@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/event"
 	"gateagent/feed"
 	"gateagent/internal/backoff"
 	"gateagent/internal/logging"
@@ -37,6 +38,10 @@ type Config struct {
 	URL string
 	// Keys are the issuer keys trusted to sign the feed.
 	Keys feed.Keyring
+	// Fleet holds the fleet private keys that open the certificate keys
+	// sealed in the feed's pages. Nil only where no page is read (diag's
+	// probe of the head).
+	Fleet *feed.Fleet
 	// Cache is the gate's key cache.
 	Cache *cache.Cache
 	// Journal is the gate's event log: its events are uploaded and the
@@ -104,6 +109,10 @@ type Client struct {
 	failures   int
 	uploaded   uint64
 	alarmState bool // the last stale state written as an event
+
+	// heal holds the certificates whose records failed authentication,
+	// for the next round to refetch (a full resync) and settle.
+	heal map[verify.CertID]bool
 
 	// alarmMu makes each staleness check, its log line and its event one
 	// step, so that transitions are recorded in the order they happen.
@@ -177,7 +186,8 @@ func newClient(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, base: u, log: cfg.Logger, synced: make(chan struct{}, 1), wake: make(chan struct{}, 1)}, nil
+	return &Client{cfg: cfg, base: u, log: cfg.Logger, synced: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		heal: map[verify.CertID]bool{}}, nil
 }
 
 // Run polls until ctx ends: sync, upload, then wait the interval, or a
@@ -226,7 +236,10 @@ func (c *Client) Run(ctx context.Context) error {
 			c.failures++
 			c.lastErr, c.lastErrAt = err, c.cfg.Now()
 			pause = backoff.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Delay(c.failures)
-			if c.starved(c.cfg.Now()) {
+			// A gate that cannot grant (no fresh cache), or that holds
+			// records waiting to be refetched (their passengers are
+			// refused), retries on the short interval.
+			if c.starved(c.cfg.Now()) || len(c.heal) > 0 {
 				pause = backoff.Policy{Min: c.cfg.StaleRetry / 2, Max: c.cfg.StaleRetry}.Delay(2)
 			}
 		} else {
@@ -289,6 +302,11 @@ type Result struct {
 	Documents int
 	Upserts   int
 	Revokes   int
+	// Replaced counts the records that failed authentication and were
+	// replaced by the feed's; Healed lists the certificates whose
+	// refetch was asked (Heal) and that this round settled.
+	Replaced int
+	Healed   []verify.CertID
 }
 
 // Sync brings the cache up to the issuer's head: a snapshot first when the
@@ -313,10 +331,35 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 	}
 	res.Head = head.Next
 	fs, err := c.cfg.Cache.Feed()
+	forced := false
+	if errors.Is(err, cache.ErrAuth) {
+		// The cursor cannot be trusted: start a full sync over, which
+		// writes it anew.
+		c.alarm("key cache's feed state failed its integrity check (damaged on the disk): resyncing in full from the feed", err)
+		fs, err, forced = cache.FeedState{}, nil, true
+	}
 	if err != nil {
 		return res, fmt.Errorf("keysync: %w", err)
 	}
-	needSnapshot := fs.Epoch != head.Epoch || fs.Cursor > head.Next || fs.Resync != nil
+	heal := c.takeHeal()
+	defer func() {
+		if len(heal) > 0 && len(res.Healed) == 0 {
+			// Not settled this round: the next one tries again (on the
+			// short retry, without waking the wait at once).
+			c.mu.Lock()
+			for _, id := range heal {
+				c.heal[id] = true
+			}
+			c.mu.Unlock()
+		}
+	}()
+	if len(heal) > 0 {
+		// Records that failed authentication: refetch every certificate
+		// from a snapshot (a station proxy usually holds its pages).
+		forced = true
+		fs.Resync = nil
+	}
+	needSnapshot := forced || fs.Epoch != head.Epoch || fs.Cursor > head.Next || fs.Resync != nil
 	for attempt := 0; ; attempt++ {
 		if needSnapshot {
 			if err := c.snapshot(ctx, head, &fs, &res); err != nil {
@@ -337,6 +380,14 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 		break
 	}
 	res.Cursor = fs.Cursor
+	for _, id := range heal {
+		state, err := c.cfg.Cache.Settle(id)
+		if err != nil {
+			return res, fmt.Errorf("keysync: %w", err)
+		}
+		res.Healed = append(res.Healed, id)
+		c.log.Info("damaged record healed", "cert", id, "now", state)
+	}
 	now := c.cfg.Now()
 	// An idle round changes only the time of the last sync. Writing it on
 	// every 10 s poll would wear the board's flash for nothing: it is
@@ -357,7 +408,50 @@ func (c *Client) Sync(ctx context.Context) (Result, error) {
 	if res.Documents > 0 {
 		c.log.Info("key feed synced", "cursor", res.Cursor, "head", res.Head, "upserts", res.Upserts, "revokes", res.Revokes, "resync", res.Resynced)
 	}
+	if res.Replaced > 0 {
+		c.log.Warn("records that failed their integrity check were replaced by the feed's", "records", res.Replaced)
+	}
 	return res, nil
+}
+
+// Heal asks for the certificates ids, whose records failed
+// authentication, to be refetched from the feed at once: the next round
+// (started now, not after the poll interval) takes a full snapshot, which
+// overwrites every record with the feed's authenticated one, and then
+// settles each of ids (cache.Settle): healed, or deleted when the feed no
+// longer holds it.
+func (c *Client) Heal(ids ...verify.CertID) {
+	c.mu.Lock()
+	for _, id := range ids {
+		c.heal[id] = true
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) takeHeal() []verify.CertID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []verify.CertID
+	for id := range c.heal {
+		ids = append(ids, id)
+	}
+	clear(c.heal)
+	return ids
+}
+
+// alarm logs an error and records it as an alarm event.
+func (c *Client) alarm(detail string, err error) {
+	c.log.Error(detail, "err", err)
+	if c.cfg.Journal == nil {
+		return
+	}
+	if _, err := c.cfg.Journal.AppendEvent(event.Event{Time: c.cfg.Now(), Kind: event.Alarm, Detail: detail}); err != nil {
+		c.log.Error("could not record the alarm", "err", err)
+	}
 }
 
 func (c *Client) feedState(d *feed.Doc) cache.FeedState {
@@ -397,8 +491,9 @@ func (c *Client) snapshot(ctx context.Context, head *feed.Doc, fs *cache.FeedSta
 // two overlap on a two-core board.
 func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, after verify.CertID, res *Result) error {
 	type page struct {
-		d   *feed.Doc
-		err error
+		d      *feed.Doc
+		sealed *cache.Sealed
+		err    error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -413,8 +508,14 @@ func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, 
 			if err == nil && !d.Final && len(d.Upserts) == 0 {
 				err = fmt.Errorf("keysync: snapshot %d after %s: %w (an empty page that is not the last)", snap, after, ErrMisdirected)
 			}
+			var sealed *cache.Sealed
+			if err == nil {
+				// Sealed under the cache key here, while the cache
+				// writes the page before.
+				sealed = c.cfg.Cache.Seal(d.Upserts)
+			}
 			select {
-			case pages <- page{d, err}:
+			case pages <- page{d, sealed, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -429,11 +530,13 @@ func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, 
 			return pg.err
 		}
 		d := pg.d
-		if _, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
-			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d),
-		}); err != nil {
+		r, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
+			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d), Sealed: pg.sealed,
+		})
+		if err != nil {
 			return fmt.Errorf("keysync: %w", err)
 		}
+		res.Replaced += len(r.Replaced)
 		res.Documents++
 		res.Upserts += len(d.Upserts)
 	}
@@ -473,6 +576,7 @@ func (c *Client) applyLog(head *feed.Doc, fs *cache.FeedState, p uint64, path st
 		return fmt.Errorf("keysync: %w", err)
 	}
 	fs.Cursor = r.Cursor
+	res.Replaced += len(r.Replaced)
 	res.Documents++
 	res.Upserts += len(d.Upserts)
 	res.Revokes += len(d.Revokes)
@@ -569,7 +673,7 @@ func (c *Client) fetch(ctx context.Context, path string) (*feed.Doc, error) {
 
 // open checks a feed answer's signature, then parses it.
 func (c *Client) open(path string, body []byte) (*feed.Doc, error) {
-	d, err := feed.Open(body, c.cfg.Keys)
+	d, err := feed.Open(body, c.cfg.Keys, c.cfg.Fleet)
 	if err != nil {
 		return nil, fmt.Errorf("keysync: GET /%s: %w", path, err)
 	}

@@ -34,7 +34,7 @@ func newGate(t *testing.T, url string, keys feed.Keyring, mod func(*keysync.Conf
 	t.Helper()
 	s := cachetest.OpenStore(t)
 	clk := issuertest.NewClock(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
-	cfg := keysync.Config{URL: url, Keys: keys, Cache: s.Cache, Journal: s.Journal, GateID: "gate-07", Now: clk.Now}
+	cfg := keysync.Config{URL: url, Keys: keys, Fleet: feedtest.Fleet(t), Cache: s.Cache, Journal: s.Journal, GateID: "gate-07", Now: clk.Now}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -24,6 +24,14 @@ import (
 // GATEAGENT_REQUIRE_NGINX=1, so that the test can never be skipped there.
 func startNginx(t *testing.T, upstream string) string {
 	t.Helper()
+	u, _ := startNginxDir(t, upstream)
+	return u
+}
+
+// startNginxDir is startNginx, and also returns nginx's directory: its
+// cache of pages is in cache/ there.
+func startNginxDir(t *testing.T, upstream string) (string, string) {
+	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx"
@@ -92,7 +100,7 @@ http {
 		}
 		return err == nil
 	})
-	return "http://" + addr + "/"
+	return "http://" + addr + "/", dir
 }
 
 // cacheLog records the X-Cache-Status nginx gave each request of a gate.

@@ -55,7 +55,7 @@ func startFlaky(t *testing.T, maxAge time.Duration) *flakyIssuer {
 func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*keysync.Config)) (*keysync.Client, *cache.Journal) {
 	t.Helper()
 	s := cachetest.OpenStore(t)
-	cfg := keysync.Config{URL: f.URL, Keys: feedtest.Keyring(t, f.Opts.Signer), Cache: s.Cache, Journal: s.Journal, GateID: "gate-07",
+	cfg := keysync.Config{URL: f.URL, Keys: feedtest.Keyring(t, f.Opts.Signer), Fleet: feedtest.Fleet(t), Cache: s.Cache, Journal: s.Journal, GateID: "gate-07",
 		HTTP:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	if mod != nil {

@@ -21,9 +21,14 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for {
-		evs, err := c.cfg.Journal.Events(0, c.cfg.UploadBatch)
+		// Each event's MAC is checked first: one damaged on the disk goes
+		// as an alarm under its number, never as it reads.
+		evs, damaged, err := c.cfg.Journal.UploadBatch(c.cfg.UploadBatch, c.cfg.Now())
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: %w", err)
+		}
+		for _, seq := range damaged {
+			c.log.Error("event failed its integrity check (damaged on the disk): uploading an alarm in its place", "seq", seq)
 		}
 		if len(evs) == 0 {
 			return total, nil

@@ -3,22 +3,65 @@
 package cachetest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"gateagent/cache"
 	"gateagent/verify"
 )
 
-// Open opens a new cache file in t.TempDir. When the test ends it closes the
-// cache (if the test has not) and runs bbolt's integrity check on the file.
+// KeyBytes is the cache key of the tests: the same in every run. Write it
+// to a key file (mode 0600) for a gate's config.
+func KeyBytes() []byte { return bytes.Repeat([]byte{0x5a}, cache.KeyLen) }
+
+// Key is the cache key of KeyBytes.
+func Key() *cache.Key {
+	k, err := cache.NewKey(KeyBytes())
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// WriteKey writes KeyBytes to a new key file (mode 0600) in dir and
+// returns its path, for a gate config's keys.cache_key.
+func WriteKey(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "cache.key")
+	if err := os.WriteFile(path, KeyBytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Options returns opts (or new options) with the test key set.
+func Options(opts *cache.Options) *cache.Options {
+	var o cache.Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Key == nil {
+		o.Key = Key()
+	}
+	return &o
+}
+
+// Open opens a new cache file in t.TempDir, under the test key unless opts
+// gives one. When the test ends it closes the cache (if the test has not)
+// and runs the integrity check on the file.
 func Open(t testing.TB, opts *cache.Options) *cache.Cache {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "cache.db")
-	c, err := cache.Open(path, opts)
+	c, err := cache.Open(path, Options(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +74,7 @@ func Open(t testing.TB, opts *cache.Options) *cache.Cache {
 func OpenJournal(t testing.TB, opts *cache.Options) *cache.Journal {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "journal.db")
-	j, err := cache.OpenJournal(path, opts)
+	j, err := cache.OpenJournal(path, Options(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +87,11 @@ func OpenJournal(t testing.TB, opts *cache.Options) *cache.Journal {
 func OpenStore(t testing.TB) *cache.Store {
 	t.Helper()
 	dir := t.TempDir()
-	c, err := cache.Open(filepath.Join(dir, "cache.db"), nil)
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := cache.OpenJournal(cache.JournalPath(c.Path()), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(c.Path()), Options(nil))
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
@@ -99,4 +142,68 @@ func Batch(from, to, n uint64) *cache.Batch {
 	}
 	b.Feed = cache.FeedState{KeyID: "test", IssuerTime: Epoch, MaxAge: time.Hour, SyncedAt: Epoch}
 	return b
+}
+
+// WriteLegacy writes a certificate cache as builds before sealed keys did
+// (schema 2): the certificates' keys in plaintext, no MACs, the feed state
+// at cursor with a completed sync of epoch. For the tests of its rebuild,
+// and the unsealed control run of the key search.
+func WriteLegacy(path string, certs []verify.Cert, cursor, epoch uint64) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		meta.Put([]byte("schema"), []byte{0, 0, 0, 2})
+		meta.Put([]byte("kind"), []byte("cache"))
+		fs, _ := json.Marshal(cache.FeedState{Cursor: cursor, Epoch: epoch, MaxAge: time.Hour, KeyID: "test", IssuerTime: Epoch, SyncedAt: Epoch})
+		meta.Put([]byte("feed"), fs)
+		cb, err := tx.CreateBucket([]byte("certs"))
+		if err != nil {
+			return err
+		}
+		for i := range certs {
+			v := Record(&certs[i])
+			if certs[i].Revoked {
+				v[0] = 1
+			}
+			if err := cb.Put(certs[i].ID[:], v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DamageRecord changes one byte (xor x) at offset at of the value stored
+// under key in bucket of the closed cache or journal file at path, as a
+// failing SD card would: the file stays whole page by page, only the
+// record's bytes change.
+func DamageRecord(path, bucket string, key []byte, at int, x byte) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("no bucket %q", bucket)
+		}
+		v := b.Get(key)
+		if v == nil {
+			return fmt.Errorf("no record %s/%x", bucket, key)
+		}
+		if at < 0 || at >= len(v) {
+			return fmt.Errorf("record %s/%x has %d bytes, no byte %d", bucket, key, len(v), at)
+		}
+		v = bytes.Clone(v)
+		v[at] ^= x
+		return b.Put(key, v)
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"gateagent/hw"
 	"gateagent/internal/cli"
 	"gateagent/internal/instance"
+	"gateagent/internal/secret"
 	"gateagent/keysync"
 	"gateagent/station"
 )
@@ -83,6 +84,11 @@ func startAdvice(err error, cfg *config.Config) string {
 		return fmt.Sprintf("check %s and station.key_files", p)
 	case step != nil && step.Step == "station":
 		return fmt.Sprintf("check station.bind (%s): its address must be one of this board's (ip -br addr) and no other program may use its port", cfg.Station.Bind)
+	case errors.Is(err, cache.ErrWrongKey):
+		return fmt.Sprintf("the cache key (keys.cache_key) is not the one %s and its journal were made under: restore the right credential; if the key is lost, move %s aside (the agent rebuilds it from the key feed) and %s aside (its events cannot be read without the old key: hand it to the station), then start again",
+			cfg.Gate.Cache, cfg.Gate.Cache, cache.JournalPath(cfg.Gate.Cache))
+	case step != nil && step.Step == "keys":
+		return keyAdvice(err, step.Key)
 	case errors.Is(err, cache.ErrSchema):
 		return "run a gateagent release that knows this cache, or move the file aside: the agent rebuilds it from the key feed"
 	case errors.Is(err, cache.ErrCorrupt):
@@ -101,4 +107,27 @@ func startAdvice(err error, cfg *config.Config) string {
 		return fmt.Sprintf("check %s in the config against the board's pin names (gpioinfo lists them) and the wiring, then run gateagent diag", strings.Join(keys, ", "))
 	}
 	return "run gateagent run --check and gateagent diag: they say what is wrong"
+}
+
+// keyAdvice says what to do about a key that cannot be loaded.
+func keyAdvice(err error, field string) string {
+	var se *secret.Error
+	errors.As(err, &se)
+	switch {
+	case errors.Is(err, secret.ErrNoCredentials):
+		return fmt.Sprintf("start the agent with its unit (LoadCredentialEncrypted= gives it the credential), seal the key there first (systemd-creds encrypt --name=NAME KEYFILE /etc/credstore.encrypted/NAME), or give a key file's absolute path in %s", field)
+	case errors.Is(err, secret.ErrDecrypt):
+		return "the sealed credential does not decrypt on this board (sealed on another one, or under another name): seal it again here with systemd-creds encrypt"
+	case errors.Is(err, secret.ErrExposed) && se != nil:
+		return fmt.Sprintf("others may read the key file, so the key may have leaked: chmod 0640 %s (owner root, group gateagent), and consider new keys", se.Path)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("put the key there, or correct %s in the config", field)
+	case errors.Is(err, fs.ErrPermission) && se != nil:
+		return fmt.Sprintf("let the agent's user read it: chgrp gateagent %s && chmod 0640 %s", se.Path, se.Path)
+	case errors.Is(err, config.ErrKeyFormat) && field == "keys.cache_key":
+		return "a cache key is exactly 32 random bytes: head -c 32 /dev/urandom > FILE (no newline)"
+	case errors.Is(err, config.ErrKeyFormat):
+		return "a fleet key is the file `issuer fleet-keygen --out FILE` writes"
+	}
+	return fmt.Sprintf("check %s in the config", field)
 }

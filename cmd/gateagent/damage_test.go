@@ -14,11 +14,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/config/configtest"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/feed/feedtest"
@@ -41,6 +46,14 @@ import (
 // gate must grant the valid code once it has rebuilt what it had to, and
 // the events not yet uploaded must reach the issuer, all but those the
 // agent reports lost, by count.
+//
+// Record-level damage (bytes of a certificate's record changed in a file
+// whole page by page) fails authentication under the cache key: the
+// harness finds the records each trial changed, by comparing the files,
+// and shows that none of them is ever granted: with the issuer out of
+// reach the gate refuses their codes (and, for a revoked certificate,
+// after the heal too), and once the issuer answers the valid ones are
+// refetched and granted again.
 //
 // GATEAGENT_DAMAGE_SEED replays a run; GATEAGENT_DAMAGE_TRIALS sets the
 // number of trials (32; 6 under qemu, GATEAGENT_TEST_EXEC, where each
@@ -71,6 +84,7 @@ func TestDamageHarness(t *testing.T) {
 	for i := range trials {
 		h.trial(t, i, r)
 	}
+	t.Logf("%d certificates' records damaged over the trials (%d of them revoked): none granted while damaged", h.damaged, h.damagedRevoked)
 }
 
 // harness is the station the trials share: the agent binary, the issuer
@@ -80,16 +94,24 @@ func TestDamageHarness(t *testing.T) {
 type harness struct {
 	bin     string
 	srv     *issuertest.Server
-	key     string // the trusted issuer key, for the config
-	tty     *scannertest.Socat
+	key     string             // the trusted issuer key, for the config
+	keys    string             // the [keys] section: the gate's key files
+	tty     *scannertest.Socat // the trial's scanner line
 	peer    *os.File
 	cert    issuer.Certificate // the passenger whose code is scanned
 	files   map[string][]byte  // cache.db, journal.db
 	pending map[uint64]bool    // events in the journal not yet uploaded
+	// certs are the synthetic certificates by ID, revoked the ones the
+	// issuer revoked before the gate synced.
+	certs   map[verify.CertID]verify.Cert
+	revoked map[verify.CertID]bool
+	// damaged counts the certificates whose records the trials changed,
+	// and how many of those were revoked.
+	damaged, damagedRevoked int
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{bin: buildAgent(t)}
+	h := &harness{bin: buildAgent(t), keys: configtest.TOML(t, t.TempDir())}
 	signer := feedtest.Signer(t, "test-1", 1)
 	h.key = signer.Public().String()
 	h.srv = issuertest.Start(t, issuer.Options{Signer: signer, Now: time.Now})
@@ -104,27 +126,36 @@ func newHarness(t *testing.T) *harness {
 	if err := h.srv.InsertSynthetic(certs); err != nil {
 		t.Fatal(err)
 	}
+	// Every tenth revoked: a revocation flag damaged must never let one in.
+	h.certs, h.revoked = map[verify.CertID]verify.Cert{}, map[verify.CertID]bool{}
+	for i, c := range certs {
+		h.certs[c.ID] = c
+		if i%10 == 3 {
+			if err := h.srv.Revoke(c.ID); err != nil {
+				t.Fatal(err)
+			}
+			h.revoked[c.ID] = true
+		}
+	}
 	n := "11010519900307123"
 	var err error
 	if h.cert, err = h.srv.Apply(issuer.Application{Name: "乘客", DocType: issuer.DocResidentID,
 		DocNumber: n + string(idcard.CheckChar(n)), City: "广州", FaceCheck: "passed"}); err != nil {
 		t.Fatal(err)
 	}
-	h.tty = scannertest.Start(t)
-	h.peer = h.tty.OpenPeer(t)
 
 	// The gate's files: synced from the issuer, and 150 events recorded
 	// while the issuer was not taking uploads.
 	dir := t.TempDir()
-	c, err := cache.Open(filepath.Join(dir, "cache.db"), nil)
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := cache.OpenJournal(filepath.Join(dir, "journal.db"), nil)
+	j, err := cache.OpenJournal(filepath.Join(dir, "journal.db"), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := keysync.New(keysync.Config{URL: h.srv.URL, Keys: feedtest.Keyring(t, signer), Cache: c, Journal: j})
+	cl, err := keysync.New(keysync.Config{URL: h.srv.URL, Keys: feedtest.Keyring(t, signer), Fleet: feedtest.Fleet(t), Cache: c, Journal: j})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +201,12 @@ func buildAgent(t *testing.T) string {
 
 // trial damages a copy of the gate's files and runs the binary on them.
 func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
+	start := time.Now()
 	dir := t.TempDir()
+	// A scanner line of its own: no code written for an earlier trial's
+	// agent is left for this one to read.
+	h.tty = scannertest.Start(t)
+	h.peer = h.tty.OpenPeer(t)
 	gateID := fmt.Sprintf("DMG-%02d", i)
 	var damage []string
 	for name, b := range h.files {
@@ -207,9 +243,10 @@ repeat_window = "0s"
 kind = "sim"
 [timing]
 deny = "20ms"
+pass_timeout = "300ms"
 [control]
 socket = %q
-`, gateID, filepath.Join(dir, "cache.db"), h.srv.URL, h.key, h.tty.Dev, filepath.Join(dir, "control.sock"))), 0o600); err != nil {
+%s`, gateID, filepath.Join(dir, "cache.db"), h.srv.URL, h.key, h.tty.Dev, filepath.Join(dir, "control.sock"), h.keys)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	what := fmt.Sprintf("trial %d (%s)", i, strings.Join(damage, "; "))
@@ -230,14 +267,64 @@ socket = %q
 	}
 	ch, _ := rep.Find(diag.NameCache)
 	bl, _ := rep.Find(diag.NameBacklog)
-	if whole["cache.db"] == (ch.Status == diag.Fail) || whole["journal.db"] == (bl.Status == diag.Fail) {
+	// A cache whose cursor or key check fails authentication is whole page
+	// by page but not usable: diag says so.
+	chFail := ch.Status == diag.Fail && !strings.Contains(ch.Line, "is unauthentic")
+	if whole["cache.db"] == chFail || whole["journal.db"] == (bl.Status == diag.Fail) {
 		t.Fatalf("%s: cache check says cache whole %v, journal whole %v; diag says %s: %s; %s: %s",
 			what, whole["cache.db"], whole["journal.db"], ch.Status, ch.Line, bl.Status, bl.Line)
 	}
 
+	// Records changed in a cache file whole page by page: never granted.
+	var damagedIDs []verify.CertID
+	changed := map[verify.CertID]bool{} // still under their ID, value changed: the agent names them
+	if whole["cache.db"] {
+		var gone []verify.CertID // their key bytes changed: unknown now
+		damagedIDs, gone = changedRecords(t, filepath.Join(dir, "cache.db"), h.files["cache.db"])
+		for _, id := range damagedIDs {
+			changed[id] = true
+		}
+		damagedIDs = append(damagedIDs, gone...)
+		if len(changed) > 0 {
+			rc, _ := rep.Find(diag.NameRecords)
+			if rc.Status != diag.Fail || !strings.Contains(rc.Line, "certificate ") {
+				t.Fatalf("%s: records %v changed, diag's records check says %s: %s", what, damagedIDs, rc.Status, rc.Line)
+			}
+		}
+	}
+	var known []verify.CertID
+	for _, id := range damagedIDs {
+		if _, ok := h.certs[id]; ok && len(known) < 5 {
+			known = append(known, id)
+		}
+	}
+
 	// The gate: it starts, rebuilds what it must, grants the valid code.
-	// The passenger scans again every 300 ms until the gate opens.
+	if len(known) > 0 {
+		h.srv.Stop() // nothing can be healed: the damaged records stay
+	}
 	a := h.start(t, what, cfg)
+	if len(known) > 0 {
+		for _, id := range known {
+			h.scanRefused(t, what, a, h.certs[id])
+			h.damaged++
+			if h.revoked[id] {
+				h.damagedRevoked++
+			}
+		}
+		if n := a.relayOns.Load(); n != 0 {
+			t.Fatalf("%s: the relay opened %d times while the records of %v were damaged:\n%s", what, n, known, a.out.String())
+		}
+		for _, id := range known {
+			// Named off the scan path, so not necessarily before the lamp.
+			named := func() bool { return strings.Contains(a.out.String(), `record="certificate `+id.String()+`"`) }
+			if changed[id] && !eventually.Within(5*time.Second, named) {
+				t.Fatalf("%s: the agent's log does not name the damaged record of %s:\n%s", what, id, a.out.String())
+			}
+		}
+		h.srv.Restart()
+	}
+	// The passenger scans again every 300 ms until the gate opens.
 	if !eventually.Within(30*time.Second, func() bool {
 		tok, err := h.srv.Token(h.cert.ID, time.Now())
 		if err != nil {
@@ -258,8 +345,24 @@ socket = %q
 		t.Fatalf("%s: the valid code was not granted within 30 s:\n%s", what, a.out.String())
 	}
 	rebuilt := strings.Contains(a.out.String(), "the key cache is damaged")
-	if rebuilt == whole["cache.db"] {
+	// A file whole page by page whose cursor or key check value fails
+	// authentication is rebuilt too (the check without the key cannot
+	// see that).
+	unauthentic := strings.Contains(a.out.String(), "damage=\"unauthentic")
+	if rebuilt == (whole["cache.db"] && !unauthentic) {
 		t.Fatalf("%s: cache check said whole=%v, the agent rebuilt=%v:\n%s", what, whole["cache.db"], rebuilt, a.out.String())
+	}
+	// Healed from the feed: the valid ones granted, the revoked ones never.
+	for _, id := range known {
+		if h.revoked[id] {
+			before := a.relayOns.Load()
+			h.scanRefused(t, what, a, h.certs[id])
+			if a.relayOns.Load() != before {
+				t.Fatalf("%s: revoked certificate %s granted after the heal", what, id)
+			}
+			continue
+		}
+		h.scanGranted(t, what, a, h.certs[id])
 	}
 
 	// Every event not yet uploaded reaches the issuer, but those the
@@ -293,8 +396,8 @@ socket = %q
 	}) {
 		t.Fatalf("%s: %d events missing at the issuer, %d reported lost:\n%s", what, missing, lost, a.out.String())
 	}
-	t.Logf("%s: cache whole %v, journal whole %v; %d events lost (reported %d, exact %v)",
-		what, whole["cache.db"], whole["journal.db"], missing, lost, exact)
+	t.Logf("%s: cache whole %v, journal whole %v, %d damaged records scanned; %d events lost (reported %d, exact %v); %v",
+		what, whole["cache.db"], whole["journal.db"], len(known), missing, lost, exact, time.Since(start).Round(100*time.Millisecond))
 	h.stop(t, what, a)
 }
 
@@ -371,6 +474,19 @@ type agentProc struct {
 	relayOn chan struct{}   // closed at the first "hw: relay on"
 	exited  chan struct{}
 	err     error
+	// The simulated board's lines so far: each grant turns the relay on,
+	// each refusal the red lamp.
+	relayOns, relayOffs, redOns, redOffs atomic.Int64
+}
+
+// idle waits until the gate has locked again after its last grant (a
+// scan while a passenger may pass is not checked).
+func (a *agentProc) idle(t *testing.T, what string) {
+	t.Helper()
+	// The start's "off" comes first.
+	if !eventually.Within(10*time.Second, func() bool { return a.relayOffs.Load() > a.relayOns.Load() }) {
+		t.Fatalf("%s: the gate did not lock again within 10 s:\n%s", what, a.out.String())
+	}
 }
 
 func (h *harness) start(t *testing.T, what, cfg string) *agentProc {
@@ -390,9 +506,19 @@ func (h *harness) start(t *testing.T, what, cfg string) *agentProc {
 		on := false
 		for sc.Scan() {
 			a.out.Write([]byte(sc.Text() + "\n"))
-			if sc.Text() == "hw: relay on" && !on {
-				on = true
-				close(a.relayOn)
+			switch sc.Text() {
+			case "hw: relay on":
+				a.relayOns.Add(1)
+				if !on {
+					on = true
+					close(a.relayOn)
+				}
+			case "hw: relay off":
+				a.relayOffs.Add(1)
+			case "hw: red on":
+				a.redOns.Add(1)
+			case "hw: red off":
+				a.redOffs.Add(1)
 			}
 		}
 		a.err = a.cmd.Wait()
@@ -416,5 +542,84 @@ func (h *harness) stop(t *testing.T, what string, a *agentProc) {
 	}
 	if code := exitCode(t, what, []string{"run"}, a.err, a.out.String()); code != 0 {
 		t.Fatalf("%s: the agent exited %d after SIGTERM:\n%s", what, code, a.out.String())
+	}
+}
+
+// changedRecords opens the damaged cache and the original (both whole page
+// by page, so bbolt may read them) and returns the cert IDs whose records
+// changed under their ID, and those gone (their key bytes changed: the
+// record moved under another ID).
+func changedRecords(t *testing.T, path string, original []byte) (changed, gone []verify.CertID) {
+	t.Helper()
+	orig := filepath.Join(t.TempDir(), "original.db")
+	if err := os.WriteFile(orig, original, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) map[string]string {
+		db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		defer db.Close()
+		m := map[string]string{}
+		db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket([]byte("certs")); b != nil {
+				b.ForEach(func(k, v []byte) error { m[string(k)] = string(v); return nil })
+			}
+			return nil
+		})
+		return m
+	}
+	before, after := read(orig), read(path)
+	for k, v := range before {
+		if w, ok := after[k]; !ok {
+			gone = append(gone, verify.CertID([]byte(k)))
+		} else if w != v {
+			changed = append(changed, verify.CertID([]byte(k)))
+		}
+	}
+	return changed, gone
+}
+
+// scanRefused scans c's code and waits for the gate's refusal (its red
+// lamp on, then off).
+func (h *harness) scanRefused(t *testing.T, what string, a *agentProc, c verify.Cert) {
+	t.Helper()
+	a.idle(t, what)
+	on, off, relay := a.redOns.Load(), a.redOffs.Load(), a.relayOns.Load()
+	tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now()))
+	if _, err := h.peer.Write([]byte(tok.String() + "\r")); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually.Within(20*time.Second, func() bool {
+		if a.relayOns.Load() > relay {
+			t.Fatalf("%s: certificate %s scanned, the relay opened:\n%s", what, c.ID, a.out.String())
+		}
+		select {
+		case <-a.exited:
+			t.Fatalf("%s: the agent exited:\n%s", what, a.out.String())
+		default:
+		}
+		return a.redOns.Load() != on && a.redOffs.Load() != off
+	}) {
+		t.Fatalf("%s: no refusal of certificate %s within 20 s:\n%s", what, c.ID, a.out.String())
+	}
+}
+
+// scanGranted scans c's code until the gate grants it (once its record is
+// healed), within 30 s.
+func (h *harness) scanGranted(t *testing.T, what string, a *agentProc, c verify.Cert) {
+	t.Helper()
+	// Scanned again every 300 ms until the gate opens.
+	if !eventually.Within(30*time.Second, func() bool {
+		a.idle(t, what)
+		before := a.relayOns.Load()
+		tok := verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now()))
+		if _, err := h.peer.Write([]byte(tok.String() + "\r")); err != nil {
+			t.Fatal(err)
+		}
+		return eventually.Within(300*time.Millisecond, func() bool { return a.relayOns.Load() > before })
+	}) {
+		t.Fatalf("%s: certificate %s, damaged then healed, not granted within 30 s:\n%s", what, c.ID, a.out.String())
 	}
 }

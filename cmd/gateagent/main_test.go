@@ -38,7 +38,7 @@ func TestVersion(t *testing.T) {
 
 func TestCacheCommand(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,25 +46,39 @@ func TestCacheCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	cfg := simConfig(t, t.TempDir(), path, "")
 
-	code, out, errOut := runArgs("cache", "stats", path)
+	code, out, errOut := runArgs("cache", "stats", path, "--config", cfg)
 	var st cache.Stats
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Certs != 3 || st.Feed.Cursor != 3 {
 		t.Fatalf("stats: %d %q %q", code, out, errOut)
 	}
-	if code, out, _ := runArgs("cache", "check", path); code != 0 || !strings.Contains(out, "is whole") {
+	if code, out, _ := runArgs("cache", "check", path, "--config", cfg); code != 0 || !strings.Contains(out, "is whole") || !strings.Contains(out, "4 records authenticate") {
 		t.Fatalf("check: %d %q", code, out)
 	}
+	// Without the gate's keys: the pages only.
+	if code, out, _ := runArgs("cache", "check", path, "--config", filepath.Join(t.TempDir(), "none.toml")); code != 1 {
+		t.Fatalf("check with a config that is not there: %d %q", code, out)
+	}
+	// A record changed on the disk: the file is whole, the record is not.
+	victim := cachetest.Cert(1, 3).ID
+	if err := cachetest.DamageRecord(path, "certs", victim[:], 30, 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runArgs("cache", "check", path, "--config", cfg); code != 1 || !strings.Contains(errOut, "1 of its 4 records fail authentication") ||
+		!strings.Contains(errOut, "certificate "+victim.String()) {
+		t.Fatalf("check of a damaged record: %d %q", code, errOut)
+	}
 
-	j, err := cache.OpenJournal(cache.JournalPath(path), nil)
+	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
-	if code, out, _ := runArgs("cache", "check", j.Path()); code != 0 || !strings.Contains(out, "is whole (a gateagent journal)") {
+	if code, out, _ := runArgs("cache", "check", j.Path(), "--config", cfg); code != 0 || !strings.Contains(out, "is whole (a gateagent journal)") {
 		t.Fatalf("check of a journal: %d %q", code, out)
 	}
-	if code, out, errOut := runArgs("cache", "stats", j.Path()); code != 0 || !strings.Contains(out, `"backlog"`) {
+	if code, out, errOut := runArgs("cache", "stats", j.Path(), "--config", cfg); code != 0 || !strings.Contains(out, `"backlog"`) {
 		t.Fatalf("stats of a journal: %d %q %q", code, out, errOut)
 	}
 
@@ -99,7 +113,7 @@ func TestCacheCheckEmptyAndTruncated(t *testing.T) {
 	}
 
 	full := filepath.Join(dir, "full.db")
-	c, err := cache.Open(full, nil)
+	c, err := cache.Open(full, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

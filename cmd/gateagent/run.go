@@ -126,6 +126,8 @@ func preflightStep(key string) string {
 		return "cache"
 	case strings.HasPrefix(key, "station"):
 		return "station"
+	case strings.HasPrefix(key, "keys"):
+		return "keys"
 	}
 	return "feed"
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/config/configtest"
 	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 )
@@ -20,6 +21,7 @@ func TestRunCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex = []byte(strings.NewReplacer("/var/lib/gateagent", dir, "/run/gateagent", dir).Replace(string(ex)))
+	configtest.Credentials(t) // the example names the unit's credentials
 	example := filepath.Join(dir, "gateagent.toml")
 	os.WriteFile(example, ex, 0o600)
 	if code, out, errOut := runArgs("run", "--config", example, "--check", "--user", me(t)); code != 0 || !strings.Contains(out, "config is good") || !strings.Contains(out, "ready to start") {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/config/configtest"
 	"gateagent/feed/feedtest"
 	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
@@ -57,7 +58,7 @@ kind = "sim"
 deny = "20ms"
 [control]
 socket = %q
-`, filepath.Join(dir, "cache.db"), srv.URL, signer.Public().String(), tty.Dev, sock)), 0o600); err != nil {
+%s`, filepath.Join(dir, "cache.db"), srv.URL, signer.Public().String(), tty.Dev, sock, configtest.TOML(t, t.TempDir()))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/cache/cachetest"
+	"gateagent/config/configtest"
 	"gateagent/internal/syncbuf"
 )
 
@@ -101,6 +103,12 @@ func noCrash(t *testing.T, st *os.ProcessState, stderr string) {
 // its path. extra is appended to the file: sections that change a key.
 func simConfig(t *testing.T, dir, cachePath, feedExtra string) string {
 	t.Helper()
+	return simConfigKeys(t, dir, cachePath, feedExtra, configtest.TOML(t, t.TempDir()))
+}
+
+// simConfigKeys is simConfig with the [keys] section given.
+func simConfigKeys(t *testing.T, dir, cachePath, feedExtra, keys string) string {
+	t.Helper()
 	path := filepath.Join(dir, "gateagent.toml")
 	err := os.WriteFile(path, []byte(fmt.Sprintf(`version = 1
 [gate]
@@ -116,7 +124,7 @@ port = %q
 kind = "sim"
 [control]
 socket = %q
-`, cachePath, feedExtra, filepath.Join(dir, "no-scanner"), filepath.Join(dir, "control.sock"))), 0o644)
+%s`, cachePath, feedExtra, filepath.Join(dir, "no-scanner"), filepath.Join(dir, "control.sock"), keys)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +189,13 @@ func TestStartWithoutCacheDirectory(t *testing.T) {
 func TestStartWithUnwritableCache(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cache.db")
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	cfg := simConfig(t, dir, path, "")
+	keysDir := t.TempDir()
+	cfg := simConfigKeys(t, dir, path, "", configtest.TOML(t, keysDir))
 	cmd := gateagent("run", "--config", cfg)
 	as := me(t)
 	if os.Getuid() == 0 {
@@ -198,6 +207,12 @@ func TestStartWithUnwritableCache(t *testing.T) {
 		self := asNobody(t, dir)
 		if err := os.Chown(dir, 65534, 65534); err != nil {
 			t.Fatal(err)
+		}
+		// Its keys are its own (this test is about the cache).
+		for _, name := range []string{"", "cache.key", "fleet.key"} {
+			if err := os.Chown(filepath.Join(keysDir, name), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for _, c := range []*exec.Cmd{cmd, check} {
 			c.Args[argIndex(c, os.Args[0])] = self
@@ -268,7 +283,7 @@ func argIndex(cmd *exec.Cmd, s string) int {
 func TestStartWithCacheHeldByAnotherProcess(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cache.db")
-	c, err := cache.Open(path, nil)
+	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,16 +74,30 @@ func parseKey(data []byte) (*feed.Signer, error) {
 	return feed.NewSigner(id, ed25519.NewKeyFromSeed(seed))
 }
 
-// writeKey writes s's key file at path with mode 0600, atomically: a temp
-// file in the same directory, fsync, rename. It refuses to replace a file.
-func writeKey(path string, s *feed.Signer) (err error) {
+// writeKey writes s's key file at path with mode 0600, atomically, and
+// never over an existing file.
+func writeKey(path string, s *feed.Signer) error {
+	content := fmt.Sprintf("%s\n%s %s\n", keyHeader, s.KeyID, base64.StdEncoding.EncodeToString(s.Key.Seed()))
+	if err := writeSecret(path, []byte(content)); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s already exists: refusing to overwrite a signing key; choose another --key, or move the old file aside first", path)
+		}
+		return fmt.Errorf("write key file: %w", err)
+	}
+	return nil
+}
+
+// writeSecret writes content to a new file at path with mode 0600,
+// atomically: a temp file in the same directory, fsync, rename. It
+// refuses to replace a file (fs.ErrExist).
+func writeSecret(path string, content []byte) (err error) {
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s already exists: refusing to overwrite a signing key; choose another --key, or move the old file aside first", path)
+		return fs.ErrExist
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*") // mode 0600
 	if err != nil {
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -91,23 +105,25 @@ func writeKey(path string, s *feed.Signer) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	content := fmt.Sprintf("%s\n%s %s\n", keyHeader, s.KeyID, base64.StdEncoding.EncodeToString(s.Key.Seed()))
 	if err := tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
-	if _, err := tmp.WriteString(content); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+	if _, err := tmp.Write(content); err != nil {
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+	// A hard link, not a rename: it fails if the name appeared meanwhile,
+	// so a key is never replaced.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err
 	}
-	if d, err := os.Open(dir); err == nil { // make the rename durable
+	os.Remove(tmp.Name())
+	if d, err := os.Open(dir); err == nil { // make the new name durable
 		d.Sync()
 		d.Close()
 	}

@@ -4,7 +4,9 @@
 //
 //	issuer keygen --key FILE [--id KEYID]   create the feed signing key
 //	issuer pubkey --key FILE                print the trusted-key line for gate configs
-//	issuer serve --db FILE --key FILE ...   serve the issuer's HTTP API and key feed
+//	issuer fleet-keygen --out FILE          create the gate fleet's key pair
+//	issuer serve --db FILE --key FILE --fleet-key KEY ...
+//	                                        serve the issuer's HTTP API and key feed
 //	issuer apply --name N --doc-number D --city C [--show-key]
 //	                                        apply for a certificate
 //	issuer revoke CERTID                    revoke a certificate
@@ -31,7 +33,7 @@ func root() *cli.Command {
 		Name: "issuer",
 		Help: "The reference issuer of electronic temporary ride ID certificates, and its client.",
 		Commands: []*cli.Command{
-			keygenCmd(), pubkeyCmd(), serveCmd(), applyCmd(), revokeCmd(), historyCmd(), showCmd(), eventsCmd(),
+			keygenCmd(), pubkeyCmd(), fleetKeygenCmd(), serveCmd(), applyCmd(), revokeCmd(), historyCmd(), showCmd(), eventsCmd(),
 		},
 	}
 }

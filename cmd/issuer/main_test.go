@@ -68,6 +68,58 @@ func keygen(t *testing.T) (path, trusted string) {
 	return path, lines[len(lines)-1]
 }
 
+// fleetKey makes a fleet key pair with fleet-keygen and returns the private
+// key file and the public line it printed.
+func fleetKey(t *testing.T) (path, public string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "fleet.key")
+	code, out, errOut := runArgs("fleet-keygen", "--out", path)
+	if code != 0 {
+		t.Fatalf("fleet-keygen: %d %q %q", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	return path, lines[len(lines)-1]
+}
+
+func TestFleetKeygen(t *testing.T) {
+	path, line := fleetKey(t)
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("fleet key file: %v %v", st.Mode(), err)
+	}
+	pub, err := feed.ParseFleetPublic(line)
+	if err != nil {
+		t.Fatalf("public line %q: %v", line, err)
+	}
+	data, _ := os.ReadFile(path)
+	k, err := feed.ParseFleetKey(data)
+	if err != nil || k.ID != pub.ID || k.Public().String() != line {
+		t.Fatalf("the private file holds %v (%v), the line says %s", k, err, line)
+	}
+	if code, _, errOut := runArgs("fleet-keygen", "--out", path); code != 1 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("fleet-keygen over an existing file: %d %q", code, errOut)
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(again, data) {
+		t.Fatal("fleet-keygen changed an existing key file")
+	}
+	if code, _, _ := runArgs("fleet-keygen"); code != 64 {
+		t.Fatalf("fleet-keygen without --out: %d", code)
+	}
+	key, _ := keygen(t)
+	db := filepath.Join(t.TempDir(), "issuer.db")
+	if code, _, errOut := runArgs("serve", "--db", db, "--key", key); code != 64 || !strings.Contains(errOut, "--fleet-key is required") {
+		t.Fatalf("serve without a fleet key: %d %q", code, errOut)
+	}
+	for _, bad := range []string{"AAAA", line[:len(line)-2] + "AA", line + "x"} {
+		if code, _, _ := runArgs("serve", "--db", db, "--key", key, "--fleet-key", bad); code != 64 {
+			t.Errorf("serve --fleet-key %q: exit %d, want 64", bad, code)
+		}
+	}
+	if code, _, errOut := runArgs("serve", "--db", db, "--key", key, "--fleet-key", line, "--fleet-key", line); code != 64 || !strings.Contains(errOut, "twice") {
+		t.Errorf("serve with one fleet key twice: %d %q", code, errOut)
+	}
+}
+
 func TestKeygenPubkey(t *testing.T) {
 	path, line := keygen(t)
 	st, err := os.Stat(path)
@@ -116,7 +168,8 @@ func TestKeyRefused(t *testing.T) {
 		t.Fatalf("mode 0644: %d %q", code, errOut)
 	}
 	db := filepath.Join(t.TempDir(), "issuer.db")
-	if code, _, errOut := runArgs("serve", "--db", db, "--key", path); code != 1 || !strings.Contains(errOut, "chmod 600") {
+	_, fleet := fleetKey(t)
+	if code, _, errOut := runArgs("serve", "--db", db, "--key", path, "--fleet-key", fleet); code != 1 || !strings.Contains(errOut, "chmod 600") {
 		t.Fatalf("serve with mode 0644: %d %q", code, errOut)
 	}
 
@@ -182,8 +235,9 @@ func startServe(t *testing.T, args ...string) (addr string, log *syncbuf.Buffer,
 
 func TestServeEndToEnd(t *testing.T) {
 	key, trusted := keygen(t)
+	_, fleet := fleetKey(t)
 	db := filepath.Join(t.TempDir(), "issuer.db")
-	addr, log, stop := startServe(t, "--db", db, "--key", key, "--listen", "127.0.0.1:0")
+	addr, log, stop := startServe(t, "--db", db, "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0")
 	server := "http://" + addr + "/"
 	tk, _ := feed.ParseTrustedKey(trusted)
 	for _, want := range []string{"addr=" + addr, "key_id=" + tk.ID, "epoch="} {
@@ -249,7 +303,8 @@ func TestServeMutualTLS(t *testing.T) {
 	certFile, keyFile := ca.Issue(t, "issuer").WriteFiles(t, dir, "server")
 
 	key, _ := keygen(t)
-	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--listen", "127.0.0.1:0",
+	_, fleet := fleetKey(t)
+	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", caFile)
 
 	roots := ca.Pool()
@@ -276,7 +331,7 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 
 	// A client CA file that holds no certificate is refused.
-	if code, _, errOut := runArgs("serve", "--db", filepath.Join(dir, "issuer.db"), "--key", key,
+	if code, _, errOut := runArgs("serve", "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet,
 		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", keyFile); code != 1 || !strings.Contains(errOut, "no PEM certificate") {
 		t.Fatalf("bad client CA: %d %q", code, errOut)
 	}
@@ -290,7 +345,8 @@ func TestServeTLSTrust(t *testing.T) {
 	caFile, _ := ca.WriteFiles(t, dir, "ca")
 	certFile, keyFile := ca.Issue(t, "127.0.0.1").WriteFiles(t, dir, "server")
 	key, _ := keygen(t)
-	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--listen", "127.0.0.1:0",
+	_, fleet := fleetKey(t)
+	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile)
 	server := "https://" + addr + "/"
 	unknown := strings.Repeat("0", 32)
@@ -338,7 +394,8 @@ func TestHelpEverywhere(t *testing.T) {
 // the issuer logs each upload.
 func TestEventsCommand(t *testing.T) {
 	key, _ := keygen(t)
-	addr, log, _ := startServe(t, "--db", filepath.Join(t.TempDir(), "issuer.db"), "--key", key, "--listen", "127.0.0.1:0")
+	_, fleet := fleetKey(t)
+	addr, log, _ := startServe(t, "--db", filepath.Join(t.TempDir(), "issuer.db"), "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0")
 	server := "http://" + addr + "/"
 	at := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	cert := verify.CertID{0xab, 0xcd}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"gateagent/feed"
 	"gateagent/internal/cli"
 	"gateagent/internal/logging"
 	"gateagent/issuer"
@@ -38,6 +39,7 @@ type serveOpts struct {
 	pageSize                  int
 	maxAge, retention         time.Duration
 	tlsCert, tlsKey, clientCA string
+	fleet                     fleetKeys
 }
 
 // serveCmd opens the issuer's state file and serves its HTTP API until
@@ -51,6 +53,7 @@ func serveCmd() *cli.Command {
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.db, "db", "", "the issuer's state `FILE` (bbolt; created if absent; required)")
 			fs.StringVar(&o.keyPath, "key", "", "the signing key `FILE` written by `issuer keygen` (required)")
+			fs.Var(&o.fleet, "fleet-key", "a gate fleet public `KEY` (fleet-HEX:BASE64, as `issuer fleet-keygen` prints it) to seal certificate keys to; required; give it twice during a fleet key rotation")
 			fs.StringVar(&o.listen, "listen", "127.0.0.1:8440", "the `ADDRESS` to listen on")
 			fs.IntVar(&o.pageSize, "page-size", 0, "changes in a log page and certificates in a snapshot page (default 16384)")
 			fs.DurationVar(&o.maxAge, "max-age", 30*time.Minute, "how old a gate's cache may grow before it counts as stale")
@@ -67,6 +70,10 @@ func serve(c *cli.Context, o serveOpts) int {
 	switch {
 	case o.db == "" || o.keyPath == "":
 		return c.Usagef("--db and --key are required")
+	case len(o.fleet) == 0:
+		return c.Usagef("--fleet-key is required: the issuer seals certificate keys to the gate fleet (issuer fleet-keygen makes the key pair)")
+	case len(o.fleet) > feed.MaxWraps:
+		return c.Usagef("--fleet-key: at most %d", feed.MaxWraps)
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return c.Usagef("--tls-cert and --tls-key go together")
 	case o.clientCA != "" && o.tlsCert == "":
@@ -87,6 +94,7 @@ func serve(c *cli.Context, o serveOpts) int {
 	}
 	is, err := issuer.Open(o.db, issuer.Options{
 		Signer:       signer,
+		Fleet:        o.fleet,
 		PageSize:     o.pageSize,
 		MaxAge:       o.maxAge,
 		LogRetention: o.retention,
@@ -131,7 +139,7 @@ func serve(c *cli.Context, o serveOpts) int {
 	}()
 	addr := ln.Addr().String()
 	log.Info("issuer listening", "addr", addr, "tls", tlsConf != nil, "client_certs", o.clientCA != "",
-		"key_id", signer.KeyID, "epoch", fmt.Sprintf("%016x", is.Epoch()), "db", o.db)
+		"key_id", signer.KeyID, "fleet_keys", o.fleet.String(), "epoch", fmt.Sprintf("%016x", is.Epoch()), "db", o.db)
 	if serveReady != nil {
 		serveReady(addr)
 	}

@@ -69,6 +69,10 @@ func Start(t testing.TB, o issuer.Options) *Server {
 	if o.Signer == nil {
 		o.Signer = feedtest.Signer(t, "test-1", 1)
 	}
+	if o.Fleet == nil {
+		// feedtest.Fleet() holds its private part.
+		o.Fleet = feedtest.Publics(feedtest.FleetKey(t, feedtest.DefaultFleetSeed))
+	}
 	if o.Now == nil {
 		s.Clock = NewClock(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
 		o.Now = s.Clock.Now
