@@ -60,5 +60,9 @@ func (u Usage) Total() int64 {
 // Targets are the storages the harness can drive, by name: today's and
 // the candidate designs of docs/flash.md. Each opens its files in dir.
 var Targets = map[string]func(dir string) (Target, error){
-	"today": func(dir string) (Target, error) { return OpenToday(dir) },
+	"today":      func(dir string) (Target, error) { return OpenToday(dir) },
+	"logjournal": func(dir string) (Target, error) { return OpenLogJournal(dir) },
+	"delta-6h":   func(dir string) (Target, error) { return OpenDelta(dir, 6*time.Hour) },
+	"delta-12h":  func(dir string) (Target, error) { return OpenDelta(dir, 12*time.Hour) },
+	"delta-24h":  func(dir string) (Target, error) { return OpenDelta(dir, 24*time.Hour) },
 }

@@ -1,0 +1,169 @@
+package churn
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gateagent/cache"
+	"gateagent/event"
+	"gateagent/internal/flashproto"
+	"gateagent/verify"
+)
+
+// The candidate designs of docs/flash.md, as targets: prototypes from
+// internal/flashproto, used by nothing in production.
+
+// Segment sizes of the prototypes' logs: the journal's holds about 500
+// grants and their passages, the delta's about 2,000 feed batches.
+const (
+	journalSegment = 4 << 20
+	deltaSegment   = 16 << 20
+)
+
+// Delta is the candidate: the journal as a log (flashproto.LogJournal),
+// the certificates as an immutable base rebuilt every period and a delta
+// log indexed in memory (flashproto.DeltaCerts).
+type Delta struct {
+	j *flashproto.LogJournal
+	c *flashproto.DeltaCerts
+}
+
+// OpenDelta opens (creating) the candidate's files in dir.
+func OpenDelta(dir string, period time.Duration) (*Delta, error) {
+	j, err := flashproto.OpenLogJournal(dir, journalSegment)
+	if err != nil {
+		return nil, err
+	}
+	c, err := flashproto.OpenDeltaCerts(dir, deltaSegment, period)
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	return &Delta{j: j, c: c}, nil
+}
+
+// Certs is the certificate store, for tests and the cold-start benchmark.
+func (t *Delta) Certs() *flashproto.DeltaCerts { return t.c }
+
+func (t *Delta) Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState) error {
+	return t.c.Load(pages, cursor, fs, fs.SyncedAt)
+}
+
+func (t *Delta) Apply(b *cache.Batch) error {
+	skipped, err := t.c.Apply(b)
+	if err == nil && skipped {
+		return errors.New("batch skipped")
+	}
+	return err
+}
+
+func (t *Delta) Lookup(id verify.CertID) (verify.Record, bool, error) {
+	r, ok, err := t.c.Lookup(id)
+	if ok {
+		r.LastPass, _ = t.j.LastPass(&id, verify.Entry)
+	}
+	return r, ok, err
+}
+
+func (t *Delta) AppendEvent(e event.Event) (uint64, error) { return t.j.AppendEvent(e) }
+
+func (t *Delta) RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error) {
+	return t.j.RecordPassage(id, dir, e)
+}
+
+func (t *Delta) Events(after uint64, max int) ([]event.Event, error) { return t.j.Events(after, max) }
+
+func (t *Delta) DeleteEventsThrough(seq uint64) (int, error) { return t.j.DeleteEventsThrough(seq) }
+
+func (t *Delta) Maintain(now time.Time, retention, window time.Duration) error {
+	if _, err := t.j.PurgePassages(now, window); err != nil {
+		return err
+	}
+	return t.c.Maintain(now, retention)
+}
+
+func (t *Delta) Usage() (Usage, error) {
+	base, delta := t.c.Sizes()
+	return Usage{
+		FileBytes: map[string]int64{"certs.db": base, "delta": delta, "journal": t.j.Size()},
+		Syncs:     t.c.Syncs() + t.j.Syncs(),
+	}, nil
+}
+
+func (t *Delta) Close() error { return errors.Join(t.j.Close(), t.c.Close()) }
+
+// LogJournal is today's certificate cache with the journal as a log: what
+// the journal alone changes.
+type LogJournal struct {
+	c *cache.Cache
+	f *boltFile
+	j *flashproto.LogJournal
+}
+
+// OpenLogJournal opens (creating) cache.db and the journal log in dir.
+func OpenLogJournal(dir string) (*LogJournal, error) {
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), nil)
+	if err != nil {
+		return nil, err
+	}
+	f, err := newBoltFile(c.Path())
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	j, err := flashproto.OpenLogJournal(dir, journalSegment)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &LogJournal{c: c, f: f, j: j}, nil
+}
+
+func (t *LogJournal) Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState) error {
+	tt := &Today{store: &cache.Store{Cache: t.c}, files: []*boltFile{t.f}}
+	return tt.Load(pages, cursor, fs)
+}
+
+func (t *LogJournal) Apply(b *cache.Batch) error {
+	res, err := t.c.Apply(b)
+	if err == nil && res.Skipped {
+		err = errors.New("batch skipped")
+	}
+	return join(err, t.f.observe())
+}
+
+func (t *LogJournal) Lookup(id verify.CertID) (verify.Record, bool, error) {
+	return t.c.Lookup(id, verify.Entry)
+}
+
+func (t *LogJournal) AppendEvent(e event.Event) (uint64, error) { return t.j.AppendEvent(e) }
+
+func (t *LogJournal) RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error) {
+	return t.j.RecordPassage(id, dir, e)
+}
+
+func (t *LogJournal) Events(after uint64, max int) ([]event.Event, error) {
+	return t.j.Events(after, max)
+}
+
+func (t *LogJournal) DeleteEventsThrough(seq uint64) (int, error) { return t.j.DeleteEventsThrough(seq) }
+
+func (t *LogJournal) Maintain(now time.Time, retention, window time.Duration) error {
+	if _, err := t.j.PurgePassages(now, window); err != nil {
+		return err
+	}
+	_, err := t.c.Purge(now, retention)
+	return join(err, t.f.observe())
+}
+
+func (t *LogJournal) Usage() (Usage, error) {
+	fi, err := os.Stat(t.c.Path())
+	if err != nil {
+		return Usage{}, err
+	}
+	return Usage{FileBytes: map[string]int64{"cache.db": fi.Size(), "journal": t.j.Size()}, Syncs: t.f.syncs + t.j.Syncs()}, nil
+}
+
+func (t *LogJournal) Close() error { return errors.Join(t.j.Close(), t.c.Close()) }

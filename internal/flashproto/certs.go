@@ -1,0 +1,549 @@
+package flashproto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gateagent/cache"
+	"gateagent/verify"
+)
+
+// DeltaCerts keeps the certificates in two parts:
+//
+//   - the base, certs.db: a bbolt file written once, in ID order, and
+//     never changed: its "groups" bucket maps the last ID of each group of
+//     up to GroupSize certificates to the group's records, packed (ID 16,
+//     record 49 each, ascending), so that a 4 KB page holds one group and
+//     the file stays within a few percent of the raw records; its "meta"
+//     bucket holds the feed's cursor and state it reflects and the delta
+//     LSN it covers;
+//   - the delta: every feed batch since the base was written, one record
+//     each in a Log (delta.*.log) written with one fdatasync, and indexed
+//     in memory (ID → record), rebuilt from the log at open.
+//
+// A lookup reads the index, then the base. Every Period (or at the first
+// maintenance after), the base is rebuilt: the old base and the delta
+// merged in ID order into a new file, certificates expired more than the
+// retention ago left out, synced, renamed over certs.db; then the delta's
+// segments are released. Expired certificates are never deleted in place.
+type DeltaCerts struct {
+	dir    string
+	period time.Duration
+	base   *bolt.DB
+	meta   baseMeta
+	log    *Log
+	idx    map[verify.CertID]dent
+	cursor uint64
+	fs     cache.FeedState
+	// Syncs counts the base's fsyncs (the log counts its own).
+	syncs int64
+	buf   []byte
+}
+
+type dent struct {
+	rec [recordLen]byte
+	lsn uint64
+}
+
+// baseMeta is what a base says of itself.
+type baseMeta struct {
+	Covers uint64          `json:"covers"` // the last delta LSN merged in
+	Cursor uint64          `json:"cursor"`
+	Feed   cache.FeedState `json:"feed"`
+	Built  time.Time       `json:"built"` // simulated time of the rebuild
+	Certs  int             `json:"certs"`
+}
+
+// GroupSize is the most certificates one base value holds: 62 × 65 bytes
+// and bbolt's 48 bytes of page header, element and key fit one 4 KB page.
+const GroupSize = 62
+
+const (
+	recordLen  = 1 + 8 + 8 + verify.KeyLen
+	entryLen   = verify.CertIDLen + recordLen
+	flagRevoke = 1 << 0
+	flagNoKey  = 1 << 1
+	kindBatch  = 1
+)
+
+var (
+	bucketGroups = []byte("groups")
+	bucketMeta   = []byte("meta")
+	keyMeta      = []byte("base")
+)
+
+// OpenDeltaCerts opens the certificate store in dir: the base read only,
+// the delta log replayed into the index.
+func OpenDeltaCerts(dir string, segBytes int64, period time.Duration) (*DeltaCerts, error) {
+	d := &DeltaCerts{dir: dir, period: period, idx: map[verify.CertID]dent{}}
+	os.Remove(filepath.Join(dir, "certs.db.new")) // a rebuild cut short
+	if err := d.openBase(); err != nil {
+		return nil, err
+	}
+	d.cursor, d.fs = d.meta.Cursor, d.meta.Feed
+	log, err := OpenLog(dir, "delta", segBytes, func(r Record) error {
+		if r.LSN <= d.meta.Covers {
+			return nil // in the base already
+		}
+		return d.replay(r)
+	})
+	if err != nil {
+		d.closeBase()
+		return nil, err
+	}
+	d.log = log
+	return d, nil
+}
+
+func (d *DeltaCerts) openBase() error {
+	path := filepath.Join(d.dir, "certs.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, NoStatistics: true})
+	if err != nil {
+		return err
+	}
+	var m baseMeta
+	err = db.View(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMeta)
+		if mb == nil || tx.Bucket(bucketGroups) == nil {
+			return fmt.Errorf("%s: not a base", path)
+		}
+		return json.Unmarshal(mb.Get(keyMeta), &m)
+	})
+	if err != nil {
+		db.Close()
+		return err
+	}
+	d.base, d.meta = db, m
+	return nil
+}
+
+func (d *DeltaCerts) closeBase() error {
+	if d.base == nil {
+		return nil
+	}
+	err := d.base.Close()
+	d.base = nil
+	return err
+}
+
+// A batch record: From 8, Next 8, feed state length 2 and JSON, count 4,
+// then count entries (ID 16, record 49): the records as they stand after
+// the batch, revocations included.
+func (d *DeltaCerts) replay(r Record) error {
+	p := r.Payload
+	if r.Kind != kindBatch || len(p) < 18 {
+		return fmt.Errorf("delta record %d: kind %d, %d bytes", r.LSN, r.Kind, len(p))
+	}
+	next := binary.LittleEndian.Uint64(p[8:])
+	fl := int(binary.LittleEndian.Uint16(p[16:]))
+	if len(p) < 18+fl+4 {
+		return fmt.Errorf("delta record %d: short", r.LSN)
+	}
+	var fs cache.FeedState
+	if err := json.Unmarshal(p[18:18+fl], &fs); err != nil {
+		return fmt.Errorf("delta record %d: %w", r.LSN, err)
+	}
+	p = p[18+fl:]
+	n := int(binary.LittleEndian.Uint32(p))
+	p = p[4:]
+	if len(p) != n*entryLen {
+		return fmt.Errorf("delta record %d: %d entries in %d bytes", r.LSN, n, len(p))
+	}
+	for i := range n {
+		e := p[i*entryLen:]
+		d.idx[verify.CertID(e)] = dent{rec: [recordLen]byte(e[verify.CertIDLen:]), lsn: r.LSN}
+	}
+	d.cursor, d.fs = next, fs
+	d.fs.Cursor = next
+	return nil
+}
+
+// record returns what the store holds for id: from the index, else the base.
+func (d *DeltaCerts) record(id verify.CertID) ([recordLen]byte, bool, error) {
+	if e, ok := d.idx[id]; ok {
+		return e.rec, true, nil
+	}
+	if d.base == nil {
+		return [recordLen]byte{}, false, nil
+	}
+	var rec [recordLen]byte
+	found := false
+	err := d.base.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketGroups).Cursor().Seek(id[:])
+		if k == nil {
+			return nil
+		}
+		n := len(v) / entryLen
+		lo, hi := 0, n
+		for lo < hi {
+			m := (lo + hi) / 2
+			if bytes.Compare(v[m*entryLen:m*entryLen+verify.CertIDLen], id[:]) < 0 {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if lo < n && bytes.Equal(v[lo*entryLen:lo*entryLen+verify.CertIDLen], id[:]) {
+			copy(rec[:], v[lo*entryLen+verify.CertIDLen:(lo+1)*entryLen])
+			found = true
+		}
+		return nil
+	})
+	return rec, found, err
+}
+
+// Lookup finds a certificate as cache.Cache.Lookup does.
+func (d *DeltaCerts) Lookup(id verify.CertID) (verify.Record, bool, error) {
+	rec, ok, err := d.record(id)
+	if err != nil || !ok || rec[0]&flagNoKey != 0 {
+		return verify.Record{}, false, err
+	}
+	r := verify.Record{}
+	r.ID = id
+	r.Revoked = rec[0]&flagRevoke != 0
+	r.NotBefore = time.Unix(int64(binary.BigEndian.Uint64(rec[1:])), 0).UTC()
+	r.NotAfter = time.Unix(int64(binary.BigEndian.Uint64(rec[9:])), 0).UTC()
+	copy(r.Key[:], rec[17:])
+	return r, true, nil
+}
+
+func putRecord(v []byte, c *verify.Cert, flags byte) {
+	if c.Revoked {
+		flags |= flagRevoke
+	}
+	v[0] = flags
+	binary.BigEndian.PutUint64(v[1:], uint64(c.NotBefore.Unix()))
+	binary.BigEndian.PutUint64(v[9:], uint64(c.NotAfter.Unix()))
+	copy(v[17:], c.Key[:])
+}
+
+// Apply writes a feed batch as one delta record, with the semantics of
+// cache.Cache.Apply: a batch held already is skipped, a gap refused, a
+// revocation final (also one that comes before its certificate).
+func (d *DeltaCerts) Apply(b *cache.Batch) (skipped bool, err error) {
+	switch {
+	case b.Next <= d.cursor:
+		return true, nil
+	case b.From > d.cursor:
+		return false, fmt.Errorf("%w: batch follows cursor %d, store is at %d", cache.ErrGap, b.From, d.cursor)
+	case b.Feed.Epoch != d.fs.Epoch:
+		return false, fmt.Errorf("%w: batch of epoch %x, store holds %x", cache.ErrGap, b.Feed.Epoch, d.fs.Epoch)
+	}
+	fs := b.Feed
+	fs.Cursor = b.Next
+	fj, err := json.Marshal(&fs)
+	if err != nil {
+		return false, err
+	}
+	local := map[verify.CertID][recordLen]byte{} // this batch's own, over the store
+	get := func(id verify.CertID) ([recordLen]byte, bool, error) {
+		if r, ok := local[id]; ok {
+			return r, true, nil
+		}
+		return d.record(id)
+	}
+	var order []verify.CertID
+	set := func(id verify.CertID, r [recordLen]byte) {
+		if _, ok := local[id]; !ok {
+			order = append(order, id)
+		}
+		local[id] = r
+	}
+	for i := range b.Upserts {
+		u := &b.Upserts[i]
+		old, ok, err := get(u.ID)
+		if err != nil {
+			return false, err
+		}
+		var flags byte
+		if ok && old[0]&flagRevoke != 0 {
+			flags = flagRevoke
+		}
+		var r [recordLen]byte
+		putRecord(r[:], u, flags)
+		set(u.ID, r)
+	}
+	for _, id := range b.Revokes {
+		old, ok, err := get(id)
+		if err != nil {
+			return false, err
+		}
+		var r [recordLen]byte
+		if ok {
+			if old[0]&flagRevoke != 0 {
+				continue
+			}
+			r = old
+			r[0] |= flagRevoke
+		} else {
+			at := b.Feed.IssuerTime
+			if at.IsZero() {
+				at = b.Feed.SyncedAt
+			}
+			c := verify.Cert{NotBefore: at, NotAfter: at.Add(cache.MaxValidity)}
+			putRecord(r[:], &c, flagRevoke|flagNoKey)
+		}
+		set(id, r)
+	}
+	p := binary.LittleEndian.AppendUint64(d.buf[:0], b.From)
+	p = binary.LittleEndian.AppendUint64(p, b.Next)
+	p = binary.LittleEndian.AppendUint16(p, uint16(len(fj)))
+	p = append(p, fj...)
+	p = binary.LittleEndian.AppendUint32(p, uint32(len(order)))
+	for _, id := range order {
+		r := local[id]
+		p = append(p, id[:]...)
+		p = append(p, r[:]...)
+	}
+	d.buf = p
+	lsn, err := d.log.Append(kindBatch, p, true)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range order {
+		d.idx[id] = dent{rec: local[id], lsn: lsn}
+	}
+	d.cursor, d.fs = b.Next, fs
+	return false, nil
+}
+
+// Load writes a full sync (certificates in ascending ID order) as a new
+// base, covering the whole delta.
+func (d *DeltaCerts) Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState, now time.Time) error {
+	fs.Cursor = cursor
+	next := func(yield func(id verify.CertID, rec []byte) bool) {
+		var r [recordLen]byte
+		for certs := range pages {
+			for i := range certs {
+				putRecord(r[:], &certs[i], 0)
+				if !yield(certs[i].ID, r[:]) {
+					return
+				}
+			}
+		}
+	}
+	if err := d.writeBase(next, baseMeta{Covers: d.log.Next() - 1, Cursor: cursor, Feed: fs, Built: now}); err != nil {
+		return err
+	}
+	clear(d.idx)
+	d.cursor, d.fs = cursor, fs
+	return d.log.Release(d.meta.Covers)
+}
+
+// Maintain rebuilds the base when Period has passed since the last.
+func (d *DeltaCerts) Maintain(now time.Time, retention time.Duration) error {
+	if now.Sub(d.meta.Built) < d.period {
+		return nil
+	}
+	return d.Rebuild(now, retention)
+}
+
+// Rebuild merges the base and the delta into a new base, leaving out the
+// certificates whose not_after lies more than retention before now.
+func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
+	cut := now.Add(-retention).Unix()
+	ids := make([]verify.CertID, 0, len(d.idx))
+	for id := range d.idx {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b verify.CertID) int { return bytes.Compare(a[:], b[:]) })
+	covers := d.log.Next() - 1
+	merged := func(yield func(id verify.CertID, rec []byte) bool) {
+		keep := func(id verify.CertID, rec []byte) bool {
+			if int64(binary.BigEndian.Uint64(rec[9:])) < cut {
+				return true // expired longer than the retention ago: left out
+			}
+			return yield(id, rec)
+		}
+		i := 0
+		if d.base != nil {
+			tx, err := d.base.Begin(false)
+			if err != nil {
+				return
+			}
+			defer tx.Rollback()
+			c := tx.Bucket(bucketGroups).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				for o := 0; o+entryLen <= len(v); o += entryLen {
+					bid := verify.CertID(v[o:])
+					for i < len(ids) && bytes.Compare(ids[i][:], bid[:]) < 0 {
+						e := d.idx[ids[i]]
+						if !keep(ids[i], e.rec[:]) {
+							return
+						}
+						i++
+					}
+					if i < len(ids) && ids[i] == bid {
+						continue // the delta's record replaces the base's
+					}
+					if !keep(bid, v[o+verify.CertIDLen:o+entryLen]) {
+						return
+					}
+				}
+			}
+		}
+		for ; i < len(ids); i++ {
+			e := d.idx[ids[i]]
+			if !keep(ids[i], e.rec[:]) {
+				return
+			}
+		}
+	}
+	fs := d.fs
+	fs.Cursor = d.cursor
+	if err := d.writeBase(merged, baseMeta{Covers: covers, Cursor: d.cursor, Feed: fs, Built: now}); err != nil {
+		return err
+	}
+	for id, e := range d.idx {
+		if e.lsn <= covers {
+			delete(d.idx, id)
+		}
+	}
+	return d.log.Release(covers)
+}
+
+// rebuildSyncEvery bounds the dirty bytes of a rebuild: its file is
+// synced after every so many commits of about 1 MB, so that a grant's
+// fsync never waits behind a whole file's worth of writeback.
+const rebuildSyncEvery = 4
+
+// writeBase writes the entries next yields (ascending IDs) as the new
+// base, syncs it, renames it over certs.db and opens it.
+func (d *DeltaCerts) writeBase(next func(yield func(verify.CertID, []byte) bool), m baseMeta) error {
+	tmp := filepath.Join(d.dir, "certs.db.new")
+	os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, NoFreelistSync: true, NoStatistics: true})
+	if err != nil {
+		return err
+	}
+	d.syncs++ // bbolt syncs a new file's first pages whatever NoSync says
+	fail := func(err error) error {
+		db.Close()
+		os.Remove(tmp)
+		return err
+	}
+	group := make([]byte, 0, GroupSize*entryLen)
+	var groups [][]byte // a commit's worth
+	var last []verify.CertID
+	commits := 0
+	flush := func(final bool) error {
+		if len(groups) == 0 && !final {
+			return nil
+		}
+		err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketGroups)
+			if err != nil {
+				return err
+			}
+			b.FillPercent = 1.0
+			for i, g := range groups {
+				if err := b.Put(last[i][:], g); err != nil {
+					return err
+				}
+			}
+			if final {
+				mb, err := tx.CreateBucketIfNotExists(bucketMeta)
+				if err != nil {
+					return err
+				}
+				mj, err := json.Marshal(&m)
+				if err != nil {
+					return err
+				}
+				return mb.Put(keyMeta, mj)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		groups, last = groups[:0], last[:0]
+		if commits++; commits%rebuildSyncEvery == 0 || final {
+			d.syncs++
+			return db.Sync()
+		}
+		return nil
+	}
+	var lastID verify.CertID
+	n := 0
+	var werr error
+	for id, rec := range next {
+		group = append(group, id[:]...)
+		group = append(group, rec...)
+		lastID = id
+		n++
+		if len(group) == GroupSize*entryLen {
+			groups, last = append(groups, group), append(last, lastID)
+			group = make([]byte, 0, GroupSize*entryLen)
+			if len(groups) == 256 {
+				if werr = flush(false); werr != nil {
+					break
+				}
+			}
+		}
+	}
+	if werr != nil {
+		return fail(werr)
+	}
+	if len(group) > 0 {
+		groups, last = append(groups, group), append(last, lastID)
+	}
+	m.Certs = n
+	if err := flush(true); err != nil {
+		return fail(err)
+	}
+	if err := db.Close(); err != nil {
+		return fail(err)
+	}
+	if err := d.closeBase(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(d.dir, "certs.db")); err != nil {
+		return err
+	}
+	if err := syncDir(d.dir); err != nil {
+		return err
+	}
+	d.syncs++
+	return d.openBase()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Delta is the number of certificates in the index.
+func (d *DeltaCerts) Delta() int { return len(d.idx) }
+
+// Syncs counts the fsyncs of the base and the delta log.
+func (d *DeltaCerts) Syncs() int64 { return d.syncs + d.log.Syncs }
+
+// Sizes is the bytes of the base and of the delta log.
+func (d *DeltaCerts) Sizes() (base, delta int64) {
+	if fi, err := os.Stat(filepath.Join(d.dir, "certs.db")); err == nil {
+		base = fi.Size()
+	}
+	return base, d.log.Size()
+}
+
+// Close closes the files.
+func (d *DeltaCerts) Close() error {
+	return errors.Join(d.closeBase(), d.log.Close())
+}
