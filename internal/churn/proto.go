@@ -148,7 +148,9 @@ func (t *LogJournal) Events(after uint64, max int) ([]event.Event, error) {
 	return t.j.Events(after, max)
 }
 
-func (t *LogJournal) DeleteEventsThrough(seq uint64) (int, error) { return t.j.DeleteEventsThrough(seq) }
+func (t *LogJournal) DeleteEventsThrough(seq uint64) (int, error) {
+	return t.j.DeleteEventsThrough(seq)
+}
 
 func (t *LogJournal) Maintain(now time.Time, retention, window time.Duration) error {
 	if _, err := t.j.PurgePassages(now, window); err != nil {
