@@ -169,3 +169,89 @@ func (t *LogJournal) Usage() (Usage, error) {
 }
 
 func (t *LogJournal) Close() error { return errors.Join(t.j.Close(), t.c.Close()) }
+
+// Bolt is flashproto.BoltStore as a target: today's transactions on bbolt
+// files opened with other options, or with a rebuild instead of the purge.
+type Bolt struct {
+	s     *flashproto.BoltStore
+	files []*boltFile
+}
+
+// OpenBolt opens (creating) the replica's files in dir.
+func OpenBolt(dir string, o flashproto.BoltOptions) (*Bolt, error) {
+	s, err := flashproto.OpenBoltStore(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	t := &Bolt{s: s}
+	for _, p := range s.Paths() {
+		f, err := newBoltFile(p)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		t.files = append(t.files, f)
+	}
+	return t, nil
+}
+
+func (t *Bolt) observe() error {
+	for _, f := range t.files {
+		if err := f.observe(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Bolt) Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState) error {
+	for certs := range pages {
+		if err := t.s.LoadPage(certs, cursor, fs, false); err != nil {
+			return err
+		}
+		if err := t.observe(); err != nil {
+			return err
+		}
+	}
+	return join(t.s.LoadPage(nil, cursor, fs, true), t.observe())
+}
+
+func (t *Bolt) Apply(b *cache.Batch) error { return join(t.s.Apply(b), t.observe()) }
+
+func (t *Bolt) Lookup(id verify.CertID) (verify.Record, bool, error) { return t.s.Lookup(id) }
+
+func (t *Bolt) AppendEvent(e event.Event) (uint64, error) {
+	seq, err := t.s.AppendEvent(e)
+	return seq, join(err, t.observe())
+}
+
+func (t *Bolt) RecordPassage(id verify.CertID, dir verify.Direction, e event.Event) (uint64, error) {
+	seq, err := t.s.RecordPassage(id, dir, e)
+	return seq, join(err, t.observe())
+}
+
+func (t *Bolt) Events(after uint64, max int) ([]event.Event, error) { return t.s.Events(after, max) }
+
+func (t *Bolt) DeleteEventsThrough(seq uint64) (int, error) {
+	n, err := t.s.DeleteEventsThrough(seq)
+	return n, join(err, t.observe())
+}
+
+func (t *Bolt) Maintain(now time.Time, retention, window time.Duration) error {
+	return join(t.s.Maintain(now, retention, window), t.observe())
+}
+
+func (t *Bolt) Usage() (Usage, error) {
+	u := Usage{FileBytes: map[string]int64{}, Syncs: t.s.RebuildSyncs}
+	for _, f := range t.files {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return u, err
+		}
+		u.FileBytes[filepath.Base(f.path)] = fi.Size()
+		u.Syncs += f.syncs
+	}
+	return u, nil
+}
+
+func (t *Bolt) Close() error { return t.s.Close() }

@@ -3,6 +3,8 @@ package churn
 import (
 	"time"
 
+	"gateagent/internal/flashproto"
+
 	"gateagent/cache"
 	"gateagent/event"
 	"gateagent/verify"
@@ -65,4 +67,14 @@ var Targets = map[string]func(dir string) (Target, error){
 	"delta-6h":   func(dir string) (Target, error) { return OpenDelta(dir, 6*time.Hour) },
 	"delta-12h":  func(dir string) (Target, error) { return OpenDelta(dir, 12*time.Hour) },
 	"delta-24h":  func(dir string) (Target, error) { return OpenDelta(dir, 24*time.Hour) },
+	"bolt":       func(dir string) (Target, error) { return OpenBolt(dir, flashproto.BoltOptions{}) },
+	"bolt-nofreelist": func(dir string) (Target, error) {
+		return OpenBolt(dir, flashproto.BoltOptions{NoFreelistSync: true, Hashmap: true})
+	},
+	"bolt-rebuild-24h": func(dir string) (Target, error) {
+		return OpenBolt(dir, flashproto.BoltOptions{Rebuild: 24 * time.Hour})
+	},
+	"bolt-nofreelist-rebuild-24h": func(dir string) (Target, error) {
+		return OpenBolt(dir, flashproto.BoltOptions{NoFreelistSync: true, Hashmap: true, Rebuild: 24 * time.Hour})
+	},
 }

@@ -168,6 +168,12 @@ func (f *boltFile) observe() error {
 	if err != nil {
 		return err
 	}
+	if txid < f.txid {
+		// A new file renamed over the old one: its writer counts its
+		// syncs.
+		f.txid, f.size = txid, size
+		return nil
+	}
 	f.syncs += 2 * int64(txid-f.txid)
 	if size > f.size {
 		f.syncs++
