@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(powerCutEnv); path != "" {
 		powerCutWriter(path) // never returns
 	}
+	if spec := os.Getenv(coldStartEnv); spec != "" {
+		coldStartChild(spec) // never returns
+	}
 	os.Exit(m.Run())
 }
 
