@@ -90,5 +90,10 @@ func run(days int, target, dir, dev string, scale float64, revokes int, seed uin
 		}
 		fmt.Println(d)
 	}
+	u, err = t.Usage()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("fsyncs counted since the files were opened: %d\n", u.Syncs)
 	return nil
 }
