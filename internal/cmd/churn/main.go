@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	go run ./internal/cmd/churn [-days 7] [-target today] [-dir DIR] [-dev loop0] [-scale 1]
+//	go run ./internal/cmd/churn [-days 7] [-target today] [-dir DIR] [-dev loop0] [-scale 1] [-retention 24h]
 //
 // -dev names the block device (as in /sys/block) the directory lives on,
 // alone: then each day also reports the bytes that reached it, the file
@@ -32,9 +32,10 @@ func main() {
 	dev := flag.String("dev", "", "block device the directory lives on alone, as named in /sys/block (e.g. loop0)")
 	scale := flag.Float64("scale", 1, "multiply certificates, revocations and grants by this")
 	revokes := flag.Int("revokes", 0, "revocations per day (before -scale)")
+	retention := flag.Duration("retention", churn.Default().Retention, "how long certificates are kept after they expire")
 	seed := flag.Uint64("seed", 1, "seed of the certificates and the grants")
 	flag.Parse()
-	if err := run(*days, *target, *dir, *dev, *scale, *revokes, *seed); err != nil {
+	if err := run(*days, *target, *dir, *dev, *scale, *revokes, *retention, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "churn:", err)
 		os.Exit(1)
 	}
@@ -49,7 +50,7 @@ func names() []string {
 	return n
 }
 
-func run(days int, target, dir, dev string, scale float64, revokes int, seed uint64) error {
+func run(days int, target, dir, dev string, scale float64, revokes int, retention time.Duration, seed uint64) error {
 	open, ok := churn.Targets[target]
 	if !ok {
 		return fmt.Errorf("no target %q: one of %s", target, strings.Join(names(), ", "))
@@ -63,7 +64,7 @@ func run(days int, target, dir, dev string, scale float64, revokes int, seed uin
 		dir = d
 	}
 	cfg := churn.Default()
-	cfg.RevokesPerDay, cfg.Seed = revokes, seed
+	cfg.RevokesPerDay, cfg.Retention, cfg.Seed = revokes, retention, seed
 	cfg = cfg.Scaled(scale)
 	t, err := open(dir)
 	if err != nil {
