@@ -16,10 +16,10 @@ import (
 // internal/flashproto, used by nothing in production.
 
 // Segment sizes of the prototypes' logs: the journal's holds about 500
-// grants and their passages, the delta's about 2,000 feed batches.
+// grants and their passages, the delta's about 1,000 feed batches.
 const (
 	journalSegment = 4 << 20
-	deltaSegment   = 16 << 20
+	deltaSegment   = 8 << 20
 )
 
 // Delta is the candidate: the journal as a log (flashproto.LogJournal),

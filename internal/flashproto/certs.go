@@ -100,6 +100,7 @@ func OpenDeltaCerts(dir string, segBytes int64, period time.Duration) (*DeltaCer
 		d.closeBase()
 		return nil, err
 	}
+	log.KeepFree = 1 // the delta grows and shrinks by whole rebuilds: one spare is enough
 	d.log = log
 	return d, nil
 }

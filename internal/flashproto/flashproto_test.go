@@ -94,7 +94,7 @@ func TestLogRecycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "t.*"))
-	if len(files) > l.Segments()+keepFree {
+	if len(files) > l.Segments()+l.KeepFree {
 		t.Errorf("%d files for %d live segments: released ones not reused", len(files), l.Segments())
 	}
 	l.Close()

@@ -41,6 +41,9 @@ type Log struct {
 	// Syncs counts fsync and fdatasync calls, BytesWritten the bytes
 	// handed to pwrite (preallocation included).
 	Syncs, BytesWritten int64
+	// KeepFree is how many released segments are kept for reuse (the
+	// rest are deleted); 2 unless set.
+	KeepFree int
 }
 
 type segment struct {
@@ -57,7 +60,6 @@ const (
 	logMagic  = 0x474c4731 // "GLG1"
 	headerLen = 32         // magic 4, crc 4, gen 8, lsn 8, len 4, kind 1, pad 3
 	maxRecord = 64 << 20
-	keepFree  = 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -76,7 +78,7 @@ func OpenLog(dir, prefix string, segBytes int64, replay func(Record) error) (*Lo
 	if segBytes <= 0 || segBytes%BlockSize != 0 {
 		return nil, fmt.Errorf("log: segment size %d", segBytes)
 	}
-	l := &Log{dir: dir, prefix: prefix, segBytes: segBytes, next: 1}
+	l := &Log{dir: dir, prefix: prefix, segBytes: segBytes, next: 1, KeepFree: 2}
 	names, err := filepath.Glob(filepath.Join(dir, prefix+".*.log"))
 	if err != nil {
 		return nil, err
@@ -297,7 +299,7 @@ func (l *Log) Release(upto uint64) error {
 		s := l.segs[0]
 		l.segs = l.segs[1:]
 		errs = append(errs, s.f.Close())
-		if len(l.free) < keepFree {
+		if len(l.free) < l.KeepFree {
 			// Renamed out of the log: if a crash undoes the rename, the
 			// segment's records are read again, and their readers skip
 			// what they have released (events acknowledged, batches in
