@@ -12,7 +12,7 @@ import (
 )
 
 // smoke is the harness at 1/1000 of the churn with feed polls and
-// uploads every minute and maintenance every two hours; over a simulated
+// uploads every 5 minutes and maintenance every two hours; over a simulated
 // day every kind of operation runs,
 // certificates expire and are purged, revocations arrive, and the figures
 // come out; small enough for CI and qemu.
@@ -20,8 +20,8 @@ func smoke() churn.Config {
 	c := churn.Default()
 	c.RevokesPerDay = 50_000
 	c = c.Scaled(1.0 / 1000)
-	c.BatchEvery = time.Minute
-	c.UploadEvery = time.Minute
+	c.BatchEvery = 5 * time.Minute
+	c.UploadEvery = 5 * time.Minute
 	c.MaintainEvery = 2 * time.Hour
 	return c
 }
