@@ -41,17 +41,12 @@ type DeltaCerts struct {
 	base   *bolt.DB
 	meta   baseMeta
 	log    *Log
-	idx    map[verify.CertID]dent
+	idx    *index
 	cursor uint64
 	fs     cache.FeedState
 	// Syncs counts the base's fsyncs (the log counts its own).
 	syncs int64
-	buf   []byte
-}
-
-type dent struct {
-	rec [recordLen]byte
-	lsn uint64
+	buf    []byte
 }
 
 // baseMeta is what a base says of itself.
@@ -84,12 +79,16 @@ var (
 // OpenDeltaCerts opens the certificate store in dir: the base read only,
 // the delta log replayed into the index.
 func OpenDeltaCerts(dir string, segBytes int64, period time.Duration) (*DeltaCerts, error) {
-	d := &DeltaCerts{dir: dir, period: period, idx: map[verify.CertID]dent{}}
+	d := &DeltaCerts{dir: dir, period: period, idx: newIndex()}
 	os.Remove(filepath.Join(dir, "certs.db.new")) // a rebuild cut short
 	if err := d.openBase(); err != nil {
 		return nil, err
 	}
 	d.cursor, d.fs = d.meta.Cursor, d.meta.Feed
+	// The slab takes at most the log's bytes: reserved once, not grown
+	// by copies while the log is read.
+	segs, _ := filepath.Glob(filepath.Join(dir, "delta.*.log"))
+	d.idx.slab = make([]byte, 0, int64(len(segs))*segBytes)
 	log, err := OpenLog(dir, "delta", segBytes, func(r Record) error {
 		if r.LSN <= d.meta.Covers {
 			return nil // in the base already
@@ -100,6 +99,7 @@ func OpenDeltaCerts(dir string, segBytes int64, period time.Duration) (*DeltaCer
 		d.closeBase()
 		return nil, err
 	}
+	d.idx.build()
 	log.KeepFree = 1 // the delta grows and shrinks by whole rebuilds: one spare is enough
 	d.log = log
 	return d, nil
@@ -163,8 +163,7 @@ func (d *DeltaCerts) replay(r Record) error {
 		return fmt.Errorf("delta record %d: %d entries in %d bytes", r.LSN, n, len(p))
 	}
 	for i := range n {
-		e := p[i*entryLen:]
-		d.idx[verify.CertID(e)] = dent{rec: [recordLen]byte(e[verify.CertIDLen:]), lsn: r.LSN}
+		d.idx.add(p[i*entryLen:(i+1)*entryLen], r.LSN) // indexed once all are read
 	}
 	d.cursor, d.fs = next, fs
 	d.fs.Cursor = next
@@ -173,8 +172,8 @@ func (d *DeltaCerts) replay(r Record) error {
 
 // record returns what the store holds for id: from the index, else the base.
 func (d *DeltaCerts) record(id verify.CertID) ([recordLen]byte, bool, error) {
-	if e, ok := d.idx[id]; ok {
-		return e.rec, true, nil
+	if r, ok := d.idx.get(id[:]); ok {
+		return [recordLen]byte(r), true, nil
 	}
 	if d.base == nil {
 		return [recordLen]byte{}, false, nil
@@ -314,7 +313,8 @@ func (d *DeltaCerts) Apply(b *cache.Batch) (skipped bool, err error) {
 		return false, err
 	}
 	for _, id := range order {
-		d.idx[id] = dent{rec: local[id], lsn: lsn}
+		r := local[id]
+		d.idx.put(id[:], r[:], lsn)
 	}
 	d.cursor, d.fs = b.Next, fs
 	return false, nil
@@ -338,7 +338,7 @@ func (d *DeltaCerts) Load(pages func(yield func([]verify.Cert) bool), cursor uin
 	if err := d.writeBase(next, baseMeta{Covers: d.log.Next() - 1, Cursor: cursor, Feed: fs, Built: now}); err != nil {
 		return err
 	}
-	clear(d.idx)
+	d.idx = newIndex()
 	d.cursor, d.fs = cursor, fs
 	return d.log.Release(d.meta.Covers)
 }
@@ -355,11 +355,8 @@ func (d *DeltaCerts) Maintain(now time.Time, retention time.Duration) error {
 // certificates whose not_after lies more than retention before now.
 func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
 	cut := now.Add(-retention).Unix()
-	ids := make([]verify.CertID, 0, len(d.idx))
-	for id := range d.idx {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b verify.CertID) int { return bytes.Compare(a[:], b[:]) })
+	ids := d.idx.each() // entries in ID order
+	slices.SortFunc(ids, func(a, b int) int { return bytes.Compare(d.idx.id(a), d.idx.id(b)) })
 	covers := d.log.Next() - 1
 	merged := func(yield func(id verify.CertID, rec []byte) bool) {
 		keep := func(id verify.CertID, rec []byte) bool {
@@ -379,14 +376,13 @@ func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				for o := 0; o+entryLen <= len(v); o += entryLen {
 					bid := verify.CertID(v[o:])
-					for i < len(ids) && bytes.Compare(ids[i][:], bid[:]) < 0 {
-						e := d.idx[ids[i]]
-						if !keep(ids[i], e.rec[:]) {
+					for i < len(ids) && bytes.Compare(d.idx.id(ids[i]), bid[:]) < 0 {
+						if !keep(verify.CertID(d.idx.id(ids[i])), d.idx.rec(ids[i])) {
 							return
 						}
 						i++
 					}
-					if i < len(ids) && ids[i] == bid {
+					if i < len(ids) && string(d.idx.id(ids[i])) == string(bid[:]) {
 						continue // the delta's record replaces the base's
 					}
 					if !keep(bid, v[o+verify.CertIDLen:o+entryLen]) {
@@ -396,8 +392,7 @@ func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
 			}
 		}
 		for ; i < len(ids); i++ {
-			e := d.idx[ids[i]]
-			if !keep(ids[i], e.rec[:]) {
+			if !keep(verify.CertID(d.idx.id(ids[i])), d.idx.rec(ids[i])) {
 				return
 			}
 		}
@@ -407,11 +402,7 @@ func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
 	if err := d.writeBase(merged, baseMeta{Covers: covers, Cursor: d.cursor, Feed: fs, Built: now}); err != nil {
 		return err
 	}
-	for id, e := range d.idx {
-		if e.lsn <= covers {
-			delete(d.idx, id)
-		}
-	}
+	d.idx.compact(covers)
 	return d.log.Release(covers)
 }
 
@@ -531,7 +522,7 @@ func syncDir(dir string) error {
 }
 
 // Delta is the number of certificates in the index.
-func (d *DeltaCerts) Delta() int { return len(d.idx) }
+func (d *DeltaCerts) Delta() int { return d.idx.len() }
 
 // Syncs counts the fsyncs of the base and the delta log.
 func (d *DeltaCerts) Syncs() int64 { return d.syncs + d.log.Syncs }

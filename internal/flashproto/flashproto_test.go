@@ -1,7 +1,9 @@
 package flashproto
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -245,4 +247,65 @@ func TestDeltaCerts(t *testing.T) {
 	if r, _, _ := d.Lookup(cert(3, t0).ID); !r.Revoked {
 		t.Error("an upsert after a rebuild brought a revoked certificate back")
 	}
+}
+
+// TestIndex: the delta's index against a map, through growth, replaced
+// records, a build from the slab (as at open) and a compaction (as after a
+// rebuild).
+func TestIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	x := newIndex()
+	want := map[string][]byte{}
+	lsnOf := map[string]uint64{}
+	var ids [][]byte
+	check := func(when string) {
+		t.Helper()
+		if x.len() != len(want) {
+			t.Fatalf("%s: %d indexed, want %d", when, x.len(), len(want))
+		}
+		for id, rec := range want {
+			got, ok := x.get([]byte(id))
+			if !ok || string(got) != string(rec) {
+				t.Fatalf("%s: %x: %x %v, want %x", when, id, got, ok, rec)
+			}
+		}
+		if _, ok := x.get(make([]byte, 16)); ok {
+			t.Fatalf("%s: an ID never put is found", when)
+		}
+	}
+	for lsn := uint64(1); lsn <= 5000; lsn++ {
+		id := make([]byte, 16)
+		if len(ids) > 0 && r.IntN(4) == 0 {
+			id = ids[r.IntN(len(ids))] // a record replaced
+		} else {
+			binary.BigEndian.PutUint64(id, r.Uint64()|1)
+			binary.BigEndian.PutUint64(id[8:], r.Uint64())
+			ids = append(ids, id)
+		}
+		rec := make([]byte, recordLen)
+		binary.BigEndian.PutUint64(rec, lsn)
+		x.put(id, rec, lsn)
+		want[string(id)], lsnOf[string(id)] = rec, lsn
+	}
+	check("put")
+	y := &index{seed: x.seed + 2} // as at open: the log replayed, then built
+	for i := range x.entries() {
+		e := x.slab[i*entryLen : (i+1)*entryLen]
+		if i%3 == 0 { // an older record of the same ID, earlier in the log
+			old := append([]byte(nil), e...)
+			old[verify.CertIDLen] ^= 0xff
+			y.add(old, 0)
+		}
+		y.add(e, x.lsn[i])
+	}
+	y.build()
+	x = y
+	check("built")
+	x.compact(2500)
+	for id, l := range lsnOf {
+		if l <= 2500 {
+			delete(want, id)
+		}
+	}
+	check("compacted")
 }

@@ -99,7 +99,6 @@ func OpenLog(dir, prefix string, segBytes int64, replay func(Record) error) (*Lo
 	if l.free, err = filepath.Glob(filepath.Join(dir, prefix+".*.free")); err != nil {
 		return nil, err
 	}
-	blk := make([]byte, BlockSize)
 	for i, s := range found {
 		l.gen = max(l.gen, s.gen)
 		f, err := os.OpenFile(s.path, os.O_RDWR, 0)
@@ -108,7 +107,7 @@ func OpenLog(dir, prefix string, segBytes int64, replay func(Record) error) (*Lo
 			return nil, err
 		}
 		seg := &segment{f: f, path: s.path, gen: s.gen}
-		off, err := l.scan(seg, blk, replay)
+		off, err := l.scan(seg, replay)
 		if err != nil {
 			f.Close()
 			l.Close()
@@ -138,28 +137,42 @@ func compareU64(a, b uint64) int {
 }
 
 // scan reads seg's records from its start until one that is not whole,
-// and returns where the next would go.
-func (l *Log) scan(seg *segment, blk []byte, replay func(Record) error) (int64, error) {
+// and returns where the next would go. It reads a megabyte at a time,
+// so a segment's unused tail costs nothing.
+func (l *Log) scan(seg *segment, replay func(Record) error) (int64, error) {
+	const chunk = 1 << 20
+	buf := make([]byte, chunk)
+	bufOff, bufLen := int64(0), int64(0)
+	get := func(off, n int64) ([]byte, error) {
+		if off >= bufOff && off+n <= bufOff+bufLen {
+			return buf[off-bufOff : off-bufOff+n], nil
+		}
+		if n > chunk {
+			b := make([]byte, n)
+			_, err := seg.f.ReadAt(b, off)
+			return b, err
+		}
+		bufOff, bufLen = off, min(chunk, l.segBytes-off)
+		_, err := seg.f.ReadAt(buf[:bufLen], off)
+		return buf[:n], err
+	}
 	var off int64
 	for off+headerLen <= l.segBytes {
-		if _, err := seg.f.ReadAt(blk[:BlockSize], off); err != nil {
-			return off, fmt.Errorf("log %s: read at %d: %w", seg.path, off, err)
+		rec, err := get(off, headerLen)
+		if err != nil {
+			return off, fmt.Errorf("log %s: %w", seg.path, err)
 		}
-		if binary.LittleEndian.Uint32(blk) != logMagic || binary.LittleEndian.Uint64(blk[8:]) != seg.gen {
+		if binary.LittleEndian.Uint32(rec) != logMagic || binary.LittleEndian.Uint64(rec[8:]) != seg.gen {
 			break
 		}
-		lsn := binary.LittleEndian.Uint64(blk[16:])
-		n := int64(binary.LittleEndian.Uint32(blk[24:]))
+		lsn := binary.LittleEndian.Uint64(rec[16:])
+		n := int64(binary.LittleEndian.Uint32(rec[24:]))
 		size := padded(headerLen + n)
 		if n > maxRecord || off+size > l.segBytes || lsn < l.next || seg.first != 0 && lsn != l.next {
 			break // LSNs grow; within a segment they follow one another
 		}
-		rec := blk
-		if size > BlockSize {
-			rec = make([]byte, size)
-			if _, err := seg.f.ReadAt(rec, off); err != nil {
-				return off, fmt.Errorf("log %s: read at %d: %w", seg.path, off, err)
-			}
+		if rec, err = get(off, headerLen+n); err != nil {
+			return off, fmt.Errorf("log %s: %w", seg.path, err)
 		}
 		if crc32.Checksum(rec[8:headerLen+n], castagnoli) != binary.LittleEndian.Uint32(rec[4:]) {
 			break
