@@ -46,7 +46,7 @@ type DeltaCerts struct {
 	fs     cache.FeedState
 	// Syncs counts the base's fsyncs (the log counts its own).
 	syncs int64
-	buf    []byte
+	buf   []byte
 }
 
 // baseMeta is what a base says of itself.
@@ -100,7 +100,10 @@ func OpenDeltaCerts(dir string, segBytes int64, period time.Duration) (*DeltaCer
 		return nil, err
 	}
 	d.idx.build()
-	log.KeepFree = 1 // the delta grows and shrinks by whole rebuilds: one spare is enough
+	// The delta grows to the same size between two rebuilds: every
+	// segment a rebuild releases is needed again, and kept, so that a
+	// segment is written with zeros once in its life.
+	log.KeepFree = 1 << 10
 	d.log = log
 	return d, nil
 }

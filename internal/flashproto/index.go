@@ -20,11 +20,11 @@ import (
 // passes) and inserts them in that order, which fills the table from its
 // start to its end, so the table is written as a stream.
 type index struct {
-	slab  []byte   // entries, entryLen bytes each; overwritten ones stay
-	lsn   []uint64 // the delta record each entry came from
-	live  int
-	bits  int // the table has 1<<bits slots
-	seed  uint64
+	slab []byte   // entries, entryLen bytes each; overwritten ones stay
+	lsn  []uint64 // the delta record each entry came from
+	live int
+	bits int // the table has 1<<bits slots
+	seed uint64
 	// slots hold a tag (the hash's high 32 bits) and the entry's number
 	// + 1 (low 32 bits; 0 is empty): a probe settles on the tag without
 	// reading the slab.
