@@ -166,7 +166,9 @@ func (r *Run) firstIssuedAfter(t time.Time) int64 {
 	return int64((d + per - 1) / per)
 }
 
-// feedState is the feed state a batch served at t carries.
+// FeedStateAt is the feed state a batch served at t carries.
+func FeedStateAt(t time.Time) cache.FeedState { return feedState(t) }
+
 func feedState(t time.Time) cache.FeedState {
 	return cache.FeedState{KeyID: "churn", IssuerTime: t, MaxAge: 30 * time.Minute, SyncedAt: t, Epoch: 1}
 }

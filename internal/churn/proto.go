@@ -44,8 +44,11 @@ func OpenDelta(dir string, period time.Duration) (*Delta, error) {
 	return &Delta{j: j, c: c}, nil
 }
 
-// Certs is the certificate store, for tests and the cold-start benchmark.
+// Certs is the certificate store, Journal the journal, for benchmarks that
+// drive each from a goroutine of its own.
 func (t *Delta) Certs() *flashproto.DeltaCerts { return t.c }
+
+func (t *Delta) Journal() *flashproto.LogJournal { return t.j }
 
 func (t *Delta) Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState) error {
 	return t.c.Load(pages, cursor, fs, fs.SyncedAt)

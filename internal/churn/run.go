@@ -406,6 +406,9 @@ func (r *Run) check(now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// Cursor is the feed position the run has reached.
+func (r *Run) Cursor() uint64 { return r.cursor }
+
 // Totals is what the whole run has done so far.
 func (r *Run) Totals() (grants int, events, acked uint64, revoked int) {
 	return r.grants, r.appended, r.acked, len(r.revoked)
