@@ -80,6 +80,10 @@ func OpenLogJournal(dir string, segBytes int64) (*LogJournal, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Segments are released an upload at a time, and a grant and its
+	// passage fill about 7 MB an hour: four spares keep the pool from
+	// running dry, so segments are written with zeros once.
+	log.KeepFree = 4
 	j.log = log
 	for _, e := range events {
 		if e.ev.Seq > j.acked {
@@ -169,7 +173,7 @@ func (j *LogJournal) DeleteEventsThrough(seq uint64) (int, error) {
 	}
 	j.pending = j.pending[n:]
 	j.acked = max(j.acked, seq)
-	return n, nil
+	return n, j.release()
 }
 
 // PurgePassages forgets the passages older than window and releases the
