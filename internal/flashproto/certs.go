@@ -184,22 +184,9 @@ func (d *DeltaCerts) record(id verify.CertID) ([recordLen]byte, bool, error) {
 	var rec [recordLen]byte
 	found := false
 	err := d.base.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bucketGroups).Cursor().Seek(id[:])
-		if k == nil {
-			return nil
-		}
-		n := len(v) / entryLen
-		lo, hi := 0, n
-		for lo < hi {
-			m := (lo + hi) / 2
-			if bytes.Compare(v[m*entryLen:m*entryLen+verify.CertIDLen], id[:]) < 0 {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		if lo < n && bytes.Equal(v[lo*entryLen:lo*entryLen+verify.CertIDLen], id[:]) {
-			copy(rec[:], v[lo*entryLen+verify.CertIDLen:(lo+1)*entryLen])
+		r, ok := lookupGroups(tx, id[:])
+		if ok {
+			copy(rec[:], r)
 			found = true
 		}
 		return nil
@@ -409,109 +396,19 @@ func (d *DeltaCerts) Rebuild(now time.Time, retention time.Duration) error {
 	return d.log.Release(covers)
 }
 
-// rebuildSyncEvery bounds the dirty bytes of a rebuild: its file is
-// synced after every so many commits of about 1 MB, so that a grant's
-// fsync never waits behind a whole file's worth of writeback.
-const rebuildSyncEvery = 4
-
 // writeBase writes the entries next yields (ascending IDs) as the new
-// base, syncs it, renames it over certs.db and opens it.
+// base, renamed over certs.db, and opens it.
 func (d *DeltaCerts) writeBase(next func(yield func(verify.CertID, []byte) bool), m baseMeta) error {
-	tmp := filepath.Join(d.dir, "certs.db.new")
-	os.Remove(tmp)
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, NoFreelistSync: true, NoStatistics: true})
+	// next reads the old base: it stays open (its file renamed over, its
+	// pages still mapped) until the new one is in place.
+	_, syncs, err := writeRun(filepath.Join(d.dir, "certs.db"), next, func(n int) any { m.Certs = n; return &m }, 0)
+	d.syncs += syncs
 	if err != nil {
 		return err
-	}
-	d.syncs++ // bbolt syncs a new file's first pages whatever NoSync says
-	fail := func(err error) error {
-		db.Close()
-		os.Remove(tmp)
-		return err
-	}
-	group := make([]byte, 0, GroupSize*entryLen)
-	var groups [][]byte // a commit's worth
-	var last []verify.CertID
-	commits := 0
-	flush := func(final bool) error {
-		if len(groups) == 0 && !final {
-			return nil
-		}
-		err := db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(bucketGroups)
-			if err != nil {
-				return err
-			}
-			b.FillPercent = 1.0
-			for i, g := range groups {
-				if err := b.Put(last[i][:], g); err != nil {
-					return err
-				}
-			}
-			if final {
-				mb, err := tx.CreateBucketIfNotExists(bucketMeta)
-				if err != nil {
-					return err
-				}
-				mj, err := json.Marshal(&m)
-				if err != nil {
-					return err
-				}
-				return mb.Put(keyMeta, mj)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		groups, last = groups[:0], last[:0]
-		if commits++; commits%rebuildSyncEvery == 0 || final {
-			d.syncs++
-			return db.Sync()
-		}
-		return nil
-	}
-	var lastID verify.CertID
-	n := 0
-	var werr error
-	for id, rec := range next {
-		group = append(group, id[:]...)
-		group = append(group, rec...)
-		lastID = id
-		n++
-		if len(group) == GroupSize*entryLen {
-			groups, last = append(groups, group), append(last, lastID)
-			group = make([]byte, 0, GroupSize*entryLen)
-			if len(groups) == 256 {
-				if werr = flush(false); werr != nil {
-					break
-				}
-			}
-		}
-	}
-	if werr != nil {
-		return fail(werr)
-	}
-	if len(group) > 0 {
-		groups, last = append(groups, group), append(last, lastID)
-	}
-	m.Certs = n
-	if err := flush(true); err != nil {
-		return fail(err)
-	}
-	if err := db.Close(); err != nil {
-		return fail(err)
 	}
 	if err := d.closeBase(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(d.dir, "certs.db")); err != nil {
-		return err
-	}
-	if err := syncDir(d.dir); err != nil {
-		return err
-	}
-	d.syncs++
 	return d.openBase()
 }
 
