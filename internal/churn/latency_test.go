@@ -11,6 +11,7 @@ import (
 	"gateagent/cache"
 	"gateagent/event"
 	"gateagent/internal/churn"
+	"gateagent/internal/flashproto"
 	"gateagent/verify"
 )
 
@@ -58,7 +59,7 @@ func grantUnderChurn(b *testing.B, target string, churning bool) {
 	case *churn.Delta:
 		c, j := tt.Certs(), tt.Journal()
 		apply = func(bt *cache.Batch) error { _, err := c.Apply(bt); return err }
-		maintain = func(now time.Time) error { return c.Rebuild(now, cfg.Retention) }
+		maintain = func(now time.Time) error { return c.(*flashproto.DeltaCerts).Rebuild(now, cfg.Retention) }
 		grant = func(e event.Event) error { _, err := j.AppendEvent(e); return err }
 	}
 	var stop atomic.Bool

@@ -22,21 +22,44 @@ const (
 	deltaSegment   = 8 << 20
 )
 
-// Delta is the candidate: the journal as a log (flashproto.LogJournal),
-// the certificates as an immutable base rebuilt every period and a delta
-// log indexed in memory (flashproto.DeltaCerts).
+// Delta is a candidate: the journal as a log (flashproto.LogJournal), the
+// certificates as a delta log indexed in memory over files written in ID
+// order: one base rebuilt every period (flashproto.DeltaCerts), or runs
+// written every window and deleted whole (flashproto.RunCerts).
 type Delta struct {
 	j *flashproto.LogJournal
-	c *flashproto.DeltaCerts
+	c CertStore
 }
 
-// OpenDelta opens (creating) the candidate's files in dir.
+// CertStore is a candidate's certificate store.
+type CertStore interface {
+	Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState, now time.Time) error
+	Apply(b *cache.Batch) (skipped bool, err error)
+	Lookup(id verify.CertID) (verify.Record, bool, error)
+	Maintain(now time.Time, retention time.Duration) error
+	Syncs() int64
+	Sizes() (files, delta int64)
+	Close() error
+}
+
+// OpenDelta opens (creating) the candidate with a base rebuilt every
+// period in dir.
 func OpenDelta(dir string, period time.Duration) (*Delta, error) {
+	return openCandidate(dir, func() (CertStore, error) { return flashproto.OpenDeltaCerts(dir, deltaSegment, period) })
+}
+
+// OpenRuns opens (creating) the candidate with a run written every window
+// in dir.
+func OpenRuns(dir string, window time.Duration) (*Delta, error) {
+	return openCandidate(dir, func() (CertStore, error) { return flashproto.OpenRunCerts(dir, deltaSegment, window) })
+}
+
+func openCandidate(dir string, certs func() (CertStore, error)) (*Delta, error) {
 	j, err := flashproto.OpenLogJournal(dir, journalSegment)
 	if err != nil {
 		return nil, err
 	}
-	c, err := flashproto.OpenDeltaCerts(dir, deltaSegment, period)
+	c, err := certs()
 	if err != nil {
 		j.Close()
 		return nil, err
@@ -46,7 +69,7 @@ func OpenDelta(dir string, period time.Duration) (*Delta, error) {
 
 // Certs is the certificate store, Journal the journal, for benchmarks that
 // drive each from a goroutine of its own.
-func (t *Delta) Certs() *flashproto.DeltaCerts { return t.c }
+func (t *Delta) Certs() CertStore { return t.c }
 
 func (t *Delta) Journal() *flashproto.LogJournal { return t.j }
 
@@ -88,9 +111,9 @@ func (t *Delta) Maintain(now time.Time, retention, window time.Duration) error {
 }
 
 func (t *Delta) Usage() (Usage, error) {
-	base, delta := t.c.Sizes()
+	files, delta := t.c.Sizes()
 	return Usage{
-		FileBytes: map[string]int64{"certs.db": base, "delta": delta, "journal": t.j.Size()},
+		FileBytes: map[string]int64{"certs": files, "delta": delta, "journal": t.j.Size()},
 		Syncs:     t.c.Syncs() + t.j.Syncs(),
 	}, nil
 }

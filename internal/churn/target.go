@@ -67,6 +67,8 @@ var Targets = map[string]func(dir string) (Target, error){
 	"delta-6h":   func(dir string) (Target, error) { return OpenDelta(dir, 6*time.Hour) },
 	"delta-12h":  func(dir string) (Target, error) { return OpenDelta(dir, 12*time.Hour) },
 	"delta-24h":  func(dir string) (Target, error) { return OpenDelta(dir, 24*time.Hour) },
+	"runs-3h":    func(dir string) (Target, error) { return OpenRuns(dir, 3*time.Hour) },
+	"runs-6h":    func(dir string) (Target, error) { return OpenRuns(dir, 6*time.Hour) },
 	"bolt":       func(dir string) (Target, error) { return OpenBolt(dir, flashproto.BoltOptions{}) },
 	"bolt-nofreelist": func(dir string) (Target, error) {
 		return OpenBolt(dir, flashproto.BoltOptions{NoFreelistSync: true, Hashmap: true})

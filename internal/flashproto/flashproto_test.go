@@ -178,74 +178,107 @@ func cert(i int, at time.Time) verify.Cert {
 	return c
 }
 
-// TestDeltaCerts: batches over a full sync, a revocation before its
-// certificate and one after, a rebuild that drops the expired, a reopen
-// that replays the delta: the store answers as cache.Cache would.
-func TestDeltaCerts(t *testing.T) {
-	dir := t.TempDir()
-	d, err := OpenDeltaCerts(dir, 8*BlockSize, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := cache.FeedState{Epoch: 7, IssuerTime: t0, SyncedAt: t0}
-	full := []verify.Cert{cert(1, t0.Add(-30*time.Hour)), cert(3, t0), cert(5, t0)}
-	if err := d.Load(func(yield func([]verify.Cert) bool) { yield(full) }, 3, fs, t0); err != nil {
-		t.Fatal(err)
-	}
-	fs.IssuerTime = t0.Add(time.Minute)
-	b := &cache.Batch{From: 3, Next: 6, Upserts: []verify.Cert{cert(4, t0)}, Revokes: []verify.CertID{cert(3, t0).ID, cert(9, t0).ID}, Feed: fs}
-	if _, err := d.Apply(b); err != nil {
-		t.Fatal(err)
-	}
-	b = &cache.Batch{From: 6, Next: 7, Upserts: []verify.Cert{cert(9, t0)}, Feed: fs}
-	if _, err := d.Apply(b); err != nil {
-		t.Fatal(err)
-	}
-	if skipped, err := d.Apply(b); err != nil || !skipped {
-		t.Errorf("the same batch again: skipped %v, %v", skipped, err)
-	}
-	if _, err := d.Apply(&cache.Batch{From: 9, Next: 10, Upserts: []verify.Cert{cert(8, t0)}, Feed: fs}); err == nil {
-		t.Error("a batch after a gap was applied")
-	}
-	want := func(d *DeltaCerts, when string) {
-		t.Helper()
-		for _, c := range []struct {
-			i              int
-			found, revoked bool
-		}{{3, true, true}, {4, true, false}, {5, true, false}, {9, true, true}, {2, false, false}} {
-			r, ok, err := d.Lookup(cert(c.i, t0).ID)
-			if err != nil || ok != c.found || ok && (r.Revoked != c.revoked || r.Key != cert(c.i, t0).Key) {
-				t.Errorf("%s: cert %d: found %v revoked %v (%v), want %v %v", when, c.i, ok, r.Revoked, err, c.found, c.revoked)
+// certStore is what TestCertStores holds both candidate stores to.
+type certStore interface {
+	Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState, now time.Time) error
+	Apply(b *cache.Batch) (bool, error)
+	Lookup(id verify.CertID) (verify.Record, bool, error)
+	Maintain(now time.Time, retention time.Duration) error
+	Close() error
+}
+
+// TestCertStores: batches over a full sync, a revocation before its
+// certificate and one after, the maintenance (a rebuild, a run written)
+// that leaves the expired out, reopens that replay the delta: each store
+// answers as cache.Cache would.
+func TestCertStores(t *testing.T) {
+	for name, open := range map[string]func(dir string) (certStore, error){
+		"delta": func(dir string) (certStore, error) { return OpenDeltaCerts(dir, 8*BlockSize, time.Hour) },
+		"runs":  func(dir string) (certStore, error) { return OpenRunCerts(dir, 8*BlockSize, time.Hour) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			d, err := open(dir)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	want(d, "delta")
-	d.Close()
-	if d, err = OpenDeltaCerts(dir, 8*BlockSize, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	want(d, "delta replayed")
-	if err := d.Rebuild(t0.Add(time.Hour), 4*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if d.Delta() != 0 {
-		t.Errorf("%d certificates left in the delta after a rebuild", d.Delta())
-	}
-	want(d, "rebuilt")
-	if _, ok, _ := d.Lookup(cert(1, t0).ID); ok {
-		t.Error("a certificate expired 5 h ago survived a rebuild with a retention of 4 h")
-	}
-	d.Close()
-	if d, err = OpenDeltaCerts(dir, 8*BlockSize, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	want(d, "rebuilt and reopened")
-	if _, err := d.Apply(&cache.Batch{From: 7, Next: 8, Upserts: []verify.Cert{cert(3, t0)}, Feed: fs}); err != nil {
-		t.Fatal(err)
-	}
-	if r, _, _ := d.Lookup(cert(3, t0).ID); !r.Revoked {
-		t.Error("an upsert after a rebuild brought a revoked certificate back")
+			fs := cache.FeedState{Epoch: 7, IssuerTime: t0, SyncedAt: t0}
+			full := []verify.Cert{cert(1, t0.Add(-30*time.Hour)), cert(3, t0), cert(5, t0)}
+			if err := d.Load(func(yield func([]verify.Cert) bool) { yield(full) }, 3, fs, t0); err != nil {
+				t.Fatal(err)
+			}
+			fs.IssuerTime = t0.Add(time.Minute)
+			b := &cache.Batch{From: 3, Next: 6, Upserts: []verify.Cert{cert(4, t0)}, Revokes: []verify.CertID{cert(3, t0).ID, cert(9, t0).ID}, Feed: fs}
+			if _, err := d.Apply(b); err != nil {
+				t.Fatal(err)
+			}
+			b = &cache.Batch{From: 6, Next: 7, Upserts: []verify.Cert{cert(9, t0)}, Feed: fs}
+			if _, err := d.Apply(b); err != nil {
+				t.Fatal(err)
+			}
+			if skipped, err := d.Apply(b); err != nil || !skipped {
+				t.Errorf("the same batch again: skipped %v, %v", skipped, err)
+			}
+			if _, err := d.Apply(&cache.Batch{From: 9, Next: 10, Upserts: []verify.Cert{cert(8, t0)}, Feed: fs}); err == nil {
+				t.Error("a batch after a gap was applied")
+			}
+			want := func(d certStore, when string) {
+				t.Helper()
+				for _, c := range []struct {
+					i              int
+					found, revoked bool
+				}{{3, true, true}, {4, true, false}, {5, true, false}, {9, true, true}, {2, false, false}} {
+					r, ok, err := d.Lookup(cert(c.i, t0).ID)
+					if err != nil || ok != c.found || ok && (r.Revoked != c.revoked || r.Key != cert(c.i, t0).Key) {
+						t.Errorf("%s: cert %d: found %v revoked %v (%v), want %v %v", when, c.i, ok, r.Revoked, err, c.found, c.revoked)
+					}
+				}
+			}
+			want(d, "delta")
+			d.Close()
+			if d, err = open(dir); err != nil {
+				t.Fatal(err)
+			}
+			want(d, "delta replayed")
+			if err := d.Maintain(t0.Add(time.Hour), 4*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			want(d, "maintained")
+			if name == "delta" {
+				if _, ok, _ := d.Lookup(cert(1, t0).ID); ok {
+					t.Error("a certificate expired 5 h ago survived a rebuild with a retention of 4 h")
+				}
+			}
+			d.Close()
+			if d, err = open(dir); err != nil {
+				t.Fatal(err)
+			}
+			want(d, "maintained and reopened")
+			if _, err := d.Apply(&cache.Batch{From: 7, Next: 8, Upserts: []verify.Cert{cert(3, t0)}, Feed: fs}); err != nil {
+				t.Fatal(err)
+			}
+			if r, _, _ := d.Lookup(cert(3, t0).ID); !r.Revoked {
+				t.Error("an upsert after the maintenance brought a revoked certificate back")
+			}
+			// A day and more later everything of the full sync and the
+			// first batches has expired beyond the retention.
+			if _, err := d.Apply(&cache.Batch{From: 8, Next: 9, Upserts: []verify.Cert{cert(20, t0.Add(30*time.Hour))}, Feed: fs}); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Maintain(t0.Add(30*time.Hour), 4*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Maintain(t0.Add(32*time.Hour), 4*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := d.Lookup(cert(5, t0).ID); ok {
+				t.Error("a certificate expired 8 h ago is still held with a retention of 4 h")
+			}
+			if r, ok, _ := d.Lookup(cert(20, t0).ID); !ok || r.NotBefore != t0.Add(30*time.Hour) {
+				t.Error("the newest certificate is gone")
+			}
+			d.Close()
+		})
 	}
 }
 
