@@ -56,6 +56,30 @@ func coldStartFiles(b *testing.B, base, delta int) (string, verify.CertID) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return dir, fillStore(b, dir, d, base, delta, 0)
+}
+
+// runsFiles writes the run candidate's files: a full sync of base
+// certificates as its first run, then runs more runs of delta
+// certificates each (one window's worth), then delta in the delta.
+func runsFiles(b *testing.B, base, runs, delta int) (string, verify.CertID) {
+	b.Helper()
+	dir := b.TempDir()
+	c, err := OpenRunCerts(dir, 8<<20, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dir, fillStore(b, dir, c, base, delta, runs)
+}
+
+// fillStore loads base certificates as a full sync, then (runs+1)·delta
+// in batches with a maintenance after each delta's worth but the last.
+func fillStore(b *testing.B, dir string, d interface {
+	Load(pages func(yield func([]verify.Cert) bool), cursor uint64, fs cache.FeedState, now time.Time) error
+	Apply(b *cache.Batch) (bool, error)
+	Maintain(now time.Time, retention time.Duration) error
+	Close() error
+}, base, delta, runs int) verify.CertID {
 	r := rand.New(rand.NewPCG(5, 5))
 	certs := make([]verify.Cert, base)
 	for i := range certs {
@@ -76,16 +100,25 @@ func coldStartFiles(b *testing.B, base, delta int) (string, verify.CertID) {
 	certs = nil
 	cursor := uint64(base)
 	var last verify.CertID
-	for n := 0; n < delta; n += 116 {
-		bt := &cache.Batch{From: cursor, Next: cursor + 116, Feed: fs}
-		for range 116 {
-			bt.Upserts = append(bt.Upserts, randCert(r, t0))
+	now := t0
+	for k := range runs + 1 {
+		if k > 0 {
+			now = now.Add(time.Hour)
+			if err := d.Maintain(now, 24*time.Hour); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if _, err := d.Apply(bt); err != nil {
-			b.Fatal(err)
+		for n := 0; n < delta; n += 116 {
+			bt := &cache.Batch{From: cursor, Next: cursor + 116, Feed: fs}
+			for range 116 {
+				bt.Upserts = append(bt.Upserts, randCert(r, t0))
+			}
+			if _, err := d.Apply(bt); err != nil {
+				b.Fatal(err)
+			}
+			cursor = bt.Next
+			last = bt.Upserts[0].ID
 		}
-		cursor = bt.Next
-		last = bt.Upserts[0].ID
 	}
 	if err := d.Close(); err != nil {
 		b.Fatal(err)
@@ -96,7 +129,7 @@ func coldStartFiles(b *testing.B, base, delta int) (string, verify.CertID) {
 	}
 	j.AppendEvent(eventAt(t0))
 	j.Close()
-	return dir, last
+	return last
 }
 
 // BenchmarkColdStartDelta5M: the candidate's cold start at 5,000,000
@@ -109,38 +142,54 @@ func coldStartFiles(b *testing.B, base, delta int) (string, verify.CertID) {
 func BenchmarkColdStartDelta5M(b *testing.B) {
 	for _, delta := range []int{250_000, 500_000, 1_000_000} {
 		dir, id := coldStartFiles(b, 5_000_000, delta)
-		for _, evict := range []bool{false, true} {
-			b.Run(fmt.Sprintf("delta=%dk/%s", delta/1000, map[bool]string{false: "warm", true: "evicted"}[evict]), func(b *testing.B) {
-				var times, cpus []float64
-				for range b.N {
-					if evict {
-						files, _ := filepath.Glob(filepath.Join(dir, "*"))
-						for _, f := range files {
-							if err := dropCache(f); err != nil {
-								b.Fatal(err)
-							}
+		coldStarts(b, "delta", dir, id, fmt.Sprintf("delta=%dk", delta/1000))
+	}
+}
+
+// BenchmarkColdStartRuns5M: the run candidate's cold start with
+// 5,000,000 certificates in its first run (a full sync), 8 runs of
+// 250,000 (6 h windows of issue 16's churn) and 250,000 in the delta: a
+// fresh process opens the runs (read only, filters read), replays the
+// delta and the journal, and looks one certificate of the delta up.
+func BenchmarkColdStartRuns5M(b *testing.B) {
+	dir, id := runsFiles(b, 5_000_000, 8, 250_000)
+	coldStarts(b, "runs", dir, id, "runs=9,delta=250k")
+}
+
+// coldStarts runs the cold-start children on the files in dir, warm and
+// evicted.
+func coldStarts(b *testing.B, kind, dir string, id verify.CertID, name string) {
+	for _, evict := range []bool{false, true} {
+		b.Run(fmt.Sprintf("%s/%s", name, map[bool]string{false: "warm", true: "evicted"}[evict]), func(b *testing.B) {
+			var times, cpus []float64
+			for range b.N {
+				if evict {
+					files, _ := filepath.Glob(filepath.Join(dir, "*"))
+					for _, f := range files {
+						if err := dropCache(f); err != nil {
+							b.Fatal(err)
 						}
 					}
-					cmd := exec.Command(os.Args[0], "-test.run=^$")
-					cmd.Env = append(os.Environ(), coldStartEnv+"="+hex.EncodeToString(id[:])+":"+dir)
-					out, err := cmd.CombinedOutput()
-					if err != nil {
-						b.Fatalf("child: %v: %s", err, out)
-					}
-					var ns, cpu int64
-					if _, err := fmt.Sscanf(string(out), "ready %d %d", &ns, &cpu); err != nil {
-						b.Fatalf("child said %q", out)
-					}
-					times = append(times, float64(ns)/1e6)
-					cpus = append(cpus, float64(cpu)/1e6)
 				}
-				slices.Sort(times)
-				b.ReportMetric(times[len(times)/2], "ready-ms")
-				b.ReportMetric(times[len(times)-1], "max-ms")
-				slices.Sort(cpus)
-				b.ReportMetric(cpus[len(cpus)/2], "cpu-ms")
-			})
-		}
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), coldStartEnv+"="+kind+":"+hex.EncodeToString(id[:])+":"+dir)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					b.Fatalf("child: %v: %s", err, out)
+				}
+				var ns, cpu int64
+				if _, err := fmt.Sscanf(string(out), "ready %d %d", &ns, &cpu); err != nil {
+					b.Fatalf("child said %q", out)
+				}
+				times = append(times, float64(ns)/1e6)
+				cpus = append(cpus, float64(cpu)/1e6)
+			}
+			slices.Sort(times)
+			b.ReportMetric(times[len(times)/2], "ready-ms")
+			b.ReportMetric(times[len(times)-1], "max-ms")
+			slices.Sort(cpus)
+			b.ReportMetric(cpus[len(cpus)/2], "cpu-ms")
+		})
 	}
 }
 
@@ -155,6 +204,7 @@ func dropCache(path string) error {
 
 func coldStartChild(spec string) {
 	fail := func(err error) { fmt.Println("error:", err); os.Exit(3) }
+	kind, spec, _ := strings.Cut(spec, ":")
 	idHex, dir, _ := strings.Cut(spec, ":")
 	raw, err := hex.DecodeString(idHex)
 	if err != nil || len(raw) != verify.CertIDLen {
@@ -165,7 +215,15 @@ func coldStartChild(spec string) {
 	if err != nil {
 		fail(err)
 	}
-	d, err := OpenDeltaCerts(dir, 8<<20, 24*time.Hour)
+	var d interface {
+		Lookup(verify.CertID) (verify.Record, bool, error)
+		Close() error
+	}
+	if kind == "runs" {
+		d, err = OpenRunCerts(dir, 8<<20, time.Hour)
+	} else {
+		d, err = OpenDeltaCerts(dir, 8<<20, 24*time.Hour)
+	}
 	if err != nil {
 		fail(err)
 	}
@@ -196,6 +254,29 @@ func BenchmarkLookupDelta5M(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		if _, ok, err := d.Lookup(ids[i%len(ids)]); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkLookupRuns5M: one lookup in the run candidate of
+// BenchmarkColdStartRuns5M, a certificate of the oldest run: the index
+// and eight filters missed first.
+func BenchmarkLookupRuns5M(b *testing.B) {
+	dir, _ := runsFiles(b, 5_000_000, 8, 250_000)
+	c, err := OpenRunCerts(dir, 8<<20, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	r := rand.New(rand.NewPCG(5, 5))
+	ids := make([]verify.CertID, 4096)
+	for i := range ids {
+		ids[i] = randCert(r, t0).ID
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, ok, err := c.Lookup(ids[i%len(ids)]); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
 	}
