@@ -43,8 +43,12 @@ type RunCerts struct {
 }
 
 type run struct {
-	db    *bolt.DB
-	path  string
+	db   *bolt.DB
+	path string
+	// tx is a read transaction held for the run's life (nothing writes
+	// it): its filter is read in place from the memory map, a page at a
+	// time as lookups touch it, never copied.
+	tx    *bolt.Tx
 	bloom bloom
 	meta  runMeta
 }
@@ -93,26 +97,32 @@ func openRun(path string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{db: db, path: path}
-	err = db.View(func(tx *bolt.Tx) error {
-		mb := tx.Bucket(bucketMeta)
-		if mb == nil || tx.Bucket(bucketGroups) == nil {
-			return fmt.Errorf("%s: not a run", path)
-		}
-		r.bloom = bloom(bytes.Clone(mb.Get(keyBloom)))
-		return json.Unmarshal(mb.Get(keyMeta), &r.meta)
-	})
+	tx, err := db.Begin(false)
 	if err != nil {
 		db.Close()
+		return nil, err
+	}
+	r := &run{db: db, path: path, tx: tx}
+	mb := tx.Bucket(bucketMeta)
+	if mb == nil || tx.Bucket(bucketGroups) == nil {
+		err = fmt.Errorf("%s: not a run", path)
+	} else {
+		r.bloom = bloom(mb.Get(keyBloom))
+		err = json.Unmarshal(mb.Get(keyMeta), &r.meta)
+	}
+	if err != nil {
+		r.close()
 		return nil, err
 	}
 	return r, nil
 }
 
+func (r *run) close() error { return errors.Join(r.tx.Rollback(), r.db.Close()) }
+
 func (c *RunCerts) closeRuns() error {
 	var errs []error
 	for _, r := range c.runs {
-		errs = append(errs, r.db.Close())
+		errs = append(errs, r.close())
 	}
 	c.runs = nil
 	return errors.Join(errs...)
@@ -129,17 +139,8 @@ func (c *RunCerts) record(id verify.CertID) ([recordLen]byte, bool, error) {
 		if len(r.bloom) > 0 && !r.bloom.has(id[:]) {
 			continue
 		}
-		var rec [recordLen]byte
-		found := false
-		err := r.db.View(func(tx *bolt.Tx) error {
-			if v, ok := lookupGroups(tx, id[:]); ok {
-				copy(rec[:], v)
-				found = true
-			}
-			return nil
-		})
-		if err != nil || found {
-			return rec, found, err
+		if v, ok := lookupGroups(r.tx, id[:]); ok {
+			return [recordLen]byte(v), true, nil
 		}
 	}
 	return [recordLen]byte{}, false, nil
@@ -182,7 +183,7 @@ func (c *RunCerts) Load(pages func(yield func([]verify.Cert) bool), cursor uint6
 		return err
 	}
 	for _, r := range old {
-		r.db.Close()
+		r.close()
 		os.Remove(r.path)
 	}
 	c.idx = newIndex()
@@ -215,7 +216,7 @@ func (c *RunCerts) Maintain(now time.Time, retention time.Duration) error {
 	for len(c.runs) > 0 && c.runs[0].meta.MaxNotAfter.Before(now.Add(-retention)) && len(c.runs) > 1 {
 		r := c.runs[0]
 		c.runs = c.runs[1:]
-		if err := errors.Join(r.db.Close(), os.Remove(r.path)); err != nil {
+		if err := errors.Join(r.close(), os.Remove(r.path)); err != nil {
 			return err
 		}
 	}
