@@ -16,7 +16,8 @@ import (
 // directory GATEAGENT_CHURN_DIR lives on alone, else wchar), wchar-MB/day,
 // write_bytes-MB/day (/proc/self/io, folio-granular on recent kernels, for
 // information), x-floor (against 20,000 × 4 KB + 1,000,000 × 65 B),
-// fsync/day and file-x-live (the files against 1,000,000 × 65 B). A day
+// fsync/day and file-x-live (the certificate files, the journal left out,
+// against 1,000,000 × 65 B). A day
 // takes minutes: it is in make bench, not in the tests.
 func BenchmarkChurnDay(b *testing.B) {
 	name := os.Getenv("GATEAGENT_CHURN_TARGET")

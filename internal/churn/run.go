@@ -141,15 +141,15 @@ func (d *Day) WriteMB() float64 { return float64(d.Written()) / 1e6 }
 // XFloor is Written against the floor.
 func (d *Day) XFloor() float64 { return float64(d.Written()) / d.cfg.FloorBytes() }
 
-// FileXLive is the files' size at the day's end against the raw bytes of
-// the valid certificates.
-func (d *Day) FileXLive() float64 { return float64(d.Files.Total()) / d.cfg.LiveBytes() }
+// FileXLive is the certificate files' size at the day's end (the journal
+// left out) against the raw bytes of the valid certificates.
+func (d *Day) FileXLive() float64 { return float64(d.Files.Certs()) / d.cfg.LiveBytes() }
 
 // FileXHeld is the same against the raw bytes of every certificate the
 // gate must still hold (valid, or expired less than Retention ago).
 func (d *Day) FileXHeld() float64 {
 	held := d.cfg.LiveBytes() * float64(d.cfg.Validity+d.cfg.Retention) / float64(d.cfg.Validity)
-	return float64(d.Files.Total()) / held
+	return float64(d.Files.Certs()) / held
 }
 
 // String is the day's one line.
@@ -159,8 +159,9 @@ func (d *Day) String() string {
 	if d.HasDev {
 		fmt.Fprintf(&b, "device %.1f MB, ", float64(d.DevBytes)/1e6)
 	}
-	fmt.Fprintf(&b, "wchar %.1f MB, write_bytes %.1f MB, %.1fx floor, %d fsyncs (floor %.0f), files %.1f MB = %.2fx live, %.2fx held",
-		float64(d.Wchar)/1e6, float64(d.WriteBytes)/1e6, d.XFloor(), d.Syncs, d.cfg.FloorSyncs(), float64(d.Files.Total())/1e6, d.FileXLive(), d.FileXHeld())
+	fmt.Fprintf(&b, "wchar %.1f MB, write_bytes %.1f MB, %.1fx floor, %d fsyncs (floor %.0f), certificate files %.1f MB = %.2fx live, %.2fx held (journal %.1f MB)",
+		float64(d.Wchar)/1e6, float64(d.WriteBytes)/1e6, d.XFloor(), d.Syncs, d.cfg.FloorSyncs(), float64(d.Files.Certs())/1e6, d.FileXLive(), d.FileXHeld(),
+		float64(d.Files.Total()-d.Files.Certs())/1e6)
 	b.WriteString("; by op:")
 	for o := range numOps {
 		s := &d.Ops[o]

@@ -1,6 +1,7 @@
 package churn
 
 import (
+	"strings"
 	"time"
 
 	"gateagent/internal/flashproto"
@@ -55,6 +56,18 @@ func (u Usage) Total() int64 {
 	var n int64
 	for _, v := range u.FileBytes {
 		n += v
+	}
+	return n
+}
+
+// Certs is the sum of the certificate files' sizes: every file but the
+// journal's (its role starts with "journal").
+func (u Usage) Certs() int64 {
+	var n int64
+	for k, v := range u.FileBytes {
+		if !strings.HasPrefix(k, "journal") {
+			n += v
+		}
 	}
 	return n
 }
