@@ -39,10 +39,14 @@ func lookupGroups(tx *bolt.Tx, id []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// syncEvery bounds the dirty bytes of a file being written: it is synced
-// after every so many commits of about 1 MB, so that a grant's fsync never
-// waits behind a whole file's worth of writeback.
-const syncEvery = 4
+// A file being written is committed every commitGroups groups (about
+// 256 KB) and synced every syncEvery commits, so that a grant's fsync,
+// which the device serves after the writeback queued before it, never
+// waits behind more than that.
+const (
+	commitGroups = 64
+	syncEvery    = 1
+)
 
 // writeRun writes the entries next yields (ascending IDs) as a group file
 // at path: into path.new (bbolt, no sync per commit), synced every
@@ -124,7 +128,7 @@ func writeRun(path string, next func(yield func(verify.CertID, []byte) bool), me
 		if len(group) == GroupSize*entryLen {
 			groups, last = append(groups, group), append(last, lastID)
 			group = make([]byte, 0, GroupSize*entryLen)
-			if len(groups) == 256 {
+			if len(groups) == commitGroups {
 				if err := flush(false); err != nil {
 					return fail(err)
 				}
