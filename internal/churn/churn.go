@@ -11,11 +11,13 @@
 // 10 s, each acknowledged. Time is simulated: a day runs as fast as the
 // storage can take it.
 //
-// Bytes are counted from /proc/self/io: wchar (bytes handed to write(2))
-// and write_bytes (bytes of page cache dirtied for the block device,
-// counted a page at a time). fsyncs are counted per target (Target.Syncs):
-// bbolt issues two fdatasyncs per commit and one fsync when it grows the
-// file, and strace agrees with that count (see docs/flash.md).
+// Bytes are counted from /proc/self/io (wchar: bytes handed to write(2);
+// write_bytes: page cache dirtied, whole folios on recent kernels, so for
+// information only) and, when the run has a block device of its own
+// (Run.Dev), from the device: what the goal is judged on. fsyncs are
+// counted per target (Usage.Syncs): bbolt issues two fdatasyncs per commit
+// and one fsync when it grows the file, and strace agrees with that count
+// (docs/flash.md).
 package churn
 
 import (
