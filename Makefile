@@ -87,11 +87,13 @@ fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that l
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $$budget ./$$pkg/; \
 	done
 
-bench: ## the benchmarks beside their floors, 1M records (several minutes)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./verify/ ./cache/
+bench: ## the benchmarks beside their floors, 1M and 5M records, a simulated day of churn (most of an hour)
+	$(GO) test -run '^$$' -bench . -skip ColdStart -benchmem -count 5 ./verify/ ./cache/
+	$(GO) test -run '^$$' -bench ColdStart -benchtime 10x -timeout 30m ./cache/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
-	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 ./agent/
+	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 -timeout 60m ./agent/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./station/
+	$(GO) test -run '^$$' -bench ChurnDay -benchtime 1x -timeout 60m ./internal/churn/
 
 cross: $(RELEASE_BINS) ## static, stripped release binaries in bin/: gateagent-linux-arm64, -armv7 (GOARM=7), -amd64
 

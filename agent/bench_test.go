@@ -19,6 +19,7 @@ import (
 	"gateagent/config"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
 	"gateagent/scanner/scannertest"
 	"gateagent/verify"
 )
@@ -29,7 +30,7 @@ import (
 // bbolt commit with fsync) and the relay output. Each grant then lapses
 // (no passage), so the same passenger may scan again. It reports the 50th
 // and 99th percentiles (p50-ms, p99-ms).
-func BenchmarkScanToRelay(b *testing.B) { scanToRelay(b, 0) }
+func BenchmarkScanToRelay(b *testing.B) { benchScanToRelay(b, 0) }
 
 // BenchmarkScanToRelayWithPeers is BenchmarkScanToRelay with the gate in a
 // station group of eight: seven peer gates (station.Node, each on its own
@@ -39,9 +40,11 @@ func BenchmarkScanToRelay(b *testing.B) { scanToRelay(b, 0) }
 // the figures should be BenchmarkScanToRelay's. The seven run in a process
 // of their own at the lowest priority (nice 19): on a station they are
 // other boards, and here they must not take the gate's two cores from it.
-func BenchmarkScanToRelayWithPeers(b *testing.B) { scanToRelay(b, 7) }
+func BenchmarkScanToRelayWithPeers(b *testing.B) { benchScanToRelay(b, 7) }
 
-func scanToRelay(b *testing.B, peers int) {
+// benchScanToRelay is the gate alone (peers 0) or in a station group with
+// peers other gates.
+func benchScanToRelay(b *testing.B, peers int) {
 	var peerIDs, peerAddrs []string
 	var peerProc *benchPeers
 	gateAddr := freeLoopback(b, "127.0.0.1")
@@ -68,11 +71,7 @@ func scanToRelay(b *testing.B, peers int) {
 		}
 	}})
 	if peers > 0 {
-		for deadline := time.Now().Add(10 * time.Second); st.ag.Station().Status().Alive != peers; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("the gate sees %d of its %d peers", st.ag.Station().Status().Alive, peers)
-			}
-		}
+		eventually.True(b, 10*time.Second, fmt.Sprintf("the gate sees its %d peers", peers), func() bool { return st.ag.Station().Status().Alive == peers })
 	}
 	c := st.issue()
 	key, err := verify.ParseKey(c.Key) // the phone's secret, returned once at issuance
@@ -80,10 +79,22 @@ func scanToRelay(b *testing.B, peers int) {
 		b.Fatal(err)
 	}
 	code := func() []byte { return []byte(verify.NewToken(&key, c.ID, verify.StepOf(time.Now())).String() + "\r") }
-	tok := code()
 	if os.Getenv("BENCH_NO_ISSUER") != "" {
 		st.srv.Stop()
 	}
+	scanToRelay(b, st, code)
+	// Every peer heard of every grant (the benchmark's grants are real
+	// ones, not a dry run).
+	if peerProc != nil {
+		peerProc.awaitHolds(b, b.N)
+	}
+}
+
+// scanToRelay writes code() to the scanner b.N times, each after the
+// previous grant lapsed, and reports the latencies from the last byte
+// written to the relay pin unlocking, and their stages.
+func scanToRelay(b *testing.B, st *station, code func() []byte) {
+	tok := code()
 	changes := make(chan time.Time, 16)
 	st.pins.Journal.Subscribe(func(op hwtest.Op) {
 		if op.Pin == hwtest.Relay && op.Kind == "out" && op.Level == unlocked {
@@ -136,11 +147,6 @@ func scanToRelay(b *testing.B, peers int) {
 	b.ReportMetric(pct(decide, 0.50), "decide-p50-ms")
 	b.ReportMetric(pct(read, 0.99), "read-p99-ms")
 	b.ReportMetric(pct(decide, 0.99), "decide-p99-ms")
-	// Every peer heard of every grant (the benchmark's grants are real
-	// ones, not a dry run).
-	if peerProc != nil {
-		peerProc.awaitHolds(b, b.N)
-	}
 }
 
 // freeLoopback is ip:port with a port free for TCP and UDP now.

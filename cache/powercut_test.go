@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(rebuildEnv); dir != "" {
 		rebuildWriter(dir) // never returns
 	}
+	if spec := os.Getenv(coldStartEnv); spec != "" {
+		coldStartChild(spec) // never returns
+	}
 	os.Exit(m.Run())
 }
 
