@@ -151,7 +151,7 @@ func (a *Agent) open() (err error) {
 	if a.keys.Sealed() {
 		a.log.Info("keys loaded, sealed", "cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
 	} else {
-		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (README: Install on a gate)",
+		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (docs/install.md: The keys)",
 			"cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
 	}
 	if a.store, err = openStorage(cfg.Gate.Cache, a.keys.Cache, opts.Now, a.log.With("part", "storage")); err != nil {

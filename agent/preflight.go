@@ -119,7 +119,7 @@ func checkKeys(cfg *config.Config, as fsaccess.User, problem func(string, error)
 	}
 	sealed := "sealed"
 	if !k.Sealed() {
-		sealed = "NOT all sealed: a key file is in the clear on the disk (seal it with systemd-creds, README: Install on a gate)"
+		sealed = "NOT all sealed: a key file is in the clear on the disk (seal it with systemd-creds, docs/install.md: The keys)"
 	}
 	note("keys", "cache key from %s; fleet keys %s; %s", k.CacheFrom, strings.Join(fleet, ", "), sealed)
 	return k

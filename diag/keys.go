@@ -83,7 +83,7 @@ func judgeKeys(f keysFacts) Check {
 		path := f.cachePath
 		c.Status = Fail
 		c.Line = fmt.Sprintf("the cache key (%s) does not open the gate's files (%v): the credential is not the one they were made with; "+
-			"restore the right one (systemd-creds encrypt the key the station keeps for this gate, see README); if it is lost: stop the agent, "+
+			"restore the right one (systemd-creds encrypt the key the station keeps for this gate, see docs/install.md); if it is lost: stop the agent, "+
 			"move %s aside (it is rebuilt from the key feed) and %s aside (its events cannot be read without the old key: hand it to the station), then start it",
 			k.CacheFrom, oneLine(f.wrongKey), path, cache.JournalPath(path))
 		return c
@@ -98,7 +98,7 @@ func judgeKeys(f keysFacts) Check {
 		c.Line = fmt.Sprintf("%s; the key cache is being rebuilt from the key feed: the old one (keys in plaintext) is removed once the new one holds a full sync; codes are refused until then", from)
 	case len(plain) > 0:
 		c.Status = Warn
-		c.Line = fmt.Sprintf("%s; %s in the clear on the disk: anyone with a copy of the SD card can open the cache; seal it with systemd-creds encrypt and LoadCredentialEncrypted= (README: Install on a gate)", from, strings.Join(plain, " and "))
+		c.Line = fmt.Sprintf("%s; %s in the clear on the disk: anyone with a copy of the SD card can open the cache; seal it with systemd-creds encrypt and LoadCredentialEncrypted= (docs/install.md: The keys)", from, strings.Join(plain, " and "))
 	default:
 		c.Status = Pass
 		c.Line = "keys sealed: " + from

@@ -21,7 +21,7 @@ func fleetKeygenCmd() *cli.Command {
 		Summary: "create the gate fleet's key pair",
 		Help: `Creates the gate fleet's X25519 key pair, to which the issuer seals the certificate keys of
 its feed. The private key goes to the file (mode 0600, never overwritten): install it on every
-gate as a systemd credential (README: Install on a gate), then delete this copy. The public key
+gate as a systemd credential (docs/install.md: The keys), then delete this copy. The public key
 line printed is what ` + "`issuer serve --fleet-key`" + ` takes: the issuer never holds the private part.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&out, "out", "", "the private key `FILE` to create (mode 0600; never overwritten; required)")
