@@ -338,12 +338,7 @@ func (j *Journal) RepairPassage(id verify.CertID, dir verify.Direction, at time.
 			return err
 		}
 		repaired = true
-		tx.OnCommit(func() {
-			j.passMu.Lock()
-			j.passes[pk] = ns
-			delete(j.bad, pk)
-			j.passMu.Unlock()
-		})
+		j.mirrorOnCommit(tx, pk, ns)
 		return nil
 	})
 	if err != nil {
@@ -398,12 +393,7 @@ func (j *Journal) RecordPassage(id verify.CertID, dir verify.Direction, e event.
 		if err := appendEvent(tx, j.key, &e); err != nil {
 			return err
 		}
-		tx.OnCommit(func() {
-			j.passMu.Lock()
-			j.passes[pk] = ns
-			delete(j.bad, pk)
-			j.passMu.Unlock()
-		})
+		j.mirrorOnCommit(tx, pk, ns)
 		return nil
 	})
 	if err != nil {
@@ -541,4 +531,16 @@ func (j *Journal) Backlog() (Backlog, error) {
 		return Backlog{}, fmt.Errorf("journal: backlog: %w", err)
 	}
 	return b, nil
+}
+
+// mirrorOnCommit updates the in-memory passback mirror with the passage
+// pk at ns once tx has committed (never for a rolled-back one), and
+// forgets that its stored entry failed to authenticate.
+func (j *Journal) mirrorOnCommit(tx *bolt.Tx, pk [passKeyLen]byte, ns int64) {
+	tx.OnCommit(func() {
+		j.passMu.Lock()
+		j.passes[pk] = ns
+		delete(j.bad, pk)
+		j.passMu.Unlock()
+	})
 }
