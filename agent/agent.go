@@ -541,7 +541,7 @@ func serviceStatus(r health.Readiness) string {
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Station: a.station, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
-		Keys: a.keys, Damaged: a.heal.Damaged, Wear: a.wear.Report,
+		Keys: a.keys, Damaged: a.heal.Damaged, Wear: a.wear.Fresh,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()

@@ -76,7 +76,16 @@ func (w *wearWatch) run(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Report is the wear report now.
+// Fresh measures the files again, then reports: for diag, which a
+// technician runs now and then (the walk costs about what the cache
+// check's statistics do).
+func (w *wearWatch) Fresh() wear.Report {
+	w.measureFiles()
+	return w.Report()
+}
+
+// Report is the wear report now, the files as last measured (for
+// /status and the metrics, which are read often).
 func (w *wearWatch) Report() wear.Report {
 	rate, err := w.meter.Rate()
 	var r wear.Report

@@ -54,8 +54,8 @@ type Live struct {
 	// Damaged lists the records that failed authentication, healing or
 	// healed within the hour; nil: none known.
 	Damaged func() []DamagedRecord
-	// Wear is what the agent reports of its flash's wear; nil: the wear
-	// check is left out.
+	// Wear is what the agent reports of its flash's wear, the files
+	// measured now; nil: the wear check is left out.
 	Wear func() wear.Report
 	// Now is the gate's raw clock.
 	Now          func() time.Time

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gateagent/cache"
+	"gateagent/internal/plural"
 	"gateagent/wear"
 )
 
@@ -104,8 +105,8 @@ func filesText(facts map[string]any, r wear.Report, closed bool) string {
 		return fmt.Sprintf("cache file %s with no live certificate, journal %s", wear.Bytes(float64(f.CacheBytes)), wear.Bytes(float64(f.JournalBytes)))
 	}
 	facts["cache_file_vs_live"] = f.Ratio()
-	return fmt.Sprintf("cache file %s = %.2f× its live records (%d certificates × %d B = %s), journal %s", wear.Bytes(float64(f.CacheBytes)), f.Ratio(),
-		f.LiveCerts, wear.RawRecordBytes, wear.Bytes(float64(f.LiveRawBytes())), wear.Bytes(float64(f.JournalBytes)))
+	return fmt.Sprintf("cache file %s = %.2f× its live records (%s × %d B = %s), journal %s", wear.Bytes(float64(f.CacheBytes)), f.Ratio(),
+		plural.N(f.LiveCerts, "certificate", "certificates"), wear.RawRecordBytes, wear.Bytes(float64(f.LiveRawBytes())), wear.Bytes(float64(f.JournalBytes)))
 }
 
 // maintText says when the certificate file was last maintained.
