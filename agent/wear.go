@@ -62,6 +62,9 @@ func (w *wearWatch) purged(at time.Time, certs int, err error) {
 
 // run samples the meter and measures the files every d until ctx ends.
 func (w *wearWatch) run(ctx context.Context, d time.Duration) {
+	sampled := make(chan struct{})
+	go func() { w.meter.Run(ctx, d); close(sampled) }()
+	defer func() { <-sampled }()
 	w.measureFiles()
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -70,7 +73,6 @@ func (w *wearWatch) run(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = w.meter.Sample() // a failed read: Rate reports it
 			w.measureFiles()
 		}
 	}
