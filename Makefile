@@ -77,7 +77,8 @@ FUZZ_TARGETS := \
 	config:FuzzParse:100000 \
 	cache:FuzzOpenDamaged:1500 \
 	station:FuzzDecode:300000 \
-	cache:FuzzSealedRecord:200000
+	cache:FuzzSealedRecord:200000 \
+	wear:FuzzParseProcIO:300000
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)
 	@set -e; for t in $(FUZZ_TARGETS); do \

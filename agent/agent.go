@@ -46,6 +46,7 @@ import (
 	"gateagent/scanner"
 	"gateagent/station"
 	"gateagent/verify"
+	"gateagent/wear"
 )
 
 // Options are what a caller may supply beyond the config.
@@ -72,6 +73,10 @@ type Options struct {
 	// instead of UDP and TCP on station.bind (tests: a link that can be
 	// cut).
 	StationTransport memberlist.NodeAwareTransport
+	// Wear, when set, measures the agent's writes instead of a meter on
+	// /proc/self/io and Now, started after the files open (tests: a meter
+	// on a clock they move).
+	Wear *wear.Meter
 }
 
 // Agent is one running gate.
@@ -94,6 +99,7 @@ type Agent struct {
 	notify *sdnotify.Notifier
 	// station is the gate's station peer node; nil without a group.
 	station *station.Node
+	wear    *wearWatch
 }
 
 // New takes the gate's lock, opens its board and cache and builds its
@@ -175,6 +181,13 @@ func (a *Agent) open() (err error) {
 	if err != nil {
 		return step("feed", "feed", err)
 	}
+	meter := opts.Wear
+	if meter == nil {
+		// From here: the files' check and any rebuild at open are not
+		// a day's writing.
+		meter = wear.NewMeter(wear.ReadSelf, opts.Now)
+	}
+	a.wear = &wearWatch{meter: meter, device: cfg.Device(), store: a.store, now: a.feed.Now}
 	policy, err := cfg.Policy()
 	if err != nil {
 		return step("verify", "verify", err)
@@ -200,6 +213,7 @@ func (a *Agent) open() (err error) {
 			Cache:   a.store.Stats,
 			Ready:   a.Readiness,
 			Station: a.stationStatus(),
+			Wear:    a.wear.Report,
 		}, metrics.Options{Now: opts.Now, Logger: a.log.With("part", "metrics")})
 	observe := a.stats.Observe
 	if opts.Observe != nil {
@@ -408,6 +422,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer wg.Done()
 		a.heal.run(fctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.wear.run(fctx, wear.DefaultEvery)
+	}()
 	a.serveControl(fctx, &wg)
 	wctx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
@@ -522,7 +541,7 @@ func serviceStatus(r health.Readiness) string {
 func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	live := &diag.Live{Config: a.cfg, Board: a.board, Cache: a.store.Cache, Journal: a.store.Journal, Feed: a.feed, Gate: a.ctrl, Verifier: a.verify,
 		Metrics: a.stats, Scanner: a.scannerStats, Station: a.station, Ready: a.Readiness, ClockState: a.opts.ClockState, Now: a.opts.Now,
-		Keys: a.keys, Damaged: a.heal.Damaged,
+		Keys: a.keys, Damaged: a.heal.Damaged, Wear: a.wear.Fresh,
 		TrustedAfter: version.BuildTime(), Logger: a.log.With("part", "control")}
 	mux := http.NewServeMux()
 	diagHandler := live.Handler()
@@ -564,7 +583,9 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		res, err := a.store.Purge(a.feed.Now(), purgeRetention, a.cfg.Verify.PassbackWindow)
+		at := a.feed.Now()
+		res, err := a.store.Purge(at, purgeRetention, a.cfg.Verify.PassbackWindow)
+		a.wear.purged(at, res.Certs, err)
 		if err != nil {
 			a.log.Warn("cache purge failed; it will be tried again in an hour", "err", err)
 		} else if res.Certs+res.Passbacks > 0 {

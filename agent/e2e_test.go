@@ -48,6 +48,7 @@ import (
 	"gateagent/qrcode"
 	"gateagent/scanner/scannertest"
 	"gateagent/verify"
+	"gateagent/wear"
 )
 
 // The fake board's relay is wired active-low: locked is High.
@@ -70,9 +71,11 @@ type station struct {
 	logs     *syncbuf.Buffer
 	// clockState is the kernel clock's state the agent is given.
 	clockState kclock.Reader
-	cancel     context.CancelFunc
-	done       chan error
-	nextDoc    int
+	// wear measures the agent's writes; nil: the agent's own meter.
+	wear    *wear.Meter
+	cancel  context.CancelFunc
+	done    chan error
+	nextDoc int
 }
 
 type stationOpts struct {
@@ -86,6 +89,8 @@ type stationOpts struct {
 	// clockState is what the kernel says of the gate's clock; default the
 	// real kernel's answer.
 	clockState kclock.Reader
+	// wear is the agent's meter of its writes; default its own.
+	wear *wear.Meter
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -124,6 +129,7 @@ func newStation(t testing.TB, o stationOpts) *station {
 	}
 	st.cfg = &cfg
 	st.clockState = o.clockState
+	st.wear = o.wear
 	if !o.noStart {
 		st.start(o.now, o.notifier)
 	}
@@ -141,7 +147,7 @@ func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 		notifier, _ = sdnotify.FromEnv(func(string) string { return "" })
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState,
+	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState, Wear: st.wear,
 		Observe: func(o gate.Outcome) {
 			select {
 			case st.outcomes <- o:

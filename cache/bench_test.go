@@ -263,3 +263,27 @@ func BenchmarkCheck1MFloor(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLive1M: the count of live certificates the wear report makes
+// every 15 minutes, beside its floor, the statistics' page walk
+// (BenchmarkStats1M) that the metrics already make every minute.
+func BenchmarkLive1M(b *testing.B) {
+	c := loaded1M(b)
+	now := cachetest.Epoch
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if n, err := c.Live(now); err != nil || n != 1_000_000 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+func BenchmarkStats1M(b *testing.B) {
+	c := loaded1M(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Stats(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -724,3 +724,24 @@ func TestLookupAllocatesLittle(t *testing.T) {
 		t.Fatalf("Lookup allocates %.0f times", allocs)
 	}
 }
+
+// TestLive: the certificates not yet expired are counted, the expired
+// ones (kept for the retention) are not, a revocation is.
+func TestLive(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	b := cachetest.Batch(0, 10, 10)
+	for i := range 4 {
+		b.Upserts[i].NotAfter = t0.Add(time.Hour) // expire earlier
+	}
+	b.Upserts[9].Revoked = true
+	mustApply(t, c, b)
+	for _, tc := range []struct {
+		at   time.Time
+		want int
+	}{{t0, 10}, {t0.Add(time.Hour), 10}, {t0.Add(time.Hour + time.Second), 6}, {t0.Add(25 * time.Hour), 0}} {
+		n, err := c.Live(tc.at)
+		if err != nil || n != tc.want {
+			t.Errorf("live at %v: %d, %v; want %d", tc.at.Sub(t0), n, err, tc.want)
+		}
+	}
+}

@@ -54,6 +54,7 @@ type Config struct {
 	Station Station    `toml:"station"`
 	Log     Log        `toml:"log"`
 	Keys    KeySources `toml:"keys"`
+	Storage Storage    `toml:"storage"`
 }
 
 // Gate names the gate and where it keeps its state.
@@ -157,6 +158,7 @@ func Default() Config {
 		Station: defaultStation(),
 		Log:     Log{Level: "info", Format: "text"},
 		Keys:    defaultKeys(),
+		Storage: defaultStorage(),
 	}
 }
 
@@ -311,6 +313,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q: use text or json", c.Log.Format)
 	}
 	c.validateKeys(bad)
+	c.validateStorage(bad)
 	return errors.Join(errs...)
 }
 

@@ -461,7 +461,7 @@ func TestKeysFromTags(t *testing.T) {
 			switch f.Type.Kind() {
 			case reflect.Struct:
 				check(f.Type, path+name+".")
-			case reflect.String, reflect.Bool, reflect.Int, reflect.Int64:
+			case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
 			case reflect.Slice:
 				if f.Type.Elem().Kind() != reflect.String {
 					t.Errorf("%s%s: the messages know no %s", path, name, f.Type)

@@ -379,6 +379,17 @@ func fits(v any, t reflect.Type) bool {
 	case t.Kind() == reflect.Int:
 		n, ok := v.(int64)
 		return ok && n >= math.MinInt && n <= math.MaxInt
+	case t.Kind() == reflect.Int64:
+		_, ok := v.(int64)
+		return ok
+	case t.Kind() == reflect.Float64:
+		switch f := v.(type) {
+		case int64:
+			return true
+		case float64:
+			return !math.IsNaN(f) && !math.IsInf(f, 0)
+		}
+		return false
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		a, ok := v.([]any)
 		for _, e := range a {
@@ -444,6 +455,13 @@ func want(path []string, t reflect.Type, v any) string {
 			return fmt.Sprintf("a whole number from %d to %d", math.MinInt, math.MaxInt)
 		}
 		return "a whole number, without quotes"
+	case t.Kind() == reflect.Int64:
+		if _, ok := v.(int64); ok {
+			return fmt.Sprintf("a whole number from %d to %d", int64(math.MinInt64), int64(math.MaxInt64))
+		}
+		return "a whole number, without quotes"
+	case t.Kind() == reflect.Float64:
+		return "a number, without quotes, such as 4 or 2.5"
 	case t.Kind() == reflect.Slice:
 		return `an array of strings such as ["a", "b"]`
 	case t.Kind() == reflect.Struct:

@@ -34,6 +34,8 @@ type backend interface {
 	// peers is the station peers' check and, through a running agent, its
 	// node's status (nil with the agent stopped or without a group).
 	peers(ctx context.Context) (Check, *station.Status, error)
+	// wear is the flash wear check alone.
+	wear(ctx context.Context) (Check, error)
 	// mode is "daemon" or "standalone".
 	mode() string
 }

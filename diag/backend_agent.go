@@ -81,6 +81,11 @@ func (a agentBackend) latency(ctx context.Context) ([]metrics.StageLatency, erro
 	return lat, a.call(ctx, http.MethodGet, "/diag/latency", nil, &lat)
 }
 
+func (a agentBackend) wear(ctx context.Context) (Check, error) {
+	var c Check
+	return c, a.call(ctx, http.MethodGet, "/diag/wear", nil, &c)
+}
+
 // do sends a request; an answer other than 200 is an *agentError carrying
 // the agent's message.
 func (a agentBackend) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {

@@ -46,6 +46,18 @@ func (l *localBackend) clock(ctx context.Context) (Check, error) {
 	return standaloneClockCheck(ctx, l.cfg, l.env), nil
 }
 
+func (l *localBackend) wear(ctx context.Context) (Check, error) {
+	if l.err != nil {
+		return Check{}, l.err
+	}
+	release, err := claim(l.cfg)
+	if err != nil {
+		return Check{}, err
+	}
+	defer release()
+	return standaloneWearCheck(l.cfg, l.env), nil
+}
+
 func (l *localBackend) scan(ctx context.Context, timeout time.Duration) (TokenReport, error) {
 	if l.err != nil {
 		return TokenReport{}, l.err

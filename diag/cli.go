@@ -72,7 +72,7 @@ func Cmd(env Env) *cli.Command {
 	cmd := reportCmd(&o, &env, run)
 	cmd.Commands = []*cli.Command{
 		clockCmd(&o, run), scanCmd(&o, run), relayCmd(&o, run), sensorsCmd(&o, run), indicatorsCmd(&o, run),
-		latencyCmd(&o, run), peersCmd(&o, run), tokenCmd(&o, run), decodeCmd(&o, run),
+		latencyCmd(&o, run), wearCmd(&o, run), peersCmd(&o, run), tokenCmd(&o, run), decodeCmd(&o, run),
 	}
 	return cmd
 }

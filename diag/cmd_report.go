@@ -13,7 +13,7 @@ func reportCmd(o *opts, env *Env, run runner) *cli.Command {
 	return &cli.Command{
 		Name: "diag",
 		Help: `Checks the gate and says what to do: config, service (can the gate grant?), hardware, scanner,
-clock, cache, feed, backlog, latency. With the agent running, diag asks it over its control
+clock, keys, cache, records, feed, backlog, wear, latency, peers. With the agent running, diag asks it over its control
 socket; with the agent stopped, it opens the board, the scanner and the cache itself.`,
 		Flags: func(fs *flag.FlagSet) {
 			o.flags(fs)

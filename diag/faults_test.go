@@ -62,11 +62,11 @@ func TestStandaloneFaults(t *testing.T) {
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
 			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache", nil, nil},
 		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
-			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, nil},
+			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, []string{diag.NameWear}},
 		// A kill in the first moments of the first start leaves an empty
 		// file: the agent sets it up again, so no permissions hint.
 		{"empty cache file", func(st *station) { os.WriteFile(st.cache, nil, 0o600) },
-			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, nil},
+			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, []string{diag.NameWear}},
 		{"corrupt journal", func(st *station) { damageRootPage(t, cache.JournalPath(st.cache)) },
 			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, "", nil, nil},
 		{"issuer down", func(st *station) { st.srv.Stop() },
@@ -80,14 +80,14 @@ func TestStandaloneFaults(t *testing.T) {
 		{"cache key of another gate", func(st *station) {
 			os.WriteFile(filepath.Join(os.Getenv("CREDENTIALS_DIRECTORY"), config.DefaultCacheKey), bytes.Repeat([]byte{7}, cache.KeyLen), 0o400)
 		}, diag.NameKeys, []string{"does not open", "restore the right one", "journal.db aside", "hand it to the station"}, "would not start",
-			[]string{diag.NameCache, diag.NameBacklog}, []string{diag.NameRecords}},
+			[]string{diag.NameCache, diag.NameBacklog}, []string{diag.NameRecords, diag.NameWear}},
 		{"cache key not loaded", func(st *station) {
 			// Run outside the unit, and no sealed credential to decrypt.
 			t.Setenv("CREDENTIALS_DIRECTORY", "")
 			secret.CredstoreDirs = []string{t.TempDir()} // Credentials restores it
 		},
 			diag.NameKeys, []string{"CREDENTIALS_DIRECTORY", "LoadCredentialEncrypted="}, "would not start",
-			nil, []string{diag.NameCache, diag.NameRecords, diag.NameBacklog}},
+			nil, []string{diag.NameCache, diag.NameRecords, diag.NameBacklog, diag.NameWear}},
 		// One certificate's record changed on the disk: the file is whole,
 		// the record fails authentication, and diag names it.
 		{"damaged record", func(st *station) {
@@ -106,7 +106,7 @@ func TestStandaloneFaults(t *testing.T) {
 			if r.Mode != "standalone" || r.Gate != "DIAG-1" {
 				t.Errorf("report mode %q gate %q", r.Mode, r.Gate)
 			}
-			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameKeys, diag.NameCache, diag.NameRecords, diag.NameFeed, diag.NameBacklog, diag.NameLatency, diag.NamePeers}
+			names := []string{diag.NameConfig, diag.NameService, diag.NameHardware, diag.NameScanner, diag.NameClock, diag.NameKeys, diag.NameCache, diag.NameRecords, diag.NameFeed, diag.NameBacklog, diag.NameWear, diag.NameLatency, diag.NamePeers}
 			if len(r.Checks) != len(names) {
 				t.Fatalf("%d checks, want %d:\n%s", len(r.Checks), len(names), describe(r))
 			}
@@ -163,10 +163,10 @@ func TestTextReport(t *testing.T) {
 		t.Errorf("exit status %d, want 2", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 14 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[13] != "result: FAIL" {
+	if len(lines) != 15 || !strings.HasPrefix(lines[0], "gateagent diag: gate DIAG-1") || lines[14] != "result: FAIL" {
 		t.Fatalf("report:\n%s", out)
 	}
-	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  keys", "PASS  cache", "PASS  records", "PASS  feed", "PASS  backlog", "SKIP  latency", "SKIP  peers"} {
+	for _, want := range []string{"PASS  config", "PASS  service", "PASS  hardware", "FAIL  scanner", "PASS  clock", "PASS  keys", "PASS  cache", "PASS  records", "PASS  feed", "PASS  backlog", "PASS  wear", "SKIP  latency", "SKIP  peers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report has no line %q:\n%s", want, out)
 		}
@@ -278,5 +278,16 @@ func TestKeysWarnings(t *testing.T) {
 	if k.Status != diag.Warn || !strings.Contains(k.Line, "schema 2") || ch.Status != diag.Warn || !strings.Contains(ch.Line, "rebuilds the cache from the key feed") ||
 		sv.Status != diag.Fail || !strings.Contains(sv.Line, "waiting for the first key sync") {
 		t.Fatalf("plaintext cache: exit %d\n%s", code, describe(r))
+	}
+}
+
+// TestWearStandalone: with the agent stopped, diag wear shows the cache
+// file against its live certificates and says the rate needs the agent.
+func TestWearStandalone(t *testing.T) {
+	st := newStation(t)
+	code, out, errs := st.run("wear")
+	if code != 0 || !strings.HasPrefix(out, "PASS") || !strings.Contains(out, "× its live records (40 certificates × 65 B = 3 KB)") ||
+		!strings.Contains(out, "the write rate needs the running agent") {
+		t.Fatalf("diag wear: exit %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"gateagent/scanner"
 	"gateagent/station"
 	"gateagent/verify"
+	"gateagent/wear"
 )
 
 // Live is a running agent's parts, as its control socket shows them to
@@ -53,6 +54,9 @@ type Live struct {
 	// Damaged lists the records that failed authentication, healing or
 	// healed within the hour; nil: none known.
 	Damaged func() []DamagedRecord
+	// Wear is what the agent reports of its flash's wear, the files
+	// measured now; nil: the wear check is left out.
+	Wear func() wear.Report
 	// Now is the gate's raw clock.
 	Now          func() time.Time
 	TrustedAfter time.Time
@@ -156,6 +160,9 @@ func (l *Live) Report(ctx context.Context, deep bool) *Report {
 		berr = journalErr
 	}
 	r.Add(judgeBacklog(b, berr, now, fst.LastError))
+	if l.Wear != nil {
+		r.Add(l.WearCheck())
+	}
 	r.Add(judgeLatency(l.Metrics.Latency(), true))
 	r.Add(l.peersCheck())
 	return r
@@ -188,6 +195,15 @@ func (l *Live) Clock() Check {
 	return judgeClock(l.clockFacts(l.Now(), l.Feed.Status()))
 }
 
+// WearCheck is the wear check alone (gateagent diag wear), on the gate's
+// corrected clock.
+func (l *Live) WearCheck() Check {
+	if l.Wear == nil {
+		return Check{Name: NameWear, Status: Skip, Line: "not measured by this agent"}
+	}
+	return judgeWear(wearFacts{r: l.Wear(), daemon: true, now: l.Feed.Now()})
+}
+
 // maxTokenBody bounds a token sent to /diag/token.
 const maxTokenBody = 4096
 
@@ -196,6 +212,7 @@ const maxTokenBody = 4096
 //	GET  /diag                       every check (Report)
 //	GET  /diag/clock                 the clock check alone (Check)
 //	GET  /diag/latency               per-stage latency ([]metrics.StageLatency)
+//	GET  /diag/wear                  the wear check alone (Check)
 //	GET  /diag/peers                 the station peers (station.Status)
 //	GET  /diag/sensors?seconds=N     the inputs, one JSON Reading per line, for N s
 //	POST /diag/token?source=S        explain the token in the body (TokenReport)
@@ -215,6 +232,10 @@ func (l *Live) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /diag/latency", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.Metrics.Latency())
+	})
+	mux.HandleFunc("GET /diag/wear", func(w http.ResponseWriter, r *http.Request) {
+		c := l.WearCheck()
+		writeJSON(w, &c)
 	})
 	mux.HandleFunc("GET /diag/sensors", l.serveSensors)
 	mux.HandleFunc("GET /diag/peers", l.servePeers)

@@ -21,6 +21,7 @@ import (
 	"gateagent/metrics"
 	"gateagent/scanner"
 	"gateagent/verify"
+	"gateagent/wear"
 )
 
 // Env is how diag reaches the gate's world when it works on its own (the
@@ -81,7 +82,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	r := &Report{Version: version.String(), At: env.Now(), Mode: "standalone"}
 	r.Add(judgeConfig(path, cfg, err))
 	if err != nil {
-		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog, NameWear} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: the config does not load"})
 		}
 		return r
@@ -90,7 +91,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	release, err := claim(cfg)
 	if err != nil {
 		r.Add(Check{Name: NameAgent, Status: Fail, Line: oneLine(err)})
-		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog} {
+		for _, n := range []string{NameService, NameHardware, NameScanner, NameClock, NameKeys, NameCache, NameRecords, NameFeed, NameBacklog, NameWear} {
 			r.Add(Check{Name: n, Status: Skip, Line: "not checked: an agent holds the gate"})
 		}
 		return r
@@ -155,6 +156,10 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 		rf.cache, rf.cacheErr = c.Authenticate()
 		rf.cacheRun = true
 	}
+	wf := wearFacts{r: wear.NewReport(cfg.Device(), nil, nil), now: now, closed: c == nil}
+	if c != nil {
+		wf.r.Files, wf.r.FilesErr = measureFiles(c, cache.JournalPath(cfg.Gate.Cache), now)
+	}
 	if j != nil {
 		defer j.Close()
 		if backlogErr = j.Check(); backlogErr == nil {
@@ -176,6 +181,7 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	}
 	r.Add(judgeFeed(ff))
 	r.Add(judgeBacklog(backlog, backlogErr, now, ""))
+	r.Add(judgeWear(wf))
 	r.Add(Check{Name: NameLatency, Status: Skip, Line: "no figures: the agent keeps them in memory while it runs, and it is not running"})
 
 	// What the agent would find if it started now: the same verdict the
@@ -200,6 +206,28 @@ func standaloneReport(ctx context.Context, path string, cfg *config.Config, err 
 	r.Checks = slices.Insert(r.Checks, 1, service)
 	r.Add(standalonePeers(cfg))
 	return r
+}
+
+// standaloneWearCheck is the wear check with the agent stopped: the
+// cache's files against their live certificates, on the gate's own clock;
+// the rate needs the running agent.
+func standaloneWearCheck(cfg *config.Config, env Env) Check {
+	wf := wearFacts{r: wear.NewReport(cfg.Device(), nil, nil), now: env.Now(), closed: true}
+	keys, err := cfg.LoadKeys()
+	if err == nil {
+		var c *cache.Cache
+		c, err = cache.Open(cfg.Gate.Cache, &cache.Options{ReadOnly: true, LockTimeout: time.Second, Key: keys.Cache})
+		if err == nil {
+			defer c.Close()
+			wf.closed = false
+			wf.r.Files, wf.r.FilesErr = measureFiles(c, cache.JournalPath(cfg.Gate.Cache), wf.now)
+		}
+	}
+	ch := judgeWear(wf)
+	if err != nil {
+		ch.Line = fmt.Sprintf("the files were not measured: %v; see gateagent diag (the keys and cache checks)", oneLine(err))
+	}
+	return ch
 }
 
 // feedStatusOf is what the agent would start from: the feed's state as

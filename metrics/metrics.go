@@ -48,6 +48,7 @@ import (
 	"gateagent/scanner"
 	"gateagent/station"
 	"gateagent/verify"
+	"gateagent/wear"
 )
 
 // Namespace prefixes every metric name.
@@ -79,6 +80,9 @@ type Sources struct {
 	// Station is the station peer node's status (station.Node.Status);
 	// nil without a station group.
 	Station func() station.Status
+	// Wear is what the gate reports of its flash's wear (package wear):
+	// cheap, the files' figures measured off the scan path beforehand.
+	Wear func() wear.Report
 }
 
 // Info names the gate in the build-info metric and in /status.
@@ -227,7 +231,7 @@ func New(info Info, src Sources, opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.decisionVec, m.outcomeVec, offsetVec, m.scanToRelay, stageVec,
-		sourceCollector{m}, peerCollector{m},
+		sourceCollector{m}, peerCollector{m}, wearCollector{m},
 	)
 	return m
 }

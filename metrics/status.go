@@ -15,6 +15,7 @@ import (
 	"gateagent/keysync"
 	"gateagent/scanner"
 	"gateagent/station"
+	"gateagent/wear"
 )
 
 // Status is what /status serves as JSON. A part whose source is nil is
@@ -45,6 +46,7 @@ type Status struct {
 	Scanner *ScannerStatus  `json:"scanner,omitempty"`
 	Cache   *CacheStatus    `json:"cache,omitempty"`
 	Station *station.Status `json:"station,omitempty"`
+	Storage *StorageStatus  `json:"storage,omitempty"`
 	Latency []StageLatency  `json:"latency"`
 	Drift   Drift           `json:"drift"`
 }
@@ -193,6 +195,12 @@ func (m *Metrics) Status() Status {
 	}
 	if st, ok := m.station(); ok {
 		s.Station = &st
+	}
+	if m.src.Wear != nil {
+		var r wear.Report
+		if m.safely("wear", func() { r = m.src.Wear() }) {
+			s.Storage = storageStatusOf(r)
+		}
 	}
 	if cr, ok := m.cacheStats(); ok {
 		s.Cache = &CacheStatus{ReadAt: cr.at}
