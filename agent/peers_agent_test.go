@@ -16,6 +16,7 @@ import (
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
 	stn "gateagent/station"
 	"gateagent/station/stationtest"
 	"gateagent/verify"
@@ -47,17 +48,13 @@ func TestPeersInTheAgent(t *testing.T) {
 	if !st.ag.Station().Synced() {
 		t.Fatal("the agent took scans before it synced with its live peer")
 	}
-	for deadline := time.Now().Add(10 * time.Second); !control.NewClient(sock).Alive(context.Background()); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no control socket")
-		}
-	}
+	eventually.True(t, 10*time.Second, "the control socket answers", func() bool { return control.NewClient(sock).Alive(context.Background()) })
 
 	// The peer holds a certificate: refused here, naming it.
 	c := st.issue()
 	now := st.ag.Feed().Now()
 	peer.Hold(c.ID, verify.Entry, now, now.Add(8*time.Second))
-	waitFor(t, func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return ok }, "the peer's hold")
+	eventually.True(t, 10*time.Second, "the peer's hold", func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return ok })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	o := st.want(gate.Denied)
 	if o.Decision.Reason != verify.Passback || o.Decision.SeenAt != "E2E-02" || !o.Decision.Held {
@@ -69,14 +66,14 @@ func TestPeersInTheAgent(t *testing.T) {
 	// Its passenger stepped back: the grant lapsed there, and here the
 	// same code now opens the gate; the passage reaches the peer.
 	peer.Release(c.ID, verify.Entry, st.ag.Feed().Now())
-	waitFor(t, func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return !ok }, "the peer's lapse")
+	eventually.True(t, 10*time.Second, "the peer's lapse", func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return !ok })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
 	st.pins.Set(hwtest.Passage, gpio.High)
 	st.want(gate.Passed)
 	st.pins.Set(hwtest.Passage, gpio.Low)
 	st.want(gate.Closed)
-	waitFor(t, func() bool { s, ok := peer.Seen(c.ID, verify.Entry); return ok && s.Gate == "E2E-01" && !s.Held }, "this gate's passage at the peer")
+	eventually.True(t, 10*time.Second, "this gate's passage at the peer", func() bool { s, ok := peer.Seen(c.ID, verify.Entry); return ok && s.Gate == "E2E-01" && !s.Held })
 
 	// The peer granted the same certificate 50 ms after this gate did
 	// (its report of this gate's grant not there yet): a double use.
@@ -89,14 +86,14 @@ func TestPeersInTheAgent(t *testing.T) {
 	st.want(gate.Passed)
 	st.pins.Set(hwtest.Passage, gpio.Low)
 	st.want(gate.Closed)
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "the double_use event", func() bool {
 		for _, e := range st.events() {
 			if e.Kind == event.DoubleUse && e.CertID == c2.ID && strings.Contains(e.Detail, "also granted at gate E2E-02 50ms after") {
 				return true
 			}
 		}
 		return false
-	}, "the double_use event")
+	})
 
 	// diag peers, as a technician asks the running agent.
 	code, out, errs := runDiag(t, sock, "peers")
@@ -114,7 +111,7 @@ func TestPeersInTheAgent(t *testing.T) {
 
 	// The peer goes: isolated, diag warns, events say so.
 	peer.Close()
-	waitFor(t, st.ag.Station().Isolated, "isolated with the peer gone")
+	eventually.True(t, 10*time.Second, "isolated with the peer gone", st.ag.Station().Isolated)
 	code, out, _ = runDiag(t, sock, "peers")
 	if code != 1 || !strings.Contains(out, "WARN  isolated: none of the 1 other gates answers") {
 		t.Fatalf("diag peers with the peer gone: exit %d\n%s", code, out)
@@ -128,14 +125,5 @@ func TestPeersInTheAgent(t *testing.T) {
 	}
 	if !marked {
 		t.Fatal("a grant recorded while isolated does not say so")
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
 	}
 }
