@@ -67,19 +67,7 @@ func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSe
 				return err
 			}
 		}
-		pb, _ := tx.CreateBucket(bucketPassback)
-		for k, ns := range passes {
-			if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
-				return err
-			}
-		}
-		eb, _ := tx.CreateBucket(bucketEvents)
-		for _, e := range events {
-			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
-				return err
-			}
-		}
-		return eb.SetSequence(lastSeq)
+		return putJournalV1(tx, events, lastSeq, passes)
 	})
 }
 
@@ -92,6 +80,25 @@ func legacyRecord(c *verify.Cert) []byte {
 	binary.BigEndian.PutUint64(v[9:], uint64(c.NotAfter.Unix()))
 	copy(v[17:], c.Key[:])
 	return v
+}
+
+// putJournalV1 writes the passback and events buckets as schema 1 kept
+// them: passages and events (of version 1) without MAC, the bucket's
+// sequence at lastSeq.
+func putJournalV1(tx *bolt.Tx, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
+	pb, _ := tx.CreateBucket(bucketPassback)
+	for k, ns := range passes {
+		if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
+			return err
+		}
+	}
+	eb, _ := tx.CreateBucket(bucketEvents)
+	for _, e := range events {
+		if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
+			return err
+		}
+	}
+	return eb.SetSequence(lastSeq)
 }
 
 // EncodeEventV1 is an event as journals of schema 1 stored it: no MAC.
@@ -116,19 +123,7 @@ func WriteJournalV1(path string, events []event.Event, lastSeq uint64, passes ma
 		meta, _ := tx.CreateBucket(bucketMeta)
 		meta.Put(keySchema, []byte{0, 0, 0, 1})
 		meta.Put(keyKind, []byte(kindJournal))
-		pb, _ := tx.CreateBucket(bucketPassback)
-		for k, ns := range passes {
-			if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
-				return err
-			}
-		}
-		eb, _ := tx.CreateBucket(bucketEvents)
-		for _, e := range events {
-			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
-				return err
-			}
-		}
-		return eb.SetSequence(lastSeq)
+		return putJournalV1(tx, events, lastSeq, passes)
 	})
 }
 

@@ -9,10 +9,8 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -164,23 +162,7 @@ func TestPowerCutDuringUpgrade(t *testing.T) {
 // report (never, with extra < 0); it reports whether the upgrade finished.
 func runUpgrade(t *testing.T, dir string, extra time.Duration) bool {
 	t.Helper()
-	var cmd *exec.Cmd
-	args := []string{"-test.run=^$"}
-	if wrap := os.Getenv("GATEAGENT_TEST_EXEC"); wrap != "" {
-		cmd = exec.Command(wrap, append([]string{os.Args[0]}, args...)...)
-	} else {
-		cmd = exec.Command(os.Args[0], args...)
-	}
-	cmd.Env = append(os.Environ(), rebuildEnv+"="+dir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, stderr := startWriter(t, rebuildEnv+"="+dir)
 	defer cmd.Process.Kill()
 	lines := make(chan string, 1000)
 	go func() {
