@@ -31,7 +31,7 @@ import (
 func TestPeersInTheAgent(t *testing.T) {
 	key := stationtest.Key(t)
 	gates := []string{"E2E-01", "E2E-02"}
-	gateAddr := freeLoopback(t, "127.0.0.70")
+	gateAddr := stationtest.FreeAddr(t, "127.0.0.70")
 	peer, err := stn.Start(stn.Config{GateID: "E2E-02", Group: "TWO", Gates: gates, Bind: "127.0.0.71:0",
 		Seeds: []string{gateAddr}, Keys: [][]byte{key}, Window: 30 * time.Minute, Probe: 100 * time.Millisecond, JoinTimeout: 200 * time.Millisecond})
 	if err != nil {

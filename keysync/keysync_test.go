@@ -101,6 +101,18 @@ func fileSum(t *testing.T, path string) [32]byte {
 	return sha256.Sum256(b)
 }
 
+// refusedSync syncs once, checks that the sync left the cache file as it
+// was, and returns its error for the caller to match.
+func (g *gate) refusedSync(t *testing.T, what string) error {
+	t.Helper()
+	before := fileSum(t, g.cache.Path())
+	_, err := g.Sync(context.Background())
+	if fileSum(t, g.cache.Path()) != before {
+		t.Fatalf("%s: the refused document changed the cache file (sync: %v)", what, err)
+	}
+	return err
+}
+
 func TestFullSyncThenLog(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{PageSize: 8})
 	certs := synthetic(t, s, 45, 1) // 5 full log pages and a tail
@@ -212,13 +224,8 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 		{"replay", keysync.ErrMisdirected},
 	} {
 		mode.Store(tc.mode)
-		before := fileSum(t, g.cache.Path())
-		_, err := g.Sync(context.Background())
-		if !errors.Is(err, tc.want) {
+		if err := g.refusedSync(t, tc.mode); !errors.Is(err, tc.want) {
 			t.Fatalf("%s: %v, want %v", tc.mode, err, tc.want)
-		}
-		if fileSum(t, g.cache.Path()) != before {
-			t.Fatalf("%s: the refused document changed the cache file", tc.mode)
 		}
 	}
 
@@ -226,12 +233,8 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 	mode.Store("")
 	s.Opts.Signer = feedtest.Signer(t, "rogue", 9)
 	s.Restart()
-	before := fileSum(t, g.cache.Path())
-	if _, err := g.Sync(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
+	if err := g.refusedSync(t, "a document under an unknown key"); !errors.Is(err, feed.ErrUnknownKey) {
 		t.Fatalf("unknown key ID: %v", err)
-	}
-	if fileSum(t, g.cache.Path()) != before {
-		t.Fatal("a document under an unknown key changed the cache file")
 	}
 }
 
