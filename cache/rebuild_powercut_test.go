@@ -252,6 +252,13 @@ func checkUpgrade(t *testing.T, dir string, round int, certs []verify.Cert, even
 	if _, err := os.Stat(rebuild); err == nil {
 		stage += ", cache rebuilding"
 		c, err := cache.Open(rebuild, ro)
+		var ce *cache.CorruptError
+		if errors.As(err, &ce) && ce.Kind == cache.Empty {
+			// Cut between the file's creation and its first buckets: the
+			// next start opens it for writing and fills it.
+			t.Logf("round %d: %s, the rebuild file without buckets yet", round, stage)
+			return
+		}
 		if err != nil {
 			t.Fatalf("round %d: rebuild file: %v", round, err)
 		}
