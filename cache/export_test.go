@@ -52,14 +52,7 @@ func JournalDB(j *Journal) *bolt.DB { return j.db }
 // and events buckets (events of version 1, without MAC) under their
 // sequence numbers and the bucket's sequence at lastSeq.
 func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		meta, _ := tx.CreateBucket(bucketMeta)
-		meta.Put(keySchema, []byte{0, 0, 0, 1})
+	return writeV1(path, func(tx *bolt.Tx, meta *bolt.Bucket) error {
 		meta.Put(keyFeed, fmt.Appendf(nil, `{"cursor":%d,"max_age":3600000000000}`, len(certs)))
 		cb, _ := tx.CreateBucket(bucketCerts)
 		for i := range certs {
@@ -80,6 +73,21 @@ func legacyRecord(c *verify.Cert) []byte {
 	binary.BigEndian.PutUint64(v[9:], uint64(c.NotAfter.Unix()))
 	copy(v[17:], c.Key[:])
 	return v
+}
+
+// writeV1 creates a file of schema 1 at path, its meta bucket saying so,
+// and lets fill write the rest in the same transaction.
+func writeV1(path string, fill func(tx *bolt.Tx, meta *bolt.Bucket) error) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		meta.Put(keySchema, []byte{0, 0, 0, 1})
+		return fill(tx, meta)
+	})
 }
 
 // putJournalV1 writes the passback and events buckets as schema 1 kept
@@ -114,14 +122,7 @@ func EncodeEventV1(e *event.Event) []byte {
 // WriteJournalV1 writes a journal as builds before MACs wrote it (schema
 // 1): events of version 1 and passages without MAC.
 func WriteJournalV1(path string, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		meta, _ := tx.CreateBucket(bucketMeta)
-		meta.Put(keySchema, []byte{0, 0, 0, 1})
+	return writeV1(path, func(tx *bolt.Tx, meta *bolt.Bucket) error {
 		meta.Put(keyKind, []byte(kindJournal))
 		return putJournalV1(tx, events, lastSeq, passes)
 	})

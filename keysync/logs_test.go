@@ -21,12 +21,9 @@ var repeatedRE = regexp.MustCompile(`repeated=(\d+)`)
 // long and how many failed rounds.
 func TestOutageLogged(t *testing.T) {
 	f := startFlaky(t, 0)
-	f.down.Store(true)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, _ := runBubbleGate(t, f, &logs, nil)
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
+		cl := outage(t, f, &logs)
 		f.down.Store(false)
 		fakeUntil(t, time.Minute, "the first sync once the issuer came back", func() bool { return !cl.Status().FreshAt.IsZero() })
 		rounds := int(f.heads.Load()) - 1 // the last one succeeded

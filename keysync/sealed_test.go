@@ -84,20 +84,7 @@ func TestSealedPagesRefused(t *testing.T) {
 	g.sync(t)
 	synthetic(t, s, 5, 2)
 
-	for _, tc := range []struct {
-		mode string
-		want error
-	}{
-		{"format 1", feed.ErrVersion},
-		{"ciphertext", feed.ErrSealed},
-		{"moved", feed.ErrSealed},
-	} {
-		mode.Store(tc.mode)
-		if err := g.refusedSync(t, tc.mode); !errors.Is(err, tc.want) {
-			t.Fatalf("%s: %v, want %v", tc.mode, err, tc.want)
-		}
-	}
-	mode.Store("")
+	g.refusesEach(t, &mode, refusal{"format 1", feed.ErrVersion}, refusal{"ciphertext", feed.ErrSealed}, refusal{"moved", feed.ErrSealed})
 
 	// The issuer seals to another fleet's key: refused, naming both.
 	other := feedtest.FleetKey(t, 42)

@@ -80,6 +80,17 @@ func runBubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(
 	return cl, j
 }
 
+// outage runs a gate that has never synced, in the bubble, through ten
+// minutes of its issuer down; the issuer is still down when it returns.
+func outage(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer) *keysync.Client {
+	t.Helper()
+	f.down.Store(true)
+	cl, _ := runBubbleGate(t, f, logs, nil)
+	time.Sleep(10 * time.Minute)
+	synctest.Wait()
+	return cl
+}
+
 // fakeUntil moves the bubble's clock a tenth of a second at a time until
 // cond holds, and returns how long that took on it; it fails the test
 // naming what it waited for when cond has not held within limit.
@@ -206,12 +217,9 @@ func TestRecoversWithinSecondsOfTheIssuer(t *testing.T) {
 // the growing backoff.
 func TestNeverSyncedRetriesQuickly(t *testing.T) {
 	f := startFlaky(t, 0)
-	f.down.Store(true)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, _ := runBubbleGate(t, f, &logs, nil)
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
+		cl := outage(t, f, &logs)
 		if n := f.heads.Load(); n < 120 || n > 241 {
 			t.Errorf("%d rounds in 10 minutes, want one every 2.5-5 s", n)
 		}
