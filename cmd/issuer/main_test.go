@@ -57,25 +57,29 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// keygen makes the issuer's signing key with keygen and returns the
+// private key file and the trusted_keys line it printed.
 func keygen(t *testing.T) (path, trusted string) {
 	t.Helper()
-	path = filepath.Join(t.TempDir(), "issuer.key")
-	code, out, errOut := runArgs("keygen", "--key", path)
-	if code != 0 {
-		t.Fatalf("keygen: %d %q %q", code, out, errOut)
-	}
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	return path, lines[len(lines)-1]
+	return makeKey(t, "issuer.key", "keygen", "--key")
 }
 
 // fleetKey makes a fleet key pair with fleet-keygen and returns the private
 // key file and the public line it printed.
 func fleetKey(t *testing.T) (path, public string) {
 	t.Helper()
-	path = filepath.Join(t.TempDir(), "fleet.key")
-	code, out, errOut := runArgs("fleet-keygen", "--out", path)
+	return makeKey(t, "fleet.key", "fleet-keygen", "--out")
+}
+
+// makeKey runs a key-making command, its private key written to a new
+// file called name (given with flag), and returns that file and the last
+// line the command printed (the public part).
+func makeKey(t *testing.T, name, command, flag string) (path, last string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), name)
+	code, out, errOut := runArgs(command, flag, path)
 	if code != 0 {
-		t.Fatalf("fleet-keygen: %d %q %q", code, out, errOut)
+		t.Fatalf("%s: %d %q %q", command, code, out, errOut)
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	return path, lines[len(lines)-1]
