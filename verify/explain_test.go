@@ -169,31 +169,20 @@ func TestExplainSpecVectors(t *testing.T) {
 // TestExplainEveryReason produces each reason and checks that the checks
 // before the decisive one passed and the decisive one failed.
 func TestExplainEveryReason(t *testing.T) {
-	seen := map[verify.Reason]bool{}
-	for _, tc := range reasonCases(t) {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			p := verify.DefaultPolicy(verify.Entry)
-			tok, now := tc.setup(f, &p)
-			x, err := explainAgrees(t, newTestVerifier(t, f.store, p), tok, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if x.Decision.Reason != tc.want {
-				t.Fatalf("reason %v, want %v", x.Decision.Reason, tc.want)
-			}
-			wantOutcomes(t, &x, tc.outcomes)
-			if n := x.Decisive(); tc.want == verify.OK && n != 0 || tc.want != verify.OK && x.Checks[n-1].Reason != tc.want {
-				t.Errorf("Decisive() = %d for %v", n, tc.want)
-			}
-			seen[x.Decision.Reason] = true
-		})
-	}
-	for _, r := range verify.Reasons() {
-		if r != verify.Undecided && !seen[r] {
-			t.Errorf("no case produces %v", r)
+	eachReason(t, func(t *testing.T, tc reasonCase, v *verify.Verifier, tok []byte, now time.Time) verify.Reason {
+		x, err := explainAgrees(t, v, tok, now)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		if x.Decision.Reason != tc.want {
+			t.Fatalf("reason %v, want %v", x.Decision.Reason, tc.want)
+		}
+		wantOutcomes(t, &x, tc.outcomes)
+		if n := x.Decisive(); tc.want == verify.OK && n != 0 || tc.want != verify.OK && x.Checks[n-1].Reason != tc.want {
+			t.Errorf("Decisive() = %d for %v", n, tc.want)
+		}
+		return x.Decision.Reason
+	})
 }
 
 // TestExplainBoundaries: on each limit and a second either side of it,
