@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"gateagent/config"
-	"gateagent/control"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/gate"
@@ -38,17 +35,14 @@ func TestPeersInTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	sock := filepath.Join(t.TempDir(), "control.sock")
-	st := newStation(t, stationOpts{mod: func(c *config.Config) {
-		c.Control.Socket = sock
+	st, sock := diagStation(t, func(c *config.Config) {
 		c.Station = config.Station{Group: "TWO", Gates: gates, Bind: gateAddr, Seeds: []string{peer.Addr()},
 			KeyFiles: []string{stationtest.KeyFile(t, key)}, JoinTimeout: 5 * time.Second, PushPull: 15 * time.Second,
 			Probe: 100 * time.Millisecond, Reconnect: 100 * time.Millisecond}
-	}})
+	})
 	if !st.ag.Station().Synced() {
 		t.Fatal("the agent took scans before it synced with its live peer")
 	}
-	eventually.True(t, 10*time.Second, "the control socket answers", func() bool { return control.NewClient(sock).Alive(context.Background()) })
 
 	// The peer holds a certificate: refused here, naming it.
 	c := st.issue()
