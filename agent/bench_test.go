@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"gateagent/hw/hwtest"
 	"gateagent/internal/eventually"
 	"gateagent/scanner/scannertest"
+	"gateagent/station/stationtest"
 	"gateagent/verify"
 )
 
@@ -47,7 +47,7 @@ func BenchmarkScanToRelayWithPeers(b *testing.B) { benchScanToRelay(b, 7) }
 func benchScanToRelay(b *testing.B, peers int) {
 	var peerIDs, peerAddrs []string
 	var peerProc *benchPeers
-	gateAddr := freeLoopback(b, "127.0.0.1")
+	gateAddr := stationtest.FreeAddr(b, "127.0.0.1")
 	stationKey := make([]byte, 32)
 	rand.Read(stationKey)
 	for i := range peers {
@@ -147,25 +147,6 @@ func scanToRelay(b *testing.B, st *station, code func() []byte) {
 	b.ReportMetric(pct(decide, 0.50), "decide-p50-ms")
 	b.ReportMetric(pct(read, 0.99), "read-p99-ms")
 	b.ReportMetric(pct(decide, 0.99), "decide-p99-ms")
-}
-
-// freeLoopback is ip:port with a port free for TCP and UDP now.
-func freeLoopback(b testing.TB, ip string) string {
-	for range 20 {
-		l, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	b.Fatal("no free port for TCP and UDP")
-	return ""
 }
 
 // BenchmarkScanToRelayFloor is the floor beside BenchmarkScanToRelay: the

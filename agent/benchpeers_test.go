@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 	stn "gateagent/station"
 )
@@ -100,18 +101,15 @@ func startBenchPeers(b *testing.B, spec benchPeerSpec) *benchPeers {
 // awaitHolds waits until every peer took at least n holds.
 func (p *benchPeers) awaitHolds(b *testing.B, n int) {
 	b.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	var got int
+	if !eventually.Within(10*time.Second, func() bool {
 		fmt.Fprintln(p.stdin, "count")
 		if !p.out.Scan() {
 			b.Fatal("the peers' process ended")
 		}
-		var got int
 		fmt.Sscan(p.out.Text(), &got)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("a peer heard of %d of %d grants", got, n)
-		}
+		return got >= n
+	}) {
+		b.Fatalf("a peer heard of %d of %d grants", got, n)
 	}
 }

@@ -1,13 +1,10 @@
 package agent_test
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -158,33 +155,11 @@ func readJournal(t *testing.T, path string) map[uint64]event.Event {
 // closed file at path uses (the second such page, when there is one).
 func wreckLeaf(t *testing.T, path string, keySize uint32) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := os.Getpagesize()
-	try := filepath.Join(t.TempDir(), "try.db")
-	var found []int
-	for p := 2; (p+1)*ps <= len(b); p++ {
-		off := p * ps
-		if binary.LittleEndian.Uint64(b[off:]) != uint64(p) || binary.LittleEndian.Uint16(b[off+8:]) != 0x02 ||
-			binary.LittleEndian.Uint32(b[off+16+8:]) != keySize {
-			continue
-		}
-		c := bytes.Clone(b)
-		c[off+8] = 0x40
-		os.WriteFile(try, c, 0o600)
-		if _, err := cache.CheckFile(try); err != nil { // in use, not a free page
-			found = append(found, off)
-		}
-	}
-	if len(found) == 0 {
+	pages := cachetest.LeavesInUse(t, path, keySize, 1)
+	if len(pages) == 0 {
 		t.Fatalf("no leaf page of %d-byte keys in use in %s", keySize, path)
 	}
-	b[found[min(1, len(found)-1)]+8] = 0x40
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cachetest.WreckPage(t, path, pages[min(1, len(pages)-1)])
 }
 
 // damageAlarms returns the cache's damage alarm and the number of events

@@ -622,26 +622,8 @@ func TestKilledBetweenGrantAndPassage(t *testing.T) {
 	peer := tty.OpenPeer(t)
 	dir := t.TempDir()
 	cachePath := filepath.Join(dir, "cache.db")
-	cfgPath := filepath.Join(dir, "gateagent.toml")
-	cfgText := fmt.Sprintf(`version = 1
-[gate]
-id = "KILL-01"
-cache = %q
-[feed]
-url = %q
-trusted_keys = [%q]
-interval = "1s"
-[scanner]
-port = %q
-baud = 115200
-[hw]
-kind = "sim"
-[log]
-level = "debug"
-%s`, cachePath, srv.URL, feedtest.Signer(t, "test-1", 1).Public().String(), tty.Dev, configtest.TOML(t, t.TempDir()))
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := configtest.Sim{ID: "KILL-01", Dir: dir, FeedURL: srv.URL, Key: feedtest.Signer(t, "test-1", 1).Public().String(), Port: tty.Dev,
+		Extra: "[log]\nlevel = \"debug\"\n"}.Write(t)
 	n := "11010519900307123"
 	cert, err := srv.Apply(issuer.Application{Name: "x", DocType: issuer.DocResidentID,
 		DocNumber: n + string(idcard.CheckChar(n)), City: "广州", FaceCheck: "passed"})

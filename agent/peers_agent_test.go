@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +9,11 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"gateagent/config"
-	"gateagent/control"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
 	stn "gateagent/station"
 	"gateagent/station/stationtest"
 	"gateagent/verify"
@@ -30,34 +28,27 @@ import (
 func TestPeersInTheAgent(t *testing.T) {
 	key := stationtest.Key(t)
 	gates := []string{"E2E-01", "E2E-02"}
-	gateAddr := freeLoopback(t, "127.0.0.70")
+	gateAddr := stationtest.FreeAddr(t, "127.0.0.70")
 	peer, err := stn.Start(stn.Config{GateID: "E2E-02", Group: "TWO", Gates: gates, Bind: "127.0.0.71:0",
 		Seeds: []string{gateAddr}, Keys: [][]byte{key}, Window: 30 * time.Minute, Probe: 100 * time.Millisecond, JoinTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	sock := filepath.Join(t.TempDir(), "control.sock")
-	st := newStation(t, stationOpts{mod: func(c *config.Config) {
-		c.Control.Socket = sock
+	st, sock := diagStation(t, func(c *config.Config) {
 		c.Station = config.Station{Group: "TWO", Gates: gates, Bind: gateAddr, Seeds: []string{peer.Addr()},
 			KeyFiles: []string{stationtest.KeyFile(t, key)}, JoinTimeout: 5 * time.Second, PushPull: 15 * time.Second,
 			Probe: 100 * time.Millisecond, Reconnect: 100 * time.Millisecond}
-	}})
+	})
 	if !st.ag.Station().Synced() {
 		t.Fatal("the agent took scans before it synced with its live peer")
-	}
-	for deadline := time.Now().Add(10 * time.Second); !control.NewClient(sock).Alive(context.Background()); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no control socket")
-		}
 	}
 
 	// The peer holds a certificate: refused here, naming it.
 	c := st.issue()
 	now := st.ag.Feed().Now()
 	peer.Hold(c.ID, verify.Entry, now, now.Add(8*time.Second))
-	waitFor(t, func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return ok }, "the peer's hold")
+	eventually.True(t, 10*time.Second, "the peer's hold", func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return ok })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	o := st.want(gate.Denied)
 	if o.Decision.Reason != verify.Passback || o.Decision.SeenAt != "E2E-02" || !o.Decision.Held {
@@ -69,14 +60,14 @@ func TestPeersInTheAgent(t *testing.T) {
 	// Its passenger stepped back: the grant lapsed there, and here the
 	// same code now opens the gate; the passage reaches the peer.
 	peer.Release(c.ID, verify.Entry, st.ag.Feed().Now())
-	waitFor(t, func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return !ok }, "the peer's lapse")
+	eventually.True(t, 10*time.Second, "the peer's lapse", func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return !ok })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
 	st.pins.Set(hwtest.Passage, gpio.High)
 	st.want(gate.Passed)
 	st.pins.Set(hwtest.Passage, gpio.Low)
 	st.want(gate.Closed)
-	waitFor(t, func() bool { s, ok := peer.Seen(c.ID, verify.Entry); return ok && s.Gate == "E2E-01" && !s.Held }, "this gate's passage at the peer")
+	eventually.True(t, 10*time.Second, "this gate's passage at the peer", func() bool { s, ok := peer.Seen(c.ID, verify.Entry); return ok && s.Gate == "E2E-01" && !s.Held })
 
 	// The peer granted the same certificate 50 ms after this gate did
 	// (its report of this gate's grant not there yet): a double use.
@@ -89,14 +80,14 @@ func TestPeersInTheAgent(t *testing.T) {
 	st.want(gate.Passed)
 	st.pins.Set(hwtest.Passage, gpio.Low)
 	st.want(gate.Closed)
-	waitFor(t, func() bool {
+	eventually.True(t, 10*time.Second, "the double_use event", func() bool {
 		for _, e := range st.events() {
 			if e.Kind == event.DoubleUse && e.CertID == c2.ID && strings.Contains(e.Detail, "also granted at gate E2E-02 50ms after") {
 				return true
 			}
 		}
 		return false
-	}, "the double_use event")
+	})
 
 	// diag peers, as a technician asks the running agent.
 	code, out, errs := runDiag(t, sock, "peers")
@@ -114,7 +105,7 @@ func TestPeersInTheAgent(t *testing.T) {
 
 	// The peer goes: isolated, diag warns, events say so.
 	peer.Close()
-	waitFor(t, st.ag.Station().Isolated, "isolated with the peer gone")
+	eventually.True(t, 10*time.Second, "isolated with the peer gone", st.ag.Station().Isolated)
 	code, out, _ = runDiag(t, sock, "peers")
 	if code != 1 || !strings.Contains(out, "WARN  isolated: none of the 1 other gates answers") {
 		t.Fatalf("diag peers with the peer gone: exit %d\n%s", code, out)
@@ -128,14 +119,5 @@ func TestPeersInTheAgent(t *testing.T) {
 	}
 	if !marked {
 		t.Fatal("a grant recorded while isolated does not say so")
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw"
+	"gateagent/internal/eventually"
 	"gateagent/internal/pty"
 	"gateagent/internal/sdnotify"
 	stn "gateagent/station"
@@ -140,10 +141,8 @@ func runPeerChild(path string) int {
 	// Ready: the peers' state pulled (or given up on), and the scanner
 	// open, which the agent does only after that.
 	<-a.Station().Ready()
-	for deadline := time.Now().Add(time.Minute); !a.Scanner().Stats().Connected; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("scanner not connected after a minute"))
-		}
+	if !eventually.Within(time.Minute, func() bool { return a.Scanner().Stats().Connected }) {
+		return fail(fmt.Errorf("scanner not connected after a minute"))
 	}
 	o.send(childMsg{Ev: "ready", Synced: a.Station().Synced(), Gate: cfg.Gate.ID})
 

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ import (
 	"gateagent/config/configtest"
 	"gateagent/event"
 	"gateagent/gate"
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 	stn "gateagent/station"
 	"gateagent/verify"
@@ -520,15 +522,9 @@ func (l *lab) awaitMembers(n int, gates ...*labGate) {
 	l.t.Helper()
 	deadline := time.Now().Add(4 * l.wait)
 	for _, g := range gates {
-		for {
-			st := g.status()
-			if st.Alive == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				l.t.Fatalf("gate %s sees %d peers alive, want %d: %+v", g.id, st.Alive, n, st.Peers)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var st *stn.Status
+		if !eventually.Within(time.Until(deadline), func() bool { st = g.status(); return st.Alive == n }) {
+			l.t.Fatalf("gate %s sees %d peers alive, want %d: %+v", g.id, st.Alive, n, st.Peers)
 		}
 	}
 }
@@ -539,15 +535,9 @@ func (l *lab) awaitSeen(c *verify.Cert, at string, limit time.Duration, gates ..
 	l.t.Helper()
 	start := time.Now()
 	for _, g := range gates {
-		for {
-			m := g.do("seen " + c.ID.String())
-			if m.Found && m.SeenAt == at {
-				break
-			}
-			if time.Since(start) > limit {
-				l.t.Fatalf("gate %s does not know %s was seen at %s within %v (it knows %+v)", g.id, c.ID, at, limit, m)
-			}
-			time.Sleep(10 * time.Millisecond)
+		var m childMsg
+		if !eventually.Within(limit-time.Since(start), func() bool { m = g.do("seen " + c.ID.String()); return m.Found && m.SeenAt == at }) {
+			l.t.Fatalf("gate %s does not know %s was seen at %s within %v (it knows %+v)", g.id, c.ID, at, limit, m)
 		}
 	}
 	return time.Since(start)
@@ -735,6 +725,7 @@ func (l *lab) trials(t *testing.T) {
 		if err := a.proc.send("enter"); err != nil { // the passenger walks in
 			return err
 		}
+		// The stimulus: the companion comes this long after the grant.
 		time.Sleep(time.Until(granted.Add(delay)))
 		if err := b.scan(tr.cert); err != nil { // the companion, at B
 			return err
@@ -810,10 +801,12 @@ func (l *lab) trials(t *testing.T) {
 		want[tr.a.id][tr.cert.ID] = tr.b.id
 		want[tr.b.id][tr.cert.ID] = tr.a.id
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := l.doubleUses()
-		missing, extra := 0, 0
+	var (
+		got            map[string]map[verify.CertID]event.Event
+		missing, extra int
+	)
+	settled := eventually.Within(10*time.Second, func() bool { // every one raised, or one too many
+		got, missing, extra = l.doubleUses(), 0, 0
 		for gid, certs := range want {
 			for id := range certs {
 				if _, ok := got[gid][id]; !ok {
@@ -823,27 +816,29 @@ func (l *lab) trials(t *testing.T) {
 			for id := range got[gid] {
 				if _, ok := certs[id]; !ok {
 					extra++
-					t.Errorf("gate %s raised a double use for %s, which was granted at one gate only", gid, id)
 				}
 			}
 		}
-		if extra > 0 {
-			break
+		return missing == 0 || extra > 0
+	})
+	for gid, certs := range want {
+		for id := range got[gid] {
+			if _, ok := certs[id]; !ok {
+				t.Errorf("gate %s raised a double use for %s, which was granted at one gate only", gid, id)
+			}
 		}
-		if missing == 0 {
-			for gid, certs := range want {
-				for id, other := range certs {
-					if d := got[gid][id].Detail; !strings.Contains(d, "at gate "+other) {
-						t.Errorf("gate %s's double_use event for %s says %q, not gate %s", gid, id, d, other)
-					}
+	}
+	if !settled {
+		t.Fatalf("%d double grants not raised as double_use on both gates within 10 s", missing)
+	}
+	if extra == 0 {
+		for gid, certs := range want {
+			for id, other := range certs {
+				if d := got[gid][id].Detail; !strings.Contains(d, "at gate "+other) {
+					t.Errorf("gate %s's double_use event for %s says %q, not gate %s", gid, id, d, other)
 				}
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d double grants not raised as double_use on both gates within 10 s", missing)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	var delays []string
 	for _, tr := range doubles {
@@ -891,18 +886,12 @@ func (l *lab) partition(t *testing.T) {
 	took := l.awaitSeen(onlyRight, right[3].id, 5*time.Second, left...)
 	took = max(took, l.awaitSeen(onlyLeft, left[2].id, 5*time.Second-took, right...))
 	var uses map[string]map[verify.CertID]event.Event
-	for {
+	eventually.True(t, 5*time.Second-time.Since(healed), fmt.Sprintf("the double use of %s raised on both %s and %s after the heal", twice.ID, left[0].id, right[1].id), func() bool {
 		uses = l.doubleUses()
 		_, a := uses[left[0].id][twice.ID]
 		_, b := uses[right[1].id][twice.ID]
-		if a && b {
-			break
-		}
-		if time.Since(healed) > 5*time.Second {
-			t.Fatalf("the double use of %s not raised on both %s and %s within 5 s of the heal", twice.ID, left[0].id, right[1].id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return a && b
+	})
 	t.Logf("partition healed: every gate knew the other half's passages %v after the heal, the double use raised on both gates %v after it",
 		took.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	for gid, certs := range uses {
@@ -923,13 +912,7 @@ func (l *lab) isolated(t *testing.T) {
 	g := l.gates[labGates-1]
 	cut := time.Now()
 	l.isolate(g)
-	deadline := time.Now().Add(4 * l.wait)
-	for !g.status().Isolated {
-		if time.Now().After(deadline) {
-			t.Fatalf("gate %s not isolated with its link down", g.id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 4*l.wait, fmt.Sprintf("gate %s isolated with its link down", g.id), func() bool { return g.status().Isolated })
 	t.Logf("gate %s isolated %v after its link went down (ten probe intervals of %v without a word from any peer)", g.id, time.Since(cut).Round(time.Millisecond), l.probe)
 	alone := l.cert()
 	g.pass(alone)
@@ -950,11 +933,7 @@ func (l *lab) isolated(t *testing.T) {
 	took := l.awaitSeen(alone, g.id, 5*time.Second, l.gates[:labGates-1]...)
 	l.awaitMembers(labGates-1, l.gates...)
 	t.Logf("link up: its passage known at every other gate %v later, every gate sees every other %v later", took.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
-	for deadline := time.Now().Add(l.wait); g.status().Isolated; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("still isolated %v after every peer came back", l.wait)
-		}
-	}
+	eventually.True(t, l.wait, "no longer isolated once every peer came back", func() bool { return !g.status().Isolated })
 }
 
 // restart: a gate killed outright during traffic comes back, pulls its
@@ -964,7 +943,10 @@ func (l *lab) restart(t *testing.T) {
 	g := l.gates[2]
 	others := slices.DeleteFunc(slices.Clone(l.gates), func(o *labGate) bool { return o == g })
 	stop := make(chan struct{})
-	var traffic sync.WaitGroup
+	var (
+		traffic sync.WaitGroup
+		passed  atomic.Int32
+	)
 	traffic.Add(1)
 	go func() { // passengers at two other gates meanwhile
 		defer traffic.Done()
@@ -987,9 +969,10 @@ func (l *lab) restart(t *testing.T) {
 				t.Error(err)
 				return
 			}
+			passed.Add(1)
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	eventually.True(t, 4*l.wait, "passengers through two other gates", func() bool { return passed.Load() >= 2 })
 	g.proc.kill() // SIGKILL: no leave, no shutdown
 	whileDown := l.cert()
 	others[3].pass(whileDown)
@@ -1038,22 +1021,18 @@ func (l *lab) rogue(t *testing.T) {
 		t.Fatalf("the rogue without the key joined: %+v", m.Status)
 	}
 	for _, g := range l.gates {
-		deadline := time.Now().Add(l.wait)
-		for {
-			st := g.status()
+		var st *stn.Status
+		if !eventually.Within(l.wait, func() bool {
+			st = g.status()
 			var from bool
 			for _, s := range st.Unauthenticated {
 				from = from || s.Addr == ip
 			}
-			if st.Dropped["unauthenticated"] > 0 && from {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("gate %s counted no unauthenticated traffic from the rogue at %s: %v %+v", g.id, ip, st.Dropped, st.Unauthenticated)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return st.Dropped["unauthenticated"] > 0 && from
+		}) {
+			t.Fatalf("gate %s counted no unauthenticated traffic from the rogue at %s: %v %+v", g.id, ip, st.Dropped, st.Unauthenticated)
 		}
-		st := g.status()
+		st = g.status()
 		if st.Alive != labGates-1 {
 			t.Errorf("gate %s sees %d peers alive", g.id, st.Alive)
 		}

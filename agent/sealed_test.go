@@ -21,6 +21,7 @@ import (
 	"gateagent/event"
 	"gateagent/gate"
 	"gateagent/hw/hwtest"
+	"gateagent/internal/eventually"
 	"gateagent/issuer"
 	"gateagent/verify"
 )
@@ -96,6 +97,7 @@ func TestDamagedRecordsNeverGranted(t *testing.T) {
 	// Started again, the issuer out of reach: nothing can be healed.
 	st.srv.Stop()
 	relayBefore := len(st.relayOuts())
+	restarted := time.Now()
 	st.start(nil, nil)
 	for i := range fields {
 		st.write(phone(t, certs[i]) + "\r")
@@ -163,16 +165,16 @@ func TestDamagedRecordsNeverGranted(t *testing.T) {
 	st.srv.Restart()
 	healed := time.Now()
 	for _, c := range append(append([]issuer.Certificate{}, certs...), revoked) {
-		for {
-			if _, ok, err := st.ag.Cache().Lookup(c.ID, verify.Entry); err == nil && ok {
-				break
-			} else if err != nil && !errors.Is(err, cache.ErrAuth) {
-				t.Fatal(err)
-			}
-			if time.Since(healed) > 20*time.Second {
-				t.Fatalf("certificate %s not healed within 20 s of the issuer's return:\n%s", c.ID, st.logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		var err error
+		if !eventually.Within(20*time.Second-time.Since(healed), func() bool {
+			var ok bool
+			_, ok, err = st.ag.Cache().Lookup(c.ID, verify.Entry)
+			return err == nil && ok || err != nil && !errors.Is(err, cache.ErrAuth)
+		}) {
+			t.Fatalf("certificate %s not healed within 20 s of the issuer's return:\n%s", c.ID, st.logs.String())
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	t.Logf("healed %v after the issuer's return", time.Since(healed).Round(time.Millisecond))
@@ -192,22 +194,20 @@ func TestDamagedRecordsNeverGranted(t *testing.T) {
 	}
 	// The passage was replaced by one at the moment of the damage's
 	// discovery: refused for one window from then, then granted.
-	deadline := time.Now().Add(3 * window)
-	for {
-		st.write(phone(t, passer) + "\r")
-		o := st.next()
-		if o.Kind == gate.Granted {
-			st.want(gate.Lapsed)
-			break
-		}
-		if o.Decision.Reason != verify.Passback {
-			t.Fatalf("the passer after the repair: %v, want PASSBACK until the window passes", o.Decision.Reason)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the passer is still refused three windows after the repair")
-		}
-		time.Sleep(window / 4)
+	at, ok, err := st.ag.Journal().LastPass(&passer.ID, verify.Entry)
+	if err != nil || !ok || at.Before(restarted) {
+		t.Fatalf("the damaged passage: last pass %v (%v, %v), want one replaced at its discovery, after the restart at %v", at, ok, err, restarted)
 	}
+	if at.Add(window).Sub(st.ag.Feed().Now()) > window/4 {
+		st.write(phone(t, passer) + "\r")
+		if o := st.want(gate.Denied); o.Decision.Reason != verify.Passback {
+			t.Fatalf("the passer inside the window of the repair: %v, want PASSBACK", o.Decision.Reason)
+		}
+	}
+	time.Sleep(at.Add(window).Sub(st.ag.Feed().Now()) + 50*time.Millisecond) // the stimulus: that window passes
+	st.write(phone(t, passer) + "\r")
+	st.want(gate.Granted)
+	st.want(gate.Lapsed)
 	code, out, _ = runDiag(t, sock, "--json")
 	json.Unmarshal([]byte(out), &r)
 	rc, _ = r.Find(diag.NameRecords)
@@ -251,23 +251,18 @@ func TestPlaintextCacheRebuilt(t *testing.T) {
 	}
 	st.start(nil, nil)
 	c := certs[17]
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !eventually.Within(20*time.Second, func() bool {
 		st.write(verify.NewToken(&c.Key, c.ID, verify.StepOf(time.Now())).String() + "\r")
 		o := st.next()
-		if o.Kind == gate.Granted {
-			break
-		}
 		// Refused until the rebuild holds the certificate: undecided
 		// before its snapshot ends, unknown while the log that follows an
 		// empty snapshot is applied.
-		if !(o.Decision.Reason == verify.Undecided && errors.Is(o.Err, cache.ErrNotSynced)) && o.Decision.Reason != verify.UnknownCert {
+		if o.Kind != gate.Granted && !(o.Decision.Reason == verify.Undecided && errors.Is(o.Err, cache.ErrNotSynced)) && o.Decision.Reason != verify.UnknownCert {
 			t.Fatalf("before the rebuild's full sync: %v (%v), want undecided, not synced (or unknown)", o.Decision.Reason, o.Err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not granted within 20 s:\n%s", st.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return o.Kind == gate.Granted
+	}) {
+		t.Fatalf("not granted within 20 s:\n%s", st.logs.String())
 	}
 	if !strings.Contains(st.logs.String(), "written by an older release") {
 		t.Errorf("the log does not say why the cache is rebuilt:\n%s", st.logs.String())

@@ -108,38 +108,6 @@ func newFixture(t testing.TB, n, events, passes int) *fixture {
 	return f
 }
 
-// leafInUse returns a page of path that holds records of keySize-byte
-// keys and that the file uses (a copy with that page's type destroyed is
-// refused), after skip such pages.
-func leafInUse(t testing.TB, path string, keySize uint32, skip int) int {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := os.Getpagesize()
-	try := filepath.Join(t.TempDir(), "try.db")
-	for p := 2; (p+1)*ps <= len(b); p++ {
-		off := p * ps
-		if binary.LittleEndian.Uint64(b[off:]) != uint64(p) || binary.LittleEndian.Uint16(b[off+8:]) != 0x02 ||
-			binary.LittleEndian.Uint16(b[off+10:]) < 4 || binary.LittleEndian.Uint32(b[off+16+8:]) != keySize {
-			continue
-		}
-		c := bytes.Clone(b)
-		c[off+8] = 0x40
-		os.WriteFile(try, c, 0o600)
-		if _, err := cache.CheckFile(try); err == nil { // a free page: not in use
-			continue
-		}
-		if skip == 0 {
-			return p
-		}
-		skip--
-	}
-	t.Fatalf("no leaf page of %d-byte keys in use in %s", keySize, path)
-	return 0
-}
-
 // overwrite writes data at off in the file at path.
 func overwrite(t testing.TB, path string, off int64, data []byte) {
 	t.Helper()
@@ -290,8 +258,11 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Close()
-	p := leafInUse(t, f.journal, 8, 2)
-	overwrite(t, f.journal, int64(p*os.Getpagesize()+8), []byte{0x40, 0}) // the page's type
+	pages := cachetest.LeavesInUse(t, f.journal, 8, 4)
+	if len(pages) < 3 {
+		t.Fatalf("%d leaf pages of events in use in the journal, want at least 3", len(pages))
+	}
+	cachetest.WreckPage(t, f.journal, pages[2])
 	if _, err := cache.OpenJournal(f.journal, cachetest.Options(nil)); !errors.Is(err, cache.ErrCorrupt) {
 		t.Fatalf("open of the damaged journal: %v, want ErrCorrupt", err)
 	}

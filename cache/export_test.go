@@ -52,14 +52,7 @@ func JournalDB(j *Journal) *bolt.DB { return j.db }
 // and events buckets (events of version 1, without MAC) under their
 // sequence numbers and the bucket's sequence at lastSeq.
 func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		meta, _ := tx.CreateBucket(bucketMeta)
-		meta.Put(keySchema, []byte{0, 0, 0, 1})
+	return writeV1(path, func(tx *bolt.Tx, meta *bolt.Bucket) error {
 		meta.Put(keyFeed, fmt.Appendf(nil, `{"cursor":%d,"max_age":3600000000000}`, len(certs)))
 		cb, _ := tx.CreateBucket(bucketCerts)
 		for i := range certs {
@@ -67,19 +60,7 @@ func WriteSchema1(path string, certs []verify.Cert, events []event.Event, lastSe
 				return err
 			}
 		}
-		pb, _ := tx.CreateBucket(bucketPassback)
-		for k, ns := range passes {
-			if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
-				return err
-			}
-		}
-		eb, _ := tx.CreateBucket(bucketEvents)
-		for _, e := range events {
-			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
-				return err
-			}
-		}
-		return eb.SetSequence(lastSeq)
+		return putJournalV1(tx, events, lastSeq, passes)
 	})
 }
 
@@ -92,6 +73,40 @@ func legacyRecord(c *verify.Cert) []byte {
 	binary.BigEndian.PutUint64(v[9:], uint64(c.NotAfter.Unix()))
 	copy(v[17:], c.Key[:])
 	return v
+}
+
+// writeV1 creates a file of schema 1 at path, its meta bucket saying so,
+// and lets fill write the rest in the same transaction.
+func writeV1(path string, fill func(tx *bolt.Tx, meta *bolt.Bucket) error) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		meta.Put(keySchema, []byte{0, 0, 0, 1})
+		return fill(tx, meta)
+	})
+}
+
+// putJournalV1 writes the passback and events buckets as schema 1 kept
+// them: passages and events (of version 1) without MAC, the bucket's
+// sequence at lastSeq.
+func putJournalV1(tx *bolt.Tx, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
+	pb, _ := tx.CreateBucket(bucketPassback)
+	for k, ns := range passes {
+		if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
+			return err
+		}
+	}
+	eb, _ := tx.CreateBucket(bucketEvents)
+	for _, e := range events {
+		if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
+			return err
+		}
+	}
+	return eb.SetSequence(lastSeq)
 }
 
 // EncodeEventV1 is an event as journals of schema 1 stored it: no MAC.
@@ -107,28 +122,9 @@ func EncodeEventV1(e *event.Event) []byte {
 // WriteJournalV1 writes a journal as builds before MACs wrote it (schema
 // 1): events of version 1 and passages without MAC.
 func WriteJournalV1(path string, events []event.Event, lastSeq uint64, passes map[[17]byte]int64) error {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		meta, _ := tx.CreateBucket(bucketMeta)
-		meta.Put(keySchema, []byte{0, 0, 0, 1})
+	return writeV1(path, func(tx *bolt.Tx, meta *bolt.Bucket) error {
 		meta.Put(keyKind, []byte(kindJournal))
-		pb, _ := tx.CreateBucket(bucketPassback)
-		for k, ns := range passes {
-			if err := pb.Put(k[:], u64(uint64(ns))); err != nil {
-				return err
-			}
-		}
-		eb, _ := tx.CreateBucket(bucketEvents)
-		for _, e := range events {
-			if err := eb.Put(u64(e.Seq), EncodeEventV1(&e)); err != nil {
-				return err
-			}
-		}
-		return eb.SetSequence(lastSeq)
+		return putJournalV1(tx, events, lastSeq, passes)
 	})
 }
 

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
 	"gateagent/event"
+	"gateagent/internal/syncbuf"
 	"gateagent/verify"
 )
 
@@ -40,6 +42,30 @@ func TestMain(m *testing.M) {
 		coldStartChild(spec) // never returns
 	}
 	os.Exit(m.Run())
+}
+
+// startWriter starts this test binary again as the writer that env (NAME=
+// value) calls up in TestMain, under GATEAGENT_TEST_EXEC's wrapper when it
+// is set (e.g. qemu-aarch64-static); it returns the writer's stdout and
+// what it writes to stderr.
+func startWriter(t *testing.T, env string) (*exec.Cmd, io.Reader, *syncbuf.Buffer) {
+	t.Helper()
+	args := []string{os.Args[0], "-test.run=^$"}
+	if wrap := os.Getenv("GATEAGENT_TEST_EXEC"); wrap != "" {
+		args = append([]string{wrap}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env)
+	stderr := &syncbuf.Buffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, stderr
 }
 
 // powerCutBatch k upserts certificates [k*per, (k+1)*per) in ID order (the
@@ -137,23 +163,7 @@ func TestPowerCutKeepsCacheWhole(t *testing.T) {
 // reported committed.
 func runAndKill(t *testing.T, path string, extra time.Duration) uint64 {
 	t.Helper()
-	var cmd *exec.Cmd
-	args := []string{"-test.run=^$"}
-	if wrap := os.Getenv("GATEAGENT_TEST_EXEC"); wrap != "" { // e.g. qemu-aarch64-static
-		cmd = exec.Command(wrap, append([]string{os.Args[0]}, args...)...)
-	} else {
-		cmd = exec.Command(os.Args[0], args...)
-	}
-	cmd.Env = append(os.Environ(), powerCutEnv+"="+path)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, stderr := startWriter(t, powerCutEnv+"="+path)
 	lines := make(chan uint64)
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done); cmd.Process.Kill() }) // frees the reader if the test stops early
@@ -188,7 +198,7 @@ func runAndKill(t *testing.T, path string, extra time.Duration) uint64 {
 	for n := range lines { // what it reported before it died
 		last = n
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
 		t.Fatalf("writer ended with %v, not by the kill: %s", err, stderr.String())
 	}

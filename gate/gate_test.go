@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,6 +209,25 @@ func (r *rig) events() []event.Event {
 	return ev
 }
 
+// kinds returns the kinds of the recorded events, in order.
+func (r *rig) kinds() []event.Kind {
+	var k []event.Kind
+	for _, e := range r.events() {
+		k = append(k, e.Kind)
+	}
+	return k
+}
+
+// walkThrough is a passenger through the open gate: the passage sensor
+// sees them, then clears; the gate reports the passage, then closes.
+func (r *rig) walkThrough() {
+	r.t.Helper()
+	r.input(hwtest.Passage, true)
+	r.want(gate.Passed)
+	r.input(hwtest.Passage, false)
+	r.want(gate.Closed)
+}
+
 func (r *rig) input(name string, active bool) {
 	l := gpio.Low
 	if active {
@@ -249,10 +269,7 @@ func TestGrantOpensOnceThenLocksAfterPassage(t *testing.T) {
 		if r.log.relayAtAppend[0] != locked {
 			t.Fatal("the grant's event was written after the relay moved")
 		}
-		r.input(hwtest.Passage, true)
-		r.want(gate.Passed)
-		r.input(hwtest.Passage, false)
-		r.want(gate.Closed)
+		r.walkThrough()
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay driven %v, want [locked unlocked locked]", outs)
 		}
@@ -391,10 +408,7 @@ func TestPulseReleasesTheRelayBeforePassage(t *testing.T) {
 			t.Fatal("relay not released after the pulse")
 		}
 		// The passage still counts: the turnstile latched one passage.
-		r.input(hwtest.Passage, true)
-		r.want(gate.Passed)
-		r.input(hwtest.Passage, false)
-		r.want(gate.Closed)
+		r.walkThrough()
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay %v, want one pulse", outs)
 		}
@@ -410,10 +424,7 @@ func TestScanDuringPassageIsReportedNotQueued(t *testing.T) {
 		if o := r.want(gate.Ignored); !strings.Contains(o.Note, "passing") {
 			t.Fatalf("note %q", o.Note)
 		}
-		r.input(hwtest.Passage, true)
-		r.want(gate.Passed)
-		r.input(hwtest.Passage, false)
-		r.want(gate.Closed)
+		r.walkThrough()
 		r.noOutcome() // the ignored scan does not come back once the gate is idle
 		if ev := r.events(); len(ev) != 2 {
 			t.Fatalf("%d events, want the grant and the passage only", len(ev))
@@ -481,11 +492,7 @@ func TestEmergencyHoldsTheGateOpen(t *testing.T) {
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay %v, want [locked unlocked locked]", outs)
 		}
-		var kinds []event.Kind
-		for _, e := range r.events() {
-			kinds = append(kinds, e.Kind)
-		}
-		if len(kinds) != 2 || kinds[0] != event.Emergency || kinds[1] != event.Emergency {
+		if kinds := r.kinds(); !slices.Equal(kinds, []event.Kind{event.Emergency, event.Emergency}) {
 			t.Fatalf("events %v, want emergency engaged and released only", kinds)
 		}
 	})
@@ -779,10 +786,7 @@ func TestFailedLockIsRetriedUntilLocked(t *testing.T) {
 		r.scan(r.token(0, verify.StepOf(now0)))
 		r.want(gate.Granted)
 		relay.failNext(false, 2)
-		r.input(hwtest.Passage, true)
-		r.want(gate.Passed)
-		r.input(hwtest.Passage, false)
-		r.want(gate.Closed)
+		r.walkThrough()
 		if r.pins.Pins[hwtest.Relay].Level() != unlocked {
 			t.Fatal("the injected failure did not happen")
 		}

@@ -3,6 +3,7 @@ package gate_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -352,12 +353,7 @@ func TestEmergencyDuringTechnicianTestTakesOver(t *testing.T) {
 		if outs := r.relayOuts(); !eqLevels(outs, locked, unlocked, locked) {
 			t.Fatalf("relay driven %v", outs)
 		}
-		var kinds []event.Kind
-		for _, e := range r.events() {
-			kinds = append(kinds, e.Kind)
-		}
-		want := []event.Kind{event.Technician, event.Emergency, event.Emergency}
-		if len(kinds) != 3 || kinds[0] != want[0] || kinds[1] != want[1] || kinds[2] != want[2] {
+		if kinds, want := r.kinds(), []event.Kind{event.Technician, event.Emergency, event.Emergency}; !slices.Equal(kinds, want) {
 			t.Fatalf("events %v, want %v", kinds, want)
 		}
 		if reason := r.events()[0].Reason; reason != verify.Undecided {
@@ -453,11 +449,7 @@ func TestForcedPassageDuringIndicatorTestAlarms(t *testing.T) {
 		if r.pins.Pins[hwtest.Red].Level() != gpio.High || r.pins.Pins[hwtest.Green].Level() != gpio.Low {
 			t.Fatal("no alarm after the forced passage, or green left on")
 		}
-		var kinds []event.Kind
-		for _, e := range r.events() {
-			kinds = append(kinds, e.Kind)
-		}
-		if len(kinds) != 2 || kinds[0] != event.Technician || kinds[1] != event.ForcedPassage {
+		if kinds := r.kinds(); !slices.Equal(kinds, []event.Kind{event.Technician, event.ForcedPassage}) {
 			t.Fatalf("events %v, want the test, then the forced passage", kinds)
 		}
 	})

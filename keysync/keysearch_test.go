@@ -23,6 +23,7 @@ import (
 	"gateagent/event"
 	"gateagent/feed"
 	"gateagent/feed/feedtest"
+	"gateagent/internal/eventually"
 	"gateagent/issuer"
 	"gateagent/issuer/issuertest"
 	"gateagent/keysync"
@@ -261,21 +262,17 @@ func TestNoKeyOnAnyDisk(t *testing.T) {
 // page as it answers, finishing the file just after.
 func cached(t *testing.T, dir string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := 0
+	var n int
+	if !eventually.Within(10*time.Second, func() bool {
+		n = 0
 		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() {
 				n++
 			}
 			return nil
 		})
-		if n >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx's cache holds %d pages, want %d", n, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return n >= want
+	}) {
+		t.Fatalf("nginx's cache holds %d pages, want %d", n, want)
 	}
 }

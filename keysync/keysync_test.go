@@ -101,6 +101,39 @@ func fileSum(t *testing.T, path string) [32]byte {
 	return sha256.Sum256(b)
 }
 
+// refusedSync syncs once, checks that the sync left the cache file as it
+// was, and returns its error for the caller to match.
+func (g *gate) refusedSync(t *testing.T, what string) error {
+	t.Helper()
+	before := fileSum(t, g.cache.Path())
+	_, err := g.Sync(context.Background())
+	if fileSum(t, g.cache.Path()) != before {
+		t.Fatalf("%s: the refused document changed the cache file (sync: %v)", what, err)
+	}
+	return err
+}
+
+// refusal is a way the test issuer's documents are spoilt (its mode) and
+// the error a sync must be refused with.
+type refusal struct {
+	mode string
+	want error
+}
+
+// refusesEach sets mode to each refusal's in turn and checks that a sync
+// is refused with its error and leaves the cache file as it was; mode is
+// "" again after.
+func (g *gate) refusesEach(t *testing.T, mode *atomic.Value, refusals ...refusal) {
+	t.Helper()
+	for _, r := range refusals {
+		mode.Store(r.mode)
+		if err := g.refusedSync(t, r.mode); !errors.Is(err, r.want) {
+			t.Fatalf("%s: %v, want %v", r.mode, err, r.want)
+		}
+	}
+	mode.Store("")
+}
+
 func TestFullSyncThenLog(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{PageSize: 8})
 	certs := synthetic(t, s, 45, 1) // 5 full log pages and a tail
@@ -204,34 +237,13 @@ func TestRefusedDocumentsChangeNothing(t *testing.T) {
 	g.sync(t) // cursor 14
 	synthetic(t, s, 3, 3)
 
-	for _, tc := range []struct {
-		mode string
-		want error
-	}{
-		{"flip", feed.ErrSignature},
-		{"replay", keysync.ErrMisdirected},
-	} {
-		mode.Store(tc.mode)
-		before := fileSum(t, g.cache.Path())
-		_, err := g.Sync(context.Background())
-		if !errors.Is(err, tc.want) {
-			t.Fatalf("%s: %v, want %v", tc.mode, err, tc.want)
-		}
-		if fileSum(t, g.cache.Path()) != before {
-			t.Fatalf("%s: the refused document changed the cache file", tc.mode)
-		}
-	}
+	g.refusesEach(t, &mode, refusal{"flip", feed.ErrSignature}, refusal{"replay", keysync.ErrMisdirected})
 
 	// An issuer that signs with a key the gate does not trust.
-	mode.Store("")
 	s.Opts.Signer = feedtest.Signer(t, "rogue", 9)
 	s.Restart()
-	before := fileSum(t, g.cache.Path())
-	if _, err := g.Sync(context.Background()); !errors.Is(err, feed.ErrUnknownKey) {
+	if err := g.refusedSync(t, "a document under an unknown key"); !errors.Is(err, feed.ErrUnknownKey) {
 		t.Fatalf("unknown key ID: %v", err)
-	}
-	if fileSum(t, g.cache.Path()) != before {
-		t.Fatal("a document under an unknown key changed the cache file")
 	}
 }
 

@@ -1,7 +1,6 @@
 package keysync_test
 
 import (
-	"context"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,21 +21,11 @@ var repeatedRE = regexp.MustCompile(`repeated=(\d+)`)
 // long and how many failed rounds.
 func TestOutageLogged(t *testing.T) {
 	f := startFlaky(t, 0)
-	f.down.Store(true)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, _ := bubbleGate(t, f, &logs, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cl.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
+		cl := outage(t, f, &logs)
 		f.down.Store(false)
-		for cl.Status().FreshAt.IsZero() {
-			time.Sleep(100 * time.Millisecond)
-			synctest.Wait()
-		}
+		fakeUntil(t, time.Minute, "the first sync once the issuer came back", func() bool { return !cl.Status().FreshAt.IsZero() })
 		rounds := int(f.heads.Load()) - 1 // the last one succeeded
 		var failed []string
 		for _, l := range strings.Split(logs.String(), "\n") {

@@ -84,38 +84,16 @@ func TestSealedPagesRefused(t *testing.T) {
 	g.sync(t)
 	synthetic(t, s, 5, 2)
 
-	for _, tc := range []struct {
-		mode string
-		want error
-	}{
-		{"format 1", feed.ErrVersion},
-		{"ciphertext", feed.ErrSealed},
-		{"moved", feed.ErrSealed},
-	} {
-		mode.Store(tc.mode)
-		before := fileSum(t, g.cache.Path())
-		_, err := g.Sync(context.Background())
-		if !errors.Is(err, tc.want) {
-			t.Fatalf("%s: %v, want %v", tc.mode, err, tc.want)
-		}
-		if fileSum(t, g.cache.Path()) != before {
-			t.Fatalf("%s: the refused page changed the cache file", tc.mode)
-		}
-	}
-	mode.Store("")
+	g.refusesEach(t, &mode, refusal{"format 1", feed.ErrVersion}, refusal{"ciphertext", feed.ErrSealed}, refusal{"moved", feed.ErrSealed})
 
 	// The issuer seals to another fleet's key: refused, naming both.
 	other := feedtest.FleetKey(t, 42)
 	s.Opts.Fleet = feedtest.Publics(other)
 	s.Restart()
-	before := fileSum(t, g.cache.Path())
-	_, err := g.Sync(context.Background())
+	err := g.refusedSync(t, "a page sealed to an unknown fleet key")
 	var fe *feed.FleetKeyError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), other.ID.String()) || !strings.Contains(err.Error(), feedtest.FleetKey(t, feedtest.DefaultFleetSeed).ID.String()) {
 		t.Fatalf("another fleet's key: %v, want a FleetKeyError naming both keys", err)
-	}
-	if fileSum(t, g.cache.Path()) != before {
-		t.Fatal("a page sealed to an unknown fleet key changed the cache file")
 	}
 	// Back to the right key: the gate catches up.
 	s.Opts.Fleet = feedtest.Publics(feedtest.FleetKey(t, feedtest.DefaultFleetSeed))

@@ -68,6 +68,45 @@ func bubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*ke
 	return cl, s.Journal
 }
 
+// runBubbleGate starts a gate made by bubbleGate in the bubble, stopped
+// when the test ends.
+func runBubbleGate(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer, mod func(*keysync.Config)) (*keysync.Client, *cache.Journal) {
+	t.Helper()
+	cl, j := bubbleGate(t, f, logs, mod)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cl, j
+}
+
+// outage runs a gate that has never synced, in the bubble, through ten
+// minutes of its issuer down; the issuer is still down when it returns.
+func outage(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer) *keysync.Client {
+	t.Helper()
+	f.down.Store(true)
+	cl, _ := runBubbleGate(t, f, logs, nil)
+	time.Sleep(10 * time.Minute)
+	synctest.Wait()
+	return cl
+}
+
+// fakeUntil moves the bubble's clock a tenth of a second at a time until
+// cond holds, and returns how long that took on it; it fails the test
+// naming what it waited for when cond has not held within limit.
+func fakeUntil(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+	}
+	return time.Since(start)
+}
+
 func alarms(t *testing.T, c *cache.Journal) []event.Event {
 	t.Helper()
 	evs, err := c.Events(0, 1000)
@@ -90,11 +129,7 @@ func TestStaleAlarmFromTimer(t *testing.T) {
 	f := startFlaky(t, time.Minute)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, c := bubbleGate(t, f, &logs, func(c *keysync.Config) { c.Interval = time.Hour })
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cl.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		cl, c := runBubbleGate(t, f, &logs, func(c *keysync.Config) { c.Interval = time.Hour })
 
 		synctest.Wait() // the first round is done
 		st := cl.Status()
@@ -134,14 +169,10 @@ func TestRecoversWithinSecondsOfTheIssuer(t *testing.T) {
 	f := startFlaky(t, maxAge)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, _ := bubbleGate(t, f, &logs, func(c *keysync.Config) {
+		cl, _ := runBubbleGate(t, f, &logs, func(c *keysync.Config) {
 			c.RefuseWhenStale = true
 			c.MaxBackoff = time.Hour // so that only the fix can make it quick
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cl.Run(ctx) }()
-		defer func() { cancel(); <-done }()
 		synctest.Wait()
 		staleAt := cl.Status().FreshAt.Add(maxAge)
 		f.down.Store(true)
@@ -172,15 +203,7 @@ func TestRecoversWithinSecondsOfTheIssuer(t *testing.T) {
 		}
 
 		f.down.Store(false)
-		back := time.Now()
-		for cl.Stale() {
-			time.Sleep(100 * time.Millisecond)
-			synctest.Wait()
-			if time.Since(back) > time.Minute {
-				t.Fatal("still stale a minute after the issuer came back")
-			}
-		}
-		if d := time.Since(back); d > 5*time.Second {
+		if d := fakeUntil(t, time.Minute, "fresh after the issuer came back", func() bool { return !cl.Stale() }); d > 5*time.Second {
 			t.Errorf("fresh %v after the issuer came back, want within 5 s", d)
 		}
 		if !strings.Contains(logs.String(), "key cache fresh again") {
@@ -194,26 +217,14 @@ func TestRecoversWithinSecondsOfTheIssuer(t *testing.T) {
 // the growing backoff.
 func TestNeverSyncedRetriesQuickly(t *testing.T) {
 	f := startFlaky(t, 0)
-	f.down.Store(true)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncbuf.Buffer
-		cl, _ := bubbleGate(t, f, &logs, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cl.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
+		cl := outage(t, f, &logs)
 		if n := f.heads.Load(); n < 120 || n > 241 {
 			t.Errorf("%d rounds in 10 minutes, want one every 2.5-5 s", n)
 		}
 		f.down.Store(false)
-		back := time.Now()
-		for cl.Status().FreshAt.IsZero() {
-			time.Sleep(100 * time.Millisecond)
-			synctest.Wait()
-		}
-		if d := time.Since(back); d > 5*time.Second {
+		if d := fakeUntil(t, time.Minute, "the first sync once the issuer came", func() bool { return !cl.Status().FreshAt.IsZero() }); d > 5*time.Second {
 			t.Errorf("first sync %v after the issuer came, want within 5 s", d)
 		}
 	})

@@ -115,23 +115,10 @@ type imagesRun struct {
 
 func startImages(t *testing.T, src scanner.FrameSource, opts scanner.ImageOptions) *imagesRun {
 	t.Helper()
-	r := &imagesRun{out: make(chan gate.Scan), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
+	r := &imagesRun{out: make(chan gate.Scan), logs: &syncbuf.Buffer{}}
 	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.im = scanner.NewImages(src, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- r.im.Run(ctx, r.out) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.done:
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5 s of its context's end")
-		}
-		if strings.Contains(r.logs.String(), "TR1:") {
-			t.Errorf("a scanned text appears in the log:\n%s", r.logs.String())
-		}
-	})
+	r.cancel, r.done = background(t, r.logs, func(ctx context.Context) error { return r.im.Run(ctx, r.out) })
 	return r
 }
 

@@ -49,13 +49,24 @@ func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := &run{t: t, s: s, out: make(chan gate.Scan), logs: logs}
+	r.cancel, r.done = background(t, logs, func(ctx context.Context) error { return s.Run(ctx, r.out) })
+	return r
+}
+
+// background runs fn (a scanner's Run) until the test ends; the test's
+// cleanup then ends fn's context and checks that fn returns within 5 s of
+// that and that no scanned text (TR1:) reached logs. A test that takes
+// fn's error from done puts it back for the cleanup.
+func background(t *testing.T, logs *syncbuf.Buffer, fn func(context.Context) error) (context.CancelFunc, chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{t: t, s: s, out: make(chan gate.Scan), cancel: cancel, done: make(chan error, 1), logs: logs}
-	go func() { r.done <- s.Run(ctx, r.out) }()
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-r.done:
+		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Error("Run did not return within 5 s of its context's end")
 		}
@@ -63,7 +74,7 @@ func startRun(t *testing.T, cfg scanner.Config, now func() time.Time) *run {
 			t.Errorf("a scanned text appears in the log:\n%s", logs.String())
 		}
 	})
-	return r
+	return cancel, done
 }
 
 func (r *run) waitConnected() {

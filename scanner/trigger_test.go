@@ -135,20 +135,10 @@ type trig struct {
 
 func startTrigger(t *testing.T, pulse time.Duration, failures int32) *trig {
 	t.Helper()
-	tr := &trig{in: &fakeInput{levels: make(chan bool)}, out: newFakeOutput(), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
+	tr := &trig{in: &fakeInput{levels: make(chan bool)}, out: newFakeOutput(), logs: &syncbuf.Buffer{}}
 	tr.in.failures.Store(failures)
-	ctx, cancel := context.WithCancel(context.Background())
-	tr.cancel = cancel
 	log := slog.New(slog.NewTextHandler(tr.logs, nil))
-	go func() { tr.done <- scanner.RunTrigger(ctx, tr.in, tr.out, pulse, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-tr.done:
-		case <-time.After(3 * time.Second):
-			t.Error("RunTrigger did not return within 3 s of its context's end")
-		}
-	})
+	tr.cancel, tr.done = background(t, tr.logs, func(ctx context.Context) error { return scanner.RunTrigger(ctx, tr.in, tr.out, pulse, log) })
 	return tr
 }
 

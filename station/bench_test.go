@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/internal/eventually"
 	"gateagent/verify"
 )
 
@@ -41,11 +42,7 @@ func BenchmarkStationPropagation(b *testing.B) {
 		seeds = append(seeds, n.Addr())
 	}
 	for _, n := range nodes {
-		for deadline := time.Now().Add(10 * time.Second); n.Status().Alive != gates-1; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%s sees %d peers", n.cfg.GateID, n.Status().Alive)
-			}
-		}
+		eventually.True(b, 10*time.Second, n.cfg.GateID+" sees every other gate", func() bool { return n.Status().Alive == gates-1 })
 	}
 	// Each receiving node says when the cert under way enters its state,
 	// by a report or a push/pull, whichever comes first.

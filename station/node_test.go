@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"gateagent/internal/eventually"
 	"gateagent/internal/syncbuf"
 	"gateagent/station"
 	"gateagent/station/stationtest"
@@ -84,21 +85,9 @@ func startGroup(t *testing.T, k int, key []byte) []*testNode {
 		seeds = append(seeds, n.Addr())
 	}
 	for _, n := range nodes {
-		eventually(t, 5*time.Second, func() bool { return n.Status().Alive == k-1 }, n.gate+" sees every other gate")
+		eventually.True(t, 5*time.Second, n.gate+" sees every other gate", func() bool { return n.Status().Alive == k-1 })
 	}
 	return nodes
-}
-
-// eventually waits (real time: memberlist runs on the network) until ok.
-func eventually(t *testing.T, limit time.Duration, ok func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func certN(i int) verify.CertID {
@@ -114,24 +103,24 @@ func TestHoldReleasePassedReachEveryPeer(t *testing.T) {
 	now := time.Now()
 	a.Hold(id, verify.Entry, now, now.Add(passTimeout))
 	for _, n := range []*testNode{b, c} {
-		eventually(t, 2*time.Second, func() bool { s, ok := n.Seen(id, verify.Entry); return ok && s.Held && s.Gate == "E01" }, n.gate+" sees the hold at E01")
+		eventually.True(t, 2*time.Second, n.gate+" sees the hold at E01", func() bool { s, ok := n.Seen(id, verify.Entry); return ok && s.Held && s.Gate == "E01" })
 	}
 	if s, ok := a.Seen(id, verify.Entry); ok {
 		t.Fatalf("the granting gate refuses its own passenger: %+v", s)
 	}
 	a.Release(id, verify.Entry, time.Now())
 	for _, n := range []*testNode{b, c} {
-		eventually(t, 2*time.Second, func() bool { _, ok := n.Seen(id, verify.Entry); return !ok }, n.gate+" sees the lapse")
+		eventually.True(t, 2*time.Second, n.gate+" sees the lapse", func() bool { _, ok := n.Seen(id, verify.Entry); return !ok })
 	}
 	// The passenger steps back and uses E02; E02's passage reaches E01 and E03.
 	at := time.Now()
 	b.Hold(id, verify.Entry, at, at.Add(passTimeout))
 	b.Passed(id, verify.Entry, at.Add(time.Millisecond))
 	for _, n := range []*testNode{a, c} {
-		eventually(t, 2*time.Second, func() bool {
+		eventually.True(t, 2*time.Second, n.gate+" sees the passage at E02", func() bool {
 			s, ok := n.Seen(id, verify.Entry)
 			return ok && !s.Held && s.Gate == "E02" && s.At.Equal(at.Add(time.Millisecond).UTC().Truncate(0))
-		}, n.gate+" sees the passage at E02")
+		})
 	}
 	st := c.Status()
 	if st.Received["hold"] < 2 || st.Received["passed"] < 1 || st.Received["release"] < 1 {
@@ -160,12 +149,12 @@ func TestLateJoinerPullsTheWindow(t *testing.T) {
 	gates := []string{"E01", "E02", "E03"}
 	a := startNode(t, "E01", 0, gates, nil, key, nil)
 	b := startNode(t, "E02", 1, gates, []string{a.Addr()}, key, nil)
-	eventually(t, 5*time.Second, func() bool { return a.Status().Alive == 1 }, "E01 and E02 together")
+	eventually.True(t, 5*time.Second, "E01 and E02 together", func() bool { return a.Status().Alive == 1 })
 	id := certN(2)
 	at := time.Now()
 	a.Hold(id, verify.Entry, at, at.Add(passTimeout))
 	a.Passed(id, verify.Entry, at)
-	eventually(t, 2*time.Second, func() bool { _, ok := b.Seen(id, verify.Entry); return ok }, "E02 sees the passage")
+	eventually.True(t, 2*time.Second, "E02 sees the passage", func() bool { _, ok := b.Seen(id, verify.Entry); return ok })
 
 	c := startNode(t, "E03", 2, gates, []string{b.Addr()}, key, nil)
 	select {
@@ -201,7 +190,7 @@ func TestRunsWithoutPeers(t *testing.T) {
 	if n.Synced() || !n.Isolated() || !st.Isolated || st.Alive != 0 || st.Expected != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	eventually(t, 2*time.Second, func() bool { return n.Status().IsolatedSeconds > 0.3 }, "isolated seconds counted")
+	eventually.True(t, 2*time.Second, "isolated seconds counted", func() bool { return n.Status().IsolatedSeconds > 0.3 })
 	if p := st.Peers; len(p) != 1 || p[0].Gate != "E02" || p[0].State != "unknown" {
 		t.Fatalf("peers %+v", p)
 	}
@@ -253,10 +242,10 @@ func TestWithoutTheKeyNothingGetsIn(t *testing.T) {
 		c.Write(append([]byte{8}, msg...))
 		c.Close()
 	}
-	eventually(t, 5*time.Second, func() bool {
+	eventually.True(t, 5*time.Second, "the forged traffic counted as unauthenticated", func() bool {
 		st := a.Status()
 		return st.Dropped["unauthenticated"] >= 6 && len(st.Unauthenticated) > 0
-	}, "the forged traffic counted as unauthenticated")
+	})
 	st := a.Status()
 	if src := st.Unauthenticated; src[0].Addr != "127.0.0.15" && src[0].Addr != "127.0.0.1" {
 		t.Errorf("unauthenticated sources %+v", src)
@@ -293,10 +282,10 @@ func TestUnknownGateRefused(t *testing.T) {
 	x := startNode(t, "X99", 1, []string{"E01", "X99"}, []string{a.Addr()}, key, nil)
 	<-x.Ready()
 	id := certN(4)
-	eventually(t, 5*time.Second, func() bool { return a.Status().Dropped["unknown_gate"] > 0 }, "the alive message of X99 refused")
+	eventually.True(t, 5*time.Second, "the alive message of X99 refused", func() bool { return a.Status().Dropped["unknown_gate"] > 0 })
 	// X99 sees E01 (it lists it), so it sends its report there.
 	x.Hold(id, verify.Entry, time.Now(), time.Now().Add(passTimeout))
-	eventually(t, 5*time.Second, func() bool { return a.Status().Dropped["unknown_gate"] > 1 }, "X99's report dropped")
+	eventually.True(t, 5*time.Second, "X99's report dropped", func() bool { return a.Status().Dropped["unknown_gate"] > 1 })
 	for _, m := range a.Status().Peers {
 		if m.Gate == "X99" {
 			t.Fatalf("X99 listed among E01's peers: %+v", m)
@@ -324,7 +313,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Helper()
 		id := certN(50 + i)
 		from.Hold(id, verify.Entry, time.Now(), time.Now().Add(passTimeout))
-		eventually(t, 3*time.Second, func() bool { _, ok := to.Seen(id, verify.Entry); return ok }, to.gate+" hears "+from.gate)
+		eventually.True(t, 3*time.Second, to.gate+" hears "+from.gate, func() bool { _, ok := to.Seen(id, verify.Entry); return ok })
 	}
 	// Step 1: E01 still on the old key alone; E02 has the new one accepted.
 	a := startNode(t, "E01", 0, gates, nil, oldKey, nil)
@@ -369,7 +358,7 @@ func TestPartitionHealMergesAndFindsDoubleUse(t *testing.T) {
 	cut(left, right)
 	cut(right, left)
 	for _, n := range nodes {
-		eventually(t, 10*time.Second, func() bool { return n.Status().Alive == 1 }, n.gate+" sees its half only")
+		eventually.True(t, 10*time.Second, n.gate+" sees its half only", func() bool { return n.Status().Alive == 1 })
 	}
 	if nodes[0].Isolated() {
 		t.Fatal("a gate with a peer in its half is isolated")
@@ -382,10 +371,10 @@ func TestPartitionHealMergesAndFindsDoubleUse(t *testing.T) {
 	twice, onlyLeft, onlyRight := certN(10), certN(11), certN(12)
 	pass(nodes[0], twice)
 	pass(nodes[0], onlyLeft)
-	time.Sleep(20 * time.Millisecond) // the two grants of twice, 20 ms apart
+	time.Sleep(20 * time.Millisecond) // the stimulus: the two grants of twice, 20 ms apart
 	pass(nodes[2], twice)
 	pass(nodes[3], onlyRight)
-	eventually(t, 2*time.Second, func() bool { _, ok := nodes[1].Seen(onlyLeft, verify.Entry); return ok }, "the left half shares its passages")
+	eventually.True(t, 2*time.Second, "the left half shares its passages", func() bool { _, ok := nodes[1].Seen(onlyLeft, verify.Entry); return ok })
 	if _, ok := nodes[2].Seen(onlyLeft, verify.Entry); ok {
 		t.Fatal("a passage crossed the cut")
 	}
@@ -395,13 +384,12 @@ func TestPartitionHealMergesAndFindsDoubleUse(t *testing.T) {
 		n.link.Heal()
 	}
 	for _, n := range left {
-		eventually(t, 5*time.Second, func() bool { s, ok := n.Seen(onlyRight, verify.Entry); return ok && s.Gate == "E04" }, n.gate+" learns the right half's passage")
+		eventually.True(t, 5*time.Second, n.gate+" learns the right half's passage", func() bool { s, ok := n.Seen(onlyRight, verify.Entry); return ok && s.Gate == "E04" })
 	}
 	for _, n := range right {
-		eventually(t, 5*time.Second, func() bool { s, ok := n.Seen(onlyLeft, verify.Entry); return ok && s.Gate == "E01" }, n.gate+" learns the left half's passage")
+		eventually.True(t, 5*time.Second, n.gate+" learns the left half's passage", func() bool { s, ok := n.Seen(onlyLeft, verify.Entry); return ok && s.Gate == "E01" })
 	}
-	eventually(t, 5*time.Second, func() bool { return len(nodes[0].doubleUses()) == 1 && len(nodes[2].doubleUses()) == 1 },
-		"E01 and E03 each report the double use")
+	eventually.True(t, 5*time.Second, "E01 and E03 each report the double use", func() bool { return len(nodes[0].doubleUses()) == 1 && len(nodes[2].doubleUses()) == 1 })
 	t.Logf("states merged and the double use found %v after the heal", time.Since(healed).Round(time.Millisecond))
 	u1, u3 := nodes[0].doubleUses()[0], nodes[2].doubleUses()[0]
 	if u1.Cert != twice || u1.Gate != "E03" || u3.Cert != twice || u3.Gate != "E01" || !u1.Here.Equal(u3.There) {
@@ -416,7 +404,7 @@ func TestPartitionHealMergesAndFindsDoubleUse(t *testing.T) {
 		t.Errorf("status counts %d double uses", s.DoubleUses)
 	}
 	for _, n := range nodes {
-		eventually(t, 5*time.Second, func() bool { return n.Status().Alive == 3 }, n.gate+" sees every gate again")
+		eventually.True(t, 5*time.Second, n.gate+" sees every gate again", func() bool { return n.Status().Alive == 3 })
 	}
 }
 
@@ -430,10 +418,10 @@ func TestIsolatedWhenEveryLinkIsCut(t *testing.T) {
 		o.link.Cut(lone.ip)
 	}
 	cut := time.Now()
-	eventually(t, 10*time.Second, lone.Isolated, "E01 isolated")
+	eventually.True(t, 10*time.Second, "E01 isolated", lone.Isolated)
 	t.Logf("isolated %v after the cut (probe interval 100ms)", time.Since(cut).Round(time.Millisecond))
 	// memberlist declares them dead later (see isolateAfter).
-	eventually(t, 30*time.Second, func() bool { return lone.Status().Alive == 0 }, "every peer of E01 declared gone")
+	eventually.True(t, 30*time.Second, "every peer of E01 declared gone", func() bool { return lone.Status().Alive == 0 })
 	if nodes[1].Isolated() {
 		t.Fatal("E02 isolated though E03 is there")
 	}
@@ -445,9 +433,9 @@ func TestIsolatedWhenEveryLinkIsCut(t *testing.T) {
 	for _, o := range nodes {
 		o.link.Heal()
 	}
-	eventually(t, 5*time.Second, func() bool { return !lone.Isolated() }, "E01 back with its peers")
+	eventually.True(t, 5*time.Second, "E01 back with its peers", func() bool { return !lone.Isolated() })
 	for _, o := range nodes[1:] {
-		eventually(t, 5*time.Second, func() bool { s, ok := o.Seen(id, verify.Entry); return ok && s.Gate == "E01" }, o.gate+" learns the passage made while E01 was isolated")
+		eventually.True(t, 5*time.Second, o.gate+" learns the passage made while E01 was isolated", func() bool { s, ok := o.Seen(id, verify.Entry); return ok && s.Gate == "E01" })
 	}
 	if s := lone.Status(); s.IsolatedSeconds <= 0 {
 		t.Fatalf("isolated seconds %v", s.IsolatedSeconds)
@@ -466,7 +454,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 	at := time.Now()
 	nodes[0].Hold(id, verify.Entry, at, at.Add(passTimeout))
 	nodes[0].Passed(id, verify.Entry, at)
-	eventually(t, 2*time.Second, func() bool { _, ok := nodes[1].Seen(id, verify.Entry); return ok }, "E02 knows the passage")
+	eventually.True(t, 2*time.Second, "E02 knows the passage", func() bool { _, ok := nodes[1].Seen(id, verify.Entry); return ok })
 	_, port, _ := net.SplitHostPort(addr)
 	var p int
 	fmt.Sscan(port, &p)
@@ -475,7 +463,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 	if s, ok := back.Seen(id, verify.Entry); !ok || s.Gate != "E01" {
 		t.Fatalf("the restarted gate does not know the passage at E01: %+v %v", s, ok)
 	}
-	eventually(t, 5*time.Second, func() bool { return nodes[0].Status().Alive == 2 && back.Status().Alive == 2 }, "the group whole again")
+	eventually.True(t, 5*time.Second, "the group whole again", func() bool { return nodes[0].Status().Alive == 2 && back.Status().Alive == 2 })
 }
 
 func restartNode(t *testing.T, gate string, i, port int, gates, seeds []string, key []byte) *testNode {

@@ -169,96 +169,20 @@ func TestExplainSpecVectors(t *testing.T) {
 // TestExplainEveryReason produces each reason and checks that the checks
 // before the decisive one passed and the decisive one failed.
 func TestExplainEveryReason(t *testing.T) {
-	otherKey := mustKey(t, spaceKey)
-	tests := []struct {
-		name     string
-		setup    func(f *fixture, p *verify.Policy) (token []byte, now time.Time)
-		want     verify.Reason
-		outcomes string
-	}{
-		{"valid code", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return f.token(nowStep), vecNow
-		}, verify.OK, "PPPPPPPPPP"},
-		{"garbage", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return []byte("https://example.com/not-a-ticket"), vecNow
-		}, verify.Malformed, "F---------"},
-		{"board booted in 1970", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return f.token(nowStep), time.Unix(30, 0)
-		}, verify.ClockUntrusted, "PFPP--P---"},
-		{"cert not in cache", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			stranger := f.cert.ID
-			stranger[0] ^= 1
-			return []byte(verify.NewToken(&f.cert.Key, stranger, nowStep).String()), vecNow
-		}, verify.UnknownCert, "PPF-------"},
-		{"signed with another key", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return []byte(verify.NewToken(&otherKey, f.cert.ID, nowStep).String()), vecNow
-		}, verify.BadTag, "PPPF------"},
-		{"code two minutes old", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return f.token(nowStep - 2), vecNow
-		}, verify.CodeStale, "PPPPFPPPPP"},
-		{"code two minutes ahead", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			return f.token(nowStep + 2), vecNow
-		}, verify.CodeFromFuture, "PPPPPFPPPP"},
-		{"revoked", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			f.store.Revoke(f.cert.ID)
-			return f.token(nowStep), vecNow
-		}, verify.Revoked, "PPPPPPFPPP"},
-		{"approved later", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			f.cert.NotBefore = vecNow.Add(time.Second)
-			f.store.Put(f.cert)
-			return f.token(nowStep), vecNow
-		}, verify.NotYetValid, "PPPPPPPFPP"},
-		{"expired a second ago", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			f.cert.NotAfter = vecNow.Add(-time.Second)
-			f.store.Put(f.cert)
-			return f.token(nowStep), vecNow
-		}, verify.Expired, "PPPPPPPPFP"},
-		{"exit gate, expired past the grace", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			p.Direction, p.ExitGrace = verify.Exit, time.Hour
-			f.cert.NotAfter = vecNow.Add(-61 * time.Minute)
-			f.store.Put(f.cert)
-			return f.token(nowStep), vecNow
-		}, verify.Expired, "PPPPPPPPFP"},
-		{"exit gate, expired within the grace", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			p.Direction, p.ExitGrace = verify.Exit, time.Hour
-			f.cert.NotAfter = vecNow.Add(-59 * time.Minute)
-			f.store.Put(f.cert)
-			return f.token(nowStep), vecNow
-		}, verify.OK, "PPPPPPPPPP"},
-		{"passed five minutes ago", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			f.store.RecordPass(f.cert.ID, verify.Entry, vecNow.Add(-5*time.Minute))
-			return f.token(nowStep), vecNow
-		}, verify.Passback, "PPPPPPPPPF"},
-		{"passage recorded in the future", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
-			f.store.RecordPass(f.cert.ID, verify.Entry, vecNow.Add(time.Hour))
-			return f.token(nowStep), vecNow
-		}, verify.Passback, "PPPPPPPPPF"},
-	}
-	seen := map[verify.Reason]bool{}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			p := verify.DefaultPolicy(verify.Entry)
-			tok, now := tc.setup(f, &p)
-			x, err := explainAgrees(t, newTestVerifier(t, f.store, p), tok, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if x.Decision.Reason != tc.want {
-				t.Fatalf("reason %v, want %v", x.Decision.Reason, tc.want)
-			}
-			wantOutcomes(t, &x, tc.outcomes)
-			if n := x.Decisive(); tc.want == verify.OK && n != 0 || tc.want != verify.OK && x.Checks[n-1].Reason != tc.want {
-				t.Errorf("Decisive() = %d for %v", n, tc.want)
-			}
-			seen[x.Decision.Reason] = true
-		})
-	}
-	for _, r := range verify.Reasons() {
-		if r != verify.Undecided && !seen[r] {
-			t.Errorf("no case produces %v", r)
+	eachReason(t, func(t *testing.T, tc reasonCase, v *verify.Verifier, tok []byte, now time.Time) verify.Reason {
+		x, err := explainAgrees(t, v, tok, now)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		if x.Decision.Reason != tc.want {
+			t.Fatalf("reason %v, want %v", x.Decision.Reason, tc.want)
+		}
+		wantOutcomes(t, &x, tc.outcomes)
+		if n := x.Decisive(); tc.want == verify.OK && n != 0 || tc.want != verify.OK && x.Checks[n-1].Reason != tc.want {
+			t.Errorf("Decisive() = %d for %v", n, tc.want)
+		}
+		return x.Decision.Reason
+	})
 }
 
 // TestExplainBoundaries: on each limit and a second either side of it,

@@ -53,95 +53,130 @@ func (f *fixture) token(step uint32) []byte {
 
 var nowStep = verify.StepOf(vecNow)
 
-// TestEveryReason produces each of the spec's reasons, and OK.
-func TestEveryReason(t *testing.T) {
+// reasonCase is a code and a moment that produce one decision: the
+// reason, and the checks of Explain that pass (P), fail (F) or are not
+// run (-), in order.
+type reasonCase struct {
+	name     string
+	setup    func(f *fixture, p *verify.Policy) (token []byte, now time.Time)
+	want     verify.Reason
+	outcomes string
+}
+
+// reasonCases produce each of the spec's reasons, and OK, for VerifyAt
+// and for Explain.
+func reasonCases(t *testing.T) []reasonCase {
 	otherKey := mustKey(t, spaceKey)
-	tests := []struct {
-		name  string
-		setup func(f *fixture, p *verify.Policy) (token []byte, now time.Time)
-		want  verify.Reason
-	}{
+	return []reasonCase{
 		{"valid code", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(nowStep), vecNow
-		}, verify.OK},
+		}, verify.OK, "PPPPPPPPPP"},
 		{"garbage", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return []byte("https://example.com/not-a-ticket"), vecNow
-		}, verify.Malformed},
+		}, verify.Malformed, "F---------"},
 		{"board booted in 1970", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(nowStep), time.Unix(30, 0)
-		}, verify.ClockUntrusted},
+		}, verify.ClockUntrusted, "PFPP--P---"},
 		{"clock never set", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(nowStep), time.Time{}
-		}, verify.ClockUntrusted},
+		}, verify.ClockUntrusted, "PFPP--P---"},
 		{"clock a second before the build date", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(verify.StepOf(trustedAfter)), trustedAfter.Add(-time.Second)
-		}, verify.ClockUntrusted},
+		}, verify.ClockUntrusted, "PFPP--P---"},
 		{"cert not in cache", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			stranger := f.cert.ID
 			stranger[0] ^= 1
 			return []byte(verify.NewToken(&f.cert.Key, stranger, nowStep).String()), vecNow
-		}, verify.UnknownCert},
+		}, verify.UnknownCert, "PPF-------"},
 		{"signed with another key", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return []byte(verify.NewToken(&otherKey, f.cert.ID, nowStep).String()), vecNow
-		}, verify.BadTag},
+		}, verify.BadTag, "PPPF------"},
 		{"tag with one bit flipped", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			tok := verify.NewToken(&f.cert.Key, f.cert.ID, nowStep)
 			tok.Tag[15] ^= 0x01
 			return []byte(tok.String()), vecNow
-		}, verify.BadTag},
+		}, verify.BadTag, "PPPF------"},
 		{"step changed, tag kept", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			tok := verify.NewToken(&f.cert.Key, f.cert.ID, nowStep)
 			tok.Step++
 			return []byte(tok.String()), vecNow
-		}, verify.BadTag},
+		}, verify.BadTag, "PPPF------"},
 		{"code two minutes old", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(nowStep - 2), vecNow
-		}, verify.CodeStale},
+		}, verify.CodeStale, "PPPPFPPPPP"},
 		{"code two minutes ahead", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			return f.token(nowStep + 2), vecNow
-		}, verify.CodeFromFuture},
+		}, verify.CodeFromFuture, "PPPPPFPPPP"},
 		{"revoked", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			f.store.Revoke(f.cert.ID)
 			return f.token(nowStep), vecNow
-		}, verify.Revoked},
+		}, verify.Revoked, "PPPPPPFPPP"},
 		{"approved later", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			f.cert.NotBefore = vecNow.Add(time.Second)
 			f.store.Put(f.cert)
 			return f.token(nowStep), vecNow
-		}, verify.NotYetValid},
+		}, verify.NotYetValid, "PPPPPPPFPP"},
 		{"expired a second ago", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			f.cert.NotAfter = vecNow.Add(-time.Second)
 			f.store.Put(f.cert)
 			return f.token(nowStep), vecNow
-		}, verify.Expired},
+		}, verify.Expired, "PPPPPPPPFP"},
+		{"exit gate, expired past the grace", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
+			p.Direction, p.ExitGrace = verify.Exit, time.Hour
+			f.cert.NotAfter = vecNow.Add(-61 * time.Minute)
+			f.store.Put(f.cert)
+			return f.token(nowStep), vecNow
+		}, verify.Expired, "PPPPPPPPFP"},
+		{"exit gate, expired within the grace", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
+			p.Direction, p.ExitGrace = verify.Exit, time.Hour
+			f.cert.NotAfter = vecNow.Add(-59 * time.Minute)
+			f.store.Put(f.cert)
+			return f.token(nowStep), vecNow
+		}, verify.OK, "PPPPPPPPPP"},
 		{"passed five minutes ago", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
 			f.store.RecordPass(f.cert.ID, verify.Entry, vecNow.Add(-5*time.Minute))
 			return f.token(nowStep), vecNow
-		}, verify.Passback},
+		}, verify.Passback, "PPPPPPPPPF"},
+		{"passage recorded in the future", func(f *fixture, p *verify.Policy) ([]byte, time.Time) {
+			f.store.RecordPass(f.cert.ID, verify.Entry, vecNow.Add(time.Hour))
+			return f.token(nowStep), vecNow
+		}, verify.Passback, "PPPPPPPPPF"},
 	}
+}
+
+// TestEveryReason produces each of the spec's reasons, and OK.
+func TestEveryReason(t *testing.T) {
+	eachReason(t, func(t *testing.T, tc reasonCase, v *verify.Verifier, tok []byte, now time.Time) verify.Reason {
+		d, err := v.VerifyAt(tok, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Reason != tc.want {
+			t.Fatalf("reason %v, want %v", d.Reason, tc.want)
+		}
+		if d.Granted() != (tc.want == verify.OK) {
+			t.Errorf("Granted() = %v for %v", d.Granted(), d.Reason)
+		}
+		return d.Reason
+	})
+}
+
+// eachReason runs check on every reason case, in a subtest of its own on
+// a new fixture with the case set up, and fails the test if the reasons
+// check returns leave one of the spec's out.
+func eachReason(t *testing.T, check func(t *testing.T, tc reasonCase, v *verify.Verifier, tok []byte, now time.Time) verify.Reason) {
 	seen := map[verify.Reason]bool{}
-	for _, tc := range tests {
+	for _, tc := range reasonCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := verify.DefaultPolicy(verify.Entry)
 			tok, now := tc.setup(f, &p)
-			v := newTestVerifier(t, f.store, p)
-			d, err := v.VerifyAt(tok, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Reason != tc.want {
-				t.Fatalf("reason %v, want %v", d.Reason, tc.want)
-			}
-			if d.Granted() != (tc.want == verify.OK) {
-				t.Errorf("Granted() = %v for %v", d.Granted(), d.Reason)
-			}
-			seen[d.Reason] = true
+			seen[check(t, tc, newTestVerifier(t, f.store, p), tok, now)] = true
 		})
 	}
 	for _, r := range verify.Reasons() {
 		if r != verify.Undecided && !seen[r] {
-			t.Errorf("no test produces %v", r)
+			t.Errorf("no case produces %v", r)
 		}
 	}
 }

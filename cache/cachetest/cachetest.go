@@ -207,3 +207,48 @@ func DamageRecord(path, bucket string, key []byte, at int, x byte) error {
 		return b.Put(key, v)
 	})
 }
+
+// LeavesInUse returns the leaf pages of the closed cache or journal file
+// at path that hold at least minKeys records of keySize-byte keys and that
+// the file uses (a copy with that page's type destroyed is refused, where a
+// free page's would not be), in file order.
+func LeavesInUse(t testing.TB, path string, keySize uint32, minKeys int) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	try := filepath.Join(t.TempDir(), "try.db")
+	var found []int
+	for p := 2; (p+1)*ps <= len(b); p++ {
+		off := p * ps
+		if binary.LittleEndian.Uint64(b[off:]) != uint64(p) || binary.LittleEndian.Uint16(b[off+8:]) != 0x02 ||
+			int(binary.LittleEndian.Uint16(b[off+10:])) < minKeys || binary.LittleEndian.Uint32(b[off+16+8:]) != keySize {
+			continue
+		}
+		c := bytes.Clone(b)
+		c[off+8] = 0x40
+		if err := os.WriteFile(try, c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.CheckFile(try); err != nil {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+// WreckPage destroys the type of page p of the closed file at path (a
+// leaf becomes a page type bbolt does not know).
+func WreckPage(t testing.TB, path string, p int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0x40, 0}, int64(p*os.Getpagesize()+8)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -226,29 +226,8 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 			t.Fatal(err)
 		}
 	}
-	cfg := filepath.Join(dir, "gateagent.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 1
-[gate]
-id = %q
-cache = %q
-[feed]
-url = %q
-trusted_keys = [%q]
-interval = "1s"
-[scanner]
-port = %q
-baud = 115200
-repeat_window = "0s"
-[hw]
-kind = "sim"
-[timing]
-deny = "20ms"
-pass_timeout = "300ms"
-[control]
-socket = %q
-%s`, gateID, filepath.Join(dir, "cache.db"), h.srv.URL, h.key, h.tty.Dev, filepath.Join(dir, "control.sock"), h.keys)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Sim{ID: gateID, Dir: dir, FeedURL: h.srv.URL, Key: h.key, Port: h.tty.Dev, Keys: h.keys,
+		Extra: "[timing]\ndeny = \"20ms\"\npass_timeout = \"300ms\"\n"}.Write(t)
 	what := fmt.Sprintf("trial %d (%s)", i, strings.Join(damage, "; "))
 
 	// The technician's checks, with the agent stopped.

@@ -69,11 +69,7 @@ func TestStartWithBadKeys(t *testing.T) {
 // cost the journal's events).
 func TestStartWithAnotherCacheKey(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "cache.db")
-	c, err := cache.Open(path, cachetest.Options(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, path := openCache(t, dir)
 	c.Close()
 	j, err := cache.OpenJournal(cache.JournalPath(path), cachetest.Options(nil))
 	if err != nil {

@@ -13,6 +13,36 @@ import (
 	"gateagent/internal/syncbuf"
 )
 
+// running is a command of gateagent run in the test's own process, as main
+// runs it.
+type running struct {
+	out, log syncbuf.Buffer // its stdout (the simulated board's printout) and stderr
+	done     chan int       // its exit status
+}
+
+func startRunning(args ...string) *running {
+	r := &running{done: make(chan int, 1)}
+	go func() { r.done <- run(args, &r.out, &r.log) }()
+	return r
+}
+
+// sigterm sends the process SIGTERM, as systemd stops the gate, and checks
+// that the command exits 0 within 10 s.
+func (r *running) sigterm(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-r.done:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, r.log.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+}
+
 func TestRunCheck(t *testing.T) {
 	// The example config, with its state and runtime directories here.
 	dir := t.TempDir()
@@ -47,24 +77,13 @@ func TestRunCheck(t *testing.T) {
 func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	cfg := simConfig(t, dir, filepath.Join(dir, "cache.db"), "")
-	var out, errOut syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
+	r := startRunning("run", "--config", cfg)
+	out, errOut := &r.out, &r.log
 	// Never synced (its issuer is absent): it runs, but is not in service.
 	eventually.True(t, 10*time.Second, "waiting for the first key sync", func() bool {
 		return strings.Contains(errOut.String(), "waiting for the first key sync")
 	})
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, errOut.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
+	r.sigterm(t)
 	if !strings.HasPrefix(out.String(), "hw: relay off\n") {
 		t.Errorf("board output %q: the relay must be driven off first", out.String())
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -38,29 +36,9 @@ func TestSimPassageInRunMode(t *testing.T) {
 	tty := scannertest.Start(t)
 	peer := tty.OpenPeer(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "gateagent.toml")
 	sock := filepath.Join(dir, "control.sock")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 1
-[gate]
-id = "SIM-01"
-cache = %q
-[feed]
-url = %q
-trusted_keys = [%q]
-interval = "1s"
-[scanner]
-port = %q
-baud = 115200
-repeat_window = "0s"
-[hw]
-kind = "sim"
-[timing]
-deny = "20ms"
-[control]
-socket = %q
-%s`, filepath.Join(dir, "cache.db"), srv.URL, signer.Public().String(), tty.Dev, sock, configtest.TOML(t, t.TempDir()))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Sim{ID: "SIM-01", Dir: dir, FeedURL: srv.URL, Key: signer.Public().String(), Port: tty.Dev,
+		Extra: "[timing]\ndeny = \"20ms\"\n"}.Write(t)
 
 	agent := gateagent("run", "--config", cfg)
 	var logs, board syncbuf.Buffer

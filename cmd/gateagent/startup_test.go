@@ -131,6 +131,18 @@ socket = %q
 	return path
 }
 
+// openCache creates a gate's cache file in dir (under the test cache key,
+// no certificate yet) and returns it open, and its path.
+func openCache(t *testing.T, dir string) (*cache.Cache, string) {
+	t.Helper()
+	path := filepath.Join(dir, "cache.db")
+	c, err := cache.Open(path, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, path
+}
+
 // errorLines are the log's ERROR lines.
 func errorLines(stderr string) []string {
 	var out []string
@@ -188,11 +200,7 @@ func TestStartWithoutCacheDirectory(t *testing.T) {
 // made read-only.
 func TestStartWithUnwritableCache(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "cache.db")
-	c, err := cache.Open(path, cachetest.Options(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, path := openCache(t, dir)
 	c.Close()
 	keysDir := t.TempDir()
 	cfg := simConfigKeys(t, dir, path, "", configtest.TOML(t, keysDir))
@@ -282,11 +290,7 @@ func argIndex(cmd *exec.Cmd, s string) int {
 // writing: the agent waits a second, then exits for systemd to try again.
 func TestStartWithCacheHeldByAnotherProcess(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "cache.db")
-	c, err := cache.Open(path, cachetest.Options(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, path := openCache(t, dir)
 	defer c.Close()
 	r := runGateagent(t, gateagent("run", "--config", simConfig(t, dir, path, "")))
 	startFailure(t, r, exitTempFail, path, "locked", "another process has the cache file open")

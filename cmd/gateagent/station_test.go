@@ -2,16 +2,13 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"gateagent/internal/eventually"
-	"gateagent/internal/syncbuf"
 	"gateagent/station/stationtest"
 )
 
@@ -45,7 +42,7 @@ func TestStationKeyRefused(t *testing.T) {
 	if err := os.Chmod(key, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	cfg := stationConfig(t, dir, key, freeAddr(t))
+	cfg := stationConfig(t, dir, key, stationtest.FreeAddr(t, "127.0.0.1"))
 	r := runGateagent(t, gateagent("run", "--config", cfg))
 	startFailure(t, r, exitConfig, "station.key_files", key, "readable by others", "chmod 0600 "+key)
 	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
@@ -53,7 +50,7 @@ func TestStationKeyRefused(t *testing.T) {
 		t.Errorf("run --check accepted a group-readable key: exit %d\n%s%s", rc.code, rc.stdout, rc.stderr)
 	}
 	missing := filepath.Join(dir, "none.key")
-	cfg = stationConfig(t, dir, missing, freeAddr(t))
+	cfg = stationConfig(t, dir, missing, stationtest.FreeAddr(t, "127.0.0.1"))
 	r = runGateagent(t, gateagent("run", "--config", cfg))
 	startFailure(t, r, exitConfig, "station.key_files", missing, "copy the group's station key to "+missing)
 }
@@ -72,14 +69,13 @@ func TestStationBindRefused(t *testing.T) {
 // group.
 func TestRunWithoutStationPeers(t *testing.T) {
 	dir := t.TempDir()
-	cfg := stationConfig(t, dir, stationtest.KeyFile(t, stationtest.Key(t)), freeAddr(t))
+	cfg := stationConfig(t, dir, stationtest.KeyFile(t, stationtest.Key(t)), stationtest.FreeAddr(t, "127.0.0.1"))
 	rc := runGateagent(t, gateagent("run", "--config", cfg, "--check", "--user", me(t)))
 	if rc.code != 0 || !strings.Contains(rc.stdout, "station: group TEST: 2 gates, 1 seeds") {
 		t.Fatalf("run --check: exit %d\n%s%s", rc.code, rc.stdout, rc.stderr)
 	}
-	var out, errOut syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() { done <- run([]string{"run", "--config", cfg}, &out, &errOut) }()
+	r := startRunning("run", "--config", cfg)
+	errOut := &r.log
 	// The scanner opens after the join timeout, and the log says the gate
 	// runs without its peers (its issuer is absent too: it waits for the
 	// first key sync).
@@ -88,35 +84,5 @@ func TestRunWithoutStationPeers(t *testing.T) {
 	}) {
 		t.Errorf("the log does not say the gate runs without its peers:\n%s", errOut.String())
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, errOut.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
-}
-
-// freeAddr is a loopback address whose port is free for TCP and UDP now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port for TCP and UDP")
-	return ""
+	r.sigterm(t)
 }

@@ -57,25 +57,29 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// keygen makes the issuer's signing key with keygen and returns the
+// private key file and the trusted_keys line it printed.
 func keygen(t *testing.T) (path, trusted string) {
 	t.Helper()
-	path = filepath.Join(t.TempDir(), "issuer.key")
-	code, out, errOut := runArgs("keygen", "--key", path)
-	if code != 0 {
-		t.Fatalf("keygen: %d %q %q", code, out, errOut)
-	}
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	return path, lines[len(lines)-1]
+	return makeKey(t, "issuer.key", "keygen", "--key")
 }
 
 // fleetKey makes a fleet key pair with fleet-keygen and returns the private
 // key file and the public line it printed.
 func fleetKey(t *testing.T) (path, public string) {
 	t.Helper()
-	path = filepath.Join(t.TempDir(), "fleet.key")
-	code, out, errOut := runArgs("fleet-keygen", "--out", path)
+	return makeKey(t, "fleet.key", "fleet-keygen", "--out")
+}
+
+// makeKey runs a key-making command, its private key written to a new
+// file called name (given with flag), and returns that file and the last
+// line the command printed (the public part).
+func makeKey(t *testing.T, name, command, flag string) (path, last string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), name)
+	code, out, errOut := runArgs(command, flag, path)
 	if code != 0 {
-		t.Fatalf("fleet-keygen: %d %q %q", code, out, errOut)
+		t.Fatalf("%s: %d %q %q", command, code, out, errOut)
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	return path, lines[len(lines)-1]
@@ -295,23 +299,43 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
+// httpsIssuer is `issuer serve` over HTTPS: a new station CA, the
+// server's certificate from it, their files in dir.
+type httpsIssuer struct {
+	ca                                         *testpki.Cert
+	dir, caFile, certFile, keyFile, key, fleet string
+	addr                                       string
+	log                                        *syncbuf.Buffer
+	stop                                       func() int
+}
+
+// startHTTPS starts the issuer over HTTPS with a certificate for host;
+// with clientCA, it asks each client for a certificate of the station CA.
+func startHTTPS(t *testing.T, host string, clientCA bool) *httpsIssuer {
+	t.Helper()
+	s := &httpsIssuer{ca: testpki.CA(t, "station CA"), dir: t.TempDir()}
+	s.caFile, _ = s.ca.WriteFiles(t, s.dir, "ca")
+	s.certFile, s.keyFile = s.ca.Issue(t, host).WriteFiles(t, s.dir, "server")
+	s.key, _ = keygen(t)
+	_, s.fleet = fleetKey(t)
+	args := []string{"--db", filepath.Join(s.dir, "issuer.db"), "--key", s.key, "--fleet-key", s.fleet, "--listen", "127.0.0.1:0",
+		"--tls-cert", s.certFile, "--tls-key", s.keyFile}
+	if clientCA {
+		args = append(args, "--client-ca", s.caFile)
+	}
+	s.addr, s.log, s.stop = startServe(t, args...)
+	return s
+}
+
 func TestServeMutualTLS(t *testing.T) {
-	ca := testpki.CA(t, "station CA")
-	gate := ca.Issue(t, "gate-7")
-	dir := t.TempDir()
-	caFile, _ := ca.WriteFiles(t, dir, "ca")
-	certFile, keyFile := ca.Issue(t, "issuer").WriteFiles(t, dir, "server")
+	s := startHTTPS(t, "issuer", true)
+	gate := s.ca.Issue(t, "gate-7")
 
-	key, _ := keygen(t)
-	_, fleet := fleetKey(t)
-	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0",
-		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", caFile)
-
-	roots := ca.Pool()
+	roots := s.ca.Pool()
 	get := func(certs ...tls.Certificate) (*http.Response, error) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}
 		defer tr.CloseIdleConnections()
-		return (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + addr + "/healthz")
+		return (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + s.addr + "/healthz")
 	}
 	if resp, err := get(); err == nil {
 		resp.Body.Close()
@@ -319,20 +343,20 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 	resp, err := get(gate.Certificate)
 	if err != nil {
-		t.Fatalf("a client with the CA's certificate: %v; log:\n%s", err, log)
+		t.Fatalf("a client with the CA's certificate: %v; log:\n%s", err, s.log)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
 		t.Fatalf("healthz: %s %q", resp.Status, body)
 	}
-	if code := stop(); code != 0 {
-		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	if code := s.stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, s.log)
 	}
 
 	// A client CA file that holds no certificate is refused.
-	if code, _, errOut := runArgs("serve", "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet,
-		"--tls-cert", certFile, "--tls-key", keyFile, "--client-ca", keyFile); code != 1 || !strings.Contains(errOut, "no PEM certificate") {
+	if code, _, errOut := runArgs("serve", "--db", filepath.Join(s.dir, "issuer.db"), "--key", s.key, "--fleet-key", s.fleet,
+		"--tls-cert", s.certFile, "--tls-key", s.keyFile, "--client-ca", s.keyFile); code != 1 || !strings.Contains(errOut, "no PEM certificate") {
 		t.Fatalf("bad client CA: %d %q", code, errOut)
 	}
 }
@@ -340,27 +364,20 @@ func TestServeMutualTLS(t *testing.T) {
 // TestServeTLSTrust: a client command reaches an HTTPS issuer when told the
 // station CA with --ca, and without it is told to give one.
 func TestServeTLSTrust(t *testing.T) {
-	ca := testpki.CA(t, "station CA")
-	dir := t.TempDir()
-	caFile, _ := ca.WriteFiles(t, dir, "ca")
-	certFile, keyFile := ca.Issue(t, "127.0.0.1").WriteFiles(t, dir, "server")
-	key, _ := keygen(t)
-	_, fleet := fleetKey(t)
-	addr, log, stop := startServe(t, "--db", filepath.Join(dir, "issuer.db"), "--key", key, "--fleet-key", fleet, "--listen", "127.0.0.1:0",
-		"--tls-cert", certFile, "--tls-key", keyFile)
-	server := "https://" + addr + "/"
+	s := startHTTPS(t, "127.0.0.1", false)
+	server := "https://" + s.addr + "/"
 	unknown := strings.Repeat("0", 32)
 	if code, _, errOut := runArgs("revoke", "--server", server, unknown); code != 1 || !strings.Contains(errOut, "give the station CA with --ca") {
 		t.Errorf("without --ca: %d %q", code, errOut)
 	}
-	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", caFile, unknown); code != 1 || !strings.Contains(errOut, "no certificate with that ID") {
+	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", s.caFile, unknown); code != 1 || !strings.Contains(errOut, "no certificate with that ID") {
 		t.Errorf("with --ca: %d %q (the issuer answered, so TLS worked)", code, errOut)
 	}
-	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", keyFile, unknown); code != 64 || !strings.Contains(errOut, "no PEM certificate") {
+	if code, _, errOut := runArgs("revoke", "--server", server, "--ca", s.keyFile, unknown); code != 64 || !strings.Contains(errOut, "no PEM certificate") {
 		t.Errorf("--ca without a certificate: %d %q", code, errOut)
 	}
-	if code := stop(); code != 0 {
-		t.Fatalf("serve exited %d; log:\n%s", code, log)
+	if code := s.stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, s.log)
 	}
 }
 

@@ -4,6 +4,7 @@
 package configtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,4 +70,49 @@ func CredentialsTOML(t testing.TB) string {
 	t.Helper()
 	k := Credentials(t)
 	return "[keys]\ncache_key = \"" + k.CacheKey + "\"\nfleet_keys = [\"" + k.FleetKeys[0] + "\"]\n"
+}
+
+// Sim is the config file of a gate on the simulated board, as the tests
+// that run the whole agent (in a process of its own) write it: its files
+// (cache.db, control.sock) in Dir, the key feed polled every second, the
+// scanner at 115200 baud with no repeat window.
+type Sim struct {
+	ID      string // the gate's ID
+	Dir     string // its state directory, where the file is written too
+	FeedURL string // its issuer's URL
+	Key     string // the issuer's public key, as trusted_keys lists it
+	Port    string // its scanner's serial port
+	Extra   string // further sections ([timing], [log]…)
+	Keys    string // the [keys] section; TOML's, in a directory of its own, when empty
+}
+
+// Write writes the config file into Dir and returns its path.
+func (s Sim) Write(t testing.TB) string {
+	t.Helper()
+	keys := s.Keys
+	if keys == "" {
+		keys = TOML(t, t.TempDir())
+	}
+	path := filepath.Join(s.Dir, "gateagent.toml")
+	text := fmt.Sprintf(`version = 1
+[gate]
+id = %q
+cache = %q
+[feed]
+url = %q
+trusted_keys = [%q]
+interval = "1s"
+[scanner]
+port = %q
+baud = 115200
+repeat_window = "0s"
+[hw]
+kind = "sim"
+[control]
+socket = %q
+%s%s`, s.ID, filepath.Join(s.Dir, "cache.db"), s.FeedURL, s.Key, s.Port, filepath.Join(s.Dir, "control.sock"), s.Extra, keys)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -101,7 +101,7 @@ func grantUnderChurn(b *testing.B, target string, churning bool) {
 			b.Fatal(err)
 		}
 		lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the stimulus: grants paced as a busy gate's, the churn in between
 	}
 	b.StopTimer()
 	stop.Store(true)

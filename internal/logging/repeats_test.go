@@ -1,36 +1,17 @@
 package logging
 
 import (
-	"bytes"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"gateagent/internal/syncbuf"
 )
 
-// syncBuffer is a buffer a timer's goroutine may write while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func lines(buf *syncBuffer) []string {
+func lines(buf *syncbuf.Buffer) []string {
 	s := strings.TrimSpace(buf.String())
 	if s == "" {
 		return nil
@@ -43,7 +24,7 @@ func lines(buf *syncBuffer) []string {
 // interval with none ends the run, and the next line is written at once.
 func TestRepeatsSpew(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf syncBuffer
+		var buf syncbuf.Buffer
 		r := NewTimedRepeats(New(&buf, Options{Journal: true}), 10*time.Second)
 		defer r.Close()
 		for i := range 10000 {
@@ -76,7 +57,7 @@ func TestRepeatsSpew(t *testing.T) {
 // TestRepeatsSustained: a spew that goes on writes one count per interval.
 func TestRepeatsSustained(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf syncBuffer
+		var buf syncbuf.Buffer
 		r := NewTimedRepeats(New(&buf, Options{}), time.Second)
 		defer r.Close()
 		for range 10 * 100 { // 10 s at 100 lines a second
@@ -112,7 +93,7 @@ func repeated(line string) int {
 // once and ends its run; Close writes what is pending.
 func TestRepeatsKinds(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	r := NewRepeats(New(&buf, Options{}), time.Minute, func() time.Time { return now })
 	r.Log(slog.LevelWarn, "enoent", "scanner port not available", "err", "no such file")
 	r.Log(slog.LevelWarn, "enoent", "scanner port not available", "err", "no such file")

@@ -12,6 +12,8 @@ import (
 
 	"go.bug.st/serial"
 	"golang.org/x/sys/unix"
+
+	"gateagent/internal/eventually"
 )
 
 // wait bounds every blocking step: generous, because these tests also run
@@ -197,17 +199,11 @@ func TestCloseBothEnds(t *testing.T) {
 		t.Error("Master still writable after Close")
 	}
 	// With the master gone the port reports the hang-up instead of blocking.
-	deadline := time.Now().Add(wait)
 	buf := make([]byte, 8)
-	for {
+	eventually.True(t, wait, "the serial port reports the pty's hang-up", func() bool {
 		n, err := port.Read(buf)
-		if err != nil || n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("serial port still silent after the pty closed")
-		}
-	}
+		return err != nil || n > 0
+	})
 }
 
 func termios(t *testing.T, path string) *unix.Termios {

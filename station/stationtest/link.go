@@ -153,3 +153,24 @@ func KeyFile(t testing.TB, key []byte) string {
 	}
 	return p
 }
+
+// FreeAddr returns ip:port with a port free for both TCP and UDP now, as
+// a gate's station.bind needs (memberlist listens on both).
+func FreeAddr(t testing.TB, ip string) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port for TCP and UDP")
+	return ""
+}
