@@ -197,7 +197,7 @@ func BenchmarkScanToRelayFloor(b *testing.B) {
 		// The stimulus, not a wait: the gate pauses about as long between
 		// grants (each lapses after 10 ms); an fsync after a pause costs
 		// more than one right after another, so the floor pauses too.
-		time.Sleep(11 * time.Millisecond)
+		time.Sleep(11 * time.Millisecond) // the stimulus: the pause between grants
 	}
 	b.StopTimer()
 	slices.Sort(lat)

@@ -86,7 +86,7 @@ func outage(t *testing.T, f *flakyIssuer, logs *syncbuf.Buffer) *keysync.Client 
 	t.Helper()
 	f.down.Store(true)
 	cl, _ := runBubbleGate(t, f, logs, nil)
-	time.Sleep(10 * time.Minute)
+	time.Sleep(10 * time.Minute) // fake time: the bubble's ten minutes
 	synctest.Wait()
 	return cl
 }
@@ -101,7 +101,7 @@ func fakeUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 		if time.Since(start) > limit {
 			t.Fatalf("%s: not within %v", what, limit)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // fake time: the bubble's clock
 		synctest.Wait()
 	}
 	return time.Since(start)

@@ -116,7 +116,7 @@ func (o *fakeOutput) expect(t *testing.T, on bool) set {
 // every goroutine is idle no Set has come.
 func (o *fakeOutput) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
-	time.Sleep(d)
+	time.Sleep(d) // fake time: the bubble's clock
 	synctest.Wait()
 	select {
 	case s := <-o.notify:
