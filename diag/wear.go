@@ -105,8 +105,16 @@ func filesText(facts map[string]any, r wear.Report, closed bool) string {
 		return fmt.Sprintf("cache file %s with no live certificate, journal %s", wear.Bytes(float64(f.CacheBytes)), wear.Bytes(float64(f.JournalBytes)))
 	}
 	facts["cache_file_vs_live"] = f.Ratio()
-	return fmt.Sprintf("cache file %s = %.2f× its live records (%s × %d B = %s), journal %s", wear.Bytes(float64(f.CacheBytes)), f.Ratio(),
-		plural.N(f.LiveCerts, "certificate", "certificates"), wear.RawRecordBytes, wear.Bytes(float64(f.LiveRawBytes())), wear.Bytes(float64(f.JournalBytes)))
+	ratio := fmt.Sprintf("%.2f×", f.Ratio())
+	if f.Ratio() >= 10 {
+		ratio = fmt.Sprintf("%.0f×", f.Ratio())
+	}
+	small := ""
+	if f.CacheBytes < 1<<20 {
+		small = " (a cache this small is mostly its fixed pages)"
+	}
+	return fmt.Sprintf("cache file %s = %s its live records (%s × %d B = %s)%s, journal %s", wear.Bytes(float64(f.CacheBytes)), ratio,
+		plural.N(f.LiveCerts, "certificate", "certificates"), wear.RawRecordBytes, wear.Bytes(float64(f.LiveRawBytes())), small, wear.Bytes(float64(f.JournalBytes)))
 }
 
 // maintText says when the certificate file was last maintained.
