@@ -16,27 +16,7 @@ import (
 // on, or handed to a strings or regexp matcher. Tests may read an error's
 // text: it is what the operator sees.
 func TestNoErrorTextMatching(t *testing.T) {
-	root := filepath.Join("..", "..")
-	fset := token.NewFileSet()
-	files := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
-		files++
+	files := walkGo(t, false, func(fset *token.FileSet, f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.BinaryExpr:
@@ -64,13 +44,9 @@ func TestNoErrorTextMatching(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if files < 100 {
-		t.Fatalf("read %d Go files below %s: not the module's tree", files, root)
+		t.Fatalf("read %d Go files: not the module's tree", files)
 	}
 }
 
@@ -93,4 +69,39 @@ func isErrorCall(e ast.Expr) bool {
 	}
 	sel, ok := c.Fun.(*ast.SelectorExpr)
 	return ok && sel.Sel.Name == "Error"
+}
+
+// walkGo parses every Go file of the module (its test files, or the
+// others), outside hidden directories, testdata and bin, and hands each to
+// fn; it returns how many it read.
+func walkGo(t *testing.T, tests bool, fn func(*token.FileSet, *ast.File)) int {
+	t.Helper()
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") != tests {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		files++
+		fn(fset, f)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

@@ -2,10 +2,7 @@ package layout
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,25 +16,10 @@ import (
 // companion a second later, a benchmark's pacing) or "fake time" (a helper
 // called inside a bubble).
 func TestSleepsInTests(t *testing.T) {
-	root := filepath.Join("..", "..")
-	fset := token.NewFileSet()
 	counts := map[string]int{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, "_test.go") || strings.HasPrefix(path, filepath.Join(root, "internal", "layout")) {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
-		if err != nil {
-			return err
+	walkGo(t, true, func(fset *token.FileSet, f *ast.File) {
+		if f.Name.Name == "layout" {
+			return // this file's own words
 		}
 		said := map[int]string{} // line → its comments' text
 		for _, cg := range f.Comments {
@@ -68,11 +50,7 @@ func TestSleepsInTests(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("time.Sleep in tests: %v", counts)
 }
 
