@@ -293,6 +293,11 @@ func (a *Agent) scannerStats() (scanner.Stats, bool) {
 func (a *Agent) Readiness() health.Readiness {
 	g, f := a.ctrl.Status(), a.feed.Status()
 	p := health.Parts{Gate: &g, Ping: a.ctrl.Ping(2 * time.Second), Feed: &f, Now: a.feed.Now(), TrustedAfter: version.BuildTime()}
+	// A port that failed to open or was lost (not one still opening at
+	// start) reads no code: the gate cannot grant.
+	if st, ok := a.scannerStats(); ok && !st.Connected && st.LastError != "" {
+		p.Scanner = errors.New(st.LastError)
+	}
 	// A file system remounted read-only (a failing SD card) takes no
 	// write, not even through the file bbolt holds open.
 	if ro, err := fsaccess.ReadOnly(a.store.Cache.Path()); err == nil && ro {
