@@ -433,6 +433,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			runErr = fmt.Errorf("the gate controller did not start: %w", err)
 			break
 		}
+		if a.serial != nil {
+			// The first verdict knows whether the scanner's port opened
+			// (its first try is at once; a second at most).
+			select {
+			case <-a.serial.Tried():
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
 		ready := a.Readiness()
 		a.logReadiness(ready)
 		if err := a.notify.Ready(serviceStatus(ready)); err != nil {

@@ -133,3 +133,39 @@ func TestDamagedFIFOJournal(t *testing.T) {
 		t.Errorf("cache check of a FIFO: exit %d, want 1 naming the FIFO:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestStartWithoutScannerIsOutOfService: a gate whose scanner port is not
+// there cannot read a code: its first verdict, logged at start, is "out
+// of service" naming the scanner (an error), not a mere wait for the
+// first key sync.
+func TestStartWithoutScannerIsOutOfService(t *testing.T) {
+	dir := t.TempDir()
+	cmd := gateagent("run", "--config", simConfig(t, dir, filepath.Join(dir, "cache.db"), ""))
+	var out, errOut syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	eventually.True(t, 20*time.Second, "the first verdict", func() bool {
+		return strings.Contains(errOut.String(), "service")
+	})
+	first := ""
+	for _, l := range strings.Split(errOut.String(), "\n") {
+		if strings.Contains(l, "service") {
+			first = l
+			break
+		}
+	}
+	if !strings.Contains(first, "level=ERROR") || !strings.Contains(first, "gate out of service") || !strings.Contains(first, "the scanner is not connected") {
+		t.Errorf("first verdict: %s\n%s", first, errOut.String())
+	}
+}
