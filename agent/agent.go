@@ -307,6 +307,11 @@ func (a *Agent) scannerStats() (scanner.Stats, bool) {
 func (a *Agent) Readiness() health.Readiness {
 	g, f := a.ctrl.Status(), a.feed.Status()
 	p := health.Parts{Gate: &g, Ping: a.ctrl.Ping(2 * time.Second), Feed: &f, Now: a.feed.Now(), TrustedAfter: version.BuildTime()}
+	// A port that failed to open or was lost (not one still opening at
+	// start) reads no code: the gate cannot grant.
+	if st, ok := a.scannerStats(); ok && !st.Connected && st.LastError != "" {
+		p.Scanner = errors.New(st.LastError)
+	}
 	// A file system remounted read-only (a failing SD card) takes no
 	// write, not even through the file bbolt holds open.
 	if ro, err := fsaccess.ReadOnly(a.store.Cache.Path()); err == nil && ro {
@@ -446,6 +451,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err != nil {
 			runErr = fmt.Errorf("the gate controller did not start: %w", err)
 			break
+		}
+		if a.serial != nil {
+			// The first verdict knows whether the scanner's port opened
+			// (its first try is at once; a second at most).
+			select {
+			case <-a.serial.Tried():
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
 		}
 		ready := a.Readiness()
 		a.logReadiness(ready)

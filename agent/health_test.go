@@ -389,3 +389,38 @@ func TestDiagClockBlamesTheIssuer(t *testing.T) {
 		t.Errorf("diag clock with the gate unsynchronised: exit %d\n%s", code, out)
 	}
 }
+
+// TestScannerUnpluggedIsNotInService: the scanner's port vanishes (socat
+// killed, as a USB scanner unplugged): no code can be read, so /healthz
+// says 503 scanner_absent, diag's service check fails naming the scanner,
+// and the log says the gate is out of service.
+// socat back, the agent reopens the port and is in service again without
+// a restart, and grants.
+func TestScannerUnpluggedIsNotInService(t *testing.T) {
+	o, sock := withSocket(t, stationOpts{})
+	st := newStation(t, o)
+	waitSocket(t, sock)
+	waitHealth(t, sock, http.StatusOK, 10*time.Second)
+
+	st.tty.Kill(t)
+	body := waitHealth(t, sock, http.StatusServiceUnavailable, 5*time.Second)
+	if !strings.Contains(body, "scanner_absent: the scanner is not connected") {
+		t.Errorf("/healthz without the scanner: %q", body)
+	}
+	if service, _ := serviceCheck(t, sock); service.Status != diag.Fail || !strings.Contains(service.Line, "the scanner is not connected") {
+		t.Errorf("diag service: %s %s", service.Status, service.Line)
+	}
+	if !eventually.Within(3*time.Second, func() bool {
+		return strings.Contains(st.logs.String(), "gate out of service") && strings.Contains(st.logs.String(), "the scanner is not connected")
+	}) {
+		t.Errorf("the log does not say the gate is out of service:\n%s", st.logs.String())
+	}
+
+	st.tty.Restart(t)
+	st.peer = st.tty.OpenPeer(t)
+	waitHealth(t, sock, http.StatusOK, 10*time.Second)
+	st.waitConnected()
+	c := st.issue()
+	st.write(st.token(c.ID, time.Now()) + "\r")
+	st.want(gate.Granted)
+}

@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/internal/regfile"
 	"gateagent/verify"
 )
 
@@ -232,7 +233,7 @@ func checkOpenFile(path string, f *os.File, size int64) (map[string]uint64, erro
 // returns the kind of file found, "cache" or "journal", and nil when the
 // file is whole; the error is a *CorruptError when it is not.
 func CheckFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := regfile.Open(path) // a FIFO in its place must not block
 	if err != nil {
 		return "", fmt.Errorf("cache: check %s: %w", path, err)
 	}

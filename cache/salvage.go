@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
+	"gateagent/internal/regfile"
 	"sort"
 	"syscall"
 	"time"
@@ -48,7 +48,7 @@ const minEventBytes = elemSize + 8 + 4 + 8 + 16 + 1 + 1
 // a cache of schema 2 holds no events, and moves nothing.
 func (j *Journal) Salvage(path string, now time.Time) (Salvaged, error) {
 	var res Salvaged
-	f, err := os.Open(path)
+	f, _, err := regfile.Open(path) // a FIFO moved aside must not block
 	if err != nil {
 		return res, fmt.Errorf("journal: salvage %s: %w", path, err)
 	}

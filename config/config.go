@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"gateagent/gate"
 	"gateagent/hw"
 	"gateagent/internal/instance"
+	"gateagent/internal/regfile"
 	"gateagent/keysync"
 	"gateagent/scanner"
 	"gateagent/verify"
@@ -168,7 +168,7 @@ const DefaultSocket = "/run/gateagent/control.sock"
 
 // Load reads and checks the config file at path.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, _, err := regfile.Open(path) // a FIFO in its place must not block
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

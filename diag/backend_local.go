@@ -14,6 +14,7 @@ import (
 	"gateagent/config"
 	"gateagent/gate"
 	"gateagent/internal/instance"
+	"gateagent/internal/regfile"
 	"gateagent/keysync"
 	"gateagent/metrics"
 	"gateagent/scanner"
@@ -285,7 +286,7 @@ func claim(cfg *config.Config) (release func(), err error) {
 		return nil, err
 	}
 	path := cfg.Gate.Cache
-	f, err := os.Open(path)
+	f, _, err := regfile.Open(path) // a FIFO in its place must not block
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return func() { l.Release() }, nil

@@ -605,6 +605,8 @@ func feedAdvice(err error) string {
 		return "TLS: the issuer does not speak TLS at that address: check http/https in feed.url"
 	case keysync.TroubleTLSRefused:
 		return "TLS: the issuer refused the handshake: check feed.cert_file/key_file (mutual TLS: the gate's certificate must be one the issuer accepts) and feed.ca_file"
+	case keysync.TroubleRedirect:
+		return "feed.url answers with a redirect to another host or scheme, which the gate does not follow (its event log goes to the configured issuer only): set feed.url to the address the redirect names, if it is the station's issuer or proxy"
 	case keysync.TroubleNetwork:
 		return "the issuer is unreachable from the gate: check the network cable, the station network and the proxy; the gate keeps checking codes on its cache until it goes stale"
 	}

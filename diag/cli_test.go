@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +255,20 @@ func TestUsage(t *testing.T) {
 	}
 	if got := g.pins.Journal.Levels(hwtest.Relay); len(got) != 0 {
 		t.Errorf("a refused command moved the relay: %v", got)
+	}
+}
+
+// TestRelayPulseOutOfRange: a pulse outside 50ms..5s is a usage error
+// before anything happens; diag does not say it energises the relay.
+func TestRelayPulseOutOfRange(t *testing.T) {
+	g := newOfflineGate(t, time.Now())
+	for _, p := range []string{"1h", "1ms"} {
+		code, out, errs := g.run("relay", "--pulse", p)
+		if code != 64 || strings.Contains(out+errs, "energising") || !strings.Contains(errs, "use 50ms to 5s") {
+			t.Errorf("--pulse %s: exit %d\n%s%s", p, code, out, errs)
+		}
+	}
+	if got := g.pins.Journal.Levels(hwtest.Relay); slices.Contains(got, gpio.Low) {
+		t.Errorf("the relay moved: %v", got)
 	}
 }

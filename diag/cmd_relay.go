@@ -30,6 +30,9 @@ recorded in the event log. Refused while a passenger passes or the emergency inp
 			if pulse <= 0 {
 				return s.usagef("give --pulse DURATION (e.g. --pulse 500ms): the relay moves only when asked explicitly")
 			}
+			if pulse < gate.MinTestPulse || pulse > gate.MaxTestPulse {
+				return s.usagef("--pulse %v: use %v to %v", pulse, gate.MinTestPulse, gate.MaxTestPulse)
+			}
 			s.note("energising the relay for %s; have someone push through to confirm...", pulse)
 			return s.outputTest(ctx, gate.TestRelay, pulse)
 		}),

@@ -7,7 +7,8 @@
 // controller hangs, its event log cannot be written (a grant that cannot
 // be recorded is refused), its cache's file system is read-only, a board
 // fault, no certificates yet (never synced), a stale cache with
-// refuse_when_stale, or a clock before the agent's build. What to do about
+// refuse_when_stale, a clock before the agent's build, or a scanner whose
+// port is absent (unplugged, or never there). What to do about
 // each is written where it is shown (diag, the log), not here.
 package health
 
@@ -33,9 +34,10 @@ const (
 	NeverSynced                       // waiting for the first key sync: no certificate known
 	Stale                             // the key cache is stale and refuse_when_stale is set
 	ClockUntrusted                    // the clock is before the agent's build date
+	ScannerAbsent                     // the scanner's port is absent or lost: no code can be read
 )
 
-var causeNames = [...]string{"", "unresponsive", "not_recording", "cache_not_writable", "board_fault", "never_synced", "stale", "clock_untrusted"}
+var causeNames = [...]string{"", "unresponsive", "not_recording", "cache_not_writable", "board_fault", "never_synced", "stale", "clock_untrusted", "scanner_absent"}
 
 func (c Cause) String() string {
 	if int(c) < len(causeNames) && c != 0 {
@@ -153,6 +155,11 @@ type Parts struct {
 	// Cache is why the key cache cannot be written (a read-only file
 	// system, or not writable by the agent's user), nil when it can.
 	Cache error
+	// Scanner is why the serial scanner cannot be read (its port absent
+	// or lost, the open or read error), nil when it is open, has not
+	// been tried yet, or was not looked at (an image scanner; diag with
+	// the agent stopped).
+	Scanner error
 	// Now is the clock tokens are checked on (the gate's, corrected by the
 	// offset learnt from the issuer) and TrustedAfter the earliest time
 	// believed; a zero TrustedAfter skips the clock.
@@ -200,6 +207,9 @@ func Judge(p Parts) Readiness {
 		case f.Refusing:
 			add(Stale, "the key cache is stale and refuse_when_stale is set: every code is refused", nil, f.FreshAt.Add(f.MaxAge))
 		}
+	}
+	if p.Scanner != nil {
+		add(ScannerAbsent, "the scanner is not connected: no code can be read", p.Scanner, time.Time{})
 	}
 	if !p.TrustedAfter.IsZero() && p.Now.Before(p.TrustedAfter) {
 		add(ClockUntrusted, fmt.Sprintf("the clock reads %s, before this agent was built: every code is refused as CLOCK_UNTRUSTED",

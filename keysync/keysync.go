@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +90,11 @@ var (
 	// ErrStale: the cache is past the feed's maximum age and the config
 	// says to refuse tokens then.
 	ErrStale = errors.New("key cache is stale and refuse_when_stale is set: check the gate's network path to the issuer")
+	// ErrRedirect: an answer redirects to another scheme or host than
+	// the feed's URL. It is not followed: the gate's event log (which
+	// certificates passed where) goes to the issuer it was configured
+	// with, and nowhere else.
+	ErrRedirect = errors.New("the issuer's address redirects to another host or scheme: not followed")
 )
 
 // Client syncs one cache from one issuer.
@@ -174,6 +180,9 @@ func newClient(cfg Config) (*Client, error) {
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
+	hc := *cfg.HTTP // the caller's client is left as it was
+	hc.CheckRedirect = sameOrigin(u)
+	cfg.HTTP = &hc
 	if cfg.UploadBatch <= 0 || cfg.UploadBatch > feed.MaxUploadEvents {
 		cfg.UploadBatch = 500
 	}
@@ -658,6 +667,20 @@ func (c *Client) Probe(ctx context.Context) (Probe, error) {
 		p.Offset, p.OffsetOK = offsetOf(d, t0, rtt), true
 	}
 	return p, nil
+}
+
+// sameOrigin follows a redirect only within base's scheme and host (a
+// proxy that moves a path), at most 10 in a row.
+func sameOrigin(base *url.URL) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != base.Scheme || !strings.EqualFold(req.URL.Host, base.Host) {
+			return fmt.Errorf("%w (to %s://%s)", ErrRedirect, req.URL.Scheme, req.URL.Host)
+		}
+		if len(via) >= 10 {
+			return fmt.Errorf("%w (10 in a row)", ErrRedirect)
+		}
+		return nil
+	}
 }
 
 // maxBody bounds what is read of any answer.

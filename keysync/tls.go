@@ -5,9 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"gateagent/internal/regfile"
 	"io/fs"
 	"net/http"
-	"os"
 	"time"
 )
 
@@ -42,6 +42,10 @@ func (e *FileError) Error() string {
 
 func (e *FileError) Unwrap() error { return e.Err }
 
+// maxTLSFile bounds a TLS file: a station CA bundle is a few kilobytes,
+// the system's whole bundle about 200 KB.
+const maxTLSFile = 1 << 20
+
 // errNoPEM: a CA file without one PEM certificate.
 var errNoPEM = errors.New("holds no PEM certificate")
 
@@ -50,7 +54,7 @@ var errNoPEM = errors.New("holds no PEM certificate")
 func NewHTTPClient(o TLSOptions) (*http.Client, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, err := regfile.ReadFile(o.CAFile, maxTLSFile)
 		if err != nil {
 			return nil, &FileError{FieldCA, o.CAFile, unwrapPath(err)}
 		}
@@ -64,11 +68,11 @@ func NewHTTPClient(o TLSOptions) (*http.Client, error) {
 		return nil, fmt.Errorf("keysync: a client certificate needs both the certificate file and its key file")
 	}
 	if o.CertFile != "" {
-		certPEM, err := os.ReadFile(o.CertFile)
+		certPEM, err := regfile.ReadFile(o.CertFile, maxTLSFile)
 		if err != nil {
 			return nil, &FileError{FieldCert, o.CertFile, unwrapPath(err)}
 		}
-		keyPEM, err := os.ReadFile(o.KeyFile)
+		keyPEM, err := regfile.ReadFile(o.KeyFile, maxTLSFile)
 		if err != nil {
 			return nil, &FileError{FieldKey, o.KeyFile, unwrapPath(err)}
 		}

@@ -26,9 +26,10 @@ const (
 	TroubleNotTLS                     // no TLS at that address (http/https in feed.url)
 	TroubleTLSRefused                 // the issuer refused the handshake (feed.cert_file, feed.key_file)
 	TroubleNetwork                    // the issuer cannot be reached (network, proxy)
+	TroubleRedirect                   // the issuer's address redirects elsewhere (feed.url)
 )
 
-var troubleNames = [...]string{"other", "unknown_key", "signature", "misdirected", "format", "tls_trust", "tls_name", "not_tls", "tls_refused", "network"}
+var troubleNames = [...]string{"other", "unknown_key", "signature", "misdirected", "format", "tls_trust", "tls_name", "not_tls", "tls_refused", "network", "redirect"}
 
 // String names the trouble in snake_case, for logs and JSON.
 func (t Trouble) String() string {
@@ -59,6 +60,8 @@ func Diagnose(err error) Trouble {
 		return TroubleMisdirected
 	case errors.Is(err, feed.ErrFormat):
 		return TroubleFormat
+	case errors.Is(err, ErrRedirect):
+		return TroubleRedirect
 	case errors.As(err, &unknownCA), errors.As(err, &certErr):
 		return TroubleTLSTrust
 	case errors.As(err, &hostErr):
@@ -96,6 +99,8 @@ func (t Trouble) fix() string {
 		return "the issuer does not speak TLS there: check http/https in feed.url"
 	case TroubleTLSRefused:
 		return "the issuer refused the handshake: check feed.cert_file and feed.key_file (mutual TLS)"
+	case TroubleRedirect:
+		return "the feed's address redirects to another host: set feed.url to the address that answers itself (the issuer or the station proxy)"
 	case TroubleNetwork:
 		return "the issuer is unreachable: check the gate's network path to it (cable, station network, proxy); codes are checked on the cache meanwhile"
 	}

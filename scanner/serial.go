@@ -169,6 +169,9 @@ type Serial struct {
 	log     *slog.Logger
 	now     func() time.Time
 	running atomic.Bool
+	// tried is closed once Run has tried to open the port the first time.
+	tried     chan struct{}
+	triedOnce sync.Once
 
 	mu    sync.Mutex
 	stats Stats
@@ -180,7 +183,7 @@ func NewSerial(cfg Config, opts Options) (*Serial, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Serial{cfg: cfg, log: opts.Logger, now: opts.Now}
+	s := &Serial{cfg: cfg, log: opts.Logger, now: opts.Now, tried: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,6 +192,13 @@ func NewSerial(cfg Config, opts Options) (*Serial, error) {
 	}
 	return s, nil
 }
+
+// Tried is closed once Run has tried to open the port for the first time,
+// whether it opened or not (Stats then says which): until then the
+// scanner's absence is not known.
+func (s *Serial) Tried() <-chan struct{} { return s.tried }
+
+func (s *Serial) markTried() { s.triedOnce.Do(func() { close(s.tried) }) }
 
 // Config returns the settings in use, defaults applied.
 func (s *Serial) Config() Config { return s.cfg }
@@ -298,6 +308,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 		if err != nil {
 			msg := err.Error()
 			s.update(func(st *Stats) { st.LastError = msg; st.OpenFailures++ })
+			s.markTried()
 			pause := retry.Fail()
 			if msg != lastOpenErr {
 				repeats.End(openKey + lastOpenErr)
@@ -318,6 +329,7 @@ func (s *Serial) Run(ctx context.Context, out chan<- gate.Scan) error {
 			}
 		})
 		everOpen = true
+		s.markTried()
 		log.Info("scanner port open", "baud", s.cfg.Baud, "parity", s.cfg.Parity, "data_bits", s.cfg.DataBits,
 			"stop_bits", s.cfg.StopBits, "terminator", s.cfg.Terminator.String())
 		opened := time.Now()

@@ -3,9 +3,11 @@ package station
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"gateagent/internal/regfile"
 )
 
 // KeySize is the size of a station key this package writes: AES-256.
@@ -42,18 +44,14 @@ func LoadKeys(paths []string) ([][]byte, error) {
 }
 
 func loadKey(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, st, err := regfile.Open(path) // a FIFO in its place must not block
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("%w: %w", ErrKeyFormat, errors.Unwrap(err))}
+	}
 	if err != nil {
 		return nil, &KeyFileError{Path: path, Err: err}
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, &KeyFileError{Path: path, Err: err}
-	}
-	if !st.Mode().IsRegular() {
-		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("%w: not a regular file", ErrKeyFormat)}
-	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("%w (mode %04o)", ErrKeyMode, perm)}
 	}

@@ -2,9 +2,11 @@ package station
 
 import (
 	"context"
+	"gateagent/internal/logging"
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 )
 
 // closingHandler passes records to inner until close, then drops them.
@@ -48,8 +50,19 @@ func (h *closingHandler) close() {
 }
 
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into
-// slog records at their level.
-type logWriter struct{ log *slog.Logger }
+// slog records at their level. memberlist writes a line per bad packet
+// (an empty datagram, one it cannot decode), so anyone on the station
+// network could fill the journal: lines of one shape (the same text but
+// for its numbers: addresses, ports, sizes) are written once, then
+// counted, one line per LogRepeatEvery.
+type logWriter struct{ rep *logging.Repeats }
+
+// LogRepeatEvery is the interval over which memberlist's lines of one
+// shape are counted instead of written.
+const LogRepeatEvery = time.Minute
+
+// maxShape bounds a shape's length, and so the kinds of line counted.
+const maxShape = 96
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
@@ -63,6 +76,22 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
-	w.log.Log(context.Background(), level, s)
+	w.rep.Log(level, level.String()+" "+shape(s), s)
 	return len(p), nil
+}
+
+// shape is s with each run of digits as one '#', cut to maxShape bytes.
+func shape(s string) string {
+	b := make([]byte, 0, min(len(s), maxShape))
+	for i := 0; i < len(s) && len(b) < maxShape; i++ {
+		c := s[i]
+		if '0' <= c && c <= '9' {
+			if len(b) > 0 && b[len(b)-1] == '#' {
+				continue
+			}
+			c = '#'
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"gateagent/internal/logging"
 	"gateagent/verify"
 )
 
@@ -224,16 +225,18 @@ func parseHostPort(s string, anyPort bool) (netip.AddrPort, error) {
 
 // Node is this gate's member of the station's peer group.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	logs  *closingHandler // log's: quiet once Close returns
-	ml    *memberlist.Memberlist
-	guard *guard
-	queue *memberlist.TransmitLimitedQueue
-	drops *dropLog
-	gates map[string]bool
-	addr  string // advertised
-	seeds []string
+	cfg  Config
+	log  *slog.Logger
+	logs *closingHandler // log's: quiet once Close returns
+	// mlRepeats counts memberlist's repeated lines (logWriter).
+	mlRepeats *logging.Repeats
+	ml        *memberlist.Memberlist
+	guard     *guard
+	queue     *memberlist.TransmitLimitedQueue
+	drops     *dropLog
+	gates     map[string]bool
+	addr      string // advertised
+	seeds     []string
 
 	mu sync.RWMutex
 	st *state
@@ -331,7 +334,14 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	bind, _ := parseHostPort(cfg.Bind, true)
-	mlLog := log.New(&logWriter{log: n.log.With("part", "memberlist")}, "", 0)
+	n.mlRepeats = logging.NewTimedRepeats(n.log.With("part", "memberlist"), LogRepeatEvery)
+	started := false
+	defer func() {
+		if !started {
+			n.mlRepeats.Close()
+		}
+	}()
+	mlLog := log.New(&logWriter{rep: n.mlRepeats}, "", 0)
 	tr := cfg.Transport
 	if tr == nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -383,7 +393,7 @@ func Start(cfg Config) (*Node, error) {
 		g.Shutdown()
 		return nil, fmt.Errorf("station: start: %w", err)
 	}
-	n.ml = ml
+	n.ml, started = ml, true
 	n.addr = ml.LocalNode().Address()
 	for _, s := range cfg.Seeds {
 		if s != n.addr && !slices.Contains(n.seeds, s) {
@@ -468,6 +478,7 @@ func (n *Node) Close() error {
 		// memberlist's timers and schedulers may still run a moment
 		// after its Shutdown (it does not wait for them), and log: not
 		// into a caller's logger that Close has handed back.
+		n.mlRepeats.Close() // the counts still pending, first
 		n.logs.close()
 	})
 	if err != nil {

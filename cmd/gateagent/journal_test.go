@@ -13,6 +13,7 @@ import (
 	"gateagent/internal/eventually"
 	"gateagent/internal/logging"
 	"gateagent/internal/syncbuf"
+	"gateagent/scanner/scannertest"
 )
 
 // journalRun starts cmd with its stderr on a pipe and, when journal is
@@ -88,6 +89,11 @@ func TestJournaldPriorities(t *testing.T) {
 	t.Run("runs, warns, stops", func(t *testing.T) {
 		dir := t.TempDir()
 		cfg := simConfig(t, dir, filepath.Join(dir, "cache.db"), "")
+		// Its scanner is there (a gate without one is out of service,
+		// an error): the one thing it waits for is the first key sync.
+		if err := os.Symlink(scannertest.Start(t).Dev, filepath.Join(dir, "no-scanner")); err != nil {
+			t.Fatal(err)
+		}
 		cmd := gateagent("run", "--config", cfg)
 		stderr, wait := journalRun(t, cmd, true)
 		eventually.True(t, 20*time.Second, "waiting for the first key sync", func() bool {

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"gateagent/internal/regfile"
 	"io"
 	"io/fs"
 	"os"
@@ -198,18 +199,15 @@ func sealedFile(name string) string {
 // readFile reads a key file: a regular file of at most max bytes, and (a
 // key file of the config's) not open to others.
 func readFile(path string, max int, strict bool) ([]byte, error) {
-	f, err := os.Open(path)
+	f, fi, err := regfile.Open(path) // a FIFO in its place must not block
+	var pe *fs.PathError
+	if errors.As(err, &pe) && errors.Is(err, regfile.ErrNotRegular) {
+		err = pe.Err // the Error names the path
+	}
 	if err != nil {
 		return nil, &Error{Ref: path, Path: path, Err: err}
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, &Error{Ref: path, Path: path, Err: err}
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &Error{Ref: path, Path: path, Err: errors.New("not a regular file")}
-	}
 	if strict && fi.Mode().Perm()&0o027 != 0 {
 		return nil, &Error{Ref: path, Path: path, Mode: fi.Mode(), Err: ErrExposed}
 	}

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,7 +35,9 @@ type Link struct {
 
 // NewLink listens on ip:port (0: any free port).
 func NewLink(ip string, port int) (*Link, error) {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: port})
+	// memberlist logs through a nil logger otherwise: an empty datagram
+	// would panic.
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, BindPort: port, Logger: log.New(io.Discard, "", 0)})
 	if err != nil {
 		return nil, err
 	}
