@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/internal/eventually"
 	"gateagent/station"
 	"gateagent/station/stationtest"
 )
@@ -38,7 +39,7 @@ func TestEmptyDatagramsLoggedOnce(t *testing.T) {
 	if _, err := u.Write([]byte("not sealed")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return a.Status().Dropped["unauthenticated"] >= 1 }, "the last datagram read")
+	eventually.True(t, 10*time.Second, "the last datagram read", func() bool { return a.Status().Dropped["unauthenticated"] >= 1 })
 	a.Close()
 	var lines []string
 	for _, l := range strings.Split(a.logs.String(), "\n") {
