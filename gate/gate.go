@@ -551,6 +551,11 @@ func (c *Controller) deny(d verify.Decision, s Scan, err error, st Stages) {
 	case err == nil && d.Reason == verify.Malformed:
 		// A scanner sending garbage would write a line per line.
 		c.repeat(slog.LevelInfo, "malformed", "denied", "reason", d.Reason.String(), "length", len(s.Text))
+	case err == nil && d.Reason == verify.BadTag:
+		// Forged codes come in floods too (a screen cycling through them):
+		// the log counts them, the event log keeps every one, with its
+		// certificate, for the auditor.
+		c.repeat(slog.LevelInfo, "bad_tag", "denied", "reason", d.Reason.String(), "cert", d.CertID)
 	case err == nil && d.SeenAt != "":
 		c.log.Info("denied", "reason", d.Reason.String(), "cert", d.CertID, "seen_at", d.SeenAt, "held", d.Held)
 	case err == nil:

@@ -648,6 +648,54 @@ func TestGarbageFloodIsRecordedSparingly(t *testing.T) {
 	})
 }
 
+// TestForgedFloodLogsCountedEventsKept: 1,000 forged codes (a valid
+// certificate's ID, a tag under another key) in one second: every one is
+// refused BAD_TAG and recorded, with its certificate, in the event log;
+// the log writes the first and then counts the rest when its interval
+// ends; a valid code still opens the gate.
+func TestForgedFloodLogsCountedEventsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		forger := cachetest.Cert(99, 100)
+		step := verify.StepOf(r.clock.Now())
+		forged := []byte(verify.NewToken(&forger.Key, r.certs[0].ID, step).String())
+		for i := range 1000 {
+			r.scan(forged)
+			if o := r.want(gate.Denied); o.Decision.Reason != verify.BadTag {
+				t.Fatalf("forged code %d: %v, want BAD_TAG", i, o.Decision.Reason)
+			}
+			r.clock.Advance(time.Millisecond)
+		}
+		ev := r.events()
+		if len(ev) != 1000 {
+			t.Fatalf("%d events for 1,000 forged codes, want every one", len(ev))
+		}
+		for _, e := range ev {
+			if e.Reason != verify.BadTag || e.CertID != r.certs[0].ID {
+				t.Fatalf("event %+v, want BAD_TAG with the certificate", e)
+			}
+		}
+		lines := func() []string {
+			var out []string
+			for _, l := range strings.Split(r.logs.String(), "\n") {
+				if strings.Contains(l, "reason=BAD_TAG") {
+					out = append(out, l)
+				}
+			}
+			return out
+		}
+		if l := lines(); len(l) != 1 {
+			t.Fatalf("%d log lines during the flood, want the first alone:\n%s", len(l), strings.Join(l, "\n"))
+		}
+		r.advance(10 * time.Second)
+		if l := lines(); len(l) != 2 || !strings.Contains(l[1], "repeated=999") {
+			t.Fatalf("log lines after the interval %q, want the count of the 999 held back", l)
+		}
+		r.scan(r.token(0, verify.StepOf(r.clock.Now())))
+		r.want(gate.Granted)
+	})
+}
+
 var moreRE = regexp.MustCompile(`(\d+) more malformed scans? not recorded`)
 
 // TestMalformedCountWithTheNextRecord: a malformed scan after the second
