@@ -424,3 +424,55 @@ func TestScannerUnpluggedIsNotInService(t *testing.T) {
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
 }
+
+// TestClockDisputedByPassengers: the issuer's signed clock runs 2 h fast
+// and the gate follows it (it is the clock the gate can authenticate), so
+// passengers whose phones keep real time are refused as CODE_STALE. After
+// gate.ClockDispute passengers in a row, /healthz says 503
+// clock_disputed and diag's service check fails, pointing at the clock
+// check; once the issuer's clock is right again the next passenger is
+// granted and the gate is in service.
+func TestClockDisputedByPassengers(t *testing.T) {
+	o, sock := withSocket(t, stationOpts{})
+	st := newStation(t, o)
+	waitSocket(t, sock)
+	waitHealth(t, sock, http.StatusOK, 10*time.Second)
+	var certs []verify.CertID
+	for range gate.ClockDispute + 1 {
+		certs = append(certs, st.issue().ID)
+	}
+	st.shift.Store(int64(2 * time.Hour))
+	eventually.True(t, 10*time.Second, "the gate learns the issuer's 2 h offset", func() bool {
+		off, ok := st.ag.Feed().Offset()
+		return ok && off >= 2*time.Hour-time.Minute
+	})
+	for i, id := range certs[:gate.ClockDispute] {
+		if i > 0 {
+			if c, body := get(t, sock, "/healthz"); c != http.StatusOK {
+				t.Fatalf("/healthz after %d passengers refused for the clock: %d %q, want 200", i, c, body)
+			}
+		}
+		st.write(st.token(id, time.Now()) + "\r") // the phone keeps real time
+		if o := st.want(gate.Denied); o.Decision.Reason != verify.CodeStale {
+			t.Fatalf("passenger %d denied as %v, want CODE_STALE", i, o.Decision.Reason)
+		}
+	}
+	body := waitHealth(t, sock, http.StatusServiceUnavailable, 5*time.Second)
+	if !strings.Contains(body, "clock_disputed") || !strings.Contains(body, "disagrees with the passengers' phones") {
+		t.Errorf("/healthz: %q", body)
+	}
+	if service, _ := serviceCheck(t, sock); service.Status != diag.Fail || !strings.Contains(service.Line, "see the clock check") {
+		t.Errorf("diag service: %s %s", service.Status, service.Line)
+	}
+
+	st.shift.Store(0)
+	eventually.True(t, 10*time.Second, "the gate learns the issuer's clock is right again", func() bool {
+		off, ok := st.ag.Feed().Offset()
+		return ok && off < time.Minute && off > -time.Minute
+	})
+	st.write(st.token(certs[gate.ClockDispute], time.Now()) + "\r")
+	if o := st.want(gate.Granted); o.Decision.Reason != verify.OK {
+		t.Fatalf("a passenger once the clock is right: %v", o.Decision.Reason)
+	}
+	waitHealth(t, sock, http.StatusOK, 5*time.Second)
+}

@@ -87,6 +87,8 @@ func problemLine(p health.Problem, cachePath string) string {
 		return "the key cache is stale" + since + " and refuse_when_stale is set: see the feed check; the gate tries the issuer every few seconds and grants again as soon as it answers"
 	case health.ClockUntrusted:
 		return p.What + ": see the clock check"
+	case health.ClockDisputed:
+		return p.What + ": see the clock check (which side is wrong, the offset learnt from the issuer, the last hour's clock refusals); it clears at the next code on time"
 	case health.ScannerAbsent:
 		return fmt.Sprintf("the scanner is not connected (%s): check its cable and power, and scanner.port; the agent reopens it by itself and is in service again once it does; see the scanner check", p.Detail)
 	}

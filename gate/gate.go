@@ -174,6 +174,10 @@ type Controller struct {
 	sigTimer  clockwork.Timer
 	alarming  bool // an alarm pattern is playing: other signals wait
 	malformed malformedLimiter
+	// clockOff holds the certificates whose authentic codes were refused
+	// in a row for the clock (CODE_STALE, CODE_FROM_FUTURE), with no
+	// authentic code on time between them (see ClockDispute).
+	clockOff map[verify.CertID]struct{}
 	// repeats holds back the log lines a flood of scans would repeat
 	// (malformed codes, scans while busy); quiet is the one timer that
 	// writes their counts and the count of malformed decisions left out

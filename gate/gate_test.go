@@ -696,6 +696,44 @@ func TestForgedFloodLogsCountedEventsKept(t *testing.T) {
 	})
 }
 
+// TestClockDisputedByPassengers: authentic codes refused for the clock
+// count once per passenger (one retrying an old screenshot is one); at
+// gate.ClockDispute passengers in a row the status says so; a code from
+// before the clock checks (garbage) changes nothing; the next authentic
+// code on time clears it.
+func TestClockDisputedByPassengers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, gate.Timing{})
+		step := verify.StepOf(r.clock.Now())
+		refused := func() int { return r.ctrl.Status().ClockRefused }
+		for range 3 {
+			r.scan(r.token(0, step-3)) // one passenger, an old screenshot
+			r.want(gate.Denied)
+		}
+		if n := refused(); n != 1 {
+			t.Fatalf("one passenger's stale codes counted %d, want 1", n)
+		}
+		r.scan([]byte("garbage"))
+		r.want(gate.Denied)
+		r.scan(r.token(1, step+3)) // a second passenger, from the future
+		r.want(gate.Denied)
+		if n := refused(); n != 2 {
+			t.Fatalf("two passengers counted %d", n)
+		}
+		r.scan(r.token(2, step-3))
+		r.want(gate.Denied)
+		st := r.ctrl.Status()
+		if st.ClockRefused != gate.ClockDispute || st.ClockRefusedSince.IsZero() {
+			t.Fatalf("three passengers refused for the clock: status %d since %v, want %d", st.ClockRefused, st.ClockRefusedSince, gate.ClockDispute)
+		}
+		r.scan(r.token(0, step)) // on time: granted
+		r.want(gate.Granted)
+		if n := refused(); n != 0 {
+			t.Fatalf("a code on time left %d counted", n)
+		}
+	})
+}
+
 var moreRE = regexp.MustCompile(`(\d+) more malformed scans? not recorded`)
 
 // TestMalformedCountWithTheNextRecord: a malformed scan after the second

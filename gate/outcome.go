@@ -94,6 +94,48 @@ type Status struct {
 	RecordFault      string    `json:"record_fault,omitempty"`
 	RecordFaultSince time.Time `json:"record_fault_since,omitzero"`
 	RecordErr        error     `json:"-"`
+	// ClockRefused counts the passengers (certificates) whose authentic
+	// codes were refused in a row as CODE_STALE or CODE_FROM_FUTURE, from
+	// ClockRefusedSince, with no authentic code on time between them: at
+	// ClockDispute the clock codes are checked on disagrees with the
+	// passengers' phones, and the gate cannot grant. An authentic code on
+	// time (granted, or refused for what comes after the clock checks)
+	// clears it.
+	ClockRefused      int       `json:"clock_refused_in_a_row,omitempty"`
+	ClockRefusedSince time.Time `json:"clock_refused_since,omitzero"`
+}
+
+// ClockDispute is how many passengers in a row, each with an authentic
+// code, refused for the clock with none on time between them, say that
+// the gate's clock (corrected by the issuer's) is wrong rather than their
+// phones: one passenger retrying an old screenshot counts once.
+const ClockDispute = 3
+
+// watchClock keeps ClockRefused from a decision's reason.
+func (c *Controller) watchClock(d verify.Decision, at time.Time) {
+	switch {
+	case d.Reason == verify.CodeStale || d.Reason == verify.CodeFromFuture:
+		if c.clockOff == nil {
+			c.clockOff = map[verify.CertID]struct{}{}
+		}
+		if len(c.clockOff) >= ClockDispute {
+			return
+		}
+		c.clockOff[d.CertID] = struct{}{}
+		n := len(c.clockOff)
+		c.setStatus(func(s *Status) {
+			if s.ClockRefused == 0 {
+				s.ClockRefusedSince = at
+			}
+			s.ClockRefused = n
+		})
+	case d.Reason == verify.OK || d.Reason > verify.CodeFromFuture:
+		if len(c.clockOff) == 0 {
+			return
+		}
+		clear(c.clockOff)
+		c.setStatus(func(s *Status) { s.ClockRefused, s.ClockRefusedSince = 0, time.Time{} })
+	}
 }
 
 // Status returns a copy of the controller's state.
@@ -124,6 +166,9 @@ func (c *Controller) observe(o Outcome) {
 			s.Reasons[o.Decision.Reason.String()]++
 		}
 	})
+	if (o.Kind == Granted || o.Kind == Denied) && o.Err == nil {
+		c.watchClock(o.Decision, o.At)
+	}
 	if c.cfg.Observe != nil {
 		c.cfg.Observe(o)
 	}

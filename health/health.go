@@ -7,8 +7,9 @@
 // controller hangs, its event log cannot be written (a grant that cannot
 // be recorded is refused), its cache's file system is read-only, a board
 // fault, no certificates yet (never synced), a stale cache with
-// refuse_when_stale, a clock before the agent's build, or a scanner whose
-// port is absent (unplugged, or never there). What to do about
+// refuse_when_stale, a clock before the agent's build, a scanner whose
+// port is absent (unplugged, or never there), or a clock the passengers'
+// codes dispute (gate.ClockDispute of them in a row refused for it). What to do about
 // each is written where it is shown (diag, the log), not here.
 package health
 
@@ -35,9 +36,10 @@ const (
 	Stale                             // the key cache is stale and refuse_when_stale is set
 	ClockUntrusted                    // the clock is before the agent's build date
 	ScannerAbsent                     // the scanner's port is absent or lost: no code can be read
+	ClockDisputed                     // passengers' authentic codes refused in a row for the clock
 )
 
-var causeNames = [...]string{"", "unresponsive", "not_recording", "cache_not_writable", "board_fault", "never_synced", "stale", "clock_untrusted", "scanner_absent"}
+var causeNames = [...]string{"", "unresponsive", "not_recording", "cache_not_writable", "board_fault", "never_synced", "stale", "clock_untrusted", "scanner_absent", "clock_disputed"}
 
 func (c Cause) String() string {
 	if int(c) < len(causeNames) && c != 0 {
@@ -210,6 +212,10 @@ func Judge(p Parts) Readiness {
 	}
 	if p.Scanner != nil {
 		add(ScannerAbsent, "the scanner is not connected: no code can be read", p.Scanner, time.Time{})
+	}
+	if g := p.Gate; g != nil && g.ClockRefused >= gate.ClockDispute {
+		add(ClockDisputed, fmt.Sprintf("the authentic codes of %d passengers in a row were refused as CODE_STALE or CODE_FROM_FUTURE, none on time between them: the clock codes are checked on disagrees with the passengers' phones",
+			g.ClockRefused), nil, g.ClockRefusedSince)
 	}
 	if !p.TrustedAfter.IsZero() && p.Now.Before(p.TrustedAfter) {
 		add(ClockUntrusted, fmt.Sprintf("the clock reads %s, before this agent was built: every code is refused as CLOCK_UNTRUSTED",

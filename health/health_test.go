@@ -37,6 +37,7 @@ func TestJudge(t *testing.T) {
 		{"never synced", func(p *Parts) { p.Feed.FreshAt = time.Time{} }, NeverSynced, "waiting for the first key sync"},
 		{"stale, refusing", func(p *Parts) { p.Feed.Stale, p.Feed.Refusing = true, true }, Stale, "refuse_when_stale"},
 		{"clock in 1970", func(p *Parts) { p.Now = time.Unix(0, 0) }, ClockUntrusted, "1970-01-01"},
+		{"clock disputed", func(p *Parts) { p.Gate.ClockRefused, p.Gate.ClockRefusedSince = gate.ClockDispute, t0 }, ClockDisputed, "disagrees with the passengers' phones"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +63,13 @@ func TestJudge(t *testing.T) {
 	p.Feed.Stale = true
 	if r := Judge(p); !r.OK() {
 		t.Errorf("stale without refusal: %+v", r)
+	}
+	// Fewer passengers refused for the clock than gate.ClockDispute: one
+	// with an old screenshot, not a wrong clock.
+	p = healthy()
+	p.Gate.ClockRefused = gate.ClockDispute - 1
+	if r := Judge(p); !r.OK() {
+		t.Errorf("%d passengers refused for the clock: %+v", p.Gate.ClockRefused, r)
 	}
 	// The record fault keeps its error for errors.Is and its start.
 	p = healthy()

@@ -17,7 +17,7 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 var (
 	descUp        = newDesc("up", "1 when the gate controller's loop answers, 0 when it does not (the watchdog restarts the agent).")
 	descReady     = newDesc("ready", "1 when the gate can grant a valid code (what /healthz reports), 0 when every code is refused: gateagent_not_ready says why.")
-	descNotReady  = newDesc("not_ready", "1 for each cause that keeps the gate from granting now: unresponsive, not_recording, cache_not_writable, board_fault, never_synced, stale, clock_untrusted, scanner_absent.", "cause")
+	descNotReady  = newDesc("not_ready", "1 for each cause that keeps the gate from granting now: unresponsive, not_recording, cache_not_writable, board_fault, never_synced, stale, clock_untrusted, scanner_absent, clock_disputed.", "cause")
 	descBuildInfo = newDesc("build_info", "Always 1: the agent's version and the gate it runs.", "version", "gate", "direction")
 	descEmergency = newDesc("gate_emergency", "1 while the emergency input holds the gate open.")
 
