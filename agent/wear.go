@@ -60,11 +60,9 @@ func (w *wearWatch) purged(at time.Time, certs int, err error) {
 	w.mu.Unlock()
 }
 
-// run samples the meter and measures the files every d until ctx ends.
+// run samples the meter and measures the files every d until ctx ends; a
+// failed sample is left for the meter's Rate to report.
 func (w *wearWatch) run(ctx context.Context, d time.Duration) {
-	sampled := make(chan struct{})
-	go func() { w.meter.Run(ctx, d); close(sampled) }()
-	defer func() { <-sampled }()
 	w.measureFiles()
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -73,6 +71,7 @@ func (w *wearWatch) run(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			_ = w.meter.Sample()
 			w.measureFiles()
 		}
 	}

@@ -1,7 +1,6 @@
 package wear
 
 import (
-	"context"
 	"sync"
 	"time"
 )
@@ -9,7 +8,7 @@ import (
 // MinElapsed is the least time a projection is made from.
 const MinElapsed = 10 * time.Minute
 
-// DefaultEvery is how often Run samples the counters: the last 24 hours
+// DefaultEvery is how often the agent samples the counters: the last 24 hours
 // are measured from the newest sample at least a day old, so they cover
 // 24 h to 24 h + DefaultEvery.
 const DefaultEvery = 15 * time.Minute
@@ -145,22 +144,4 @@ func (m *Meter) Rate() (Rate, error) {
 		}
 	}
 	return r, nil
-}
-
-// Run samples every d (DefaultEvery when 0) until ctx ends; a failed read
-// is left for Rate to report.
-func (m *Meter) Run(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		d = DefaultEvery
-	}
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = m.Sample()
-		}
-	}
 }

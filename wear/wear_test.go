@@ -1,7 +1,6 @@
 package wear_test
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
@@ -140,9 +139,14 @@ func TestMeterProjects(t *testing.T) {
 		var c counter
 		c.n.Store(5e9) // written before the meter started: not counted
 		m := wear.NewMeter(c.read, time.Now)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { m.Run(ctx, time.Hour); close(done) }()
+		// hour passes an hour of the bubble's clock and samples, as the
+		// agent's wear watch does every wear.DefaultEvery.
+		hour := func() {
+			time.Sleep(time.Hour)
+			if err := m.Sample(); err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		time.Sleep(time.Minute) // fake time: the bubble's clock
 		c.n.Add(1e6)
@@ -159,7 +163,7 @@ func TestMeterProjects(t *testing.T) {
 
 		// 12 hours at 1 GB an hour: 24 GB a day since start.
 		for range 12 {
-			time.Sleep(time.Hour)
+			hour()
 			c.n.Add(1e9)
 		}
 		r, _ = m.Rate()
@@ -174,10 +178,9 @@ func TestMeterProjects(t *testing.T) {
 
 		// Then 30 hours at 100 MB an hour: the last day, 2.4 GB, decides.
 		for range 30 {
-			time.Sleep(time.Hour)
+			hour()
 			c.n.Add(1e8)
 		}
-		synctest.Wait() // the sampler has taken the last hour's sample
 		r, _ = m.Rate()
 		pd, ok = r.PerDay()
 		if !ok || r.Last24h == nil || r.Window < wear.Day || r.Window > wear.Day+time.Hour {
@@ -186,8 +189,6 @@ func TestMeterProjects(t *testing.T) {
 		if want := float64(r.Last24h.WChar) * float64(wear.Day) / float64(r.Window); pd != want || pd < 2.3e9 || pd > 2.5e9 {
 			t.Errorf("42 h: %.0f a day, want about 2.4e9", pd)
 		}
-		cancel()
-		<-done
 	})
 }
 
