@@ -11,7 +11,6 @@ import (
 
 	"gateagent/config/configtest"
 	"gateagent/internal/eventually"
-	"gateagent/internal/syncbuf"
 )
 
 // TestSpecialFilesRefusedAtOnce: a file the agent reads whole (its config,
@@ -90,21 +89,8 @@ func TestDamagedFIFOJournal(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "journal.db"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := gateagent("run", "--config", simConfig(t, dir, cachePath, ""))
-	var out, errOut syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	p := startGateagent(t, gateagent("run", "--config", simConfig(t, dir, cachePath, "")))
+	cmd, out, errOut, done := p.cmd, &p.out, &p.errOut, p.done
 	eventually.True(t, 20*time.Second, "the agent running on a new journal", func() bool {
 		return strings.Contains(errOut.String(), "waiting for the first key sync")
 	})
@@ -140,21 +126,8 @@ func TestDamagedFIFOJournal(t *testing.T) {
 // first key sync.
 func TestStartWithoutScannerIsOutOfService(t *testing.T) {
 	dir := t.TempDir()
-	cmd := gateagent("run", "--config", simConfig(t, dir, filepath.Join(dir, "cache.db"), ""))
-	var out, errOut syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	p := startGateagent(t, gateagent("run", "--config", simConfig(t, dir, filepath.Join(dir, "cache.db"), "")))
+	errOut := &p.errOut
 	eventually.True(t, 20*time.Second, "the first verdict", func() bool {
 		return strings.Contains(errOut.String(), "service")
 	})

@@ -84,6 +84,34 @@ func runGateagent(t *testing.T, cmd *exec.Cmd) result {
 	return r
 }
 
+// proc is a gateagent process left running: its stdout (the simulated
+// board's printout) and stderr, and done, closed once it has exited.
+type proc struct {
+	cmd         *exec.Cmd
+	out, errOut syncbuf.Buffer
+	done        chan struct{}
+}
+
+// startGateagent starts cmd and kills it at the test's end if it still
+// runs.
+func startGateagent(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.out, &p.errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
 // noCrash fails the test when a process died of a signal or printed a Go
 // panic or fatal error.
 func noCrash(t *testing.T, st *os.ProcessState, stderr string) {
