@@ -1,8 +1,6 @@
 package config
 
 import (
-	"math"
-
 	"gateagent/wear"
 )
 
@@ -50,10 +48,10 @@ func (c *Config) validateStorage(bad func(key, format string, a ...any)) {
 	if s.RatedCycles < 1 || s.RatedCycles > maxRatedCycles {
 		bad("storage.rated_cycles", "%d: give the program/erase cycles from the device's datasheet, 1 to %d (MLC eMMC: about 3000; pSLC: 20000 to 30000)", s.RatedCycles, maxRatedCycles)
 	}
-	if !(s.DeviceAmplification >= 1 && s.DeviceAmplification <= maxDeviceAmp) || math.IsNaN(s.DeviceAmplification) {
+	if !(s.DeviceAmplification >= 1 && s.DeviceAmplification <= maxDeviceAmp) {
 		bad("storage.device_amplification", "%g: give the device's internal write amplification, 1 (a perfect controller) to %d; 4 when the datasheet does not say", s.DeviceAmplification, maxDeviceAmp)
 	}
-	if !(s.ServiceYears > 0 && s.ServiceYears <= maxServiceYrs) || math.IsNaN(s.ServiceYears) {
+	if !(s.ServiceYears > 0 && s.ServiceYears <= maxServiceYrs) {
 		bad("storage.service_years", "%g: give the board's planned service life in years, more than 0 and at most %d", s.ServiceYears, maxServiceYrs)
 	}
 }
