@@ -90,7 +90,7 @@ func TestStartOnDamagedFiles(t *testing.T) {
 			if !strings.Contains(alarm, "key cache damaged") || !strings.Contains(alarm, filepath.Base(moved[0])) {
 				t.Fatalf("alarm %q", alarm)
 			}
-			if !strings.Contains(st.logs.String(), "the key cache is damaged") {
+			if !st.logged("the key cache is damaged") {
 				t.Fatalf("no error in the log:\n%s", st.logs.String())
 			}
 			salvaged := 0

@@ -277,6 +277,12 @@ func levels(ls []gpio.Level) string {
 	return b.String()
 }
 
+// logged reports whether s comes into the agent's log within 5 s: a line
+// may be written just after the state a test waited on has changed.
+func (st *station) logged(s string) bool {
+	return eventually.Within(5*time.Second, func() bool { return strings.Contains(st.logs.String(), s) })
+}
+
 // events returns the gate's events, wherever they are now: still in the
 // journal or already uploaded to the issuer.
 func (st *station) events() []event.Event {
@@ -499,7 +505,7 @@ func TestScannerComesBackAfterUnplug(t *testing.T) {
 	}
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
-	if !strings.Contains(st.logs.String(), "scanner port lost") {
+	if !st.logged("scanner port lost") {
 		t.Error("the loss of the scanner was not logged")
 	}
 }

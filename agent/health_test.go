@@ -277,7 +277,7 @@ func TestNeverSyncedIsNotInService(t *testing.T) {
 	}
 	// The first verdict is logged once the scanner's port has been tried,
 	// which may come after the control socket answers.
-	if !eventually.Within(2*time.Second, func() bool { return strings.Contains(st.logs.String(), "waiting for the first key sync") }) ||
+	if !st.logged("waiting for the first key sync") ||
 		strings.Contains(st.logs.String(), "gate in service") {
 		t.Fatalf("log before the first sync:\n%s", st.logs.String())
 	}
@@ -329,7 +329,7 @@ func TestStaleOutageRecoversWithinSeconds(t *testing.T) {
 	if !eventually.Within(30*time.Second, func() bool { f := st.ag.Feed().Status(); return f.Failures >= 3 && f.Refusing }) {
 		t.Fatalf("not three failed rounds of a refusing gate within 30 s: %+v", st.ag.Feed().Status())
 	}
-	if !strings.Contains(st.logs.String(), "every code is refused (refuse_when_stale)") {
+	if !st.logged("every code is refused (refuse_when_stale)") {
 		t.Errorf("no stale alarm in the log:\n%s", st.logs.String())
 	}
 
@@ -343,7 +343,7 @@ func TestStaleOutageRecoversWithinSeconds(t *testing.T) {
 		t.Fatalf("the first code once the cache is fresh: %v %v (%v), want granted", o.Kind, o.Decision.Reason, o.Err)
 	}
 	t.Logf("granted again %v after the issuer came back", time.Since(back).Round(time.Millisecond))
-	if !strings.Contains(st.logs.String(), "key cache fresh again") {
+	if !st.logged("key cache fresh again") {
 		t.Error("no line that the cache is fresh again")
 	}
 }

@@ -264,7 +264,7 @@ func TestPlaintextCacheRebuilt(t *testing.T) {
 	}) {
 		t.Fatalf("not granted within 20 s:\n%s", st.logs.String())
 	}
-	if !strings.Contains(st.logs.String(), "written by an older release") {
+	if !st.logged("written by an older release") {
 		t.Errorf("the log does not say why the cache is rebuilt:\n%s", st.logs.String())
 	}
 	if st.ag.Cache().Path() != path || st.ag.Cache().Rebuilding() != "" {
