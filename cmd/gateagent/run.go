@@ -52,8 +52,17 @@ func runGate(path string, check bool, as string, stdout, stderr io.Writer) int {
 		return runCheck(path, cfg, as, stdout, stderr)
 	}
 	log := agent.SetupLogger(cfg.Log, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// SIGHUP (the session that ran the agent hung up, or a kill -HUP meant
+	// as "reload") stops the gate as SIGTERM does, locked and its cache
+	// closed; under systemd (Restart=always) it starts again on its
+	// config. Go's default for it would end the process at once, the
+	// relay wherever it was.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
+	// A log or board printout whose reader went away (journald restarted,
+	// a closed pipe) must not end the gate: its writes fail, and the gate
+	// goes on.
+	signal.Ignore(syscall.SIGPIPE)
 	a, err := agent.New(cfg, agent.Options{Logger: log, Stdout: stdout})
 	if err != nil {
 		log.Error("gate not started", "err", err, "fix", startAdvice(err, cfg))
