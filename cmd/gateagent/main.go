@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -30,5 +31,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run runs the command line args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	if err := forbidCoreDumps(); err != nil {
+		fmt.Fprintf(stderr, "gateagent: warning: %v: a core dump of this process would hold its keys\n", err)
+	}
 	return cli.Main(root(), "gateagent "+version.String(), args, stdout, stderr)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,29 @@ func TestBrokenLogPipeKeepsGate(t *testing.T) {
 	noCrash(t, cmd.ProcessState, "")
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestNoCoreDumps: a running gateagent's core file size limit is 0, soft
+// and hard, as /proc shows it: its memory holds the keys, and no crash may
+// write them to the disk.
+func TestNoCoreDumps(t *testing.T) {
+	dir := t.TempDir()
+	p := startGateagent(t, gateagent("run", "--config", simConfig(t, dir, filepath.Join(dir, "cache.db"), "")))
+	eventually.True(t, 20*time.Second, "the agent running", func() bool {
+		return strings.Contains(p.errOut.String(), "waiting for the first key sync")
+	})
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for l := range strings.SplitSeq(string(limits), "\n") {
+		if strings.HasPrefix(l, "Max core file size") {
+			line = l
+		}
+	}
+	if f := strings.Fields(strings.TrimPrefix(line, "Max core file size")); len(f) < 2 || f[0] != "0" || f[1] != "0" {
+		t.Errorf("core file size limit %q, want 0 soft and hard", line)
 	}
 }
