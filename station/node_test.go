@@ -257,7 +257,9 @@ func TestWithoutTheKeyNothingGetsIn(t *testing.T) {
 		t.Fatalf("a forged passage refuses a passenger: %+v", s)
 	}
 	// The drops are logged on the node's next tick, after they are counted.
-	if !eventually.Within(5*time.Second, func() bool { return strings.Contains(a.logs.String(), "dropped traffic not sealed with the station key") }) {
+	if !eventually.Within(5*time.Second, func() bool {
+		return strings.Contains(a.logs.String(), "dropped traffic not sealed with the station key")
+	}) {
 		t.Errorf("the drop is not logged:\n%s", a.logs)
 	}
 }
