@@ -504,6 +504,65 @@ func (j *Journal) DeleteEventsThrough(seq uint64) (int, error) {
 	return n, nil
 }
 
+// Renumber gives the events not yet uploaded new sequence numbers, after
+// after and in their order, and makes the next event follow them: the
+// issuer holds numbers up to after for other events of this gate (its
+// journal started again: a new board, or the journal moved aside), and an
+// event under a number it holds would be taken for a duplicate and lost.
+// One transaction: a power cut leaves the old numbers or the new. An event
+// that fails authentication cannot be sealed under a new number: an alarm
+// saying so takes its place, as UploadBatch would send it. It returns the
+// number of events renumbered.
+func (j *Journal) Renumber(after uint64, now time.Time) (int, error) {
+	n := 0
+	err := j.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		var evs []event.Event
+		cur := b.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if len(k) != 8 {
+				return damaged(j.path, 0, "event key of %d bytes", len(k))
+			}
+			seq := binary.BigEndian.Uint64(k)
+			e, ok, err := openEvent(j.key, seq, v)
+			if err != nil {
+				return damaged(j.path, 0, "%v", err)
+			}
+			if !ok {
+				e = event.Event{Time: now, Kind: event.Alarm,
+					Detail: fmt.Sprintf("event %d failed its integrity check on the gate (damaged on its disk): not uploaded", seq)}
+			}
+			evs = append(evs, e)
+		}
+		if after > ^uint64(0)-uint64(len(evs)) {
+			return fmt.Errorf("no sequence numbers left after %d", after)
+		}
+		for k, _ := cur.First(); k != nil; k, _ = cur.First() {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		b.FillPercent = 1.0
+		for i := range evs {
+			seq := after + 1 + uint64(i)
+			evs[i].Seq = seq
+			if err := b.Put(u64(seq), encodeEvent(j.key, seq, &evs[i])); err != nil {
+				return err
+			}
+		}
+		n = len(evs)
+		if err := b.SetSequence(max(after+uint64(n), b.Sequence())); err != nil {
+			return err
+		}
+		// Nothing up to after is this journal's to upload.
+		return tx.Bucket(bucketMeta).Put(keyAcked, u64(after))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("journal: renumber events after %d: %w", after, err)
+	}
+	return n, nil
+}
+
 // Backlog is the event log not yet uploaded.
 type Backlog struct {
 	Events  int       `json:"events"`

@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,5 +340,56 @@ func TestSettle(t *testing.T) {
 	}
 	if _, ok, err := c.Lookup(gone, verify.Entry); err != nil || ok {
 		t.Fatalf("after the settle: %v %v, want unknown", ok, err)
+	}
+}
+
+// TestRenumber: the events not yet uploaded get numbers after the
+// issuer's last, in their order, each sealed under its new number (read
+// back authenticated, after a reopen too); one that failed authentication
+// becomes an alarm; the next event follows them.
+func TestRenumber(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := cache.OpenJournal(path, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := j.AppendEvent(event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry, Detail: fmt.Sprint("event ", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := j.DeleteEventsThrough(1); err != nil {
+		t.Fatal(err)
+	}
+	flip(t, cache.JournalDB(j), "events", binary.BigEndian.AppendUint64(nil, 4), 2, 1)
+	now := t0.Add(time.Hour)
+	if n, err := j.Renumber(3, now); err != nil || n != 4 {
+		t.Fatalf("renumber after 3: %d %v, want 4 events", n, err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = cache.OpenJournal(path, cachetest.Options(nil)); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	evs, err := j.Events(0, 10)
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("events after the renumbering: %d %v", len(evs), err)
+	}
+	for i, want := range []string{"event 2", "event 3", "event 4 failed its integrity check", "event 5"} {
+		e := evs[i]
+		if e.Seq != uint64(4+i) || !strings.HasPrefix(e.Detail, want) {
+			t.Errorf("event %d: seq %d %q, want seq %d %q", i, e.Seq, e.Detail, 4+i, want)
+		}
+	}
+	if e := evs[2]; e.Kind != event.Alarm || !e.Time.Equal(now) {
+		t.Errorf("the damaged event became %+v, want an alarm at %v", e, now)
+	}
+	if e := evs[3]; e.Kind != event.Decision || !e.Time.Equal(t0.Add(4*time.Second)) {
+		t.Errorf("event 5 renumbered as %+v: its content must stay", e)
+	}
+	if seq, err := j.AppendEvent(event.Event{Time: now, Kind: event.Alarm, Detail: "next"}); err != nil || seq != 8 {
+		t.Fatalf("the next event: seq %d %v, want 8", seq, err)
 	}
 }

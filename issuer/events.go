@@ -51,13 +51,19 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 		b := tx.Bucket(bucketUploads)
 		for i := range up.Events {
 			k := uploadKey(up.GateID, up.Events[i].Seq)
-			if b.Get(k) != nil {
-				ack.Duplicates++
-				continue
-			}
 			v, err := json.Marshal(&up.Events[i])
 			if err != nil {
 				return err
+			}
+			if old := b.Get(k); old != nil {
+				// A retry sends the same event again, to the byte (the
+				// gate encodes it from its journal each time).
+				if bytes.Equal(old, v) {
+					ack.Duplicates++
+					continue
+				}
+				return &feed.EventConflict{Code: feed.SeqReused, Seq: up.Events[i].Seq, LastSeq: lastSeq(b, up.GateID),
+					Message: fmt.Sprintf("sequence number %d is held for another event of gate %s: its journal started again (a new board, or the journal moved aside), or another gate has its ID; nothing of this upload is stored: number the events after the last one held", up.Events[i].Seq, up.GateID)}
 			}
 			if err := b.Put(k, v); err != nil {
 				return err
@@ -66,6 +72,11 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 		}
 		return nil
 	})
+	var conflict *feed.EventConflict
+	if errors.As(err, &conflict) {
+		is.opt.Logger.Warn("events upload refused: sequence numbers used again", "gate", up.GateID, "seq", conflict.Seq, "last_seq", conflict.LastSeq)
+		return feed.EventAck{}, err
+	}
 	if err != nil {
 		return feed.EventAck{}, fmt.Errorf("issuer: store events of gate %s: %w", up.GateID, err)
 	}
@@ -73,6 +84,20 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 		ack.AckedThrough = up.Events[n-1].Seq
 	}
 	return ack, nil
+}
+
+// lastSeq is the highest sequence number b holds for gate (0: none).
+func lastSeq(b *bolt.Bucket, gate string) uint64 {
+	prefix := append([]byte(gate), 0)
+	c := b.Cursor()
+	k, _ := c.Seek(uploadKey(gate, ^uint64(0)))
+	if k == nil || !bytes.Equal(k, uploadKey(gate, ^uint64(0))) {
+		k, _ = c.Prev()
+	}
+	if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k[len(prefix):])
 }
 
 // GateEvents returns the stored events of one gate, for tests and audits.
@@ -182,6 +207,11 @@ func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ack, err := is.StoreEvents(&up)
 	var ref *Refusal
+	var conflict *feed.EventConflict
+	if errors.As(err, &conflict) {
+		writeJSON(w, http.StatusConflict, conflict)
+		return
+	}
 	if errors.As(err, &ref) {
 		writeJSON(w, http.StatusUnprocessableEntity, ref)
 		return

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -563,5 +566,88 @@ func TestProbe(t *testing.T) {
 	s.Stop()
 	if _, err := g.Probe(context.Background()); err == nil || keysync.Diagnose(err) != keysync.TroubleNetwork {
 		t.Errorf("probe of a stopped issuer: %v, want it judged unreachable", err)
+	}
+}
+
+// TestRestartedJournalLosesNoEvent: a gate's journal starts again (the
+// board replaced, or the journal moved aside after a lost cache key) and
+// numbers its events from 1, which the issuer already holds for the
+// gate's earlier events. Those events must not be taken for duplicates
+// and dropped: the issuer refuses the upload as a conflict, the gate
+// renumbers them after the issuer's last and uploads them, with an alarm
+// saying so. A retry of the same events stays a duplicate.
+func TestRestartedJournalLosesNoEvent(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	keys := feedtest.Keyring(t, s.Opts.Signer)
+	appendN := func(g *gate, n int, detail string) {
+		t.Helper()
+		for i := range n {
+			if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: fmt.Sprintf("%s %d", detail, i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old := newGate(t, s.URL, keys, nil)
+	appendN(old, 5, "old journal")
+	if n, err := old.Upload(context.Background()); err != nil || n != 5 {
+		t.Fatalf("first journal's upload: %d %v", n, err)
+	}
+
+	fresh := newGate(t, s.URL, keys, nil) // the same gate ID, a new journal
+	appendN(fresh, 3, "new journal")
+	if evs, _ := fresh.journal.Events(0, 10); len(evs) != 3 || evs[0].Seq != 1 {
+		t.Fatalf("the new journal's events %+v, want 3 from seq 1", evs)
+	}
+	if n, err := fresh.Upload(context.Background()); err != nil || n != 4 {
+		t.Fatalf("the new journal's upload: %d %v, want its 3 events and the alarm", n, err)
+	}
+	raw, err := s.GateEvents("gate-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, r := range raw {
+		var e event.Event
+		if err := json.Unmarshal(r, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq != uint64(i+1) {
+			t.Errorf("the issuer's event %d has seq %d", i, e.Seq)
+		}
+		got = append(got, e.Detail)
+	}
+	want := []string{"old journal 0", "old journal 1", "old journal 2", "old journal 3", "old journal 4",
+		"new journal 0", "new journal 1", "new journal 2"}
+	if len(got) != 9 || !slices.Equal(got[:8], want) || !strings.Contains(got[8], "event log started again: the issuer held numbers up to 5 for this gate, so 3 events") {
+		t.Fatalf("the issuer holds %q, want %q and the renumbering alarm", got, want)
+	}
+	// The journal goes on after the renumbered events.
+	appendN(fresh, 1, "later")
+	if evs, _ := fresh.journal.Events(0, 10); len(evs) != 1 || evs[0].Seq != 10 {
+		t.Fatalf("the next event %+v, want seq 10", evs)
+	}
+	if n, err := fresh.Upload(context.Background()); err != nil || n != 1 {
+		t.Fatalf("upload after the renumbering: %d %v", n, err)
+	}
+
+	// A retry of events the issuer holds, to the byte, is a duplicate.
+	up := feed.EventUpload{GateID: "gate-07"}
+	for _, r := range raw[:2] {
+		var e event.Event
+		json.Unmarshal(r, &e)
+		up.Events = append(up.Events, e)
+	}
+	ack, err := s.StoreEvents(&up)
+	if err != nil || ack.Duplicates != 2 || ack.Stored != 0 {
+		t.Fatalf("retry of held events: %+v %v, want 2 duplicates", ack, err)
+	}
+	// Another event under a held number is a conflict: nothing stored.
+	up.Events = []event.Event{{Seq: 3, Time: old.clock.Now(), Kind: event.Alarm, Detail: "other"}, {Seq: 11, Time: old.clock.Now(), Kind: event.Alarm, Detail: "new"}}
+	var conflict *feed.EventConflict
+	if _, err := s.StoreEvents(&up); !errors.As(err, &conflict) || conflict.Seq != 3 || conflict.LastSeq != 10 {
+		t.Fatalf("an upload reusing seq 3: %v, want a conflict at 3, last 10", err)
+	}
+	if raw, _ := s.GateEvents("gate-07"); len(raw) != 10 {
+		t.Fatalf("the issuer holds %d events after a refused upload, want 10", len(raw))
 	}
 }

@@ -8,18 +8,24 @@ import (
 	"io"
 	"net/http"
 
+	"gateagent/event"
 	"gateagent/feed"
 )
 
 // Upload sends the gate's event log to the issuer in batches, oldest first,
 // and deletes each batch only once the issuer has acknowledged it. An
 // upload cut off at any point is repeated whole; the issuer stores each
-// (gate, sequence) once. It returns the number of events acknowledged.
+// (gate, sequence) once. When the issuer holds some of the numbers for
+// other events of the gate (its journal started again), the events not yet
+// uploaded are renumbered after the issuer's last (Journal.Renumber), an
+// alarm says so, and the upload goes on. It returns the number of events
+// acknowledged.
 func (c *Client) Upload(ctx context.Context) (int, error) {
 	if c.cfg.GateID == "" || c.cfg.Journal == nil {
 		return 0, nil
 	}
 	total := 0
+	renumbered := false
 	for {
 		// Each event's MAC is checked first: one damaged on the disk goes
 		// as an alarm under its number, never as it reads.
@@ -51,6 +57,31 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		resp.Body.Close()
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: reading the answer: %w (events kept)", err)
+		}
+		if resp.StatusCode == http.StatusConflict {
+			var conflict feed.EventConflict
+			if err := json.Unmarshal(rb, &conflict); err != nil || conflict.Code != feed.SeqReused {
+				return total, fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", resp.Status, snippet(rb))
+			}
+			// Once per upload: a second conflict right after is another
+			// gate with this ID renumbering too, which must be seen.
+			if renumbered {
+				return total, fmt.Errorf("keysync: upload: the issuer again holds other events under this gate's numbers (after renumbering): is another gate configured with gate.id %s? (events kept): %w", c.cfg.GateID, &conflict)
+			}
+			renumbered = true
+			n, err := c.cfg.Journal.Renumber(conflict.LastSeq, c.cfg.Now())
+			if err != nil {
+				return total, fmt.Errorf("keysync: upload: %w (events kept)", err)
+			}
+			c.log.Warn("the issuer holds other events under this gate's sequence numbers: its journal started again (a new board, or the journal moved aside), or another gate has its ID; the events not yet uploaded are numbered after the issuer's last, so none is taken for a duplicate",
+				"gate", c.cfg.GateID, "seq", conflict.Seq, "issuer_last_seq", conflict.LastSeq, "renumbered", n)
+			// The station's record says so too, after the renumbered events.
+			alarm := event.Event{Time: c.cfg.Now(), Kind: event.Alarm,
+				Detail: fmt.Sprintf("event log started again: the issuer held numbers up to %d for this gate, so %d events not yet uploaded were numbered after it", conflict.LastSeq, n)}
+			if _, err := c.cfg.Journal.AppendEvent(alarm); err != nil {
+				c.log.Error("could not record the renumbering", "err", err)
+			}
+			continue
 		}
 		if resp.StatusCode != http.StatusOK {
 			return total, fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", resp.Status, snippet(rb))
