@@ -60,8 +60,14 @@ func judgePeers(cfg *config.Config, st *station.Status, now time.Time) Check {
 			foreign = append(foreign, s.Addr)
 		}
 	}
+	var twins []string
+	for _, k := range st.Conflicts {
+		if now.Sub(k.Last) <= ForeignRecent {
+			twins = append(twins, fmt.Sprintf("%s at %s", k.Gate, strings.Join(k.Addrs, " and ")))
+		}
+	}
 	p := st.Propagation
-	c.Facts = map[string]any{"group": st.Group, "addr": st.Addr, "alive": st.Alive, "expected": st.Expected, "synced": st.Synced,
+	c.Facts = map[string]any{"duplicate_ids": twins, "group": st.Group, "addr": st.Addr, "alive": st.Alive, "expected": st.Expected, "synced": st.Synced,
 		"isolated": st.Isolated, "isolated_seconds": st.IsolatedSeconds, "missing": missing, "key_mismatch": mismatch,
 		"foreign": foreign, "dropped": st.Dropped, "double_uses": st.DoubleUses,
 		"propagation_p50_seconds": p.P50.Seconds(), "propagation_p99_seconds": p.P99.Seconds(), "propagation_count": p.Count}
@@ -74,6 +80,10 @@ func judgePeers(cfg *config.Config, st *station.Status, now time.Time) Check {
 		summary += fmt.Sprintf("; double uses found since the agent started: %d (double_use events)", st.DoubleUses)
 	}
 	switch {
+	case len(twins) > 0:
+		c.Status = Fail
+		c.Line = fmt.Sprintf("gate ID claimed by two hosts: %s: one of them is not heard, so a certificate used there is not refused here; give each gate its own gate.id (%s)",
+			strings.Join(twins, "; "), summary)
 	case len(mismatch) > 0:
 		c.Status = Fail
 		c.Line = fmt.Sprintf("key mismatch: %s sends traffic this gate cannot authenticate: the station key (or group) differs; give every gate of the group the same station.key_files and station.group (%s)",
@@ -247,6 +257,9 @@ func writePeers(w io.Writer, c Check, st *station.Status, now time.Time) error {
 		return strings.Join(parts, ", ")
 	}
 	fmt.Fprintf(&b, "\nsent %s; received %s; dropped %s\n", counts(st.Sent), counts(st.Received), counts(st.Dropped))
+	for _, k := range st.Conflicts {
+		fmt.Fprintf(&b, "  gate ID %s claimed by %s: %d refused, last %s\n", k.Gate, strings.Join(k.Addrs, " and "), k.Count, ago(now, k.Last))
+	}
 	for _, s := range st.Unauthenticated {
 		who := "not a gate of this group"
 		switch {

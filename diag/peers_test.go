@@ -63,6 +63,17 @@ func TestJudgePeers(t *testing.T) {
 			s.Unauthenticated = []station.Source{{Addr: "10.20.0.12", Packets: 4, Last: now.Add(-time.Second), Gate: "E02"}}
 			return s
 		}, Fail, []string{"gate E02 at 10.20.0.12"}},
+		{"a gate ID claimed twice", on, func() *station.Status {
+			s := healthy()
+			s.Unauthenticated = []station.Source{{Addr: "10.20.0.99", Packets: 4, Last: now.Add(-time.Minute)}}
+			s.Conflicts = []station.Conflict{{Gate: "E02", Addrs: []string{"10.20.0.12:7946", "10.20.0.22:7946"}, Count: 7, Last: now.Add(-2 * time.Second)}}
+			return s
+		}, Fail, []string{"gate ID claimed by two hosts: E02 at 10.20.0.12:7946 and 10.20.0.22:7946", "its own gate.id"}},
+		{"a gate ID claimed twice long ago", on, func() *station.Status {
+			s := healthy()
+			s.Conflicts = []station.Conflict{{Gate: "E02", Addrs: []string{"10.20.0.12:7946", "10.20.0.22:7946"}, Count: 7, Last: now.Add(-time.Hour)}}
+			return s
+		}, Pass, []string{"2 of 2 peers alive"}},
 		{"a foreign host", on, func() *station.Status {
 			s := healthy()
 			s.Unauthenticated = []station.Source{{Addr: "10.20.0.99", Packets: 4, Last: now.Add(-time.Minute)}}

@@ -65,6 +65,52 @@ func (d *delegate) NotifyAlive(peer *memberlist.Node) error {
 	return fmt.Errorf("gate %q is not one of this group's gates", peer.Name)
 }
 
+// NotifyConflict hears from memberlist that a host at other claims the
+// name (gate ID) of existing, alive at another address: two gates share a
+// gate.id (a copied config), or a board was replaced while the old one
+// still runs. memberlist keeps the first and refuses the other, so one of
+// the two gates' reports is not heard here. It is logged (once a minute
+// for each pair) and kept for Status, so diag names the ID and both
+// addresses.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	n := d.n
+	a, b := existing.Address(), other.Address()
+	now := time.Now()
+	n.peersMu.Lock()
+	c := n.conflicts[existing.Name]
+	if c == nil {
+		if len(n.conflicts) >= maxSources {
+			n.peersMu.Unlock()
+			return
+		}
+		c = &Conflict{Gate: existing.Name}
+		n.conflicts[existing.Name] = c
+	}
+	fresh := false
+	for _, addr := range []string{a, b} {
+		if !slices.Contains(c.Addrs, addr) && len(c.Addrs) < maxConflictAddrs {
+			c.Addrs = append(c.Addrs, addr)
+			fresh = true
+		}
+	}
+	c.Count++
+	log := fresh || now.Sub(c.Last) > time.Minute
+	c.Last = now
+	n.peersMu.Unlock()
+	if !log {
+		return
+	}
+	whose := "a peer's"
+	if existing.Name == n.cfg.GateID {
+		whose = "this gate's own"
+	}
+	n.log.Error("station: two hosts claim gate ID "+existing.Name+" ("+whose+" ID): give each gate its own gate.id; until then one of them is not heard, and a certificate used there is not refused here",
+		"gate", existing.Name, "known_at", a, "also_at", b)
+}
+
+// maxConflictAddrs bounds the addresses kept for one conflicting gate ID.
+const maxConflictAddrs = 8
+
 func (d *delegate) NotifyJoin(node *memberlist.Node) {
 	n := d.n
 	if node.Name == n.cfg.GateID {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -518,3 +519,45 @@ func TestConfigValidate(t *testing.T) {
 
 // The link's transport must stay a memberlist.NodeAwareTransport.
 var _ memberlist.NodeAwareTransport = (*stationtest.Link)(nil)
+
+// TestDuplicateGateIDReported: two hosts configured with the same gate ID
+// (a copied config) make memberlist refuse the second as a name conflict;
+// the gate says so, naming the ID and both addresses, in its log and its
+// status, whether the ID is a peer's or its own.
+func TestDuplicateGateIDReported(t *testing.T) {
+	key := stationtest.Key(t)
+	gates := []string{"E01", "E02", "E03"}
+	a := startNode(t, "E01", 0, gates, nil, key, nil)
+	b := startNode(t, "E02", 1, gates, []string{a.Addr()}, key, nil)
+	<-b.Ready()
+	eventually.True(t, 5*time.Second, "E02 alive at E01", func() bool { return a.Status().Alive == 1 })
+	twin := startNode(t, "E02", 2, gates, []string{a.Addr()}, key, nil) // E02's config copied
+	self := startNode(t, "E01", 3, gates, []string{b.Addr()}, key, nil) // E01's config copied
+	conflictOf := func(n *testNode, gate string) (station.Conflict, bool) {
+		for _, c := range n.Status().Conflicts {
+			if c.Gate == gate {
+				return c, true
+			}
+		}
+		return station.Conflict{}, false
+	}
+	eventually.True(t, 10*time.Second, "E01 reports two hosts as E02", func() bool {
+		c, ok := conflictOf(a, "E02")
+		return ok && slices.Contains(c.Addrs, b.Addr()) && slices.Contains(c.Addrs, twin.Addr())
+	})
+	eventually.True(t, 10*time.Second, "E02 reports two hosts as E01", func() bool {
+		c, ok := conflictOf(b, "E01")
+		return ok && slices.Contains(c.Addrs, a.Addr()) && slices.Contains(c.Addrs, self.Addr())
+	})
+	if c, _ := conflictOf(a, "E02"); c.Count < 1 || c.Last.IsZero() {
+		t.Errorf("conflict %+v: want a count and a time", c)
+	}
+	if !eventually.Within(5*time.Second, func() bool {
+		return strings.Contains(a.logs.String(), "two hosts claim gate ID E02") && strings.Contains(a.logs.String(), twin.Addr())
+	}) {
+		t.Errorf("the duplicate ID is not logged with both addresses:\n%s", a.logs)
+	}
+	if _, ok := conflictOf(a, "E03"); ok {
+		t.Error("a conflict reported for E03, which no host claims")
+	}
+}

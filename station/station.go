@@ -265,6 +265,7 @@ type Node struct {
 	isolatedSince time.Time
 	isolatedTotal time.Duration
 	refusedAt     map[string]time.Time // peers refused for their name, when last logged
+	conflicts     map[string]*Conflict // gate IDs two hosts claim (NotifyConflict)
 
 	sendTo []memberlist.Node // the loop's: whom apply sends to
 
@@ -325,7 +326,8 @@ func Start(cfg Config) (*Node, error) {
 		st:  newState(cfg.GateID, cfg.Gates, cfg.Window, cfg.MaxHold, cfg.Skew, cfg.MaxEntries),
 		ops: make(chan op, queueLen), uses: make(chan DoubleUse, 256), exchange: make(chan string, 2*MaxGates),
 		stop: make(chan struct{}), done: make(chan struct{}), usesStop: make(chan struct{}), usesDone: make(chan struct{}),
-		ready: make(chan struct{}), joined: make(chan struct{}), peers: map[string]*peerInfo{}, refusedAt: map[string]time.Time{}}
+		ready: make(chan struct{}), joined: make(chan struct{}), peers: map[string]*peerInfo{}, refusedAt: map[string]time.Time{},
+		conflicts: map[string]*Conflict{}}
 	n.drops = newDropLog(time.Now)
 	for _, g := range cfg.Gates {
 		n.gates[g] = true
@@ -384,7 +386,7 @@ func Start(cfg Config) (*Node, error) {
 	mc.PushPullInterval = cfg.PushPull
 	mc.DeadNodeReclaimTime = 10 * time.Second // a gate's board replaced, at a new address
 	d := &delegate{n}
-	mc.Delegate, mc.Events, mc.Alive, mc.Ping = d, d, d, d
+	mc.Delegate, mc.Events, mc.Alive, mc.Ping, mc.Conflict = d, d, d, d, d
 	mc.Logger = mlLog
 	n.members.Store(1)
 	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: func() int { return int(n.members.Load()) }}

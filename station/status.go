@@ -48,6 +48,9 @@ type Status struct {
 	// unauthenticated, newest first; Gate or Seed set: a station gate
 	// whose key or group differs from this one's.
 	Unauthenticated []Source `json:"unauthenticated,omitempty"`
+	// Conflicts lists the gate IDs that two or more hosts claim (a
+	// copied config), newest first.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 	// DoubleUses counts the double uses this gate was part of.
 	DoubleUses uint64 `json:"double_uses"`
 	// Propagation is the delay from a peer sending its report of a grant,
@@ -55,6 +58,14 @@ type Status struct {
 	// this gate, on the gates' corrected clocks: the station LAN's share of
 	// the time a companion has to use the same code at another gate.
 	Propagation Latency `json:"propagation"`
+}
+
+// Conflict is a gate ID that more than one host claims.
+type Conflict struct {
+	Gate  string    `json:"gate"`
+	Addrs []string  `json:"addrs"` // the addresses seen claiming it
+	Count uint64    `json:"count"` // alive messages refused for it
+	Last  time.Time `json:"last"`
 }
 
 // Peer is one of the group's other gates as this gate sees it.
@@ -197,12 +208,18 @@ func (n *Node) Status() Status {
 	if s.Isolated {
 		s.IsolatedSeconds += now.Sub(n.isolatedSince).Seconds()
 	}
+	for _, c := range n.conflicts {
+		cc := *c
+		cc.Addrs = slices.Clone(c.Addrs)
+		s.Conflicts = append(s.Conflicts, cc)
+	}
 	n.peersMu.Unlock()
 
 	seeds := map[string]bool{}
 	for _, a := range n.seeds {
 		seeds[hostOf(a)] = true
 	}
+	slices.SortFunc(s.Conflicts, func(a, b Conflict) int { return b.Last.Compare(a.Last) })
 	for _, src := range sources {
 		src.Gate, src.Seed = byAddr[src.Addr], seeds[src.Addr]
 		s.Unauthenticated = append(s.Unauthenticated, src)
