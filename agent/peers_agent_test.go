@@ -121,3 +121,40 @@ func TestPeersInTheAgent(t *testing.T) {
 		t.Fatal("a grant recorded while isolated does not say so")
 	}
 }
+
+// TestPassagesSurviveAStationRestart: every gate of a station restarts at
+// once (a power cut), so no peer remembers what another gate saw. The
+// agent gives its peers the passages in its journal within the window
+// when it starts again: the peer, started afresh, refuses the passenger
+// who passed here before the cut.
+func TestPassagesSurviveAStationRestart(t *testing.T) {
+	key := stationtest.Key(t)
+	gates := []string{"E2E-01", "E2E-02"}
+	gateAddr := stationtest.FreeAddr(t, "127.0.0.72")
+	peerAddr := stationtest.FreeAddr(t, "127.0.0.73")
+	st, _ := diagStation(t, func(c *config.Config) {
+		c.Station = config.Station{Group: "TWO", Gates: gates, Bind: gateAddr, Seeds: []string{peerAddr},
+			KeyFiles: []string{stationtest.KeyFile(t, key)}, JoinTimeout: 200 * time.Millisecond, PushPull: 15 * time.Second,
+			Probe: 100 * time.Millisecond, Reconnect: 100 * time.Millisecond}
+	})
+	c := st.issue()
+	st.write(st.token(c.ID, time.Now()) + "\r")
+	st.want(gate.Granted)
+	st.pins.Set(hwtest.Passage, gpio.High)
+	st.want(gate.Passed)
+	st.pins.Set(hwtest.Passage, gpio.Low)
+	st.want(gate.Closed)
+
+	st.stop() // the power goes; the peer, never up, knows nothing
+	peer, err := stn.Start(stn.Config{GateID: "E2E-02", Group: "TWO", Gates: gates, Bind: peerAddr,
+		Seeds: []string{gateAddr}, Keys: [][]byte{key}, Window: 30 * time.Minute, Probe: 100 * time.Millisecond, JoinTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	st.start(nil, nil)
+	eventually.True(t, 10*time.Second, "the passage from before the restart at the peer", func() bool {
+		s, ok := peer.Seen(c.ID, verify.Entry)
+		return ok && s.Gate == "E2E-01" && !s.Held
+	})
+}

@@ -45,6 +45,11 @@ func (a *Agent) openStation() error {
 	}
 	sc := cfg.StationConfig(keys, a.feed.Now, a.log.With("part", "station"), a.recordDoubleUse)
 	sc.Transport = a.opts.StationTransport
+	// This gate's own passages within the window go to the peers with
+	// its first push/pull: a station restarted at once forgets none.
+	for _, p := range a.store.Journal.Passages(a.feed.Now().Add(-cfg.Verify.PassbackWindow)) {
+		sc.Passages = append(sc.Passages, station.Passage{Cert: p.Cert, Dir: p.Dir, At: p.At})
+	}
 	if a.station, err = station.Start(sc); err != nil {
 		return &StartError{Step: "station", Key: "station.bind", Err: err}
 	}

@@ -348,6 +348,32 @@ func (j *Journal) RepairPassage(id verify.CertID, dir verify.Direction, at time.
 }
 
 // Passbacks counts the passages held (within the window, once purged).
+// Passage is one passage the journal holds (its anti-passback state).
+type Passage struct {
+	Cert verify.CertID
+	Dir  verify.Direction
+	At   time.Time
+}
+
+// Passages returns the passages at or after since that authenticated when
+// the journal was opened or were recorded since, in no order.
+func (j *Journal) Passages(since time.Time) []Passage {
+	cut := since.UnixNano()
+	j.passMu.RLock()
+	defer j.passMu.RUnlock()
+	var out []Passage
+	for pk, ns := range j.passes {
+		if ns < cut || j.bad[pk] {
+			continue
+		}
+		var p Passage
+		copy(p.Cert[:], pk[:verify.CertIDLen])
+		p.Dir, p.At = verify.Direction(pk[verify.CertIDLen]), time.Unix(0, ns)
+		out = append(out, p)
+	}
+	return out
+}
+
 func (j *Journal) Passbacks() int {
 	j.passMu.RLock()
 	defer j.passMu.RUnlock()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -391,5 +392,38 @@ func TestRenumber(t *testing.T) {
 	}
 	if seq, err := j.AppendEvent(event.Event{Time: now, Kind: event.Alarm, Detail: "next"}); err != nil || seq != 8 {
 		t.Fatalf("the next event: seq %d %v, want 8", seq, err)
+	}
+}
+
+// TestPassages: the journal's passages since a time, each with its
+// certificate, direction and time; one that failed authentication is not
+// among them (it is not the journal's to give).
+func TestPassages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := cache.OpenJournal(path, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []verify.CertID{cachetest.Cert(1, 10).ID, cachetest.Cert(2, 10).ID, cachetest.Cert(3, 10).ID}
+	for i, id := range ids {
+		at := t0.Add(time.Duration(i) * 10 * time.Minute)
+		if _, err := j.RecordPassage(id, verify.Exit, event.Event{Time: at, Kind: event.Passage, Direction: verify.Exit, CertID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := j.Passages(t0.Add(10 * time.Minute))
+	slices.SortFunc(got, func(a, b cache.Passage) int { return a.At.Compare(b.At) })
+	if len(got) != 2 || got[0].Cert != ids[1] || got[1].Cert != ids[2] || got[0].Dir != verify.Exit || !got[1].At.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("passages since 10 min: %+v", got)
+	}
+	pk := append(ids[2][:], byte(verify.Exit))
+	flip(t, cache.JournalDB(j), "passback", pk, 2, 0x40)
+	j.Close()
+	if j, err = cache.OpenJournal(path, cachetest.Options(nil)); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if got := j.Passages(t0); len(got) != 2 || slices.ContainsFunc(got, func(p cache.Passage) bool { return p.Cert == ids[2] }) {
+		t.Fatalf("passages with one unauthentic: %+v, want the two others", got)
 	}
 }

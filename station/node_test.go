@@ -561,3 +561,44 @@ func TestDuplicateGateIDReported(t *testing.T) {
 		t.Error("a conflict reported for E03, which no host claims")
 	}
 }
+
+// TestPassagesFromBeforeTheStart: every gate of a station restarts at
+// once (a power cut): the peers' memory of each other's passages is gone,
+// and each gate's own journal is all that remains. A gate started with
+// its journal's passages gives them to its peers with its first
+// push/pull, so a passenger who passed at E01 before the cut is still
+// refused at E02 after it; a passage older than the window is not.
+func TestPassagesFromBeforeTheStart(t *testing.T) {
+	key := stationtest.Key(t)
+	gates := []string{"E01", "E02"}
+	recent, old, exit := certN(21), certN(22), certN(23)
+	passedAt := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	a := startNode(t, "E01", 0, gates, nil, key, func(c *station.Config) {
+		c.Passages = []station.Passage{
+			{Cert: recent, Dir: verify.Entry, At: passedAt},
+			{Cert: old, Dir: verify.Entry, At: time.Now().Add(-31 * time.Minute)}, // beyond the 30 min window
+			{Cert: exit, Dir: verify.Exit, At: passedAt},
+		}
+	})
+	b := startNode(t, "E02", 1, gates, []string{a.Addr()}, key, nil)
+	<-b.Ready()
+	if !b.Synced() {
+		t.Fatal("E02 did not sync with E01")
+	}
+	s, ok := b.Seen(recent, verify.Entry)
+	if !ok || s.Gate != "E01" || s.Held || !s.At.Equal(passedAt) {
+		t.Fatalf("E02 sees the passage at E01 before the restart as %+v %v, want passed at E01 at %v", s, ok, passedAt)
+	}
+	if s, ok := b.Seen(exit, verify.Exit); !ok || s.Gate != "E01" {
+		t.Errorf("the exit passage: %+v %v", s, ok)
+	}
+	if _, ok := b.Seen(exit, verify.Entry); ok {
+		t.Error("an exit passage refuses the certificate's entry")
+	}
+	if s, ok := b.Seen(old, verify.Entry); ok {
+		t.Errorf("a passage older than the window is given to the peers: %+v", s)
+	}
+	if st := a.Status(); st.Entries != 2 || st.DoubleUses != 0 {
+		t.Errorf("E01's state %+v: want its 2 passages within the window, no double use", st)
+	}
+}

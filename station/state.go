@@ -260,6 +260,28 @@ func (s *state) local(kind msgKind, id verify.CertID, dir verify.Direction, t, u
 	return m, true, s.checkUses(cd, i, uses)
 }
 
+// restore takes this gate's passages from before it started: each a
+// grant of its own, granted and passed at its time (the grant's own time
+// is not kept on the disk; the passage stands for both, as local does for
+// a passage whose grant this process did not see). They are not this
+// process's grants (mine false): a double use among them was the
+// business of the process that made them. Those outside the window at
+// now, and those beyond the state's bound, are left out.
+func (s *state) restore(ps []Passage, now int64) {
+	for _, p := range ps {
+		t := p.At.UnixNano()
+		if t <= 0 || now-t >= s.window || t > now+s.skew || s.n >= s.max || (p.Dir != verify.Entry && p.Dir != verify.Exit) {
+			continue
+		}
+		cd := keyOf(p.Cert, p.Dir)
+		if find(s.byCert[cd], s.self, t) >= 0 {
+			continue
+		}
+		s.add(cd, grant{cert: p.Cert, dir: p.Dir, gate: s.self, at: t, passed: t})
+		s.last[cd] = t
+	}
+}
+
 // fromMessage turns a peer's message into the grant it reports.
 func fromMessage(m *message) grant {
 	g := grant{cert: m.cert, dir: m.dir, gate: m.gate, at: m.at}

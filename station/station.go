@@ -105,6 +105,21 @@ type Config struct {
 	Transport memberlist.NodeAwareTransport
 	// MaxEntries bounds the state; default (and at most) MaxEntries.
 	MaxEntries int
+	// Passages are this gate's own passages from before it started (its
+	// journal's anti-passback state). The node holds them from the
+	// start, so its first push/pull gives them to the peers: when every
+	// gate of the station restarts at once (a power cut, an upgrade), no
+	// passage within the window is forgotten station-wide. Those outside
+	// the window are ignored.
+	Passages []Passage
+}
+
+// Passage is one passage through this gate, remembered from before the
+// node started.
+type Passage struct {
+	Cert verify.CertID
+	Dir  verify.Direction
+	At   time.Time // on the gate's corrected clock
 }
 
 // The defaults of Config.
@@ -329,6 +344,7 @@ func Start(cfg Config) (*Node, error) {
 		ready: make(chan struct{}), joined: make(chan struct{}), peers: map[string]*peerInfo{}, refusedAt: map[string]time.Time{},
 		conflicts: map[string]*Conflict{}}
 	n.drops = newDropLog(time.Now)
+	n.st.restore(cfg.Passages, cfg.Now().UnixNano())
 	for _, g := range cfg.Gates {
 		n.gates[g] = true
 		if g != cfg.GateID {
