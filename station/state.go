@@ -278,7 +278,6 @@ func (s *state) restore(ps []Passage, now int64) {
 			continue
 		}
 		s.add(cd, grant{cert: p.Cert, dir: p.Dir, gate: s.self, at: t, passed: t})
-		s.last[cd] = t
 	}
 }
 
