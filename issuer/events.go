@@ -56,9 +56,11 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 				return err
 			}
 			if old := b.Get(k); old != nil {
-				// A retry sends the same event again, to the byte (the
-				// gate encodes it from its journal each time).
-				if bytes.Equal(old, v) {
+				// A retry sends the same event again (the gate encodes it
+				// from its journal each time); what was stored is read
+				// and encoded as this release does before they are
+				// compared, so a retry across an upgrade is one too.
+				if sameEvent(old, v) {
 					ack.Duplicates++
 					continue
 				}
@@ -84,6 +86,20 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 		ack.AckedThrough = up.Events[n-1].Seq
 	}
 	return ack, nil
+}
+
+// sameEvent reports whether the stored event old is the event encoded as
+// v.
+func sameEvent(old, v []byte) bool {
+	if bytes.Equal(old, v) {
+		return true
+	}
+	var e event.Event
+	if json.Unmarshal(old, &e) != nil {
+		return false
+	}
+	norm, err := json.Marshal(&e)
+	return err == nil && bytes.Equal(norm, v)
 }
 
 // lastSeq is the highest sequence number b holds for gate (0: none).
