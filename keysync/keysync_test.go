@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -649,5 +650,49 @@ func TestRestartedJournalLosesNoEvent(t *testing.T) {
 	}
 	if raw, _ := s.GateEvents("gate-07"); len(raw) != 10 {
 		t.Fatalf("the issuer holds %d events after a refused upload, want 10", len(raw))
+	}
+}
+
+// TestImplausibleConflictRenumbersNothing: the upload's answer is not
+// signed, so a conflict that no issuer could send (a last number past any
+// gate's life, or a number the gate did not send) renumbers nothing: the
+// events stay as they are, for the next round.
+func TestImplausibleConflictRenumbersNothing(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	var answer atomic.Pointer[string]
+	s.Wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if a := answer.Load(); r.URL.Path == "/v1/events" && a != nil {
+				w.WriteHeader(http.StatusConflict)
+				io.WriteString(w, *a)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	s.Restart()
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
+	for range 3 {
+		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: "kept"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []string{
+		`{"error":"sequence_reused","seq":2,"last_seq":9007199254740992}`, // 2^53
+		`{"error":"sequence_reused","seq":7,"last_seq":9}`,                // not sent
+		`{"error":"sequence_reused","seq":2,"last_seq":1}`,                // last before seq
+		`{"error":"something_else","seq":2,"last_seq":5}`,
+	} {
+		answer.Store(&a)
+		if _, err := g.Upload(context.Background()); err == nil {
+			t.Fatalf("%s: upload reported success", a)
+		}
+		if evs, _ := g.journal.Events(0, 10); len(evs) != 3 || evs[0].Seq != 1 || evs[2].Seq != 3 {
+			t.Fatalf("%s: events %+v, want 1 to 3 as they were", a, evs)
+		}
+	}
+	answer.Store(nil)
+	if n, err := g.Upload(context.Background()); err != nil || n != 3 {
+		t.Fatalf("upload once the issuer answers: %d %v", n, err)
 	}
 }

@@ -58,10 +58,17 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: reading the answer: %w (events kept)", err)
 		}
+		last := evs[len(evs)-1].Seq
 		if resp.StatusCode == http.StatusConflict {
 			var conflict feed.EventConflict
 			if err := json.Unmarshal(rb, &conflict); err != nil || conflict.Code != feed.SeqReused {
 				return total, fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", resp.Status, snippet(rb))
+			}
+			// The answer is not signed: one that could not come from an
+			// issuer (a number outside what was sent, a last number past
+			// any gate's life) renumbers nothing.
+			if conflict.Seq < evs[0].Seq || conflict.Seq > last || conflict.LastSeq < conflict.Seq || conflict.LastSeq >= maxSeq {
+				return total, fmt.Errorf("keysync: upload: the issuer's conflict answer is implausible (seq %d, last %d, for %d to %d sent): check the station proxy (events kept)", conflict.Seq, conflict.LastSeq, evs[0].Seq, last)
 			}
 			// Once per upload: a second conflict right after is another
 			// gate with this ID renumbering too, which must be seen.
@@ -90,7 +97,6 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if err := json.Unmarshal(rb, &ack); err != nil {
 			return total, fmt.Errorf("keysync: upload: answer is not an acknowledgement: %w (events kept)", err)
 		}
-		last := evs[len(evs)-1].Seq
 		if ack.AckedThrough < evs[0].Seq || ack.AckedThrough > last {
 			return total, fmt.Errorf("keysync: upload: issuer acknowledged through %d, sent %d to %d: not deleting", ack.AckedThrough, evs[0].Seq, last)
 		}
@@ -104,3 +110,8 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		c.mu.Unlock()
 	}
 }
+
+// maxSeq bounds the sequence numbers a gate takes from an issuer's answer:
+// 2^53, the largest integer every JSON reader keeps exactly, and more
+// events than a gate records in its life.
+const maxSeq = 1 << 53
