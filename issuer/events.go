@@ -3,6 +3,7 @@ package issuer
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,11 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 	var ack feed.EventAck
 	if err := checkGateID(up.GateID); err != nil {
 		return ack, &Refusal{Code: "bad_gate_id", Message: err.Error()}
+	}
+	if n := up.Nonce; n != "" {
+		if b, err := hex.DecodeString(n); err != nil || len(b) != feed.NonceLen {
+			return ack, &Refusal{Code: "bad_nonce", Message: fmt.Sprintf("nonce must be %d bytes in hex", feed.NonceLen)}
+		}
 	}
 	if len(up.Events) > feed.MaxUploadEvents {
 		return ack, &Refusal{Code: "too_many_events", Message: fmt.Sprintf("%d events, at most %d in one upload", len(up.Events), feed.MaxUploadEvents)}
@@ -224,7 +230,12 @@ func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	ack, err := is.StoreEvents(&up)
 	var ref *Refusal
 	var conflict *feed.EventConflict
+	// The answers a gate acts on are signed over its nonce: it deletes
+	// events, or renumbers them, only on the issuer's word.
 	if errors.As(err, &conflict) {
+		if up.Nonce != "" {
+			is.opt.Signer.SignConflict(&up, conflict)
+		}
 		writeJSON(w, http.StatusConflict, conflict)
 		return
 	}
@@ -238,5 +249,8 @@ func (is *Issuer) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	is.opt.Logger.Info("events uploaded", "gate", up.GateID, "stored", ack.Stored, "duplicates", ack.Duplicates, "through", ack.AckedThrough)
+	if up.Nonce != "" {
+		is.opt.Signer.SignAck(&up, &ack)
+	}
 	writeJSON(w, http.StatusOK, ack)
 }

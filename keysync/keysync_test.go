@@ -653,21 +653,31 @@ func TestRestartedJournalLosesNoEvent(t *testing.T) {
 	}
 }
 
-// TestImplausibleConflictRenumbersNothing: the upload's answer is not
-// signed, so a conflict that no issuer could send (a last number past any
-// gate's life, or a number the gate did not send) renumbers nothing: the
-// events stay as they are, for the next round.
+// TestImplausibleConflictRenumbersNothing: a conflict that no issuer
+// could send (a last number past any gate's life, or a number the gate did
+// not send) renumbers nothing, even signed with the issuer's key (a bug
+// there, or a key stolen): the events stay as they are, for the next
+// round. An unsigned one is refused before that.
 func TestImplausibleConflictRenumbersNothing(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{})
-	var answer atomic.Pointer[string]
+	var answer atomic.Pointer[feed.EventConflict]
 	s.Wrap = func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if a := answer.Load(); r.URL.Path == "/v1/events" && a != nil {
-				w.WriteHeader(http.StatusConflict)
-				io.WriteString(w, *a)
+			a := answer.Load()
+			if r.URL.Path != "/v1/events" || a == nil {
+				h.ServeHTTP(w, r)
 				return
 			}
-			h.ServeHTTP(w, r)
+			var up feed.EventUpload
+			json.NewDecoder(r.Body).Decode(&up)
+			c := *a
+			if c.KeyID == "" { // sign it, unless the case says otherwise
+				s.Opts.Signer.SignConflict(&up, &c)
+			} else {
+				c.KeyID = ""
+			}
+			w.WriteHeader(http.StatusConflict)
+			json.NewEncoder(w).Encode(&c)
 		})
 	}
 	s.Restart()
@@ -677,22 +687,99 @@ func TestImplausibleConflictRenumbersNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, a := range []string{
-		`{"error":"sequence_reused","seq":2,"last_seq":9007199254740992}`, // 2^53
-		`{"error":"sequence_reused","seq":7,"last_seq":9}`,                // not sent
-		`{"error":"sequence_reused","seq":2,"last_seq":1}`,                // last before seq
-		`{"error":"something_else","seq":2,"last_seq":5}`,
+	for _, c := range []struct {
+		answer feed.EventConflict
+		want   string
+	}{
+		{feed.EventConflict{Code: feed.SeqReused, Seq: 2, LastSeq: 1 << 53}, "implausible"},
+		{feed.EventConflict{Code: feed.SeqReused, Seq: 7, LastSeq: 9}, "implausible"}, // not sent
+		{feed.EventConflict{Code: feed.SeqReused, Seq: 2, LastSeq: 1}, "implausible"}, // last before seq
+		{feed.EventConflict{Code: feed.SeqReused, Seq: 2, LastSeq: 5, KeyID: "unsigned"}, "unsigned"},
+		{feed.EventConflict{Code: "something_else", Seq: 2, LastSeq: 5}, "409"},
 	} {
-		answer.Store(&a)
-		if _, err := g.Upload(context.Background()); err == nil {
-			t.Fatalf("%s: upload reported success", a)
+		answer.Store(&c.answer)
+		if _, err := g.Upload(context.Background()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%+v: upload %v, want an error saying %q", c.answer, err, c.want)
 		}
 		if evs, _ := g.journal.Events(0, 10); len(evs) != 3 || evs[0].Seq != 1 || evs[2].Seq != 3 {
-			t.Fatalf("%s: events %+v, want 1 to 3 as they were", a, evs)
+			t.Fatalf("%+v: events %+v, want 1 to 3 as they were", c.answer, evs)
 		}
 	}
 	answer.Store(nil)
 	if n, err := g.Upload(context.Background()); err != nil || n != 3 {
 		t.Fatalf("upload once the issuer answers: %d %v", n, err)
+	}
+}
+
+// TestForgedAckDeletesNothing: the events are deleted on the issuer's
+// word only. A proxy (or a host on the station LAN) that answers the
+// upload itself, unsigned, signed with a key the gate does not trust, or
+// with the issuer's genuine answer to an earlier upload, makes the gate
+// keep every event; the issuer's own answer then lets it go.
+func TestForgedAckDeletesNothing(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	evil := feedtest.Signer(t, "evil", 9)
+	var (
+		mode    atomic.Int32 // 0 pass, 1 unsigned, 2 evil key, 3 record then fail, 4 replay
+		genuine atomic.Pointer[[]byte]
+	)
+	s.Wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/events" || mode.Load() == 0 {
+				h.ServeHTTP(w, r)
+				return
+			}
+			var up feed.EventUpload
+			json.NewDecoder(r.Body).Decode(&up)
+			ack := feed.EventAck{Stored: len(up.Events), AckedThrough: up.Events[len(up.Events)-1].Seq}
+			switch mode.Load() {
+			case 2:
+				evil.SignAck(&up, &ack)
+			case 3: // the issuer's answer, kept by the proxy, the gate told it failed
+				rec := &recorder{header: http.Header{}}
+				body, _ := json.Marshal(&up)
+				r2 := r.Clone(r.Context())
+				r2.Body = io.NopCloser(bytes.NewReader(body))
+				h.ServeHTTP(rec, r2)
+				b := rec.body.Bytes()
+				genuine.Store(&b)
+				http.Error(w, "bad gateway", http.StatusBadGateway)
+				return
+			case 4:
+				w.Write(*genuine.Load())
+				return
+			}
+			json.NewEncoder(w).Encode(&ack)
+		})
+	}
+	s.Restart()
+	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
+	for range 3 {
+		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: "kept"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for m, want := range []string{1: "unsigned", 2: `key "evil"`, 3: "502", 4: "does not match this upload"} {
+		if m == 0 {
+			continue
+		}
+		mode.Store(int32(m))
+		_, err := g.Upload(context.Background())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("mode %d: upload %v, want an error saying %q", m, err, want)
+		}
+		if m != 3 && !errors.Is(err, feed.ErrAnswer) {
+			t.Errorf("mode %d: %v is not feed.ErrAnswer", m, err)
+		}
+		if evs, _ := g.journal.Events(0, 10); len(evs) != 3 {
+			t.Fatalf("mode %d: %d events left, want all 3 kept", m, len(evs))
+		}
+	}
+	mode.Store(0)
+	if n, err := g.Upload(context.Background()); err != nil || n != 3 {
+		t.Fatalf("upload to the issuer itself: %d %v", n, err)
+	}
+	if raw, _ := s.GateEvents("gate-07"); len(raw) != 3 {
+		t.Fatalf("the issuer holds %d events, want 3", len(raw))
 	}
 }

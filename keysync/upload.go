@@ -3,6 +3,8 @@ package keysync
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,7 +41,10 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if len(evs) == 0 {
 			return total, nil
 		}
-		body, err := json.Marshal(feed.EventUpload{GateID: c.cfg.GateID, Events: evs})
+		var nonce [feed.NonceLen]byte
+		rand.Read(nonce[:])
+		up := feed.EventUpload{GateID: c.cfg.GateID, Events: evs, Nonce: hex.EncodeToString(nonce[:])}
+		body, err := json.Marshal(&up)
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: %w", err)
 		}
@@ -63,6 +68,9 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 			var conflict feed.EventConflict
 			if err := json.Unmarshal(rb, &conflict); err != nil || conflict.Code != feed.SeqReused {
 				return total, fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", resp.Status, snippet(rb))
+			}
+			if err := c.cfg.Keys.VerifyConflict(&up, &conflict); err != nil {
+				return total, fmt.Errorf("keysync: upload: conflict answer: %w: check the station proxy (events kept)", err)
 			}
 			// The answer is not signed: one that could not come from an
 			// issuer (a number outside what was sent, a last number past
@@ -96,6 +104,12 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		var ack feed.EventAck
 		if err := json.Unmarshal(rb, &ack); err != nil {
 			return total, fmt.Errorf("keysync: upload: answer is not an acknowledgement: %w (events kept)", err)
+		}
+		// Events are deleted on the issuer's word only: an
+		// acknowledgement a proxy or a host on the LAN made up would lose
+		// them.
+		if err := c.cfg.Keys.VerifyAck(&up, &ack); err != nil {
+			return total, fmt.Errorf("keysync: upload: acknowledgement: %w: check the station proxy (events kept)", err)
 		}
 		if ack.AckedThrough < evs[0].Seq || ack.AckedThrough > last {
 			return total, fmt.Errorf("keysync: upload: issuer acknowledged through %d, sent %d to %d: not deleting", ack.AckedThrough, evs[0].Seq, last)
