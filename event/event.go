@@ -74,6 +74,14 @@ type Event struct {
 // ErrInvalid: an event that cannot be recorded as it is.
 var ErrInvalid = errors.New("invalid event")
 
+// Same reports whether e and o are one event: every field alike, the
+// times as instants (an event read back in another time zone is the
+// same event).
+func (e *Event) Same(o *Event) bool {
+	return e.Seq == o.Seq && e.Time.Equal(o.Time) && e.Kind == o.Kind && e.Reason == o.Reason &&
+		e.Direction == o.Direction && e.CertID == o.CertID && e.StepOffset == o.StepOffset && e.Detail == o.Detail
+}
+
 // Validate checks what a journal stores and an issuer accepts.
 func (e *Event) Validate() error {
 	switch {

@@ -64,9 +64,10 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 			if old := b.Get(k); old != nil {
 				// A retry sends the same event again (the gate encodes it
 				// from its journal each time); what was stored is read
-				// and encoded as this release does before they are
-				// compared, so a retry across an upgrade is one too.
-				if sameEvent(old, v) {
+				// back and compared field by field, so a retry across an
+				// upgrade, or from a gate whose time zone changed, is one
+				// too.
+				if sameEvent(old, &up.Events[i]) {
 					ack.Duplicates++
 					continue
 				}
@@ -94,18 +95,10 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 	return ack, nil
 }
 
-// sameEvent reports whether the stored event old is the event encoded as
-// v.
-func sameEvent(old, v []byte) bool {
-	if bytes.Equal(old, v) {
-		return true
-	}
-	var e event.Event
-	if json.Unmarshal(old, &e) != nil {
-		return false
-	}
-	norm, err := json.Marshal(&e)
-	return err == nil && bytes.Equal(norm, v)
+// sameEvent reports whether the stored event old is e.
+func sameEvent(old []byte, e *event.Event) bool {
+	var stored event.Event
+	return json.Unmarshal(old, &stored) == nil && stored.Same(e)
 }
 
 // lastSeq is the highest sequence number b holds for gate (0: none).
