@@ -581,10 +581,7 @@ func TestPassagesFromBeforeTheStart(t *testing.T) {
 		}
 	})
 	b := startNode(t, "E02", 1, gates, []string{a.Addr()}, key, nil)
-	<-b.Ready()
-	if !b.Synced() {
-		t.Fatal("E02 did not sync with E01")
-	}
+	eventually.True(t, 10*time.Second, "E02 synced with E01", b.Synced)
 	s, ok := b.Seen(recent, verify.Entry)
 	if !ok || s.Gate != "E01" || s.Held || !s.At.Equal(passedAt) {
 		t.Fatalf("E02 sees the passage at E01 before the restart as %+v %v, want passed at E01 at %v", s, ok, passedAt)
