@@ -19,12 +19,13 @@ var (
 	descPeerReceived  = newDesc("station_reports_received_total", "Peers' reports taken, by kind (gossiped duplicates included).", "kind")
 	descPeerDropped   = newDesc("station_dropped_total", "Peer traffic not taken, by reason: unauthenticated (not sealed with the station key for this group), malformed, unknown_gate, future, expired, full, queue_full, busy.", "reason")
 	descDoubleUses    = newDesc("station_double_uses_total", "Certificates granted here that were granted at another gate of the group while one grant stood (double_use alarm events).")
+	descIDConflicts   = newDesc("station_gate_id_conflicts_total", "Peers' alive messages refused because another host already holds their gate ID (two gates configured with one gate.id): diag peers names them.")
 	descPeerEntries   = newDesc("station_state_entries", "Grants in the peer-aware anti-passback state.")
 	descPropagation   = newDesc("station_propagation_seconds", "From a peer's grant, lapse or passage to its report reaching this gate, on the gates' issuer-corrected clocks.")
 )
 
 var peerDescs = []*prometheus.Desc{descPeersAlive, descPeersExpected, descPeersSynced, descIsolated, descIsolatedSecs,
-	descPeerSent, descPeerReceived, descPeerDropped, descDoubleUses, descPeerEntries, descPropagation}
+	descPeerSent, descPeerReceived, descPeerDropped, descDoubleUses, descIDConflicts, descPeerEntries, descPropagation}
 
 // peerCollector turns Sources.Station into metrics at scrape time; without
 // a station group it reports nothing.
@@ -62,6 +63,11 @@ func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPeerDropped, float64(v), r)
 	}
 	counter(descDoubleUses, float64(st.DoubleUses))
+	var conflicts uint64
+	for _, k := range st.Conflicts {
+		conflicts += k.Count
+	}
+	counter(descIDConflicts, float64(conflicts))
 	gauge(descPeerEntries, float64(st.Entries))
 	p := st.Propagation
 	buckets := make(map[float64]uint64, len(p.Buckets))

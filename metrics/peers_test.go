@@ -17,6 +17,7 @@ func peerStatus() station.Status {
 		Received:   map[string]uint64{"hold": 60, "release": 9, "passed": 50},
 		Dropped:    map[string]uint64{"unauthenticated": 3, "malformed": 0, "unknown_gate": 1},
 		DoubleUses: 1,
+		Conflicts:  []station.Conflict{{Gate: "G-03", Addrs: []string{"10.20.0.13:7946", "10.20.0.23:7946"}, Count: 5}, {Gate: "G-07", Count: 2}},
 		Peers:      []station.Peer{{Gate: "G-01", Addr: "10.20.0.11:7946", State: "alive"}},
 		Propagation: station.Latency{Count: 4, Sum: 0.004, P50: time.Millisecond, P99: 2 * time.Millisecond,
 			Buckets: []station.Bucket{{UpperBound: .0005, Count: 0}, {UpperBound: .001, Count: 2}, {UpperBound: .002, Count: 4}}},
@@ -39,6 +40,7 @@ func TestPeerMetrics(t *testing.T) {
 	wantSample(t, got, `gateagent_station_reports_received_total{kind="hold"}`, 60)
 	wantSample(t, got, `gateagent_station_dropped_total{reason="unauthenticated"}`, 3)
 	wantSample(t, got, "gateagent_station_double_uses_total", 1)
+	wantSample(t, got, "gateagent_station_gate_id_conflicts_total", 7)
 	wantSample(t, got, "gateagent_station_state_entries", 40)
 	wantSample(t, got, `gateagent_station_propagation_seconds_bucket{le="0.001"}`, 2)
 	wantSample(t, got, `gateagent_station_propagation_seconds_bucket{le="+Inf"}`, 4)
