@@ -63,39 +63,11 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("keysync: upload: reading the answer: %w (events kept)", err)
 		}
-		last := evs[len(evs)-1].Seq
 		if resp.StatusCode == http.StatusConflict {
-			var conflict feed.EventConflict
-			if err := json.Unmarshal(rb, &conflict); err != nil || conflict.Code != feed.SeqReused {
-				return total, fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", resp.Status, snippet(rb))
-			}
-			if err := c.cfg.Keys.VerifyConflict(&up, &conflict); err != nil {
-				return total, fmt.Errorf("keysync: upload: conflict answer: %w: check the station proxy (events kept)", err)
-			}
-			// The answer is not signed: one that could not come from an
-			// issuer (a number outside what was sent, a last number past
-			// any gate's life) renumbers nothing.
-			if conflict.Seq < evs[0].Seq || conflict.Seq > last || conflict.LastSeq < conflict.Seq || conflict.LastSeq >= maxSeq {
-				return total, fmt.Errorf("keysync: upload: the issuer's conflict answer is implausible (seq %d, last %d, for %d to %d sent): check the station proxy (events kept)", conflict.Seq, conflict.LastSeq, evs[0].Seq, last)
-			}
-			// Once per upload: a second conflict right after is another
-			// gate with this ID renumbering too, which must be seen.
-			if renumbered {
-				return total, fmt.Errorf("keysync: upload: the issuer again holds other events under this gate's numbers (after renumbering): is another gate configured with gate.id %s? (events kept): %w", c.cfg.GateID, &conflict)
+			if err := c.renumber(&up, rb, resp.Status, renumbered); err != nil {
+				return total, err
 			}
 			renumbered = true
-			n, err := c.cfg.Journal.Renumber(conflict.LastSeq, c.cfg.Now())
-			if err != nil {
-				return total, fmt.Errorf("keysync: upload: %w (events kept)", err)
-			}
-			c.log.Warn("the issuer holds other events under this gate's sequence numbers: its journal started again (a new board, or the journal moved aside), or another gate has its ID; the events not yet uploaded are numbered after the issuer's last, so none is taken for a duplicate",
-				"gate", c.cfg.GateID, "seq", conflict.Seq, "issuer_last_seq", conflict.LastSeq, "renumbered", n)
-			// The station's record says so too, after the renumbered events.
-			alarm := event.Event{Time: c.cfg.Now(), Kind: event.Alarm,
-				Detail: fmt.Sprintf("event log started again: the issuer held numbers up to %d for this gate, so %d events not yet uploaded were numbered after it", conflict.LastSeq, n)}
-			if _, err := c.cfg.Journal.AppendEvent(alarm); err != nil {
-				c.log.Error("could not record the renumbering", "err", err)
-			}
 			continue
 		}
 		if resp.StatusCode != http.StatusOK {
@@ -111,8 +83,8 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		if err := c.cfg.Keys.VerifyAck(&up, &ack); err != nil {
 			return total, fmt.Errorf("keysync: upload: acknowledgement: %w: check the station proxy (events kept)", err)
 		}
-		if ack.AckedThrough < evs[0].Seq || ack.AckedThrough > last {
-			return total, fmt.Errorf("keysync: upload: issuer acknowledged through %d, sent %d to %d: not deleting", ack.AckedThrough, evs[0].Seq, last)
+		if first, last := evs[0].Seq, evs[len(evs)-1].Seq; ack.AckedThrough < first || ack.AckedThrough > last {
+			return total, fmt.Errorf("keysync: upload: issuer acknowledged through %d, sent %d to %d: not deleting", ack.AckedThrough, first, last)
 		}
 		n, err := c.cfg.Journal.DeleteEventsThrough(ack.AckedThrough)
 		if err != nil {
@@ -123,6 +95,44 @@ func (c *Client) Upload(ctx context.Context) (int, error) {
 		c.uploaded += uint64(n)
 		c.mu.Unlock()
 	}
+}
+
+// renumber answers the issuer's 409 to up (body rb, status line status):
+// a signed conflict that an issuer could send has the journal's events
+// renumbered after the issuer's last, and an alarm recorded. again: this
+// upload round renumbered once already, so a second conflict is another
+// gate with this ID, reported rather than renumbered for.
+func (c *Client) renumber(up *feed.EventUpload, rb []byte, status string, again bool) error {
+	var conflict feed.EventConflict
+	if err := json.Unmarshal(rb, &conflict); err != nil || conflict.Code != feed.SeqReused {
+		return fmt.Errorf("keysync: upload: issuer answered %s: %s (events kept)", status, snippet(rb))
+	}
+	if err := c.cfg.Keys.VerifyConflict(up, &conflict); err != nil {
+		return fmt.Errorf("keysync: upload: conflict answer: %w: check the station proxy (events kept)", err)
+	}
+	// Even signed, an answer no working issuer sends (a number outside
+	// what was sent, a last number past any gate's life) renumbers
+	// nothing.
+	first, last := up.Events[0].Seq, up.Events[len(up.Events)-1].Seq
+	if conflict.Seq < first || conflict.Seq > last || conflict.LastSeq < conflict.Seq || conflict.LastSeq >= maxSeq {
+		return fmt.Errorf("keysync: upload: the issuer's conflict answer is implausible (seq %d, last %d, for %d to %d sent): check the station proxy (events kept)", conflict.Seq, conflict.LastSeq, first, last)
+	}
+	if again {
+		return fmt.Errorf("keysync: upload: the issuer again holds other events under this gate's numbers (after renumbering): is another gate configured with gate.id %s? (events kept): %w", c.cfg.GateID, &conflict)
+	}
+	n, err := c.cfg.Journal.Renumber(conflict.LastSeq, c.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("keysync: upload: %w (events kept)", err)
+	}
+	c.log.Warn("the issuer holds other events under this gate's sequence numbers: its journal started again (a new board, or the journal moved aside), or another gate has its ID; the events not yet uploaded are numbered after the issuer's last, so none is taken for a duplicate",
+		"gate", c.cfg.GateID, "seq", conflict.Seq, "issuer_last_seq", conflict.LastSeq, "renumbered", n)
+	// The station's record says so too, after the renumbered events.
+	alarm := event.Event{Time: c.cfg.Now(), Kind: event.Alarm,
+		Detail: fmt.Sprintf("event log started again: the issuer held numbers up to %d for this gate, so %d events not yet uploaded were numbered after it", conflict.LastSeq, n)}
+	if _, err := c.cfg.Journal.AppendEvent(alarm); err != nil {
+		c.log.Error("could not record the renumbering", "err", err)
+	}
+	return nil
 }
 
 // maxSeq bounds the sequence numbers a gate takes from an issuer's answer:
