@@ -531,7 +531,8 @@ func (j *Journal) DeleteEventsThrough(seq uint64) (int, error) {
 }
 
 // Renumber gives the events not yet uploaded new sequence numbers, after
-// after and in their order, and makes the next event follow them: the
+// after and in their order, and makes the next event follow them (or the
+// highest number the journal ever gave, if that is higher): the
 // issuer holds numbers up to after for other events of this gate (its
 // journal started again: a new board, or the journal moved aside), and an
 // event under a number it holds would be taken for a duplicate and lost.
