@@ -50,70 +50,81 @@ var sourceDescs = []*prometheus.Desc{
 	descScannerConnected, descScannerReconnects, descScannerLines, descScannerCodes, descScannerRejected, descScannerOverlong, descScannerSuppressed,
 }
 
+// describe sends a collector's descriptions.
+func describe(ch chan<- *prometheus.Desc, descs []*prometheus.Desc) {
+	for _, d := range descs {
+		ch <- d
+	}
+}
+
+// emitter sends a collector's samples at scrape time.
+type emitter chan<- prometheus.Metric
+
+func (e emitter) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func (e emitter) counter(d *prometheus.Desc, v float64, labels ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+}
+
 // sourceCollector turns Sources into metrics at scrape time. A source
 // that is nil, errs or panics is left out of that scrape; the scrape
 // itself never fails.
 type sourceCollector struct{ m *Metrics }
 
 func (c sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range sourceDescs {
-		ch <- d
-	}
+	describe(ch, sourceDescs)
 }
 
 func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	e := emitter(ch)
 	m := c.m
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
-	}
 	now := m.now()
 
-	gauge(descBuildInfo, 1, m.info.Version, m.info.GateID, m.info.Direction)
+	e.gauge(descBuildInfo, 1, m.info.Version, m.info.GateID, m.info.Direction)
 	rd := m.ready()
-	gauge(descUp, bool01(!rd.Has(health.Unresponsive)))
-	gauge(descReady, bool01(rd.OK()))
+	e.gauge(descUp, bool01(!rd.Has(health.Unresponsive)))
+	e.gauge(descReady, bool01(rd.OK()))
 	for _, c := range health.Causes() {
-		gauge(descNotReady, bool01(rd.Has(c)), c.String())
+		e.gauge(descNotReady, bool01(rd.Has(c)), c.String())
 	}
 
 	if m.src.Gate != nil {
 		var st gate.Status
 		if m.safely("gate", func() { st = m.src.Gate() }) {
-			gauge(descEmergency, bool01(st.Emergency))
+			e.gauge(descEmergency, bool01(st.Emergency))
 		}
 	}
 
 	var feed keysync.Status
 	feedOK := m.src.Feed != nil && m.safely("feed", func() { feed = m.src.Feed() })
 	if feedOK {
-		gauge(descFeedStale, bool01(feed.Stale))
+		e.gauge(descFeedStale, bool01(feed.Stale))
 		if !feed.FreshAt.IsZero() {
-			gauge(descFeedFreshTime, float64(feed.FreshAt.UnixNano())/1e9)
-			gauge(descFeedAge, now.Sub(feed.FreshAt).Seconds())
+			e.gauge(descFeedFreshTime, float64(feed.FreshAt.UnixNano())/1e9)
+			e.gauge(descFeedAge, now.Sub(feed.FreshAt).Seconds())
 		}
-		gauge(descFeedHead, float64(feed.Head))
-		gauge(descFeedFailures, float64(feed.Failures))
+		e.gauge(descFeedHead, float64(feed.Head))
+		e.gauge(descFeedFailures, float64(feed.Failures))
 		if feed.OffsetOK {
-			gauge(descClockOffset, feed.Offset.Seconds())
+			e.gauge(descClockOffset, feed.Offset.Seconds())
 		}
 	}
 
 	if cr, ok := m.cacheStats(); ok && cr.err == nil {
 		s := cr.stats
-		gauge(descCacheCerts, float64(s.Certs))
-		gauge(descCacheFileBytes, float64(s.FileSize))
-		gauge(descEventsBacklog, float64(s.Events))
+		e.gauge(descCacheCerts, float64(s.Certs))
+		e.gauge(descCacheFileBytes, float64(s.FileSize))
+		e.gauge(descEventsBacklog, float64(s.Events))
 		if s.Events > 0 && !s.OldestAt.IsZero() {
-			gauge(descEventsOldest, now.Sub(s.OldestAt).Seconds())
+			e.gauge(descEventsOldest, now.Sub(s.OldestAt).Seconds())
 		}
 		// The head is known once learnt from the issuer (or from the
 		// cache at start); a cache ahead of it (a newer read than the
 		// feed's status) shows no lag rather than a negative one.
 		if feedOK && feed.Head > 0 && feed.Head >= s.Feed.Cursor {
-			gauge(descFeedLag, float64(feed.Head-s.Feed.Cursor))
+			e.gauge(descFeedLag, float64(feed.Head-s.Feed.Cursor))
 		}
 	}
 
@@ -121,13 +132,13 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		var st scanner.Stats
 		var present bool
 		if m.safely("scanner", func() { st, present = m.src.Scanner() }) && present {
-			gauge(descScannerConnected, bool01(st.Connected))
-			counter(descScannerReconnects, st.Reconnects)
-			counter(descScannerLines, st.Lines)
-			counter(descScannerCodes, st.Codes)
-			counter(descScannerRejected, st.Rejected)
-			counter(descScannerOverlong, st.Overlong)
-			counter(descScannerSuppressed, st.Suppressed)
+			e.gauge(descScannerConnected, bool01(st.Connected))
+			e.counter(descScannerReconnects, float64(st.Reconnects))
+			e.counter(descScannerLines, float64(st.Lines))
+			e.counter(descScannerCodes, float64(st.Codes))
+			e.counter(descScannerRejected, float64(st.Rejected))
+			e.counter(descScannerOverlong, float64(st.Overlong))
+			e.counter(descScannerSuppressed, float64(st.Suppressed))
 		}
 	}
 }

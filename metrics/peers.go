@@ -32,43 +32,36 @@ var peerDescs = []*prometheus.Desc{descPeersAlive, descPeersExpected, descPeersS
 type peerCollector struct{ m *Metrics }
 
 func (c peerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range peerDescs {
-		ch <- d
-	}
+	describe(ch, peerDescs)
 }
 
 func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	e := emitter(ch)
 	st, ok := c.m.station()
 	if !ok {
 		return
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	gauge(descPeersAlive, float64(st.Alive))
-	gauge(descPeersExpected, float64(st.Expected))
-	gauge(descPeersSynced, bool01(st.Synced))
-	gauge(descIsolated, bool01(st.Isolated))
-	counter(descIsolatedSecs, st.IsolatedSeconds)
+	e.gauge(descPeersAlive, float64(st.Alive))
+	e.gauge(descPeersExpected, float64(st.Expected))
+	e.gauge(descPeersSynced, bool01(st.Synced))
+	e.gauge(descIsolated, bool01(st.Isolated))
+	e.counter(descIsolatedSecs, st.IsolatedSeconds)
 	for k, v := range st.Sent {
-		counter(descPeerSent, float64(v), k)
+		e.counter(descPeerSent, float64(v), k)
 	}
 	for k, v := range st.Received {
-		counter(descPeerReceived, float64(v), k)
+		e.counter(descPeerReceived, float64(v), k)
 	}
 	for r, v := range st.Dropped {
-		counter(descPeerDropped, float64(v), r)
+		e.counter(descPeerDropped, float64(v), r)
 	}
-	counter(descDoubleUses, float64(st.DoubleUses))
+	e.counter(descDoubleUses, float64(st.DoubleUses))
 	var conflicts uint64
 	for _, k := range st.Conflicts {
 		conflicts += k.Count
 	}
-	counter(descIDConflicts, float64(conflicts))
-	gauge(descPeerEntries, float64(st.Entries))
+	e.counter(descIDConflicts, float64(conflicts))
+	e.gauge(descPeerEntries, float64(st.Entries))
 	p := st.Propagation
 	buckets := make(map[float64]uint64, len(p.Buckets))
 	for _, b := range p.Buckets {

@@ -27,12 +27,11 @@ var wearDescs = []*prometheus.Desc{descWrittenBytes, descWriteCalls, descProject
 type wearCollector struct{ m *Metrics }
 
 func (c wearCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range wearDescs {
-		ch <- d
-	}
+	describe(ch, wearDescs)
 }
 
 func (c wearCollector) Collect(ch chan<- prometheus.Metric) {
+	e := emitter(ch)
 	m := c.m
 	if m.src.Wear == nil {
 		return
@@ -41,30 +40,24 @@ func (c wearCollector) Collect(ch chan<- prometheus.Metric) {
 	if !m.safely("wear", func() { r = m.src.Wear() }) {
 		return
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge(descServiceYears, r.Device.ServiceYears)
+	e.gauge(descServiceYears, r.Device.ServiceYears)
 	if r.Rate != nil {
-		counter(descWrittenBytes, r.Rate.Total.WChar, "wchar")
-		counter(descWrittenBytes, r.Rate.Total.WriteBytes, "write_bytes")
-		counter(descWriteCalls, r.Rate.Total.SyscW)
+		e.counter(descWrittenBytes, float64(r.Rate.Total.WChar), "wchar")
+		e.counter(descWrittenBytes, float64(r.Rate.Total.WriteBytes), "write_bytes")
+		e.counter(descWriteCalls, float64(r.Rate.Total.SyscW))
 		if r.Known {
-			gauge(descProjectedDay, r.PerDay, "wchar")
-			gauge(descProjectedDay, r.WriteBytesPerDay, "write_bytes")
-			gauge(descLifetimeYears, r.LifetimeYears) // +Inf when nothing is written
+			e.gauge(descProjectedDay, r.PerDay, "wchar")
+			e.gauge(descProjectedDay, r.WriteBytesPerDay, "write_bytes")
+			e.gauge(descLifetimeYears, r.LifetimeYears) // +Inf when nothing is written
 		}
 	}
 	if f := r.Files; f != nil {
-		gauge(descFileBytes, float64(f.CacheBytes), "cache")
-		gauge(descFileBytes, float64(f.JournalBytes), "journal")
-		gauge(descLiveRawBytes, float64(f.LiveRawBytes()))
+		e.gauge(descFileBytes, float64(f.CacheBytes), "cache")
+		e.gauge(descFileBytes, float64(f.JournalBytes), "journal")
+		e.gauge(descLiveRawBytes, float64(f.LiveRawBytes()))
 	}
 	if mt := r.Maintenance; mt != nil && !mt.At.IsZero() {
-		gauge(descLastMaint, float64(mt.At.UnixNano())/1e9, mt.Kind)
+		e.gauge(descLastMaint, float64(mt.At.UnixNano())/1e9, mt.Kind)
 	}
 }
 
