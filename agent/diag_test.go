@@ -79,10 +79,7 @@ func TestDiagThroughTheRunningAgent(t *testing.T) {
 	c := st.issue()
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 
 	code, out, errs := runDiag(t, sock, "--json")
 	var r diag.Report

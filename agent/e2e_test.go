@@ -277,6 +277,16 @@ func levels(ls []gpio.Level) string {
 	return b.String()
 }
 
+// walkThrough plays the granted passenger walking through: the passage
+// sensor covered (the gate reports the passage) and uncovered (it closes).
+func (st *station) walkThrough() {
+	st.t.Helper()
+	st.pins.Set(hwtest.Passage, gpio.High)
+	st.want(gate.Passed)
+	st.pins.Set(hwtest.Passage, gpio.Low)
+	st.want(gate.Closed)
+}
+
 // logged reports whether s comes into the agent's log within 5 s: a line
 // may be written just after the state a test waited on has changed.
 func (st *station) logged(s string) bool {
@@ -326,10 +336,7 @@ func TestValidTokenOpensTheRelayExactlyOnce(t *testing.T) {
 	if got := levels(st.relayOuts()); got != "LU" {
 		t.Fatalf("relay driven %s, want LU (safe at start, one unlock)", got)
 	}
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	if got := levels(st.relayOuts()); got != "LUL" {
 		t.Fatalf("relay driven %s, want LUL", got)
 	}
@@ -407,10 +414,7 @@ func TestEveryReasonIsDeniedWithoutMovingTheRelay(t *testing.T) {
 	// Anti-passback: grant, pass, then the same passenger again.
 	st.write(st.token(valid.ID, now) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	st.write(st.token(valid.ID, time.Now()) + "\r")
 	if o := st.want(gate.Denied); o.Decision.Reason != verify.Passback {
 		t.Errorf("passback: gate said %v", o.Decision.Reason)

@@ -6,13 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"periph.io/x/conn/v3/gpio"
-
 	"gateagent/config"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/gate"
-	"gateagent/hw/hwtest"
 	"gateagent/internal/eventually"
 	stn "gateagent/station"
 	"gateagent/station/stationtest"
@@ -63,10 +60,7 @@ func TestPeersInTheAgent(t *testing.T) {
 	eventually.True(t, 10*time.Second, "the peer's lapse", func() bool { _, ok := st.ag.Station().Seen(c.ID, verify.Entry); return !ok })
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	eventually.True(t, 10*time.Second, "this gate's passage at the peer", func() bool { s, ok := peer.Seen(c.ID, verify.Entry); return ok && s.Gate == "E2E-01" && !s.Held })
 
 	// The peer granted the same certificate 50 ms after this gate did
@@ -76,10 +70,7 @@ func TestPeersInTheAgent(t *testing.T) {
 	g := st.want(gate.Granted)
 	there := g.Decision.At.Add(50 * time.Millisecond)
 	peer.Hold(c2.ID, verify.Entry, there, there.Add(8*time.Second))
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	eventually.True(t, 10*time.Second, "the double_use event", func() bool {
 		for _, e := range st.events() {
 			if e.Kind == event.DoubleUse && e.CertID == c2.ID && strings.Contains(e.Detail, "also granted at gate E2E-02 50ms after") {
@@ -140,10 +131,7 @@ func TestPassagesSurviveAStationRestart(t *testing.T) {
 	c := st.issue()
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 
 	st.stop() // the power goes; the peer, never up, knows nothing
 	peer, err := stn.Start(stn.Config{GateID: "E2E-02", Group: "TWO", Gates: gates, Bind: peerAddr,

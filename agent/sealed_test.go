@@ -12,15 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"periph.io/x/conn/v3/gpio"
-
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
 	"gateagent/config"
 	"gateagent/diag"
 	"gateagent/event"
 	"gateagent/gate"
-	"gateagent/hw/hwtest"
 	"gateagent/internal/eventually"
 	"gateagent/issuer"
 	"gateagent/verify"
@@ -69,10 +66,7 @@ func TestDamagedRecordsNeverGranted(t *testing.T) {
 	passer := st.issue()
 	st.write(phone(t, passer) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	st.stop()
 
 	// The damage, with the agent stopped.

@@ -10,13 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"periph.io/x/conn/v3/gpio"
-
 	"gateagent/config"
 	"gateagent/control"
 	"gateagent/diag"
 	"gateagent/gate"
-	"gateagent/hw/hwtest"
 	"gateagent/wear"
 )
 
@@ -36,10 +33,7 @@ func wearStation(t *testing.T, shift *atomic.Int64, mods ...func(*config.Config)
 	c := st.issue()
 	st.write(st.token(c.ID, time.Now()) + "\r")
 	st.want(gate.Granted)
-	st.pins.Set(hwtest.Passage, gpio.High)
-	st.want(gate.Passed)
-	st.pins.Set(hwtest.Passage, gpio.Low)
-	st.want(gate.Closed)
+	st.walkThrough()
 	return st, sock
 }
 
