@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -349,11 +348,7 @@ func TestSettle(t *testing.T) {
 // back authenticated, after a reopen too); one that failed authentication
 // becomes an alarm; the next event follows them.
 func TestRenumber(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal.db")
-	j, err := cache.OpenJournal(path, cachetest.Options(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := cachetest.OpenJournal(t, nil)
 	for i := range 5 {
 		if _, err := j.AppendEvent(event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Decision, Reason: verify.OK, Direction: verify.Entry, Detail: fmt.Sprint("event ", i+1)}); err != nil {
 			t.Fatal(err)
@@ -367,13 +362,7 @@ func TestRenumber(t *testing.T) {
 	if n, err := j.Renumber(3, now); err != nil || n != 4 {
 		t.Fatalf("renumber after 3: %d %v, want 4 events", n, err)
 	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if j, err = cache.OpenJournal(path, cachetest.Options(nil)); err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j = reopenJournal(t, j)
 	evs, err := j.Events(0, 10)
 	if err != nil || len(evs) != 4 {
 		t.Fatalf("events after the renumbering: %d %v", len(evs), err)
@@ -399,11 +388,7 @@ func TestRenumber(t *testing.T) {
 // certificate, direction and time; one that failed authentication is not
 // among them (it is not the journal's to give).
 func TestPassages(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal.db")
-	j, err := cache.OpenJournal(path, cachetest.Options(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := cachetest.OpenJournal(t, nil)
 	ids := []verify.CertID{cachetest.Cert(1, 10).ID, cachetest.Cert(2, 10).ID, cachetest.Cert(3, 10).ID}
 	for i, id := range ids {
 		at := t0.Add(time.Duration(i) * 10 * time.Minute)
@@ -418,12 +403,7 @@ func TestPassages(t *testing.T) {
 	}
 	pk := append(ids[2][:], byte(verify.Exit))
 	flip(t, cache.JournalDB(j), "passback", pk, 2, 0x40)
-	j.Close()
-	if j, err = cache.OpenJournal(path, cachetest.Options(nil)); err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	if got := j.Passages(t0); len(got) != 2 || slices.ContainsFunc(got, func(p cache.Passage) bool { return p.Cert == ids[2] }) {
+	if got := reopenJournal(t, j).Passages(t0); len(got) != 2 || slices.ContainsFunc(got, func(p cache.Passage) bool { return p.Cert == ids[2] }) {
 		t.Fatalf("passages with one unauthentic: %+v, want the two others", got)
 	}
 }
