@@ -49,6 +49,17 @@ func newGate(t *testing.T, url string, keys feed.Keyring, mod func(*keysync.Conf
 	return &gate{cl, s.Cache, s.Journal, clk}
 }
 
+// alarms records n alarm events in the gate's journal, their details
+// "detail 0", "detail 1", ….
+func (g *gate) alarms(t *testing.T, n int, detail string) {
+	t.Helper()
+	for i := range n {
+		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: fmt.Sprintf("%s %d", detail, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (g *gate) sync(t *testing.T) keysync.Result {
 	t.Helper()
 	res, err := g.Sync(context.Background())
@@ -580,22 +591,14 @@ func TestProbe(t *testing.T) {
 func TestRestartedJournalLosesNoEvent(t *testing.T) {
 	s := issuertest.Start(t, issuer.Options{})
 	keys := feedtest.Keyring(t, s.Opts.Signer)
-	appendN := func(g *gate, n int, detail string) {
-		t.Helper()
-		for i := range n {
-			if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: fmt.Sprintf("%s %d", detail, i)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	old := newGate(t, s.URL, keys, nil)
-	appendN(old, 5, "old journal")
+	old.alarms(t, 5, "old journal")
 	if n, err := old.Upload(context.Background()); err != nil || n != 5 {
 		t.Fatalf("first journal's upload: %d %v", n, err)
 	}
 
 	fresh := newGate(t, s.URL, keys, nil) // the same gate ID, a new journal
-	appendN(fresh, 3, "new journal")
+	fresh.alarms(t, 3, "new journal")
 	if evs, _ := fresh.journal.Events(0, 10); len(evs) != 3 || evs[0].Seq != 1 {
 		t.Fatalf("the new journal's events %+v, want 3 from seq 1", evs)
 	}
@@ -623,7 +626,7 @@ func TestRestartedJournalLosesNoEvent(t *testing.T) {
 		t.Fatalf("the issuer holds %q, want %q and the renumbering alarm", got, want)
 	}
 	// The journal goes on after the renumbered events.
-	appendN(fresh, 1, "later")
+	fresh.alarms(t, 1, "later")
 	if evs, _ := fresh.journal.Events(0, 10); len(evs) != 1 || evs[0].Seq != 10 {
 		t.Fatalf("the next event %+v, want seq 10", evs)
 	}
@@ -684,11 +687,7 @@ func TestImplausibleConflictRenumbersNothing(t *testing.T) {
 	}
 	s.Restart()
 	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
-	for range 3 {
-		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: "kept"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g.alarms(t, 3, "kept")
 	for _, c := range []struct {
 		answer feed.EventConflict
 		want   string
@@ -756,11 +755,7 @@ func TestForgedAckDeletesNothing(t *testing.T) {
 	}
 	s.Restart()
 	g := newGate(t, s.URL, feedtest.Keyring(t, s.Opts.Signer), nil)
-	for range 3 {
-		if _, err := g.journal.AppendEvent(event.Event{Time: g.clock.Now(), Kind: event.Alarm, Detail: "kept"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g.alarms(t, 3, "kept")
 	for m, want := range []string{1: "unsigned", 2: `key "evil"`, 3: "502", 4: "does not match this upload"} {
 		if m == 0 {
 			continue
