@@ -57,10 +57,6 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 		b := tx.Bucket(bucketUploads)
 		for i := range up.Events {
 			k := uploadKey(up.GateID, up.Events[i].Seq)
-			v, err := json.Marshal(&up.Events[i])
-			if err != nil {
-				return err
-			}
 			if old := b.Get(k); old != nil {
 				// A retry sends the same event again (the gate encodes it
 				// from its journal each time); what was stored is read
@@ -73,6 +69,10 @@ func (is *Issuer) StoreEvents(up *feed.EventUpload) (feed.EventAck, error) {
 				}
 				return &feed.EventConflict{Code: feed.SeqReused, Seq: up.Events[i].Seq, LastSeq: lastSeq(b, up.GateID),
 					Message: fmt.Sprintf("sequence number %d is held for another event of gate %s: its journal started again (a new board, or the journal moved aside), or another gate has its ID; nothing of this upload is stored: number the events after the last one held", up.Events[i].Seq, up.GateID)}
+			}
+			v, err := json.Marshal(&up.Events[i])
+			if err != nil {
+				return err
 			}
 			if err := b.Put(k, v); err != nil {
 				return err
