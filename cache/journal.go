@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -455,8 +456,7 @@ func (j *Journal) UploadBatch(max int, now time.Time) (evs []event.Event, damage
 	err = j.readEvents(0, max, func(e event.Event, ok bool) error {
 		if !ok {
 			damaged = append(damaged, e.Seq)
-			e = event.Event{Seq: e.Seq, Time: now, Kind: event.Alarm,
-				Detail: fmt.Sprintf("event %d failed its integrity check on the gate (damaged on its disk): not uploaded", e.Seq)}
+			e = damagedAlarm(e.Seq, now)
 		}
 		evs = append(evs, e)
 		return nil
@@ -467,36 +467,46 @@ func (j *Journal) UploadBatch(max int, now time.Time) (evs []event.Event, damage
 	return evs, damaged, nil
 }
 
+// damagedAlarm is what stands for event seq, which failed authentication,
+// wherever it goes on: an alarm saying so, stamped now.
+func damagedAlarm(seq uint64, now time.Time) event.Event {
+	return event.Event{Seq: seq, Time: now, Kind: event.Alarm,
+		Detail: fmt.Sprintf("event %d failed its integrity check on the gate (damaged on its disk): not uploaded", seq)}
+}
+
 // readEvents calls fn with each event after after, up to max, and whether
 // it authenticated (a legacy journal's are taken as they are).
 func (j *Journal) readEvents(after uint64, max int, fn func(e event.Event, ok bool) error) error {
-	return j.view(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketEvents).Cursor()
-		n := 0
-		for k, v := cur.Seek(u64(after + 1)); k != nil && n < max; k, v = cur.Next() {
-			if len(k) != 8 {
-				return damaged(j.path, 0, "event key of %d bytes", len(k))
-			}
-			seq := binary.BigEndian.Uint64(k)
-			var e event.Event
-			var ok bool
-			var err error
-			if j.legacy {
-				e, err = decodeEvent(seq, v)
-				ok = err == nil
-			} else {
-				e, ok, err = openEvent(j.key, seq, v)
-			}
-			if err != nil {
-				return damaged(j.path, 0, "%v", err)
-			}
-			if err := fn(e, ok); err != nil {
-				return err
-			}
-			n++
+	return j.view(func(tx *bolt.Tx) error { return j.eachEvent(tx, after, max, fn) })
+}
+
+// eachEvent is readEvents inside the transaction tx.
+func (j *Journal) eachEvent(tx *bolt.Tx, after uint64, max int, fn func(e event.Event, ok bool) error) error {
+	cur := tx.Bucket(bucketEvents).Cursor()
+	n := 0
+	for k, v := cur.Seek(u64(after + 1)); k != nil && n < max; k, v = cur.Next() {
+		if len(k) != 8 {
+			return damaged(j.path, 0, "event key of %d bytes", len(k))
 		}
-		return nil
-	})
+		seq := binary.BigEndian.Uint64(k)
+		var e event.Event
+		var ok bool
+		var err error
+		if j.legacy {
+			e, err = decodeEvent(seq, v)
+			ok = err == nil
+		} else {
+			e, ok, err = openEvent(j.key, seq, v)
+		}
+		if err != nil {
+			return damaged(j.path, 0, "%v", err)
+		}
+		if err := fn(e, ok); err != nil {
+			return err
+		}
+		n++
+	}
+	return nil
 }
 
 // DeleteEventsThrough deletes the events up to and including seq, once the
@@ -545,27 +555,21 @@ func (j *Journal) Renumber(after uint64, now time.Time) (int, error) {
 	err := j.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		var evs []event.Event
-		cur := b.Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if len(k) != 8 {
-				return damaged(j.path, 0, "event key of %d bytes", len(k))
-			}
-			seq := binary.BigEndian.Uint64(k)
-			e, ok, err := openEvent(j.key, seq, v)
-			if err != nil {
-				return damaged(j.path, 0, "%v", err)
-			}
+		err := j.eachEvent(tx, 0, math.MaxInt, func(e event.Event, ok bool) error {
 			if !ok {
-				e = event.Event{Time: now, Kind: event.Alarm,
-					Detail: fmt.Sprintf("event %d failed its integrity check on the gate (damaged on its disk): not uploaded", seq)}
+				e = damagedAlarm(e.Seq, now)
 			}
 			evs = append(evs, e)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if after > ^uint64(0)-uint64(len(evs)) {
 			return fmt.Errorf("no sequence numbers left after %d", after)
 		}
-		for k, _ := cur.First(); k != nil; k, _ = cur.First() {
-			if err := b.Delete(k); err != nil {
+		for _, e := range evs {
+			if err := b.Delete(u64(e.Seq)); err != nil {
 				return err
 			}
 		}
