@@ -105,3 +105,40 @@ func TestListEvents(t *testing.T) {
 		t.Errorf("ListEvents with limit -1: %v, want a refusal", err)
 	}
 }
+
+// TestUploadAnswersSigned: an upload with a nonce gets an answer signed
+// over it, which the gate's keyring accepts for that upload only; a nonce
+// that is not 16 bytes in hex is refused with what to send, storing
+// nothing.
+func TestUploadAnswersSigned(t *testing.T) {
+	s := issuertest.Start(t, issuer.Options{})
+	keys, err := feed.NewKeyring(s.Opts.Signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	up := feed.EventUpload{GateID: "GZN-E07", Nonce: strings.Repeat("ab", feed.NonceLen),
+		Events: []event.Event{{Seq: 1, Time: at, Kind: event.Alarm, Detail: "signed"}}}
+	var ack feed.EventAck
+	if code := (client{t, s.URL}).post("v1/events", up, &ack); code != http.StatusOK {
+		t.Fatalf("upload: %d", code)
+	}
+	if err := keys.VerifyAck(&up, &ack); err != nil {
+		t.Fatalf("the issuer's answer: %v", err)
+	}
+	other := up
+	other.Nonce = strings.Repeat("cd", feed.NonceLen)
+	if err := keys.VerifyAck(&other, &ack); !errors.Is(err, feed.ErrAnswer) {
+		t.Fatalf("the answer checked against another upload's nonce: %v, want ErrAnswer", err)
+	}
+	for _, nonce := range []string{"zz", strings.Repeat("ab", feed.NonceLen+1), strings.Repeat("g", 2*feed.NonceLen)} {
+		bad := feed.EventUpload{GateID: "GZN-E08", Nonce: nonce, Events: up.Events}
+		var ref issuer.Refusal
+		if code := (client{t, s.URL}).post("v1/events", bad, &ref); code != http.StatusUnprocessableEntity || ref.Code != "bad_nonce" || !strings.Contains(ref.Message, "16 bytes in hex") {
+			t.Fatalf("nonce %q: %d %+v", nonce, code, ref)
+		}
+	}
+	if raw, _ := s.GateEvents("GZN-E08"); len(raw) != 0 {
+		t.Fatalf("a refused upload stored %d events", len(raw))
+	}
+}
