@@ -441,10 +441,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		_ = a.notify.Watchdog(wctx, func() error { return a.ctrl.Ping(2 * time.Second) })
 	}()
 
+	// Not in wg: a check still running at shutdown ends when Close
+	// closes the cache.
+	damaged := make(chan error, 1)
+	go func() {
+		if err := a.watchCheck(); err != nil {
+			damaged <- err
+		}
+	}()
+
 	var runErr error
 	started := make(chan error, 1)
 	go func() { started <- a.ctrl.Ping(5 * time.Second) }()
 	select {
+	case runErr = <-damaged:
 	case runErr = <-gateDone: // the controller could not even start
 		gateDone <- runErr
 	case err := <-started:
@@ -477,6 +487,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		case runErr = <-gateDone:
 			a.log.Error("gate controller stopped: the gate is locked and out of service", "err", runErr)
 			gateDone <- runErr
+		case runErr = <-damaged:
 		}
 	}
 	_ = a.notify.Stopping()

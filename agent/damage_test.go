@@ -22,11 +22,15 @@ import (
 // TestStartOnDamagedFiles: the agent starts on a key cache (and, in the
 // second case, a journal) damaged while it was stopped, with the issuer
 // out of reach and events not yet uploaded. It moves the damaged file
-// aside, records an alarm, keeps the gate shut (a valid code is refused
-// as undecided, the relay never moves) while the cache is empty, salvages
-// the events, and once the issuer answers it rebuilds the cache, grants
-// the valid code and uploads the events: every one, or all but the lost
-// ones the alarm counts.
+// aside and records an alarm: the journal at once (it is checked whole
+// as it opens); the cache, whose certificates are checked beside the
+// gate once it runs, when that check finds the damage, and then the agent
+// stops with an error, the relay never moved, to be started again
+// (systemd's Restart=always). Started again, it keeps the gate shut (a
+// valid code is refused as undecided, the relay never moves) while the
+// cache is empty, has salvaged the events, and once the issuer answers
+// it rebuilds the cache, grants the valid code and uploads the events:
+// every one, or all but the lost ones the alarm counts.
 func TestStartOnDamagedFiles(t *testing.T) {
 	for _, journalToo := range []bool{false, true} {
 		name := "cache"
@@ -70,6 +74,9 @@ func TestStartOnDamagedFiles(t *testing.T) {
 				wreckLeaf(t, cache.JournalPath(st.cfg.Gate.Cache), 8)
 			}
 
+			if err := st.startUntilStopped(); err == nil || !strings.Contains(err.Error(), "the key cache is damaged") {
+				t.Fatalf("the agent on a damaged cache stopped with %v, want the damage", err)
+			}
 			st.start(nil, nil)
 			moved, _ := filepath.Glob(st.cfg.Gate.Cache + ".damaged-*")
 			if len(moved) != 1 {

@@ -164,6 +164,33 @@ func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 	st.waitConnected()
 }
 
+// startUntilStopped starts the agent as start does and returns the error
+// it stops with on its own, within 10 s, with the gate locked.
+func (st *station) startUntilStopped() error {
+	t := st.t
+	t.Helper()
+	board, err := st.pins.Open(st.cfg.Pins())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ag, err := agent.New(st.cfg, agent.Options{Board: board, Logger: log, ClockState: st.clockState, Wear: st.wear})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(context.Background()) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not stop on its own within 10 s")
+	}
+	if l := st.pins.Pins[hwtest.Relay].Level(); l != locked {
+		t.Errorf("relay at %v after the agent stopped, want locked", l)
+	}
+	return err
+}
+
 // stop shuts the agent down as SIGTERM does and checks it exits cleanly
 // with the gate locked.
 func (st *station) stop() {

@@ -119,6 +119,37 @@ func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logg
 	return c, j, nil
 }
 
+// watchCheck waits for the check of the key cache's certificates that
+// cache.Open leaves running after the start (so that a gate holding
+// millions of them is ready at once: cache/deferred.go). Damage it finds
+// is handled as damage found at the start, in two steps: now, the file is
+// moved aside and an alarm recorded; then the agent stops with the error
+// returned, and starts again (systemd's Restart=always) on a new cache
+// that the key feed fills. Until it stops, the cache refuses every lookup
+// and every write: the gate is shut. It returns nil for a whole cache, and
+// for one closed before its check ended.
+func (a *Agent) watchCheck() error {
+	c := a.store.Cache
+	var ce *cache.CorruptError
+	if err := c.Checked(); !errors.As(err, &ce) {
+		return nil
+	}
+	path := c.Path()
+	moved, err := cache.Quarantine(path, a.opts.Now())
+	if err != nil {
+		a.log.Error("the key cache is damaged, and could not be moved aside: every code is refused; the agent stops, and will find the damage again at each start until the file is moved away by hand",
+			"damage", ce.Error(), "err", err)
+		return fmt.Errorf("the key cache is damaged (%v) and could not be moved aside: %w", ce, err)
+	}
+	a.log.Error("the key cache is damaged (found by the check of its certificates after the start): moved aside; the agent stops, and started again (systemd restarts it) it rebuilds the cache from the key feed; every code is refused until then",
+		"damage", ce.Error(), "moved_to", moved)
+	alarm := fmt.Sprintf("key cache %s: moved to %s; the agent restarts to rebuild it from the key feed, gate shut until then", ce.Kind, filepath.Base(moved))
+	if _, err := a.store.Journal.AppendEvent(event.Event{Time: a.opts.Now(), Kind: event.Alarm, Detail: alarm}); err != nil {
+		a.log.Error("could not record the alarm", "alarm", alarm, "err", err)
+	}
+	return fmt.Errorf("the key cache is damaged: moved to %s; start the agent again to rebuild it from the key feed: %w", moved, ce)
+}
+
 // replaced is what replace did with a damaged file.
 type replaced struct {
 	cache.Salvaged

@@ -84,16 +84,23 @@ type Cache struct {
 	replaceMu sync.Mutex
 	replaces  string
 
+	// later is the check of the certificates' tree that Open leaves
+	// running (deferred.go); nil when there is none.
+	later *deferredCheck
+
 	// failAfter, when positive, makes Apply fail after that many writes
 	// inside its transaction: a test's stand-in for a fault part-way.
 	failAfter int
 }
 
 // Open opens the certificate cache at path, creating it when absent
-// (unless ReadOnly). The file is checked whole first: a file that is not
-// gives a *CorruptError (errors.Is ErrCorrupt) and is left as it is. A
-// file made under another cache key gives ErrWrongKey; a cache of schema
-// 1 or 2 gives ErrPlaintext; both are left as they are.
+// (unless ReadOnly). The file is checked first: a file that is not whole
+// gives a *CorruptError (errors.Is ErrCorrupt) and is left as it is. Open
+// for writing checks all but the certificates, which a check started in
+// the background then reads (deferred.go): damage found there is what
+// Checked, every lookup and every write return from then on. A file made
+// under another cache key gives ErrWrongKey; a cache of schema 1 or 2
+// gives ErrPlaintext; both are left as they are.
 func Open(path string, opts *Options) (*Cache, error) {
 	var o Options
 	if opts != nil {
@@ -102,12 +109,23 @@ func Open(path string, opts *Options) (*Cache, error) {
 	if o.Key == nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, ErrNoKey)
 	}
-	db, err := openDB(path, o)
+	// A read-only open is a tool's (diag, `gateagent cache`), which reads
+	// every certificate anyway: the whole file is checked first. The
+	// agent's open for writing leaves the certificates to a check beside
+	// the gate (deferred.go).
+	shallow := string(bucketCerts)
+	if o.ReadOnly {
+		shallow = ""
+	}
+	db, later, err := openDB(path, o, shallow)
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
-	c := &Cache{db: db, readOnly: o.ReadOnly, key: o.Key, replaces: o.Replaces}
+	c := &Cache{db: db, readOnly: o.ReadOnly, key: o.Key, replaces: o.Replaces, later: later}
 	c.path.Store(&path)
+	if later != nil {
+		go later.run()
+	}
 	err = c.init()
 	if err == nil {
 		var fs FeedState
@@ -123,7 +141,7 @@ func Open(path string, opts *Options) (*Cache, error) {
 		err = c.finishRebuild() // synced, but stopped before the rename
 	}
 	if err != nil {
-		db.Close()
+		c.Close()
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
 	return c, nil
@@ -134,7 +152,7 @@ func Open(path string, opts *Options) (*Cache, error) {
 func (c *Cache) init() error {
 	var found int
 	var salt []byte
-	err := c.view(func(tx *bolt.Tx) error {
+	err := c.viewMeta(func(tx *bolt.Tx) error {
 		var err error
 		found, err = fileSchema(tx, c.Path(), kindCache)
 		if err != nil || found == 0 {
@@ -158,8 +176,8 @@ func (c *Cache) init() error {
 				return macOK(&c.key.mac, v[len(v)-tagLen:], domainFeed, v[:len(v)-tagLen])
 			}
 			aead, err := c.key.sealer(salt)
-			if err != nil {
-				return false
+			if err != nil || c.Checked() != nil {
+				return false // the certificates are read only once checked
 			}
 			k, v := tx.Bucket(bucketCerts).Cursor().First()
 			var cert verify.Cert
@@ -263,8 +281,30 @@ func createFile(tx *bolt.Tx, kind string, schema int, k *Key, buckets ...[]byte)
 }
 
 // view runs fn in a read transaction, a damaged page being an error.
+// view runs fn in a read transaction once the certificates are checked
+// (Checked), or returns the damage found in them.
 func (c *Cache) view(fn func(*bolt.Tx) error) error {
+	if err := c.Checked(); err != nil {
+		return err
+	}
+	return c.viewMeta(fn)
+}
+
+// viewMeta runs fn in a read transaction at once: for fn that reads no
+// certificate, only what Open checked (the meta bucket).
+func (c *Cache) viewMeta(fn func(*bolt.Tx) error) error {
 	return safely(c.Path(), func() error { return c.db.View(fn) })
+}
+
+// Checked waits for the check of the certificates that Open started
+// (deferred.go) and returns its outcome: nil, or the *CorruptError it
+// found, which every lookup and write returns from then on. It returns at
+// once when that check is over, or when there was none to run.
+func (c *Cache) Checked() error {
+	if c.later == nil {
+		return nil
+	}
+	return c.later.wait()
 }
 
 // update runs fn in a write transaction, or refuses with ErrReadOnly: the
@@ -273,11 +313,18 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 	if c.readOnly {
 		return ErrReadOnly
 	}
+	if err := c.Checked(); err != nil {
+		return err
+	}
 	return safely(c.Path(), func() error { return c.db.Update(fn) })
 }
 
 // Close closes the file. Every committed change is already on disk.
 func (c *Cache) Close() error {
+	if c.later != nil {
+		c.later.stop.Store(true)
+		c.later.wait()
+	}
 	if err := c.db.Close(); err != nil {
 		return fmt.Errorf("cache: close %s: %w", c.Path(), err)
 	}
@@ -333,6 +380,11 @@ func (c *Cache) Synced() bool { return c.synced.Load() }
 // so that either shuts the gate with a message.
 func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, found bool, err error) {
 	err = safely(c.Path(), func() error {
+		if c.later != nil {
+			if err := c.later.descend(id[:]); err != nil {
+				return err
+			}
+		}
 		tx, err := c.db.Begin(false)
 		if err != nil {
 			return err
@@ -394,7 +446,7 @@ type Resync struct {
 // A state that fails authentication is an *AuthError.
 func (c *Cache) Feed() (FeedState, error) {
 	var fs FeedState
-	err := c.view(func(tx *bolt.Tx) error {
+	err := c.viewMeta(func(tx *bolt.Tx) error {
 		var err error
 		fs, err = c.readFeed(tx)
 		return err

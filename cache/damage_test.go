@@ -190,15 +190,25 @@ func TestDamagedFilesAreRefusedOrWhole(t *testing.T) {
 }
 
 // exerciseCache opens a possibly damaged cache for writing and, when it
-// opens, uses it as the agent does; the file must then stay whole.
+// opens, uses it as the agent does; the file must then stay whole. Damage
+// in the certificates' tree may be found after the open (Checked): the
+// cache must then refuse every lookup and write.
 func exerciseCache(t *testing.T, path string, f *fixture) error {
 	t.Helper()
+	release := cache.HoldChecks(t)
 	c, err := cache.Open(path, cachetest.Options(nil))
 	if err != nil {
 		return err
 	}
+	for _, cert := range f.certs[:200] {
+		c.Lookup(cert.ID, verify.Entry) // before the check ends: a damaged page is an error; none panics
+	}
+	release()
+	if err := usedAfterCheck(t, c, f.certs[0].ID); err != nil {
+		return err
+	}
 	if err := c.Check(); err != nil {
-		t.Fatalf("opened, but its check fails: %v", err)
+		t.Fatalf("opened and checked, but its check fails: %v", err)
 	}
 	for _, cert := range f.certs[:200] {
 		c.Lookup(cert.ID, verify.Entry) // a damaged record is an error; none panics
@@ -214,6 +224,31 @@ func exerciseCache(t *testing.T, path string, f *fixture) error {
 		t.Fatalf("a file that opened whole is not whole after writes: %v", err)
 	}
 	return nil
+}
+
+// usedAfterCheck waits for the check of c's certificates and returns what
+// it found; when it found damage, c must refuse a lookup and a write (and
+// is closed).
+func usedAfterCheck(t testing.TB, c *cache.Cache, id verify.CertID) error {
+	t.Helper()
+	err := c.Checked()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("the check after the open: %v, want ErrCorrupt", err)
+	}
+	if _, _, lerr := c.Lookup(id, verify.Entry); !errors.Is(lerr, cache.ErrCorrupt) {
+		t.Fatalf("a lookup in a cache found damaged: %v, want ErrCorrupt", lerr)
+	}
+	fs, _ := c.Feed()
+	if _, aerr := c.Apply(cachetest.Batch(fs.Cursor, fs.Cursor+10, 1<<40)); !errors.Is(aerr, cache.ErrCorrupt) {
+		t.Fatalf("a write to a cache found damaged: %v, want ErrCorrupt", aerr)
+	}
+	if cerr := c.Close(); cerr != nil {
+		t.Fatal(cerr)
+	}
+	return err
 }
 
 func exerciseJournal(t *testing.T, path string) error {

@@ -3,12 +3,29 @@ package cache
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
 	"gateagent/event"
 	"gateagent/verify"
 )
+
+// HoldChecks makes the check of the certificates that Open starts wait
+// until release is called (or the test ends).
+func HoldChecks(t interface{ Cleanup(func()) }) (release func()) {
+	hold := make(chan struct{})
+	holdChecks.Store(&hold)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			holdChecks.Store(nil)
+			close(hold)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
 
 // SetFailAfter makes Apply fail after n writes inside its transaction.
 func SetFailAfter(c *Cache, n int) { c.failAfter = n }

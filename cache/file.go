@@ -121,7 +121,11 @@ const (
 // openDB opens the bbolt file at path for a Cache or a Journal: it locks
 // the file, checks it whole (walk), and only then gives it to bbolt. A
 // file of zero bytes opened for writing is left to bbolt to set up.
-func openDB(path string, o Options) (*bolt.DB, error) {
+//
+// With shallow naming a bucket, the check leaves that bucket's tree out
+// and returns a *deferredCheck holding the file's map, to check it after
+// (see deferred.go); nil when the bucket has no tree of its own.
+func openDB(path string, o Options, shallow string) (*bolt.DB, *deferredCheck, error) {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = time.Second
 	}
@@ -131,25 +135,26 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	}
 	f, err := os.OpenFile(path, flag, 0o600)
 	if err != nil {
-		return nil, err // the OS said no (permission, no such directory, …): say so as it is
+		return nil, nil, err // the OS said no (permission, no such directory, …): say so as it is
 	}
 	if err := lock(f, !o.ReadOnly, o.LockTimeout); err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if fi.Size() == 0 && o.ReadOnly {
 		f.Close()
-		return nil, &CorruptError{Path: path, Kind: Empty, Detail: "0 bytes", Problems: 1}
+		return nil, nil, &CorruptError{Path: path, Kind: Empty, Detail: "0 bytes", Problems: 1}
 	}
+	var later *deferredCheck
 	if fi.Size() > 0 {
-		if _, err := checkOpenFile(path, f, fi.Size()); err != nil {
+		if later, err = checkAtOpen(path, f, fi.Size(), shallow); err != nil {
 			f.Close()
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var db *bolt.DB
@@ -168,15 +173,18 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	})
 	if err != nil {
 		f.Close() // bbolt closed it already, unless it panicked
+		if later != nil {
+			syscall.Munmap(later.data)
+		}
 		var ce *CorruptError
 		if errors.As(err, &ce) {
-			return nil, err
+			return nil, nil, err
 		}
 		// The walk passed, so bbolt should not refuse the file; say so
 		// as damage rather than as an OS error.
-		return nil, damaged(path, 0, "bbolt: %v", err)
+		return nil, nil, damaged(path, 0, "bbolt: %v", err)
 	}
-	return db, nil
+	return db, later, nil
 }
 
 // lock takes the file's lock, shared or exclusive, waiting up to timeout.
@@ -205,12 +213,9 @@ func lock(f *os.File, exclusive bool, timeout time.Duration) error {
 // checkOpenFile maps the locked file f read-only and walks it. It returns
 // the top-level buckets found, name → sequence.
 func checkOpenFile(path string, f *os.File, size int64) (map[string]uint64, error) {
-	if size > int64(^uint(0)>>1) {
-		return nil, damaged(path, 0, "%d bytes: larger than this machine can map", size)
-	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	data, err := mapFile(path, f, size, syscall.MAP_POPULATE) // every page is read: map them at once
 	if err != nil {
-		return nil, fmt.Errorf("map %s: %w", path, err)
+		return nil, err
 	}
 	defer syscall.Munmap(data)
 	var buckets map[string]uint64
@@ -225,6 +230,53 @@ func checkOpenFile(path string, f *os.File, size int64) (map[string]uint64, erro
 		return w.err()
 	})
 	return buckets, err
+}
+
+// checkAtOpen is openDB's check: the whole file (checkOpenFile), or all
+// but the tree of the bucket shallow names, which it returns to check
+// later with the file's map.
+func checkAtOpen(path string, f *os.File, size int64, shallow string) (*deferredCheck, error) {
+	if shallow == "" {
+		_, err := checkOpenFile(path, f, size)
+		return nil, err
+	}
+	data, err := mapFile(path, f, size, 0)
+	if err != nil {
+		return nil, err
+	}
+	var later *deferredCheck
+	err = safely(path, func() error {
+		m, ps, err := metaOf(path, data)
+		if err != nil {
+			return err
+		}
+		w := newWalk(path, data, ps, m, recordChecks)
+		w.shallow = shallow
+		w.all()
+		if err := w.err(); err != nil {
+			return err
+		}
+		if w.shallowRoot != 0 {
+			later = newDeferredCheck(path, data, w, w.shallowRoot)
+		}
+		return nil
+	})
+	if later == nil {
+		syscall.Munmap(data)
+	}
+	return later, err
+}
+
+// mapFile maps size bytes of f read-only.
+func mapFile(path string, f *os.File, size int64, flags int) ([]byte, error) {
+	if size > int64(^uint(0)>>1) {
+		return nil, damaged(path, 0, "%d bytes: larger than this machine can map", size)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|flags)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", path, err)
+	}
+	return data, nil
 }
 
 // CheckFile checks the closed cache or journal file at path without
@@ -312,6 +364,10 @@ func checkDB(db *bolt.DB, path string, readOnly bool) error {
 }
 
 var errRollback = errors.New("rollback")
+
+// errClosed is what a lookup meets on a cache closed before its check
+// ended.
+var errClosed = errors.New("closed")
 
 // Quarantine moves the damaged file at path aside, to
 // PATH.damaged-YYYYMMDDTHHMMSSZ (UTC), for a technician to take away, and

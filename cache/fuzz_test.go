@@ -37,7 +37,21 @@ func FuzzOpenDamaged(f *testing.F) {
 			t.Fatal(err)
 		}
 		_, checkErr := cache.CheckFile(path)
-		if c, err := cache.Open(path, cachetest.Options(nil)); err == nil {
+		release := cache.HoldChecks(t)
+		c, err := cache.Open(path, cachetest.Options(nil))
+		if err == nil {
+			for _, cert := range fx.certs[:20] {
+				c.Lookup(cert.ID, verify.Entry) // before the check of the certificates ends
+			}
+			release()
+			if err = usedAfterCheck(t, c, fx.certs[0].ID); err != nil && checkErr == nil {
+				t.Fatalf("the check after the open found damage that CheckFile does not: %v", err)
+			}
+		}
+		if errors.Is(err, cache.ErrLocked) {
+			t.Fatal(err)
+		}
+		if err == nil {
 			if checkErr != nil && len(data) > 0 {
 				t.Fatalf("the open took a file CheckFile refuses: %v", checkErr)
 			}
@@ -55,8 +69,6 @@ func FuzzOpenDamaged(f *testing.F) {
 			if _, err := cache.CheckFile(path); err != nil {
 				t.Fatalf("a cache that opened whole is not whole after writes: %v", err)
 			}
-		} else if errors.Is(err, cache.ErrLocked) {
-			t.Fatal(err)
 		}
 
 		jpath := filepath.Join(dir, "journal.db")

@@ -69,7 +69,7 @@ func OpenJournal(path string, opts *Options) (*Journal, error) {
 	if o.Key == nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, ErrNoKey)
 	}
-	db, err := openDB(path, o)
+	db, _, err := openDB(path, o, "")
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}

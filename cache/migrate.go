@@ -31,7 +31,7 @@ type Moved struct {
 // changes nothing.
 func MoveLegacyJournal(path string, j *Journal) (Moved, error) {
 	var mv Moved
-	db, err := openDB(path, Options{ReadOnly: true})
+	db, _, err := openDB(path, Options{ReadOnly: true}, "")
 	if err != nil {
 		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
@@ -133,7 +133,7 @@ func MoveLegacyJournal(path string, j *Journal) (Moved, error) {
 // file of this build's schema or none. The agent uses it to name what it
 // is replacing.
 func LegacySchema(path string) (int, error) {
-	db, err := openDB(path, Options{ReadOnly: true})
+	db, _, err := openDB(path, Options{ReadOnly: true}, "")
 	if err != nil {
 		return 0, err
 	}

@@ -2,10 +2,12 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"os"
+	"sync/atomic"
 )
 
 // The integrity check reads the file's pages itself instead of calling
@@ -180,6 +182,14 @@ type walk struct {
 	// lenient walks on past keys out of order (a salvage reads what it
 	// can; a check stops at the page).
 	lenient bool
+	// shallow names the bucket whose tree is left out (Open's quick check:
+	// see deferred.go); shallowRoot is its root page once found. The pages
+	// under it are unknown, so the walk does not ask that every page be in
+	// use or free.
+	shallow     string
+	shallowRoot uint64
+	// stop, when set, ends the walk early (the cache is being closed).
+	stop *atomic.Bool
 
 	// buckets found at the top level: name → sequence.
 	buckets map[string]uint64
@@ -221,6 +231,9 @@ func (w *walk) all() {
 	if w.m.freelist != noFreelist {
 		w.freelist(free)
 	}
+	if w.shallowRoot != 0 {
+		return
+	}
 	for id := uint64(2); id < w.m.hwm; id++ {
 		if !w.isUsed(id) && free[id/64]&(1<<(id%64)) == 0 {
 			w.fail(id, "neither in use nor free")
@@ -229,8 +242,29 @@ func (w *walk) all() {
 }
 
 // page returns the bytes of page id and its overflow pages, after checking
-// its header: its own number, and pages no other link has reached.
+// its header (header) and that no other link has reached them.
 func (w *walk) page(id uint64, what string) (p []byte, flags, count uint16, ok bool) {
+	p, flags, count, ok = w.header(id, what)
+	if !ok {
+		return nil, 0, 0, false
+	}
+	over := uint64(len(p))/w.ps - 1
+	for i := id; i <= id+over; i++ {
+		if w.isUsed(i) {
+			w.fail(id, "reached twice (a cycle, or two links to one page)")
+			return nil, 0, 0, false
+		}
+	}
+	for i := id; i <= id+over; i++ {
+		w.markUsed(i)
+	}
+	return p, flags, count, true
+}
+
+// header returns the bytes of page id and its overflow pages, after
+// checking its header: its place in the file, its own number, and its
+// overflow pages inside the file.
+func (w *walk) header(id uint64, what string) (p []byte, flags, count uint16, ok bool) {
 	if id < 2 || id >= w.m.hwm {
 		w.fail(id, "%s link out of bounds (%d pages)", what, w.m.hwm)
 		return nil, 0, 0, false
@@ -247,16 +281,16 @@ func (w *walk) page(id uint64, what string) (p []byte, flags, count uint16, ok b
 		w.fail(id, "%d overflow pages run past the last page", over)
 		return nil, 0, 0, false
 	}
-	for i := id; i <= id+over; i++ {
-		if w.isUsed(i) {
-			w.fail(id, "reached twice (a cycle, or two links to one page)")
-			return nil, 0, 0, false
-		}
-	}
-	for i := id; i <= id+over; i++ {
-		w.markUsed(i)
-	}
 	return w.data[off : off+(over+1)*w.ps], flags, count, true
+}
+
+// fits checks that the count elements of tree page id fit in it.
+func (w *walk) fits(id uint64, p []byte, count uint16) bool {
+	if !elemsFit(p, count) {
+		w.fail(id, "%d elements do not fit the page", count)
+		return false
+	}
+	return true
 }
 
 // elems checks that count element headers fit in p after the page header.
@@ -287,48 +321,24 @@ func (w *walk) tree(id uint64, lo, hi []byte, depth int, bucket *inBucket) {
 		w.fail(id, "tree deeper than %d levels", maxDepth)
 		return
 	}
-	p, flags, count, ok := w.page(id, "tree")
-	if !ok {
+	if w.stop != nil && w.stop.Load() {
 		return
 	}
-	if !elemsFit(p, count) {
-		w.fail(id, "%d elements do not fit the page", count)
+	p, flags, count, ok := w.page(id, "tree")
+	if !ok || !w.fits(id, p, count) {
 		return
 	}
 	switch flags {
 	case branchPageFlag:
-		if count == 0 {
-			w.fail(id, "branch page with no children")
+		if !w.branch(id, p, count, lo, hi) {
 			return
 		}
-		keys := make([][]byte, count)
-		kids := make([]uint64, count)
 		for i := range uint64(count) {
-			at := pageHeaderSize + i*elemSize
-			pos, ksize := uint64(ne.Uint32(p[at:])), uint64(ne.Uint32(p[at+4:]))
-			k, ok := span(p, at, pos, ksize)
-			if !ok {
-				w.fail(id, "key %d lies outside the page", i)
-				return
-			}
-			var prev []byte
-			if i > 0 {
-				prev = keys[i-1]
-			}
-			if !w.inOrder(id, i, k, prev, lo, hi) && !w.lenient {
-				return
-			}
-			keys[i], kids[i] = k, ne.Uint64(p[at+8:])
-		}
-		for i := range keys {
-			next := hi
-			if i+1 < len(keys) {
-				next = keys[i+1]
-			}
+			k, kid, next := child(p, i, count, hi)
 			if w.lenient {
-				w.tree(kids[i], nil, nil, depth+1, bucket)
+				w.tree(kid, nil, nil, depth+1, bucket)
 			} else {
-				w.tree(kids[i], keys[i], next, depth+1, bucket)
+				w.tree(kid, k, next, depth+1, bucket)
 			}
 		}
 	case leafPageFlag:
@@ -338,20 +348,77 @@ func (w *walk) tree(id uint64, lo, hi []byte, depth int, bucket *inBucket) {
 	}
 }
 
+// branch checks the keys of a branch page: each inside the page, in
+// order, and all in [lo, hi). False means the page's children are not to
+// be followed; a lenient walk follows them unless a key lies outside the
+// page (it has counted the keys out of order).
+func (w *walk) branch(id uint64, p []byte, count uint16, lo, hi []byte) bool {
+	if count == 0 {
+		w.fail(id, "branch page with no children")
+		return false
+	}
+	var prev []byte
+	for i := range uint64(count) {
+		at := pageHeaderSize + i*elemSize
+		pos, ksize := uint64(ne.Uint32(p[at:])), uint64(ne.Uint32(p[at+4:]))
+		k, ok := span(p, at, pos, ksize)
+		if !ok {
+			w.fail(id, "key %d lies outside the page", i)
+			return false
+		}
+		if !w.inOrder(id, i, k, prev, lo, hi, i+1 == uint64(count)) && !w.lenient {
+			return false
+		}
+		prev = k
+	}
+	return true
+}
+
+// child returns the key and the page of a checked branch page's child i,
+// and the key that bounds the child above (the next key, or hi for the
+// last child).
+func child(p []byte, i uint64, count uint16, hi []byte) (k []byte, kid uint64, next []byte) {
+	at := pageHeaderSize + i*elemSize
+	k = p[at+uint64(ne.Uint32(p[at:])):][:ne.Uint32(p[at+4:])]
+	kid, next = ne.Uint64(p[at+8:]), hi
+	if i+1 < uint64(count) {
+		at += elemSize
+		next = p[at+uint64(ne.Uint32(p[at:])):][:ne.Uint32(p[at+4:])]
+	}
+	return k, kid, next
+}
+
 // inOrder checks key i of a page against the one before it (prev, nil
-// for none) and the bounds its parent sets.
-func (w *walk) inOrder(id, i uint64, k, prev, lo, hi []byte) bool {
+// for none) and the bounds its parent sets: the first key against lo,
+// and against hi the last key (last), which is enough once every key is
+// above the one before it, or every key when the walk is lenient (it
+// judges each key on its own). This is the open's hottest loop: a million
+// certificates are a million calls.
+func (w *walk) inOrder(id, i uint64, k, prev, lo, hi []byte, last bool) bool {
 	switch {
-	case i == 0 && lo != nil && bytes.Compare(k, lo) < 0:
+	case i == 0 && lo != nil && compareKeys(k, lo) < 0:
 		w.fail(id, "first key sorts before its parent's")
-	case prev != nil && bytes.Compare(prev, k) >= 0:
+	case prev != nil && compareKeys(prev, k) >= 0:
 		w.fail(id, "key %d out of order", i)
-	case hi != nil && bytes.Compare(k, hi) >= 0:
+	case hi != nil && (last || w.lenient) && compareKeys(k, hi) >= 0:
 		w.fail(id, "key %d sorts after the parent's next key", i)
 	default:
 		return true
 	}
 	return false
+}
+
+// compareKeys is bytes.Compare, quicker for the certificates' 16-byte
+// IDs: two loads and two comparisons instead of a call.
+func compareKeys(a, b []byte) int {
+	if len(a) != 16 || len(b) != 16 {
+		return bytes.Compare(a, b)
+	}
+	be := binary.BigEndian
+	if x, y := be.Uint64(a), be.Uint64(b); x != y {
+		return cmp.Compare(x, y)
+	}
+	return cmp.Compare(be.Uint64(a[8:]), be.Uint64(b[8:]))
 }
 
 // leaf checks the records of a leaf page (or of an inline bucket's page,
@@ -368,7 +435,7 @@ func (w *walk) leaf(id uint64, p []byte, count uint16, lo, hi []byte, depth int,
 			return
 		}
 		k, v := kv[:ksize:ksize], kv[ksize:]
-		if !w.inOrder(id, i, k, prev, lo, hi) {
+		if !w.inOrder(id, i, k, prev, lo, hi, i+1 == uint64(count)) {
 			if !w.lenient {
 				return
 			}
@@ -412,6 +479,14 @@ func (w *walk) bucket(id uint64, name string, v []byte, depth int) {
 	if root != 0 {
 		if len(v) != bucketHeaderSize {
 			w.fail(id, "bucket %q: header of %d bytes", name, len(v))
+			return
+		}
+		if name == w.shallow {
+			if root < 2 || root >= w.m.hwm {
+				w.fail(id, "bucket %q: root page %d out of bounds (%d pages)", name, root, w.m.hwm)
+				return
+			}
+			w.shallowRoot = root
 			return
 		}
 		w.tree(root, nil, nil, depth+1, in)

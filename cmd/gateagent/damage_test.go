@@ -283,6 +283,10 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 		h.srv.Stop() // nothing can be healed: the damaged records stay
 	}
 	a := h.start(t, what, cfg)
+	var first string // the log of a start that stopped to rebuild the cache
+	if !whole["cache.db"] {
+		a, first = h.restartOnDamage(t, what, cfg, a)
+	}
 	if len(known) > 0 {
 		for _, id := range known {
 			h.scanRefused(t, what, a, h.certs[id])
@@ -323,7 +327,7 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	}) {
 		t.Fatalf("%s: the valid code was not granted within 30 s:\n%s", what, a.out.String())
 	}
-	rebuilt := strings.Contains(a.out.String(), "the key cache is damaged")
+	rebuilt := strings.Contains(first+a.out.String(), "the key cache is damaged")
 	// A file whole page by page whose cursor or key check value fails
 	// authentication is rebuilt too (the check without the key cannot
 	// see that).
@@ -348,7 +352,7 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	// agent reports lost.
 	lost, exact := 0, true
 	if !whole["journal.db"] {
-		lost, exact = lostOf(t, what, a.out.String())
+		lost, exact = lostOf(t, what, first+a.out.String())
 	}
 	missing := 0
 	if !eventually.Within(20*time.Second, func() bool {
@@ -375,8 +379,8 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	}) {
 		t.Fatalf("%s: %d events missing at the issuer, %d reported lost:\n%s", what, missing, lost, a.out.String())
 	}
-	t.Logf("%s: cache whole %v, journal whole %v, %d damaged records scanned; %d events lost (reported %d, exact %v); %v",
-		what, whole["cache.db"], whole["journal.db"], len(known), missing, lost, exact, time.Since(start).Round(100*time.Millisecond))
+	t.Logf("%s: cache whole %v, journal whole %v, restarted to rebuild %v, %d damaged records scanned; %d events lost (reported %d, exact %v); %v",
+		what, whole["cache.db"], whole["journal.db"], first != "", len(known), missing, lost, exact, time.Since(start).Round(100*time.Millisecond))
 	h.stop(t, what, a)
 }
 
@@ -508,6 +512,35 @@ func (h *harness) start(t *testing.T, what, cfg string) *agentProc {
 		<-a.exited
 	})
 	return a
+}
+
+// restartOnDamage waits until the agent a, started on a damaged cache,
+// has said so. Damage found as the cache opened is rebuilt by the running
+// agent: a is returned. Damage in the certificates, which are checked
+// beside the running gate, makes the agent move the file aside and stop
+// with status 1; systemd would start it again (Restart=always), and so
+// does this: the new agent is returned, with the log of the first.
+func (h *harness) restartOnDamage(t *testing.T, what, cfg string, a *agentProc) (*agentProc, string) {
+	t.Helper()
+	said := func() bool { return strings.Contains(a.out.String(), "the key cache is damaged") }
+	if !eventually.Within(10*time.Second, said) {
+		t.Fatalf("%s: cache check found the cache damaged, the agent did not say so within 10 s:\n%s", what, a.out.String())
+	}
+	if !strings.Contains(a.out.String(), "found by the check of its certificates after the start") {
+		return a, ""
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the agent did not stop within 10 s of finding the damage:\n%s", what, a.out.String())
+	}
+	if code := exitCode(t, what, []string{"run"}, a.err, a.out.String()); code != 1 || !strings.Contains(a.out.String(), "start the agent again to rebuild it") {
+		t.Fatalf("%s: the agent exited %d on the damage, want 1 and what to do:\n%s", what, code, a.out.String())
+	}
+	if n := a.relayOns.Load(); n != 0 {
+		t.Fatalf("%s: the relay opened %d times on a damaged cache:\n%s", what, n, a.out.String())
+	}
+	return h.start(t, what, cfg), a.out.String()
 }
 
 // stop sends SIGTERM and checks the agent exits 0, without a crash.

@@ -1,0 +1,150 @@
+package cache
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// A certificate cache is checked in two steps, so that a gate with
+// millions of certificates is ready in milliseconds (BenchmarkColdStart5M)
+// and still never gives bbolt a page it did not write:
+//
+//   - Open checks everything but the certificates' tree (meta pages, free
+//     list, the root and meta buckets whole, the certificate bucket's
+//     header): a few pages whatever the file's size.
+//   - The certificates' tree is checked in full by a walk that Open starts
+//     in the background (deferredCheck.run), over the same map. Until it
+//     has passed, nothing writes to the file (update waits for it, and so
+//     do the reads that go through every certificate: view), so the file
+//     is the one the walk reads; and a lookup first walks down the tree
+//     itself to the leaf that holds its key (deferredCheck.descend),
+//     checking each page on the way that no lookup has checked yet, before
+//     bbolt reads those pages.
+//
+// When the walk finds damage the cache is not used any more: every lookup
+// and write returns the *CorruptError, and Checked returns it, for the
+// agent to move the file aside and rebuild it, as when Open finds damage.
+type deferredCheck struct {
+	path string
+	ps   uint64
+	m    meta
+	root uint64 // the certificate bucket's root page
+
+	// mu is held for reading by a lookup's descent through data, and for
+	// writing to unmap data once the walk is over (data is then nil).
+	mu   sync.RWMutex
+	data []byte
+
+	// seen has a bit for each page a lookup's descent has checked.
+	seen []atomic.Uint64
+
+	over atomic.Bool   // the walk has ended; err is set
+	done chan struct{} // closed when it has
+	err  error
+	stop atomic.Bool // Close asks the walk to end early
+}
+
+// newDeferredCheck takes over the map data of a file whose quick check
+// (w, shallow) passed and whose certificate tree starts at root.
+func newDeferredCheck(path string, data []byte, w *walk, root uint64) *deferredCheck {
+	return &deferredCheck{path: path, data: data, ps: w.ps, m: w.m, root: root,
+		seen: make([]atomic.Uint64, (w.m.hwm+63)/64), done: make(chan struct{})}
+}
+
+// holdChecks, when set, is waited on before each walk starts: a test's
+// way to look up while the walk has not ended.
+var holdChecks atomic.Pointer[chan struct{}]
+
+// run walks the whole file, as CheckFile does, then unmaps it.
+func (d *deferredCheck) run() {
+	if hold := holdChecks.Load(); hold != nil {
+		<-*hold
+	}
+	err := safely(d.path, func() error {
+		w := newWalk(d.path, d.data, d.ps, d.m, recordChecks)
+		w.stop = &d.stop
+		w.all()
+		return w.err()
+	})
+	if d.stop.Load() && err == nil {
+		err = errClosed
+	}
+	d.err = err
+	d.mu.Lock()
+	syscall.Munmap(d.data)
+	d.data = nil
+	d.mu.Unlock()
+	d.over.Store(true)
+	close(d.done)
+}
+
+// wait returns the walk's outcome once it has one.
+func (d *deferredCheck) wait() error {
+	<-d.done
+	return d.err
+}
+
+// descend checks the pages from the certificate tree's root down to the
+// leaf where key belongs, each once. It returns the walk's outcome if the
+// walk is over. It runs inside safely, as the lookup that calls it.
+func (d *deferredCheck) descend(key []byte) error {
+	if d.over.Load() {
+		return d.err
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.data == nil {
+		return d.err
+	}
+	w := walk{path: d.path, data: d.data, ps: d.ps, m: d.m}
+	id, lo, hi := d.root, []byte(nil), []byte(nil)
+	for depth := 0; ; depth++ {
+		if depth > maxDepth {
+			w.fail(id, "tree deeper than %d levels", maxDepth)
+			return w.err()
+		}
+		p, flags, count, ok := w.header(id, "tree")
+		if !ok || !w.fits(id, p, count) {
+			return w.err()
+		}
+		checked := d.seen[id/64].Load()&(1<<(id%64)) != 0
+		switch flags {
+		case branchPageFlag:
+			if !checked && !w.branch(id, p, count, lo, hi) {
+				return w.err()
+			}
+			d.seen[id/64].Or(1 << (id % 64))
+			i := search(p, count, key)
+			lo, id, hi = child(p, i, count, hi)
+		case leafPageFlag:
+			if !checked {
+				w.leaf(id, p, count, lo, hi, depth, &inBucket{"certs", checkCertRecord})
+				if err := w.err(); err != nil {
+					return err
+				}
+				d.seen[id/64].Or(1 << (id % 64))
+			}
+			return nil
+		default:
+			w.fail(id, "tree page of type %#x", flags)
+			return w.err()
+		}
+	}
+}
+
+// search returns the child of a checked branch page under which key
+// belongs: the last whose key is not above it, or the first.
+func search(p []byte, count uint16, key []byte) uint64 {
+	lo, hi := uint64(0), uint64(count) // the answer is in [lo, hi)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		k, _, _ := child(p, mid, count, nil)
+		if compareKeys(k, key) <= 0 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
