@@ -14,8 +14,9 @@ import (
 )
 
 // openStorage is the start-up step "check, quarantine, rebuild": it opens
-// the journal and the certificate cache, each checked whole as it opens
-// (cache.Open, cache.OpenJournal). A file that is not whole is moved aside
+// the journal and the certificate cache, each checked as it opens
+// (cache.Open, cache.OpenJournal; the cache's certificates are checked
+// after, beside the running gate: watchCheck). A file that is not whole is moved aside
 // for the technician (cache.Quarantine), an error is logged and an alarm
 // event recorded, and the file is replaced:
 //

@@ -11,8 +11,9 @@
 //
 // Every change is one bbolt transaction, so a power cut at any instant
 // leaves a file as it was before or after the change, never between.
-// Every file is checked whole before bbolt reads it (see pages.go), and
-// every read and write runs where a damaged page is an error
+// Every page is checked before bbolt reads it (see pages.go; the
+// certificates of a cache opened for writing after the open, deferred.go),
+// and every read and write runs where a damaged page is an error
 // (*CorruptError), never a crash.
 //
 // Both files are sealed under the gate's cache key (Key): every
