@@ -131,8 +131,13 @@ func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logg
 // for one closed before its check ended.
 func (a *Agent) watchCheck() error {
 	c := a.store.Cache
+	start := time.Now()
+	err := c.Checked()
 	var ce *cache.CorruptError
-	if err := c.Checked(); !errors.As(err, &ce) {
+	if !errors.As(err, &ce) {
+		if err == nil {
+			a.log.Info("key cache checked: every page whole", "took", time.Since(start).Round(time.Millisecond))
+		}
 		return nil
 	}
 	path := c.Path()
