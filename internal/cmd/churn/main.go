@@ -34,8 +34,9 @@ func main() {
 	revokes := flag.Int("revokes", 0, "revocations per day (before -scale)")
 	retention := flag.Duration("retention", churn.Default().Retention, "how long certificates are kept after they expire")
 	seed := flag.Uint64("seed", 1, "seed of the certificates and the grants")
+	maintain := flag.Duration("maintain-every", churn.Default().MaintainEvery, "how often the storage's maintenance (today: the purge) runs")
 	flag.Parse()
-	if err := run(*days, *target, *dir, *dev, *scale, *revokes, *retention, *seed); err != nil {
+	if err := run(*days, *target, *dir, *dev, *scale, *revokes, *retention, *maintain, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "churn:", err)
 		os.Exit(1)
 	}
@@ -50,7 +51,7 @@ func names() []string {
 	return n
 }
 
-func run(days int, target, dir, dev string, scale float64, revokes int, retention time.Duration, seed uint64) error {
+func run(days int, target, dir, dev string, scale float64, revokes int, retention, maintain time.Duration, seed uint64) error {
 	open, ok := churn.Targets[target]
 	if !ok {
 		return fmt.Errorf("no target %q: one of %s", target, strings.Join(names(), ", "))
@@ -64,7 +65,7 @@ func run(days int, target, dir, dev string, scale float64, revokes int, retentio
 		dir = d
 	}
 	cfg := churn.Default()
-	cfg.RevokesPerDay, cfg.Retention, cfg.Seed = revokes, retention, seed
+	cfg.RevokesPerDay, cfg.Retention, cfg.MaintainEvery, cfg.Seed = revokes, retention, maintain, seed
 	cfg = cfg.Scaled(scale)
 	t, err := open(dir)
 	if err != nil {
