@@ -323,8 +323,7 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 // Close closes the file. Every committed change is already on disk.
 func (c *Cache) Close() error {
 	if c.later != nil {
-		c.later.stop.Store(true)
-		c.later.wait()
+		c.later.halt()
 	}
 	if err := c.db.Close(); err != nil {
 		return fmt.Errorf("cache: close %s: %w", c.Path(), err)

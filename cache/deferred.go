@@ -42,14 +42,23 @@ type deferredCheck struct {
 	over atomic.Bool   // the walk has ended; err is set
 	done chan struct{} // closed when it has
 	err  error
-	stop atomic.Bool // Close asks the walk to end early
+	stop atomic.Bool   // Close asks the walk to end early (halt)
+	quit chan struct{} // closed by halt
+	once sync.Once
 }
 
 // newDeferredCheck takes over the map data of a file whose quick check
 // (w, shallow) passed and whose certificate tree starts at root.
 func newDeferredCheck(path string, data []byte, w *walk, root uint64) *deferredCheck {
 	return &deferredCheck{path: path, data: data, ps: w.ps, m: w.m, root: root,
-		seen: make([]atomic.Uint64, (w.m.hwm+63)/64), done: make(chan struct{})}
+		seen: make([]atomic.Uint64, (w.m.hwm+63)/64), done: make(chan struct{}), quit: make(chan struct{})}
+}
+
+// halt ends the walk early and waits for it: the cache is being closed.
+func (d *deferredCheck) halt() {
+	d.stop.Store(true)
+	d.once.Do(func() { close(d.quit) })
+	<-d.done
 }
 
 // holdChecks, when set, is waited on before each walk starts: a test's
@@ -59,7 +68,10 @@ var holdChecks atomic.Pointer[chan struct{}]
 // run walks the whole file, as CheckFile does, then unmaps it.
 func (d *deferredCheck) run() {
 	if hold := holdChecks.Load(); hold != nil {
-		<-*hold
+		select {
+		case <-*hold:
+		case <-d.quit:
+		}
 	}
 	err := safely(d.path, func() error {
 		w := newWalk(d.path, d.data, d.ps, d.m, recordChecks)
