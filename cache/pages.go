@@ -28,7 +28,10 @@ import (
 // it, each page reached at most once, keys in order, the free list and the
 // pages in use disjoint and together covering the file, and every record
 // of this package's buckets decoded. Only a file that passes is opened
-// with bbolt, which then meets nothing it did not write.
+// with bbolt, which then meets nothing it did not write. (The agent's
+// open of a cache leaves the certificates' tree out and has it walked
+// beside the running gate, each lookup checking its own way down first:
+// deferred.go.)
 //
 // The layout is bbolt 1.x's (format version 2, internal/common), in the
 // machine's byte order, as bbolt reads it through unsafe casts.
