@@ -113,11 +113,16 @@ func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logg
 		log.Info("removed an unfinished rebuild of the key cache", "file", cache.RebuildPath(path))
 	}
 	for _, a := range alarms {
-		if _, err := j.AppendEvent(event.Event{Time: now(), Kind: event.Alarm, Detail: a}); err != nil {
-			log.Error("could not record the alarm", "alarm", a, "err", err)
-		}
+		recordAlarm(j, now(), a, log)
 	}
 	return c, j, nil
+}
+
+// recordAlarm records an alarm event in j, or logs that it could not.
+func recordAlarm(j *cache.Journal, at time.Time, detail string, log *slog.Logger) {
+	if _, err := j.AppendEvent(event.Event{Time: at, Kind: event.Alarm, Detail: detail}); err != nil {
+		log.Error("could not record the alarm", "alarm", detail, "err", err)
+	}
 }
 
 // watchCheck waits for the check of the key cache's certificates that
@@ -149,10 +154,7 @@ func (a *Agent) watchCheck() error {
 	}
 	a.log.Error("the key cache is damaged (found by the check of its certificates after the start): moved aside; the agent stops, and started again (systemd restarts it) it rebuilds the cache from the key feed; every code is refused until then",
 		"damage", ce.Error(), "moved_to", moved)
-	alarm := fmt.Sprintf("key cache %s: moved to %s; the agent restarts to rebuild it from the key feed, gate shut until then", ce.Kind, filepath.Base(moved))
-	if _, err := a.store.Journal.AppendEvent(event.Event{Time: a.opts.Now(), Kind: event.Alarm, Detail: alarm}); err != nil {
-		a.log.Error("could not record the alarm", "alarm", alarm, "err", err)
-	}
+	recordAlarm(a.store.Journal, a.opts.Now(), fmt.Sprintf("key cache %s: moved to %s; the agent restarts to rebuild it from the key feed, gate shut until then", ce.Kind, filepath.Base(moved)), a.log)
 	return fmt.Errorf("the key cache is damaged: moved to %s; start the agent again to rebuild it from the key feed: %w", moved, ce)
 }
 

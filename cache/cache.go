@@ -281,9 +281,9 @@ func createFile(tx *bolt.Tx, kind string, schema int, k *Key, buckets ...[]byte)
 	return nil
 }
 
-// view runs fn in a read transaction, a damaged page being an error.
-// view runs fn in a read transaction once the certificates are checked
-// (Checked), or returns the damage found in them.
+// view runs fn in a read transaction, a damaged page being an error, once
+// the certificates are checked (Checked), or returns the damage found in
+// them.
 func (c *Cache) view(fn func(*bolt.Tx) error) error {
 	if err := c.Checked(); err != nil {
 		return err

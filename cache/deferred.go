@@ -29,7 +29,8 @@ type deferredCheck struct {
 	path string
 	ps   uint64
 	m    meta
-	root uint64 // the certificate bucket's root page
+	root uint64    // the tree's root page
+	in   *inBucket // its bucket, and the check of its records
 
 	// mu is held for reading by a lookup's descent through data, and for
 	// writing to unmap data once the walk is over (data is then nil).
@@ -39,24 +40,22 @@ type deferredCheck struct {
 	// seen has a bit for each page a lookup's descent has checked.
 	seen []atomic.Uint64
 
-	over atomic.Bool   // the walk has ended; err is set
-	done chan struct{} // closed when it has
+	done chan struct{} // closed when the walk has ended, err then set
 	err  error
-	stop atomic.Bool   // Close asks the walk to end early (halt)
-	quit chan struct{} // closed by halt
+	quit chan struct{} // closed by halt: the walk ends early
 	once sync.Once
 }
 
-// newDeferredCheck takes over the map data of a file whose quick check
-// (w, shallow) passed and whose certificate tree starts at root.
-func newDeferredCheck(path string, data []byte, w *walk, root uint64) *deferredCheck {
-	return &deferredCheck{path: path, data: data, ps: w.ps, m: w.m, root: root,
+// newDeferredCheck takes over the map data of a file whose quick check w
+// passed, leaving out the tree of bucket w.shallow.
+func newDeferredCheck(path string, data []byte, w *walk) *deferredCheck {
+	return &deferredCheck{path: path, data: data, ps: w.ps, m: w.m,
+		root: w.shallowRoot, in: &inBucket{w.shallow, recordChecks[w.shallow]},
 		seen: make([]atomic.Uint64, (w.m.hwm+63)/64), done: make(chan struct{}), quit: make(chan struct{})}
 }
 
 // halt ends the walk early and waits for it: the cache is being closed.
 func (d *deferredCheck) halt() {
-	d.stop.Store(true)
 	d.once.Do(func() { close(d.quit) })
 	<-d.done
 }
@@ -73,22 +72,26 @@ func (d *deferredCheck) run() {
 		case <-d.quit:
 		}
 	}
+	w := newWalk(d.path, d.data, d.ps, d.m, recordChecks)
+	w.quit = d.quit
 	err := safely(d.path, func() error {
-		w := newWalk(d.path, d.data, d.ps, d.m, recordChecks)
-		w.stop = &d.stop
 		w.all()
 		return w.err()
 	})
-	if d.stop.Load() && err == nil {
+	if err == nil && w.quitting() {
 		err = errClosed
 	}
 	d.err = err
+	d.unmap()
+	close(d.done)
+}
+
+// unmap releases the file's map, once no descent reads it.
+func (d *deferredCheck) unmap() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	syscall.Munmap(d.data)
 	d.data = nil
-	d.mu.Unlock()
-	d.over.Store(true)
-	close(d.done)
 }
 
 // wait returns the walk's outcome once it has one.
@@ -97,16 +100,18 @@ func (d *deferredCheck) wait() error {
 	return d.err
 }
 
-// descend checks the pages from the certificate tree's root down to the
-// leaf where key belongs, each once. It returns the walk's outcome if the
-// walk is over. It runs inside safely, as the lookup that calls it.
+// descend checks the pages from the tree's root down to the leaf where key
+// belongs, each once. It returns the walk's outcome if the walk is over.
+// It runs inside safely, as the lookup that calls it.
 func (d *deferredCheck) descend(key []byte) error {
-	if d.over.Load() {
+	select {
+	case <-d.done:
 		return d.err
+	default:
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.data == nil {
+	if d.data == nil { // the walk ended meanwhile
 		return d.err
 	}
 	w := walk{path: d.path, data: d.data, ps: d.ps, m: d.m}
@@ -120,28 +125,27 @@ func (d *deferredCheck) descend(key []byte) error {
 		if !ok || !w.fits(id, p, count) {
 			return w.err()
 		}
-		checked := d.seen[id/64].Load()&(1<<(id%64)) != 0
+		seen := d.seen[id/64].Load()&(1<<(id%64)) != 0
 		switch flags {
 		case branchPageFlag:
-			if !checked && !w.branch(id, p, count, lo, hi) {
+			if !seen && !w.branch(id, p, count, lo, hi) {
 				return w.err()
 			}
-			d.seen[id/64].Or(1 << (id % 64))
-			i := search(p, count, key)
-			lo, id, hi = child(p, i, count, hi)
 		case leafPageFlag:
-			if !checked {
-				w.leaf(id, p, count, lo, hi, depth, &inBucket{"certs", checkCertRecord})
-				if err := w.err(); err != nil {
-					return err
+			if !seen {
+				if w.leaf(id, p, count, lo, hi, depth, d.in); w.problems > 0 {
+					return w.err()
 				}
-				d.seen[id/64].Or(1 << (id % 64))
 			}
-			return nil
 		default:
 			w.fail(id, "tree page of type %#x", flags)
 			return w.err()
 		}
+		d.seen[id/64].Or(1 << (id % 64))
+		if flags == leafPageFlag {
+			return nil
+		}
+		lo, id, hi = child(p, search(p, count, key), count, hi)
 	}
 }
 

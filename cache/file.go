@@ -174,7 +174,7 @@ func openDB(path string, o Options, shallow string) (*bolt.DB, *deferredCheck, e
 	if err != nil {
 		f.Close() // bbolt closed it already, unless it panicked
 		if later != nil {
-			syscall.Munmap(later.data)
+			later.unmap()
 		}
 		var ce *CorruptError
 		if errors.As(err, &ce) {
@@ -218,18 +218,27 @@ func checkOpenFile(path string, f *os.File, size int64) (map[string]uint64, erro
 		return nil, err
 	}
 	defer syscall.Munmap(data)
-	var buckets map[string]uint64
+	w, err := walkMapped(path, data, "")
+	if err != nil {
+		return nil, err
+	}
+	return w.buckets, nil
+}
+
+// walkMapped walks the file mapped at data: all of it, or all but the
+// tree of the bucket shallow names.
+func walkMapped(path string, data []byte, shallow string) (w *walk, err error) {
 	err = safely(path, func() error {
 		m, ps, err := metaOf(path, data)
 		if err != nil {
 			return err
 		}
-		w := newWalk(path, data, ps, m, recordChecks)
+		w = newWalk(path, data, ps, m, recordChecks)
+		w.shallow = shallow
 		w.all()
-		buckets = w.buckets
 		return w.err()
 	})
-	return buckets, err
+	return w, err
 }
 
 // checkAtOpen is openDB's check: the whole file (checkOpenFile), or all
@@ -240,31 +249,16 @@ func checkAtOpen(path string, f *os.File, size int64, shallow string) (*deferred
 		_, err := checkOpenFile(path, f, size)
 		return nil, err
 	}
-	data, err := mapFile(path, f, size, 0)
+	data, err := mapFile(path, f, size, 0) // only a few pages are read now
 	if err != nil {
 		return nil, err
 	}
-	var later *deferredCheck
-	err = safely(path, func() error {
-		m, ps, err := metaOf(path, data)
-		if err != nil {
-			return err
-		}
-		w := newWalk(path, data, ps, m, recordChecks)
-		w.shallow = shallow
-		w.all()
-		if err := w.err(); err != nil {
-			return err
-		}
-		if w.shallowRoot != 0 {
-			later = newDeferredCheck(path, data, w, w.shallowRoot)
-		}
-		return nil
-	})
-	if later == nil {
+	w, err := walkMapped(path, data, shallow)
+	if err != nil || w.shallowRoot == 0 { // damaged, or no tree left to check
 		syscall.Munmap(data)
+		return nil, err
 	}
-	return later, err
+	return newDeferredCheck(path, data, w), nil
 }
 
 // mapFile maps size bytes of f read-only.

@@ -348,7 +348,6 @@ func (j *Journal) RepairPassage(id verify.CertID, dir verify.Direction, at time.
 	return repaired, nil
 }
 
-// Passbacks counts the passages held (within the window, once purged).
 // Passage is one passage the journal holds (its anti-passback state).
 type Passage struct {
 	Cert verify.CertID
@@ -375,6 +374,7 @@ func (j *Journal) Passages(since time.Time) []Passage {
 	return out
 }
 
+// Passbacks counts the passages held (within the window, once purged).
 func (j *Journal) Passbacks() int {
 	j.passMu.RLock()
 	defer j.passMu.RUnlock()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"sync/atomic"
 )
 
 // The integrity check reads the file's pages itself instead of calling
@@ -191,8 +190,8 @@ type walk struct {
 	// use or free.
 	shallow     string
 	shallowRoot uint64
-	// stop, when set, ends the walk early (the cache is being closed).
-	stop *atomic.Bool
+	// quit, once closed, ends the walk early (the cache is being closed).
+	quit <-chan struct{}
 
 	// buckets found at the top level: name → sequence.
 	buckets map[string]uint64
@@ -241,6 +240,16 @@ func (w *walk) all() {
 		if !w.isUsed(id) && free[id/64]&(1<<(id%64)) == 0 {
 			w.fail(id, "neither in use nor free")
 		}
+	}
+}
+
+// quitting says whether quit is closed; a nil quit never is.
+func (w *walk) quitting() bool {
+	select {
+	case <-w.quit:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -324,7 +333,7 @@ func (w *walk) tree(id uint64, lo, hi []byte, depth int, bucket *inBucket) {
 		w.fail(id, "tree deeper than %d levels", maxDepth)
 		return
 	}
-	if w.stop != nil && w.stop.Load() {
+	if w.quitting() {
 		return
 	}
 	p, flags, count, ok := w.page(id, "tree")
