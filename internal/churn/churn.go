@@ -22,6 +22,7 @@ package churn
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"gateagent/cache"
@@ -88,6 +89,23 @@ func (c Config) Scaled(f float64) Config {
 	}
 	c.Valid, c.RevokesPerDay, c.GrantsPerDay = scale(c.Valid), scale(c.RevokesPerDay), scale(c.GrantsPerDay)
 	return c
+}
+
+// Check says what in c would keep a simulated day from ending, or make
+// it meaningless: an interval that is not positive, a negative retention.
+func (c Config) Check() error {
+	for _, iv := range []struct {
+		name string
+		d    time.Duration
+	}{{"feed batch interval", c.BatchEvery}, {"upload interval", c.UploadEvery}, {"maintenance interval", c.MaintainEvery}} {
+		if iv.d <= 0 {
+			return fmt.Errorf("the %s is %v: it must be positive (e.g. 1h)", iv.name, iv.d)
+		}
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("the retention is %v: it must not be negative (0 deletes certificates as they expire)", c.Retention)
+	}
+	return nil
 }
 
 // BlockSize is the unit the floor counts a durable grant in: one block of

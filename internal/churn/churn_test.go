@@ -2,6 +2,7 @@ package churn_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +117,26 @@ func TestSyncCountToday(t *testing.T) {
 	}
 	if got := u1.Syncs - u0.Syncs; got != 2*n {
 		t.Errorf("%d event commits counted as %d syncs, want %d", n, got, 2*n)
+	}
+}
+
+// TestConfigCheck: an interval that is not positive would never let a
+// simulated day end, and a negative retention means nothing: both are
+// refused, naming what is wrong; the default passes.
+func TestConfigCheck(t *testing.T) {
+	if err := churn.Default().Check(); err != nil {
+		t.Fatalf("the default: %v", err)
+	}
+	for name, mod := range map[string]func(*churn.Config){
+		"maintenance interval": func(c *churn.Config) { c.MaintainEvery = 0 },
+		"feed batch interval":  func(c *churn.Config) { c.BatchEvery = -time.Second },
+		"upload interval":      func(c *churn.Config) { c.UploadEvery = 0 },
+		"retention":            func(c *churn.Config) { c.Retention = -time.Hour },
+	} {
+		c := churn.Default()
+		mod(&c)
+		if err := c.Check(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v, want an error naming it", name, err)
+		}
 	}
 }

@@ -52,6 +52,14 @@ func names() []string {
 }
 
 func run(days int, target, dir, dev string, scale float64, revokes int, retention, maintain time.Duration, seed uint64) error {
+	cfg := churn.Default()
+	cfg.RevokesPerDay, cfg.Retention, cfg.MaintainEvery, cfg.Seed = revokes, retention, maintain, seed
+	if days < 1 || scale <= 0 || revokes < 0 {
+		return fmt.Errorf("-days %d, -scale %v, -revokes %d: give at least one day, a positive scale and no negative count", days, scale, revokes)
+	}
+	if err := cfg.Check(); err != nil {
+		return fmt.Errorf("-retention or -maintain-every: %w", err)
+	}
 	open, ok := churn.Targets[target]
 	if !ok {
 		return fmt.Errorf("no target %q: one of %s", target, strings.Join(names(), ", "))
@@ -64,8 +72,6 @@ func run(days int, target, dir, dev string, scale float64, revokes int, retentio
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	cfg := churn.Default()
-	cfg.RevokesPerDay, cfg.Retention, cfg.MaintainEvery, cfg.Seed = revokes, retention, maintain, seed
 	cfg = cfg.Scaled(scale)
 	t, err := open(dir)
 	if err != nil {
