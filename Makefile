@@ -78,6 +78,7 @@ FUZZ_TARGETS := \
 	cache:FuzzOpenDamaged:1500 \
 	station:FuzzDecode:300000 \
 	cache:FuzzSealedRecord:200000 \
+	internal/seglog:FuzzOpen:200000 \
 	wear:FuzzParseProcIO:300000
 
 fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that long)

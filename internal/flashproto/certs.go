@@ -294,14 +294,14 @@ func syncDir(dir string) error {
 func (d *DeltaCerts) Delta() int { return d.idx.len() }
 
 // Syncs counts the fsyncs of the base and the delta log.
-func (d *DeltaCerts) Syncs() int64 { return d.syncs + d.log.Syncs }
+func (d *DeltaCerts) Syncs() int64 { return d.syncs + d.log.Stats().Syncs }
 
 // Sizes is the bytes of the base and of the delta log.
 func (d *DeltaCerts) Sizes() (base, delta int64) {
 	if fi, err := os.Stat(filepath.Join(d.dir, "certs.db")); err == nil {
 		base = fi.Size()
 	}
-	return base, d.log.Size()
+	return base, d.log.Stats().Bytes
 }
 
 // Close closes the files.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"gateagent/cache"
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
 
@@ -14,7 +15,7 @@ import (
 // last file written (base or run) as one record of a Log (delta.*.log),
 // written with one fdatasync, and indexed in memory.
 type delta struct {
-	log    *Log
+	log    *seglog.Log
 	idx    *index
 	cursor uint64
 	fs     cache.FeedState
@@ -29,7 +30,11 @@ func openDelta(dir string, segBytes int64, covers, cursor uint64, fs cache.FeedS
 	// by copies while the log is read.
 	segs, _ := filepath.Glob(filepath.Join(dir, "delta.*.log"))
 	d.idx.slab = make([]byte, 0, int64(len(segs))*segBytes)
-	log, err := OpenLog(dir, "delta", segBytes, func(r Record) error {
+	// The delta grows to the same size between two files written: every
+	// segment released is needed again, and kept, so that a segment is
+	// written with zeros once in its life.
+	o := &seglog.Options{SegmentSize: segBytes, KeepFree: 1 << 10}
+	log, err := seglog.Open(dir, "delta", o, func(r seglog.Record) error {
 		if r.LSN <= covers {
 			return nil // in the files already
 		}
@@ -39,10 +44,6 @@ func openDelta(dir string, segBytes int64, covers, cursor uint64, fs cache.FeedS
 		return nil, err
 	}
 	d.idx.build()
-	// The delta grows to the same size between two files written: every
-	// segment released is needed again, and kept, so that a segment is
-	// written with zeros once in its life.
-	log.KeepFree = 1 << 10
 	d.log = log
 	return d, nil
 }
@@ -50,7 +51,7 @@ func openDelta(dir string, segBytes int64, covers, cursor uint64, fs cache.FeedS
 // A batch record: From 8, Next 8, feed state length 2 and JSON, count 4,
 // then count entries (ID 16, record 49): the records as they stand after
 // the batch, revocations included.
-func (d *delta) replay(r Record) error {
+func (d *delta) replay(r seglog.Record) error {
 	p := r.Payload
 	if r.Kind != kindBatch || len(p) < 18 {
 		return fmt.Errorf("delta record %d: kind %d, %d bytes", r.LSN, r.Kind, len(p))
@@ -158,7 +159,7 @@ func (d *delta) apply(b *cache.Batch, record func(verify.CertID) ([recordLen]byt
 		p = append(p, r[:]...)
 	}
 	d.buf = p
-	lsn, err := d.log.Append(kindBatch, p, true)
+	lsn, err := d.log.Append(kindBatch, p)
 	if err != nil {
 		return false, err
 	}

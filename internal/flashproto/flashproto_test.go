@@ -2,132 +2,15 @@ package flashproto
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"gateagent/cache"
 	"gateagent/event"
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
-
-func replayAll(t *testing.T, dir string, seg int64) (*Log, []string) {
-	t.Helper()
-	var got []string
-	l, err := OpenLog(dir, "t", seg, func(r Record) error {
-		got = append(got, fmt.Sprintf("%d:%s", r.LSN, r.Payload))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l, got
-}
-
-// TestLogTornWrite: a record whose write was cut short (its header
-// written, its payload not, or garbage over it) reads as the end of the
-// log; every record before it is read back, and the next append takes
-// its place.
-func TestLogTornWrite(t *testing.T) {
-	for _, damage := range []string{"payload", "header", "zeros"} {
-		t.Run(damage, func(t *testing.T) {
-			dir := t.TempDir()
-			l, _ := replayAll(t, dir, 16*BlockSize)
-			for i := range 5 {
-				if _, err := l.Append(1, fmt.Appendf(nil, "record %d", i), true); err != nil {
-					t.Fatal(err)
-				}
-			}
-			l.Close()
-			seg, _ := filepath.Glob(filepath.Join(dir, "t.*.log"))
-			f, err := os.OpenFile(seg[0], os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			off := int64(4 * BlockSize) // the fifth record
-			switch damage {
-			case "payload":
-				f.WriteAt([]byte("RECORD"), off+headerLen)
-			case "header":
-				f.WriteAt([]byte{0xff, 0xff}, off+16) // its LSN
-			case "zeros":
-				f.WriteAt(make([]byte, BlockSize), off)
-			}
-			f.Close()
-			l, got := replayAll(t, dir, 16*BlockSize)
-			defer l.Close()
-			if len(got) != 4 || got[3] != "4:record 3" {
-				t.Fatalf("read back %q, want the four whole records", got)
-			}
-			if lsn, err := l.Append(1, []byte("after"), true); err != nil || lsn != 5 {
-				t.Fatalf("append after the torn record: LSN %d, %v", lsn, err)
-			}
-			l.Close()
-			if _, got = replayAll(t, dir, 16*BlockSize); len(got) != 5 || got[4] != "5:after" {
-				t.Fatalf("read back %q", got)
-			}
-		})
-	}
-}
-
-// TestLogRecycles: released segments are reused under a new generation;
-// their old records are never read again, and the live ones are, in
-// order, across segments.
-func TestLogRecycles(t *testing.T) {
-	dir := t.TempDir()
-	const seg = 4 * BlockSize // four one-block records a segment
-	l, _ := replayAll(t, dir, seg)
-	var lsn uint64
-	for i := range 40 {
-		var err error
-		if lsn, err = l.Append(1, fmt.Appendf(nil, "r%d", i), i%3 == 0); err != nil {
-			t.Fatal(err)
-		}
-		if lsn > 6 {
-			if err := l.Release(lsn - 6); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := l.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "t.*"))
-	if len(files) > l.Segments()+l.KeepFree {
-		t.Errorf("%d files for %d live segments: released ones not reused", len(files), l.Segments())
-	}
-	l.Close()
-	l, got := replayAll(t, dir, seg)
-	defer l.Close()
-	if len(got) == 0 || got[len(got)-1] != "40:r39" {
-		t.Fatalf("read back %q, want up to 40:r39", got)
-	}
-	for i := 1; i < len(got); i++ {
-		var a, b uint64
-		fmt.Sscanf(got[i-1], "%d:", &a)
-		fmt.Sscanf(got[i], "%d:", &b)
-		if b != a+1 {
-			t.Fatalf("read back %q: not in order, or an old record", got)
-		}
-	}
-	if len(got) < 7 {
-		t.Fatalf("read back %q: released more than asked", got)
-	}
-	// Everything released but the segment being written: the pool holds
-	// segments full of old records, and none may be read as live.
-	if err := l.Release(40); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	l, got = replayAll(t, dir, seg)
-	defer l.Close()
-	if len(got) == 0 || len(got) > 4 || got[len(got)-1] != "40:r39" {
-		t.Fatalf("after releasing all but the last segment, read back %q", got)
-	}
-}
 
 var t0 = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 
@@ -137,7 +20,7 @@ var t0 = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 // sequence goes on, the passages are known.
 func TestLogJournalReopen(t *testing.T) {
 	dir := t.TempDir()
-	j, err := OpenLogJournal(dir, 8*BlockSize)
+	j, err := OpenLogJournal(dir, 8*seglog.BlockSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +37,7 @@ func TestLogJournalReopen(t *testing.T) {
 	}
 	j.DeleteEventsThrough(5) // not written by any record
 	j.Close()
-	j, err = OpenLogJournal(dir, 8*BlockSize)
+	j, err = OpenLogJournal(dir, 8*seglog.BlockSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +76,8 @@ type certStore interface {
 // answers as cache.Cache would.
 func TestCertStores(t *testing.T) {
 	for name, open := range map[string]func(dir string) (certStore, error){
-		"delta": func(dir string) (certStore, error) { return OpenDeltaCerts(dir, 8*BlockSize, time.Hour) },
-		"runs":  func(dir string) (certStore, error) { return OpenRunCerts(dir, 8*BlockSize, time.Hour) },
+		"delta": func(dir string) (certStore, error) { return OpenDeltaCerts(dir, 8*seglog.BlockSize, time.Hour) },
+		"runs":  func(dir string) (certStore, error) { return OpenRunCerts(dir, 8*seglog.BlockSize, time.Hour) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gateagent/event"
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
 
@@ -19,7 +20,7 @@ import (
 // whose events are all acknowledged and whose passages are older than the
 // anti-passback window.
 type LogJournal struct {
-	log     *Log
+	log     *seglog.Log
 	seq     uint64 // the last sequence number assigned
 	acked   uint64 // the last acknowledged, in memory
 	pending []pending
@@ -51,7 +52,7 @@ const (
 func OpenLogJournal(dir string, segBytes int64) (*LogJournal, error) {
 	j := &LogJournal{passes: map[[passKeyLen]byte]int64{}}
 	var events []pending
-	log, err := OpenLog(dir, "journal", segBytes, func(r Record) error {
+	log, err := seglog.Open(dir, "journal", &seglog.Options{SegmentSize: segBytes, KeepFree: 4}, func(r seglog.Record) error {
 		p := r.Payload
 		if len(p) < 16 {
 			return fmt.Errorf("journal record %d: %d bytes", r.LSN, len(p))
@@ -80,10 +81,6 @@ func OpenLogJournal(dir string, segBytes int64) (*LogJournal, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Segments are released an upload at a time, and a grant and its
-	// passage fill about 7 MB an hour: four spares keep the pool from
-	// running dry, so segments are written with zeros once.
-	log.KeepFree = 4
 	j.log = log
 	for _, e := range events {
 		if e.ev.Seq > j.acked {
@@ -103,7 +100,7 @@ func (j *LogJournal) append(kind byte, e *event.Event, pass []byte) error {
 	b = append(b, pass...)
 	b = encodeEvent(b, e)
 	j.buf = b
-	lsn, err := j.log.Append(kind, b, true)
+	lsn, err := j.log.Append(kind, b)
 	if err != nil {
 		return err
 	}
@@ -209,10 +206,10 @@ func (j *LogJournal) release() error {
 }
 
 // Syncs counts the fsyncs issued.
-func (j *LogJournal) Syncs() int64 { return j.log.Syncs }
+func (j *LogJournal) Syncs() int64 { return j.log.Stats().Syncs }
 
 // Size is the bytes of the journal's files.
-func (j *LogJournal) Size() int64 { return j.log.Size() }
+func (j *LogJournal) Size() int64 { return j.log.Stats().Bytes }
 
 // Close closes the files.
 func (j *LogJournal) Close() error { return j.log.Close() }

@@ -256,7 +256,7 @@ func (c *RunCerts) Maintain(now time.Time, retention time.Duration) error {
 func (c *RunCerts) Runs() int { return len(c.runs) }
 
 // Syncs counts the fsyncs of the runs and the delta log.
-func (c *RunCerts) Syncs() int64 { return c.syncs + c.log.Syncs }
+func (c *RunCerts) Syncs() int64 { return c.syncs + c.log.Stats().Syncs }
 
 // Sizes is the bytes of the runs and of the delta log.
 func (c *RunCerts) Sizes() (runs, delta int64) {
@@ -265,7 +265,7 @@ func (c *RunCerts) Sizes() (runs, delta int64) {
 			runs += fi.Size()
 		}
 	}
-	return runs, c.log.Size()
+	return runs, c.log.Stats().Bytes
 }
 
 // Close closes the files.
