@@ -90,7 +90,7 @@ fuzz: ## each fuzz target for its execution budget (FUZZTIME=5m: each for that l
 	done
 
 bench: ## the benchmarks beside their floors, 1M and 5M records, a simulated day of churn (most of an hour)
-	$(GO) test -run '^$$' -bench . -skip ColdStart -benchmem -count 5 ./verify/ ./cache/
+	$(GO) test -run '^$$' -bench . -skip ColdStart -benchmem -count 5 ./verify/ ./cache/ ./internal/seglog/
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 10x -timeout 30m ./cache/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count 3 -timeout 60m ./keysync/
 	$(GO) test -run '^$$' -bench ScanToRelay -benchtime 2000x -count 3 -timeout 60m ./agent/
