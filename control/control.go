@@ -109,10 +109,14 @@ type Client struct {
 // NewClient returns a client of the socket at path.
 func NewClient(path string) *Client {
 	d := net.Dialer{Timeout: 2 * time.Second}
+	// One connection per request, closed after it: a local socket costs
+	// nothing to dial, and a client (diag, a test polling /healthz) then
+	// leaves no idle connection holding a descriptor in the agent.
 	return &Client{Path: path, hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", path)
 		},
+		DisableKeepAlives: true,
 	}}}
 }
 
