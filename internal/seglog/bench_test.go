@@ -1,6 +1,7 @@
-package seglog
+package seglog_test
 
 import (
+	"gateagent/internal/seglog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,13 +15,13 @@ import (
 // What a record costs above the floor is its header, its CRC and the
 // segments' rotation.
 func BenchmarkAppend(b *testing.B) {
-	l, _, err := openAll(b.TempDir(), &Options{SegmentSize: 1 << 20})
+	l, _, err := openAll(b.TempDir(), &seglog.Options{SegmentSize: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
 	payload := make([]byte, 200)
-	b.SetBytes(BlockSize)
+	b.SetBytes(seglog.BlockSize)
 	for b.Loop() {
 		if _, err := l.Append(1, payload); err != nil {
 			b.Fatal(err)
@@ -43,9 +44,9 @@ func BenchmarkAppendFloor(b *testing.B) {
 	if err := f.Sync(); err != nil {
 		b.Fatal(err)
 	}
-	block := make([]byte, BlockSize)
+	block := make([]byte, seglog.BlockSize)
 	var off int64
-	b.SetBytes(BlockSize)
+	b.SetBytes(seglog.BlockSize)
 	for b.Loop() {
 		if _, err := f.WriteAt(block, off); err != nil {
 			b.Fatal(err)
@@ -53,6 +54,6 @@ func BenchmarkAppendFloor(b *testing.B) {
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			b.Fatal(err)
 		}
-		off = (off + BlockSize) % size
+		off = (off + seglog.BlockSize) % size
 	}
 }

@@ -1,19 +1,21 @@
-package seglog
+package seglog_test
 
 import (
 	"errors"
 	"fmt"
+	"gateagent/internal/seglog"
+	"gateagent/internal/seglog/seglogtest"
 	"testing"
 )
 
-// FuzzOpen: whatever bytes the segment files hold, Open neither panics
+// FuzzOpen: whatever bytes the segment files hold, seglog.Open neither panics
 // nor hangs; it reads consecutive records or reports damage, and a log it
 // opens for writing takes a record that the next open reads back after
 // the others.
 func FuzzOpen(f *testing.F) {
 	// Seeds: a real log of three segments, whole and with bytes changed.
-	seed := newCrashFS()
-	o := &Options{SegmentSize: 2 * BlockSize, FS: seed}
+	seed := seglogtest.NewCrashFS()
+	o := &seglog.Options{SegmentSize: 2 * seglog.BlockSize, FS: seed}
 	l, _, err := openAll("/d", o)
 	if err != nil {
 		f.Fatal(err)
@@ -27,32 +29,33 @@ func FuzzOpen(f *testing.F) {
 	var whole []byte
 	names, _ := seed.ReadDir("/d")
 	for _, n := range names {
-		whole = append(whole, seed.names["/d/"+n].data...)
+		b, _ := seed.ReadFile("/d/" + n)
+		whole = append(whole, b...)
 	}
 	f.Add(whole, uint8(2))
-	f.Add(whole[:3*BlockSize], uint8(1))
+	f.Add(whole[:3*seglog.BlockSize], uint8(1))
 	damaged := append([]byte(nil), whole...)
 	damaged[headerLen+2] ^= 1
 	f.Add(damaged, uint8(2))
 	f.Add([]byte("GLG1"), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, blocks uint8) {
-		if len(data) > 64*BlockSize {
+		if len(data) > 64*seglog.BlockSize {
 			return
 		}
-		fs := newCrashFS()
+		fs := seglogtest.NewCrashFS()
 		// Segments of blocks+1 blocks (the last one what is left), named
 		// as generations 1, 2, 3...
-		size := (int(blocks%4) + 1) * BlockSize
+		size := (int(blocks%4) + 1) * seglog.BlockSize
 		for gen := 1; len(data) > 0; gen++ {
 			n := min(size, len(data))
 			name := fmt.Sprintf("/d/t.%020d.log", gen)
-			fs.names[name] = &mfile{data: append([]byte(nil), data[:n]...)}
+			fs.WriteFile(name, data[:n])
 			data = data[n:]
 		}
-		o := &Options{SegmentSize: 2 * BlockSize, FS: fs}
+		o := &seglog.Options{SegmentSize: 2 * seglog.BlockSize, FS: fs}
 		l, got, err := openAll("/d", o)
 		if err != nil {
-			if !errors.Is(err, ErrDamaged) {
+			if !errors.Is(err, seglog.ErrDamaged) {
 				t.Fatalf("open: %v, want damage", err)
 			}
 			return

@@ -583,3 +583,48 @@ func cmpU64(a, b uint64) int {
 	}
 	return 0
 }
+
+// ReadAll reads every record that passes its check in every segment of
+// the log PREFIX in dir (live or released), whatever else is damaged, and
+// calls fn with each, segment by segment in the order of their
+// generations and within one in the order written. It is for salvaging a
+// damaged log: records may repeat or be missing, and nothing it reads can
+// make it fail but the directory itself.
+func ReadAll(dir, prefix string, fsys FS, fn func(Record)) error {
+	if fsys == nil {
+		fsys = OS
+	}
+	l := &Log{fs: fsys, dir: dir, prefix: prefix}
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("log %s: %w", prefix, err)
+	}
+	var segs []named
+	for _, n := range names {
+		if gen, ext, ok := l.parse(n); ok && (ext == "log" || ext == "free") {
+			segs = append(segs, named{gen, filepath.Join(dir, n)})
+		}
+	}
+	slices.SortFunc(segs, func(a, b named) int { return cmpU64(a.gen, b.gen) })
+	for _, n := range segs {
+		f, err := fsys.OpenFile(n.path, os.O_RDONLY, 0)
+		if err != nil {
+			continue
+		}
+		size, err := f.Size()
+		if err != nil || size <= 0 || size > MaxSegmentSize {
+			f.Close()
+			continue
+		}
+		data := make([]byte, size)
+		k, _ := f.ReadAt(data, 0)
+		f.Close()
+		seg := &segment{gen: n.gen, size: int64(k)}
+		for off := int64(0); off+headerLen <= int64(k); off += BlockSize {
+			if lsn, kind, m, ok := l.record(seg, data[:k], off); ok {
+				fn(Record{LSN: lsn, Kind: kind, Payload: data[off+headerLen : off+headerLen+m]})
+			}
+		}
+	}
+	return nil
+}

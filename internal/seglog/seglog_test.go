@@ -1,9 +1,11 @@
-package seglog
+package seglog_test
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"gateagent/internal/seglog"
+	"gateagent/internal/seglog/seglogtest"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,22 +13,25 @@ import (
 	"testing"
 )
 
+// headerLen is a record's header in a segment (seglog.go).
+const headerLen = 32
+
 type rec struct {
 	lsn     uint64
 	kind    byte
 	payload string
 }
 
-func openAll(dir string, o *Options) (*Log, []rec, error) {
+func openAll(dir string, o *seglog.Options) (*seglog.Log, []rec, error) {
 	var got []rec
-	l, err := Open(dir, "t", o, func(r Record) error {
+	l, err := seglog.Open(dir, "t", o, func(r seglog.Record) error {
 		got = append(got, rec{r.LSN, r.Kind, string(r.Payload)})
 		return nil
 	})
 	return l, got, err
 }
 
-func mustOpen(t *testing.T, dir string, o *Options) (*Log, []rec) {
+func mustOpen(t *testing.T, dir string, o *seglog.Options) (*seglog.Log, []rec) {
 	t.Helper()
 	l, got, err := openAll(dir, o)
 	if err != nil {
@@ -36,7 +41,7 @@ func mustOpen(t *testing.T, dir string, o *Options) (*Log, []rec) {
 	return l, got
 }
 
-func appendN(t *testing.T, l *Log, n int, format string) {
+func appendN(t *testing.T, l *seglog.Log, n int, format string) {
 	t.Helper()
 	for i := range n {
 		if _, err := l.Append(1, fmt.Appendf(nil, format, i)); err != nil {
@@ -72,7 +77,7 @@ func patch(t *testing.T, path string, off int64, b []byte) {
 // blocks, and the LSNs go on from there.
 func TestRecordsComeBack(t *testing.T) {
 	dir := t.TempDir()
-	o := &Options{SegmentSize: 4 * BlockSize}
+	o := &seglog.Options{SegmentSize: 4 * seglog.BlockSize}
 	l, got := mustOpen(t, dir, o)
 	if len(got) != 0 || l.Next() != 1 {
 		t.Fatalf("a new log: %v, next %d", got, l.Next())
@@ -86,8 +91,8 @@ func TestRecordsComeBack(t *testing.T) {
 		}
 		want = append(want, rec{lsn, byte(i), string(p)})
 	}
-	if _, err := l.Append(0, make([]byte, l.MaxPayload()+1)); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("a record larger than a segment: %v, want ErrTooLarge", err)
+	if _, err := l.Append(0, make([]byte, l.MaxPayload()+1)); !errors.Is(err, seglog.ErrTooLarge) {
+		t.Fatalf("a record larger than a segment: %v, want seglog.ErrTooLarge", err)
 	}
 	l.Close()
 	l, got = mustOpen(t, dir, o)
@@ -97,7 +102,7 @@ func TestRecordsComeBack(t *testing.T) {
 	if lsn, err := l.Append(9, nil); err != nil || lsn != 21 {
 		t.Fatalf("next append: LSN %d, %v; want 21", lsn, err)
 	}
-	if s := l.Stats(); s.Segments < 5 || s.Syncs != 1 || s.Written != BlockSize {
+	if s := l.Stats(); s.Segments < 5 || s.Syncs != 1 || s.Written != seglog.BlockSize {
 		t.Errorf("stats %+v: want the segments and one record's block and sync since the open", s)
 	}
 }
@@ -114,14 +119,14 @@ func TestTornRecordIsTheEnd(t *testing.T) {
 			appendN(t, l, 5, "record %d")
 			l.Close()
 			seg := segments(t, dir, "log")[0]
-			off := int64(4 * BlockSize) // the fifth record
+			off := int64(4 * seglog.BlockSize) // the fifth record
 			switch damage {
 			case "payload":
 				patch(t, seg, off+headerLen, []byte("RECORD"))
 			case "header":
 				patch(t, seg, off+16, []byte{0xff, 0xff}) // its LSN
 			case "zeros":
-				patch(t, seg, off, make([]byte, BlockSize))
+				patch(t, seg, off, make([]byte, seglog.BlockSize))
 			}
 			l, got := mustOpen(t, dir, nil)
 			if len(got) != 4 || got[3].payload != "record 3" {
@@ -140,10 +145,10 @@ func TestTornRecordIsTheEnd(t *testing.T) {
 
 // TestDamageIsNotTheEnd: a record that fails its check with a whole
 // record after it, or a segment whose records do not follow the
-// previous one's, is damage: Open says where, and reads nothing past it
+// previous one's, is damage: seglog.Open says where, and reads nothing past it
 // as if it were the end.
 func TestDamageIsNotTheEnd(t *testing.T) {
-	o := &Options{SegmentSize: 4 * BlockSize}
+	o := &seglog.Options{SegmentSize: 4 * seglog.BlockSize}
 	setup := func(t *testing.T) (string, []string) {
 		dir := t.TempDir()
 		l, _ := mustOpen(t, dir, o)
@@ -152,18 +157,18 @@ func TestDamageIsNotTheEnd(t *testing.T) {
 		return dir, segments(t, dir, "log")
 	}
 	cases := map[string]func(t *testing.T, segs []string){
-		"a middle record's payload": func(t *testing.T, segs []string) { patch(t, segs[0], BlockSize+headerLen, []byte("X")) },
+		"a middle record's payload": func(t *testing.T, segs []string) { patch(t, segs[0], seglog.BlockSize+headerLen, []byte("X")) },
 		"the newest segment's first": func(t *testing.T, segs []string) {
 			patch(t, segs[2], headerLen, []byte("X"))
 		},
-		"an older segment's last": func(t *testing.T, segs []string) { patch(t, segs[1], 3*BlockSize+headerLen, []byte("X")) },
+		"an older segment's last": func(t *testing.T, segs []string) { patch(t, segs[1], 3*seglog.BlockSize+headerLen, []byte("X")) },
 		"a segment lost": func(t *testing.T, segs []string) {
 			if err := os.Remove(segs[1]); err != nil {
 				t.Fatal(err)
 			}
 		},
 		"a segment cut short": func(t *testing.T, segs []string) {
-			if err := os.Truncate(segs[1], BlockSize+100); err != nil {
+			if err := os.Truncate(segs[1], seglog.BlockSize+100); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -173,12 +178,12 @@ func TestDamageIsNotTheEnd(t *testing.T) {
 			dir, segs := setup(t)
 			damage(t, segs)
 			l, got, err := openAll(dir, o)
-			var de *DamageError
-			if !errors.As(err, &de) || !errors.Is(err, ErrDamaged) {
+			var de *seglog.DamageError
+			if !errors.As(err, &de) || !errors.Is(err, seglog.ErrDamaged) {
 				if l != nil {
 					l.Close()
 				}
-				t.Fatalf("open: %v (read %d records), want a *DamageError", err, len(got))
+				t.Fatalf("open: %v (read %d records), want a *seglog.DamageError", err, len(got))
 			}
 			if de.Path == "" {
 				t.Errorf("%v: names no file", err)
@@ -190,7 +195,7 @@ func TestDamageIsNotTheEnd(t *testing.T) {
 	// end. Its Append never returned, or its owner can tell (a sequence
 	// number the issuer holds).
 	dir, segs := setup(t)
-	patch(t, segs[2], BlockSize+headerLen, []byte("X"))
+	patch(t, segs[2], seglog.BlockSize+headerLen, []byte("X"))
 	if _, got := mustOpen(t, dir, o); len(got) != 9 {
 		t.Fatalf("read back %d records, want 9", len(got))
 	}
@@ -201,7 +206,7 @@ func TestDamageIsNotTheEnd(t *testing.T) {
 // order; no more files are kept than the live segments and KeepFree.
 func TestRecycles(t *testing.T) {
 	dir := t.TempDir()
-	o := &Options{SegmentSize: 4 * BlockSize, KeepFree: 2}
+	o := &seglog.Options{SegmentSize: 4 * seglog.BlockSize, KeepFree: 2}
 	l, _ := mustOpen(t, dir, o)
 	for i := range 40 {
 		lsn, err := l.Append(1, fmt.Appendf(nil, "r%d", i))
@@ -218,7 +223,7 @@ func TestRecycles(t *testing.T) {
 	if files := len(segments(t, dir, "*")); files != s.Segments+s.Free || s.Free > 2 {
 		t.Errorf("%d files, %d live segments, %d free: released ones not reused or not removed", files, s.Segments, s.Free)
 	}
-	if s.Written > 40*BlockSize+int64(s.Segments+s.Free)*4*BlockSize {
+	if s.Written > 40*seglog.BlockSize+int64(s.Segments+s.Free)*4*seglog.BlockSize {
 		t.Errorf("%d bytes written for 40 one-block records: segments made more than once", s.Written)
 	}
 	first := l.First()
@@ -254,14 +259,14 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := segments(t, dir, "*")
-	ro, got := mustOpen(t, dir, &Options{ReadOnly: true})
+	ro, got := mustOpen(t, dir, &seglog.Options{ReadOnly: true})
 	if len(got) != 3 {
 		t.Fatalf("read back %v", got)
 	}
-	if _, err := ro.Append(1, nil); !errors.Is(err, ErrReadOnly) {
+	if _, err := ro.Append(1, nil); !errors.Is(err, seglog.ErrReadOnly) {
 		t.Fatalf("append read-only: %v", err)
 	}
-	if err := ro.Release(3); !errors.Is(err, ErrReadOnly) {
+	if err := ro.Release(3); !errors.Is(err, seglog.ErrReadOnly) {
 		t.Fatalf("release read-only: %v", err)
 	}
 	if after := segments(t, dir, "*"); !slices.Equal(before, after) {
@@ -278,19 +283,19 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 // to another), and that open finds the records before it whole.
 func TestFailedWritePoisons(t *testing.T) {
 	for _, failOp := range []int{0, 1} { // the record's write, its sync
-		fs := newCrashFS()
-		o := &Options{SegmentSize: 4 * BlockSize, FS: fs}
+		fs := seglogtest.NewCrashFS()
+		o := &seglog.Options{SegmentSize: 4 * seglog.BlockSize, FS: fs}
 		l, _, err := openAll("/d", o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		appendN(t, l, 2, "r%d")
-		fs.failAt = fs.ops + 1 + failOp
-		if _, err := l.Append(1, []byte("fails")); !errors.Is(err, errIO) {
+		fs.FailAt = fs.Ops() + 1 + failOp
+		if _, err := l.Append(1, []byte("fails")); !errors.Is(err, seglogtest.ErrIO) {
 			t.Fatalf("append on a failing device: %v", err)
 		}
-		if _, err := l.Append(1, []byte("next")); !errors.Is(err, ErrPoisoned) {
-			t.Fatalf("append after a failure: %v, want ErrPoisoned", err)
+		if _, err := l.Append(1, []byte("next")); !errors.Is(err, seglog.ErrPoisoned) {
+			t.Fatalf("append after a failure: %v, want seglog.ErrPoisoned", err)
 		}
 		l.Close()
 		l, got, err := openAll("/d", o)
@@ -315,9 +320,9 @@ func TestFailedWritePoisons(t *testing.T) {
 // released, with its payload; the records are consecutive and none is one
 // never appended; the next append follows them and survives a reopen.
 func TestPowerCut(t *testing.T) {
-	workload := func(fs *crashFS, seed uint64) (acked []rec, inflight *rec, released uint64) {
+	workload := func(fs *seglogtest.CrashFS, seed uint64) (acked []rec, inflight *rec, released uint64) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		o := &Options{SegmentSize: 6 * BlockSize, KeepFree: 1, FS: fs}
+		o := &seglog.Options{SegmentSize: 6 * seglog.BlockSize, KeepFree: 1, FS: fs}
 		l, _, err := openAll("/d", o)
 		if err != nil {
 			return nil, nil, 0
@@ -341,7 +346,7 @@ func TestPowerCut(t *testing.T) {
 					return acked, inflight, released
 				}
 			default:
-				p := make([]byte, rng.IntN(3*BlockSize-headerLen))
+				p := make([]byte, rng.IntN(3*seglog.BlockSize-headerLen))
 				for j := range p {
 					p[j] = byte(rng.Uint32())
 				}
@@ -355,21 +360,21 @@ func TestPowerCut(t *testing.T) {
 		}
 		return acked, inflight, released
 	}
-	dry := newCrashFS()
+	dry := seglogtest.NewCrashFS()
 	workload(dry, 1)
-	total := dry.ops
+	total := dry.Ops()
 	if total < 100 {
 		t.Fatalf("the workload made %d operations", total)
 	}
 	trials := 0
 	for seed := uint64(1); seed <= 6; seed++ {
 		for cut := 1; cut <= total+1; cut++ {
-			fs := newCrashFS()
-			fs.cutAt = cut
+			fs := seglogtest.NewCrashFS()
+			fs.CutAt = cut
 			acked, inflight, released := workload(fs, seed)
 			rng := rand.New(rand.NewPCG(seed, uint64(cut)))
-			after := fs.crash(rng)
-			o := &Options{SegmentSize: 6 * BlockSize, KeepFree: 1, FS: after}
+			after := fs.Crash(rng)
+			o := &seglog.Options{SegmentSize: 6 * seglog.BlockSize, KeepFree: 1, FS: after}
 			l, got, err := openAll("/d", o)
 			if err != nil {
 				t.Fatalf("seed %d, cut at operation %d: open after the cut: %v", seed, cut, err)
