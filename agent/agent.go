@@ -77,6 +77,9 @@ type Options struct {
 	// /proc/self/io and Now, started after the files open (tests: a meter
 	// on a clock they move).
 	Wear *wear.Meter
+	// JournalSegment is the size of the journal's log segments; 0: the
+	// default (cache.Options.JournalSegment). Tests make it small.
+	JournalSegment int64
 }
 
 // Agent is one running gate.
@@ -160,7 +163,7 @@ func (a *Agent) open() (err error) {
 		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (docs/install.md: The keys)",
 			"cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
 	}
-	if a.store, err = openStorage(cfg.Gate.Cache, a.keys.Cache, opts.Now, a.log.With("part", "storage")); err != nil {
+	if a.store, err = openStorage(cfg.Gate.Cache, &cache.Options{Key: a.keys.Cache, JournalSegment: opts.JournalSegment}, opts.Now, a.log.With("part", "storage")); err != nil {
 		key := "gate.cache"
 		if errors.Is(err, cache.ErrWrongKey) {
 			key = "keys.cache_key"

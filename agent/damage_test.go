@@ -71,7 +71,9 @@ func TestStartOnDamagedFiles(t *testing.T) {
 			}
 			wreckLeaf(t, st.cfg.Gate.Cache, 16)
 			if journalToo {
-				wreckLeaf(t, cache.JournalPath(st.cfg.Gate.Cache), 8)
+				if err := cachetest.WreckJournalRecord(cache.JournalPath(st.cfg.Gate.Cache), 20); err != nil {
+					t.Fatal(err)
+				}
 			}
 
 			if err := st.startUntilStopped(); err == nil || !strings.Contains(err.Error(), "the key cache is damaged") {

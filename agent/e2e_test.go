@@ -71,6 +71,8 @@ type station struct {
 	logs     *syncbuf.Buffer
 	// clockState is the kernel clock's state the agent is given.
 	clockState kclock.Reader
+	// journalSegment is the journal's segment size the agent is given.
+	journalSegment int64
 	// wear measures the agent's writes; nil: the agent's own meter.
 	wear    *wear.Meter
 	cancel  context.CancelFunc
@@ -91,6 +93,9 @@ type stationOpts struct {
 	clockState kclock.Reader
 	// wear is the agent's meter of its writes; default its own.
 	wear *wear.Meter
+	// journalSegment is the size of the journal's log segments; 0 the
+	// default.
+	journalSegment int64
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -129,6 +134,7 @@ func newStation(t testing.TB, o stationOpts) *station {
 	}
 	st.cfg = &cfg
 	st.clockState = o.clockState
+	st.journalSegment = o.journalSegment
 	st.wear = o.wear
 	if !o.noStart {
 		st.start(o.now, o.notifier)
@@ -147,7 +153,7 @@ func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 		notifier, _ = sdnotify.FromEnv(func(string) string { return "" })
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState, Wear: st.wear,
+	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment,
 		Observe: func(o gate.Outcome) {
 			select {
 			case st.outcomes <- o:
@@ -174,7 +180,7 @@ func (st *station) startUntilStopped() error {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, err := agent.New(st.cfg, agent.Options{Board: board, Logger: log, ClockState: st.clockState, Wear: st.wear})
+	ag, err := agent.New(st.cfg, agent.Options{Board: board, Logger: log, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,13 +156,15 @@ func fill(t *testing.T, dir string) string {
 // (and with nobody scanning), and the next valid code is granted.
 func TestDiskFullIsUnhealthyAndRecovers(t *testing.T) {
 	dir := smallFS(t)
-	o, sock := withSocket(t, stationOpts{noStart: true, mod: func(c *config.Config) {
+	// Segments of the journal's log of 8 records: a grant fills one
+	// within a few scans, and the next must be made on the full disk.
+	o, sock := withSocket(t, stationOpts{noStart: true, journalSegment: 8 * 4096, mod: func(c *config.Config) {
 		c.Gate.Cache = filepath.Join(dir, "cache.db")
 		c.Timing.PassTimeout = 100 * time.Millisecond
 	}})
 	st := newStation(t, o)
 	// The issuer takes no upload, so that the event log must grow (an
-	// upload deletes what it acknowledged, and bbolt reuses the pages).
+	// upload's acknowledgement gives segments back for reuse).
 	var noUploads atomic.Bool
 	st.srv.Wrap = func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

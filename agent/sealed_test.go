@@ -81,7 +81,7 @@ func TestDamagedRecordsNeverGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk := append(passer.ID[:], byte(verify.Entry))
-	if err := cachetest.DamageRecord(cache.JournalPath(path), "passback", pk, 3, 0x02); err != nil {
+	if err := cachetest.DamageJournalRecord(cache.JournalPath(path), "passback", pk, 3, 0x02); err != nil {
 		t.Fatal(err)
 	}
 	if kind, err := cache.CheckFile(path); err != nil || kind != "cache" {

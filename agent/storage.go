@@ -33,28 +33,34 @@ import (
 // its events, if it holds any (schema 1), move into the journal, and a new
 // cache is filled from the key feed beside it (cache.RebuildPath), which
 // replaces it, removing the old file, once it holds a full sync. Until
-// then the gate refuses every code, as for a rebuilt cache. A journal of
-// schema 1 is migrated in place by cache.OpenJournal.
+// then the gate refuses every code, as for a rebuilt cache. A journal.db
+// of an older release is moved into the journal's log by
+// cache.OpenJournal.
 //
 // A file made under another cache key (ErrWrongKey) stops the agent: a
 // wrong credential must not cost the journal's events. Any other failure
 // stops the agent too.
-func openStorage(path string, key *cache.Key, now func() time.Time, log *slog.Logger) (*cache.Store, error) {
-	c, j, err := openFiles(path, key, now, log)
+func openStorage(path string, opts *cache.Options, now func() time.Time, log *slog.Logger) (*cache.Store, error) {
+	c, j, err := openFiles(path, opts, now, log)
 	if err != nil {
 		return nil, err
 	}
 	return &cache.Store{Cache: c, Journal: j}, nil
 }
 
-func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logger) (c *cache.Cache, j *cache.Journal, err error) {
+func openFiles(path string, opts *cache.Options, now func() time.Time, log *slog.Logger) (c *cache.Cache, j *cache.Journal, err error) {
 	var alarms []string
-	opts := &cache.Options{Key: key}
 	jpath := cache.JournalPath(path)
 	j, err = cache.OpenJournal(jpath, opts)
 	var ce *cache.CorruptError
 	if errors.As(err, &ce) {
-		moved, res, err := replace(jpath, nil, opts, now)
+		// The journal's log, or a journal.db of an older release that
+		// its migration found damaged.
+		damagedPath := jpath
+		if ce.Path == cache.LegacyJournalPath(jpath) {
+			damagedPath = ce.Path
+		}
+		moved, res, err := replace(damagedPath, jpath, nil, opts, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -89,7 +95,7 @@ func openFiles(path string, key *cache.Key, now func() time.Time, log *slog.Logg
 		}
 		alarms = append(alarms, a)
 	} else if errors.As(err, &ce) {
-		moved, res, err := replace(path, j, opts, now)
+		moved, res, err := replace(path, path, j, opts, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -167,17 +173,18 @@ type replaced struct {
 	err error
 }
 
-// replace moves the damaged file at path aside and salvages its events
-// into j, or, when j is nil (path is the journal), into a new journal at
-// path. Only a file that cannot be moved or replaced stops the agent.
-func replace(path string, j *cache.Journal, opts *cache.Options, now func() time.Time) (string, replaced, error) {
+// replace moves the damaged file (or journal directory) at path aside and
+// salvages its events into j, or, when j is nil (path is the journal, or
+// a journal.db being migrated), into a new journal at jpath. Only a file
+// that cannot be moved or replaced stops the agent.
+func replace(path, jpath string, j *cache.Journal, opts *cache.Options, now func() time.Time) (string, replaced, error) {
 	var res replaced
 	moved, err := cache.Quarantine(path, now())
 	if err != nil {
 		return "", res, err
 	}
 	if j == nil {
-		if j, err = cache.OpenJournal(path, opts); err != nil {
+		if j, err = cache.OpenJournal(jpath, opts); err != nil {
 			return "", res, err
 		}
 		res.journal = j

@@ -35,10 +35,8 @@ func (w *wearWatch) measureFiles() {
 	var fi os.FileInfo
 	if fi, err = os.Stat(w.store.Cache.Path()); err == nil {
 		f.CacheBytes = fi.Size()
-		if fi, err = os.Stat(w.store.Journal.Path()); err == nil {
-			f.JournalBytes = fi.Size()
-			f.LiveCerts, err = w.store.Cache.Live(now)
-		}
+		f.JournalBytes = w.store.Journal.Usage().Bytes
+		f.LiveCerts, err = w.store.Cache.Live(now)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

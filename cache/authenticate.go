@@ -1,8 +1,8 @@
 package cache
 
 import (
-	"encoding/binary"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -70,39 +70,30 @@ func (c *Cache) Authenticate() (AuthReport, error) {
 }
 
 // Authenticate checks every passage and event of the journal under the
-// cache key, in a read transaction.
+// cache key, as held (each record was read from the disk at the open, or
+// written since).
 func (j *Journal) Authenticate() (AuthReport, error) {
 	var r AuthReport
-	if j.legacy {
-		return r, nil // schema 1 has no MACs yet: the migration adds them
-	}
-	err := j.view(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketPassback).ForEach(func(k, v []byte) error {
-			r.Records++
-			if _, ok := openPass(j.key, k, v); !ok {
-				r.fail(&AuthError{Path: j.path, Bucket: "passback", Key: append([]byte(nil), k...)})
-			}
-			return nil
-		}); err != nil {
-			return err
+	j.passMu.RLock()
+	for pk, p := range j.passes {
+		r.Records++
+		if p.bad {
+			r.fail(&AuthError{Path: j.dir, Bucket: "passback", Key: append([]byte(nil), pk[:]...)})
 		}
-		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			r.Records++
-			if len(k) != 8 {
-				return damaged(j.path, 0, "event key of %d bytes", len(k))
-			}
-			_, ok, err := openEvent(j.key, binary.BigEndian.Uint64(k), v)
-			if err != nil {
-				return damaged(j.path, 0, "%v", err)
-			}
-			if !ok {
-				r.fail(&AuthError{Path: j.path, Bucket: "events", Key: append([]byte(nil), k...)})
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return r, fmt.Errorf("journal: authenticate %s: %w", j.path, err)
+	}
+	j.passMu.RUnlock()
+	j.mu.Lock()
+	evs := slices.Clone(j.st.events)
+	j.mu.Unlock()
+	for _, ev := range evs {
+		r.Records++
+		_, ok, err := openEvent(j.key, ev.seq, ev.sealed)
+		if err != nil {
+			return r, fmt.Errorf("journal: authenticate %s: %w", j.dir, damaged(j.dir, 0, "event %d: %v", ev.seq, err))
+		}
+		if !ok {
+			r.fail(&AuthError{Path: j.dir, Bucket: "events", Key: u64(ev.seq)})
+		}
 	}
 	return r, nil
 }

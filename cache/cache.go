@@ -1,22 +1,24 @@
-// Package cache is the gate's local storage: two bbolt files.
+// Package cache is the gate's local storage: two stores.
 //
-//   - The certificate cache (Cache, cache.db): the certificate keys synced
-//     from the issuer and the feed's cursor and state. The key feed can
-//     rebuild all of it.
-//   - The journal (Journal, journal.db beside it): what only the gate
-//     knows, its event log not yet uploaded and the anti-passback state.
-//     It is small, written on every grant and passage.
+//   - The certificate cache (Cache, cache.db, a bbolt file): the
+//     certificate keys synced from the issuer and the feed's cursor and
+//     state. The key feed can rebuild all of it.
+//   - The journal (Journal, the directory journal beside it, a log of
+//     records: internal/seglog): what only the gate knows, its event log
+//     not yet uploaded and the anti-passback state. It is written on every
+//     grant and passage, a record and one fdatasync each (journal.go).
 //
 // Store puts the two together as the verifier's verify.Store.
 //
-// Every change is one bbolt transaction, so a power cut at any instant
-// leaves a file as it was before or after the change, never between.
-// Every page is checked before bbolt reads it (see pages.go; the
-// certificates of a cache opened for writing after the open, deferred.go),
-// and every read and write runs where a damaged page is an error
-// (*CorruptError), never a crash.
+// Every change to the cache is one bbolt transaction, and every record of
+// the journal is synced before the call returns, so a power cut at any
+// instant leaves each store as it was before or after the change, never
+// between. Every page is checked before bbolt reads it (see pages.go; the
+// certificates of a cache opened for writing after the open,
+// deferred.go), every record of the journal as it is read, and every read
+// and write runs where damage is an error (*CorruptError), never a crash.
 //
-// Both files are sealed under the gate's cache key (Key): every
+// Both stores are sealed under the gate's cache key (Key): every
 // certificate key is encrypted, and every record a decision depends on
 // (a certificate with its flags and validity, a revocation, a passage,
 // the feed's cursor) is authenticated; events carry a MAC checked before
@@ -66,6 +68,9 @@ type Options struct {
 	// this new file is being rebuilt for: once the file holds a completed
 	// full sync it is renamed over Replaces, which removes the old file.
 	Replaces string
+	// JournalSegment is the size of the journal's new log segments, a
+	// multiple of 4096; 0 means 4 MB. Tests make it small.
+	JournalSegment int64
 }
 
 // Cache is an open certificate cache. Its methods are safe for concurrent
@@ -109,6 +114,9 @@ func Open(path string, opts *Options) (*Cache, error) {
 	}
 	if o.Key == nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, ErrNoKey)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("cache: open %s: %w", path, &CorruptError{Path: path, Kind: Foreign, Detail: "a directory, not a cache file (the journal is one)", Problems: 1})
 	}
 	// A read-only open is a tool's (diag, `gateagent cache`), which reads
 	// every certificate anyway: the whole file is checked first. The
@@ -247,7 +255,7 @@ func fileSchema(tx *bolt.Tx, path, kind string) (int, error) {
 	found := int(binary.BigEndian.Uint32(v))
 	want := SchemaVersion
 	if kind == kindJournal {
-		want = JournalSchema
+		want = boltJournalSchema
 	}
 	if found < 1 || found > want {
 		return 0, fmt.Errorf("%w: file has version %d, this build knows %d", ErrSchema, found, want)

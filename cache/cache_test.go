@@ -745,3 +745,68 @@ func TestLive(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalCompactsDuringAnOutage: with the issuer taking no upload,
+// every event stays, and the journal's segments would grow a block per
+// event for as long as the outage lasts; past compactSegments the
+// journal writes its state densely (a checkpoint) and gives back the
+// segments before it. Every event and passage is there after a reopen,
+// and once the issuer acknowledges them the segments go back.
+func TestJournalCompactsDuringAnOutage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "journal")
+	o := cachetest.Options(&cache.Options{JournalSegment: 4 * 4096}) // four records a segment
+	j, err := cache.OpenJournal(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	ids := cachetest.Batch(0, n, n).Upserts
+	maxSegs := 0
+	for i := range n {
+		e := event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Passage, Direction: verify.Entry, CertID: ids[i].ID, Detail: fmt.Sprint("event ", i)}
+		if _, err := j.RecordPassage(ids[i].ID, verify.Entry, e); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			// An upload refused: nothing acknowledged. The hourly purge
+			// keeps the passages of the last 10 minutes.
+			if _, err := j.PurgePassages(e.Time, 10*time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		maxSegs = max(maxSegs, j.Usage().Segments)
+	}
+	// Without compaction: 151 segments (a record each, four a segment).
+	if maxSegs > 40 {
+		t.Fatalf("%d live segments at most for %d events: the journal does not compact", maxSegs, n)
+	}
+	j.Close()
+	j, err = cache.OpenJournal(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	evs, err := j.Events(0, 2*n)
+	if err != nil || len(evs) != n {
+		t.Fatalf("after a reopen: %d events, %v; want %d", len(evs), err, n)
+	}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) || e.Detail != fmt.Sprint("event ", i) {
+			t.Fatalf("event %d reads %+v", i, e)
+		}
+	}
+	last := ids[n-1].ID
+	if at, ok, err := j.LastPass(&last, verify.Entry); err != nil || !ok || !at.Equal(t0.Add((n-1)*time.Second)) {
+		t.Fatalf("the last passage after a reopen: %v %v %v", at, ok, err)
+	}
+	if _, err := j.DeleteEventsThrough(evs[n-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.PurgePassages(t0.Add(2*n*time.Second), 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if s := j.Usage().Segments; s > 2 {
+		t.Fatalf("%d live segments once every event is acknowledged and every passage purged", s)
+	}
+	t.Logf("%d live segments at most during the outage of %d events", maxSegs, n)
+}

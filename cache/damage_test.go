@@ -75,7 +75,7 @@ type fixture struct {
 func newFixture(t testing.TB, n, events, passes int) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{cache: filepath.Join(dir, "cache.db"), journal: filepath.Join(dir, "journal.db"), passes: passes}
+	f := &fixture{cache: filepath.Join(dir, "cache.db"), journal: filepath.Join(dir, "journal"), passes: passes}
 	c, err := cache.Open(f.cache, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,11 @@ func TestDamagedFilesAreRefusedOrWhole(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
 	base := map[string][]byte{}
-	for _, p := range []string{f.cache, f.journal} {
+	segs, _ := filepath.Glob(filepath.Join(f.journal, "journal.*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("journal segments %v, want one", segs)
+	}
+	for _, p := range []string{f.cache, segs[0]} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -142,10 +146,14 @@ func TestDamagedFilesAreRefusedOrWhole(t *testing.T) {
 	}
 	refused, whole := 0, 0
 	for trial := range 120 {
-		src := []string{f.cache, f.journal}[trial%2]
+		src := []string{f.cache, segs[0]}[trial%2]
 		b := bytes.Clone(base[src])
+		span := len(b)
+		if src != f.cache {
+			span = 460 * 4096 // the records: an event or a passage a block; zeros after
+		}
 		for range 1 + r.IntN(3) {
-			at := r.IntN(len(b))
+			at := r.IntN(span)
 			for i := range 1 + r.IntN(32) {
 				if at+i < len(b) {
 					b[at+i] = byte(r.Uint32())
@@ -153,7 +161,15 @@ func TestDamagedFilesAreRefusedOrWhole(t *testing.T) {
 			}
 		}
 		path := filepath.Join(t.TempDir(), filepath.Base(src))
-		if err := os.WriteFile(path, b, 0o600); err != nil {
+		file := path
+		if src != f.cache {
+			path = filepath.Join(t.TempDir(), "journal")
+			file = filepath.Join(path, filepath.Base(src))
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(file, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		_, checkErr := cache.CheckFile(path)
@@ -275,10 +291,10 @@ func exerciseJournal(t *testing.T, path string) error {
 	return nil
 }
 
-// TestSalvageCountsLostEvents: a journal with one page of events
-// destroyed (and some events already acknowledged) is refused; a salvage
-// copies every other event, counts exactly those on the page as lost, and
-// continues the numbering after the last one.
+// TestSalvageCountsLostEvents: a journal with one record of events
+// destroyed in its middle (and some events already acknowledged) is
+// refused; a salvage copies every other event, counts exactly the one
+// destroyed as lost, and continues the numbering after the last one.
 func TestSalvageCountsLostEvents(t *testing.T) {
 	f := newFixture(t, 100, 500, 30)
 	j, err := cache.OpenJournal(f.journal, cachetest.Options(nil))
@@ -288,18 +304,24 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 	if _, err := j.DeleteEventsThrough(40); err != nil { // the issuer has 1..40
 		t.Fatal(err)
 	}
+	// The acknowledgement rides on the next record.
+	if _, err := j.AppendEvent(event.Event{Time: t0, Kind: event.Alarm, Detail: "after the upload"}); err != nil {
+		t.Fatal(err)
+	}
 	want, err := j.Events(0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
-	pages := cachetest.LeavesInUse(t, f.journal, 8, 4)
-	if len(pages) < 3 {
-		t.Fatalf("%d leaf pages of events in use in the journal, want at least 3", len(pages))
-	}
-	cachetest.WreckPage(t, f.journal, pages[2])
+	segs, _ := filepath.Glob(filepath.Join(f.journal, "journal.*.log"))
+	// Record 1 is the journal's first (its key check value), then one
+	// record per event: event 100's is the 101st block.
+	overwrite(t, segs[0], 100*4096, bytes.Repeat([]byte{0xEE}, 4096))
 	if _, err := cache.OpenJournal(f.journal, cachetest.Options(nil)); !errors.Is(err, cache.ErrCorrupt) {
 		t.Fatalf("open of the damaged journal: %v, want ErrCorrupt", err)
+	}
+	if _, err := cache.CheckFile(f.journal); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("check of the damaged journal: %v, want ErrCorrupt", err)
 	}
 	moved, err := cache.Quarantine(f.journal, t0)
 	if err != nil {
@@ -319,7 +341,7 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := len(want) - len(got)
-	if lost == 0 || res.Events != len(got) || res.Lost != lost || !res.LostExact || res.NextSeq != 501 {
+	if lost != 1 || res.Events != len(got) || res.Lost != lost || !res.LostExact || res.NextSeq != 502 {
 		t.Fatalf("salvage %+v; %d of %d events read back", res, len(got), len(want))
 	}
 	byseq := map[uint64]event.Event{}
@@ -331,17 +353,18 @@ func TestSalvageCountsLostEvents(t *testing.T) {
 			t.Fatalf("salvaged event %d is %+v, was %+v", e.Seq, e, w)
 		}
 	}
-	if seq, err := nj.AppendEvent(event.Event{Time: t0, Kind: event.Alarm}); err != nil || seq != 501 {
-		t.Fatalf("next event: seq %d, %v; want 501", seq, err)
+	if seq, err := nj.AppendEvent(event.Event{Time: t0, Kind: event.Alarm}); err != nil || seq != 502 {
+		t.Fatalf("next event: seq %d, %v; want 502", seq, err)
 	}
-	// The passages were on other pages: the anti-passback state is kept.
+	// The passages were in other records: the anti-passback state is kept.
 	s := &cache.Store{Cache: openCache(t, f.cache), Journal: nj}
 	if r, _, err := s.Lookup(f.certs[7].ID, verify.Entry); err != nil || r.LastPass.IsZero() {
 		t.Fatalf("passage of cert 7 after the salvage: %v %v", r.LastPass, err)
 	}
 }
 
-// TestSalvageNeverReusesNumbers: with the journal's root page destroyed
+// TestSalvageNeverReusesNumbers: with a journal.db's (schema 1 or 2, as
+// a migration may find one damaged) root page destroyed
 // (its sequence and acknowledgement unreadable in the newest tree), and
 // with both meta pages destroyed (nothing readable), the new journal
 // numbers its events past anything the old one can have used.
@@ -366,14 +389,21 @@ func TestSalvageNeverReusesNumbers(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, 10, 300, 0)
-			tc.wreck(t, f.journal)
-			if _, err := cache.CheckFile(f.journal); !errors.Is(err, cache.ErrCorrupt) {
+			path := filepath.Join(t.TempDir(), "journal.db")
+			var evs []event.Event
+			for i := range 300 {
+				evs = append(evs, event.Event{Seq: uint64(i + 1), Time: t0.Add(time.Duration(i) * time.Second), Kind: event.Alarm, Detail: fmt.Sprintf("event %d", i)})
+			}
+			if err := cache.WriteJournalV1(path, evs, 300, nil); err != nil {
+				t.Fatal(err)
+			}
+			tc.wreck(t, path)
+			if _, err := cache.CheckFile(path); !errors.Is(err, cache.ErrCorrupt) {
 				t.Fatalf("check: %v, want ErrCorrupt", err)
 			}
 			j := cachetest.OpenJournal(t, nil)
 			now := time.Now()
-			res, err := j.Salvage(f.journal, now)
+			res, err := j.Salvage(path, now)
 			if err != nil {
 				t.Fatal(err)
 			}

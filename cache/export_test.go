@@ -1,13 +1,16 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"testing"
 
 	bolt "go.etcd.io/bbolt"
 
 	"gateagent/event"
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
 
@@ -61,8 +64,32 @@ func Dump(c *Cache) (map[string]string, error) {
 // DB exposes the bbolt handle, for tests that plant bad data.
 func DB(c *Cache) *bolt.DB { return c.db }
 
-// JournalDB exposes the journal's bbolt handle.
-func JournalDB(j *Journal) *bolt.DB { return j.db }
+// FlipJournalMemory changes byte at of what the open journal holds in
+// memory under key in bucket, as cachetest.DamageJournalRecord changes it
+// on the disk (which the journal reads at its next open): "events", the
+// event sealed (key its sequence number); "passback", the passage (which
+// then fails authentication).
+func FlipJournalMemory(j *Journal, bucket string, key []byte, at int, x byte) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch bucket {
+	case "events":
+		for i, ev := range j.st.events {
+			if bytes.Equal(u64(ev.seq), key) {
+				s := bytes.Clone(ev.sealed)
+				s[at] ^= x
+				j.st.events[i].sealed = s
+			}
+		}
+	case "passback":
+		j.passMu.Lock()
+		if p, ok := j.passes[[passKeyLen]byte(key)]; ok {
+			p.bad = true
+			j.passes[[passKeyLen]byte(key)] = p
+		}
+		j.passMu.Unlock()
+	}
+}
 
 // WriteSchema1 writes a cache file as builds before the journal wrote
 // them (schema 1): certificates in plaintext, feed state, and the passback
@@ -153,7 +180,13 @@ func AppendEventShared(c *Cache, e event.Event) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketEvents); err != nil {
 			return err
 		}
-		return appendEvent(tx, c.key, &e)
+		b := tx.Bucket(bucketEvents)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		b.FillPercent = 1.0
+		return b.Put(u64(seq), encodeEvent(c.key, seq, &e))
 	})
 }
 
@@ -162,4 +195,12 @@ func OpenRecord(c *Cache, id, v []byte) (verify.Cert, bool, bool) {
 	var cert verify.Cert
 	_, outcome := openRecord(c.aead, id, v, &cert)
 	return cert, outcome != recordShape, outcome == recordOK
+}
+
+// SetJournalFS puts the journals' segments opened until the test ends on
+// fsys (a model of a power cut).
+func SetJournalFS(t testing.TB, fsys seglog.FS) {
+	old := journalFS
+	journalFS = fsys
+	t.Cleanup(func() { journalFS = old })
 }

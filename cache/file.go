@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"gateagent/internal/regfile"
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
 
@@ -273,12 +274,18 @@ func mapFile(path string, f *os.File, size int64, flags int) ([]byte, error) {
 	return data, nil
 }
 
-// CheckFile checks the closed cache or journal file at path without
+// CheckFile checks the closed cache file or journal (a directory) at path without
 // writing to it (sharing its lock with other readers, so it waits for an
 // agent that holds it, up to a second, then returns ErrLocked). It
 // returns the kind of file found, "cache" or "journal", and nil when the
 // file is whole; the error is a *CorruptError when it is not.
 func CheckFile(path string) (string, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		if err := checkJournalDir(path); err != nil {
+			return "", fmt.Errorf("cache: check %s: %w", path, err)
+		}
+		return kindJournal, nil
+	}
 	f, _, err := regfile.Open(path) // a FIFO in its place must not block
 	if err != nil {
 		return "", fmt.Errorf("cache: check %s: %w", path, err)
@@ -398,12 +405,33 @@ func Quarantine(path string, now time.Time) (string, error) {
 // keepDamaged is how many damaged copies of one file are kept.
 const keepDamaged = 3
 
-// JournalPath is where the journal lives beside the certificate cache at
-// cachePath: journal.db in the same directory.
-func JournalPath(cachePath string) string {
-	return filepath.Join(filepath.Dir(cachePath), "journal.db")
-}
-
 // RebuildPath is where a cache of an older schema is rebuilt (see
 // Options.Replaces): beside it, until it replaces it.
 func RebuildPath(cachePath string) string { return cachePath + ".rebuild" }
+
+// checkJournalDir checks the journal's log in dir without writing to it,
+// sharing its lock with other readers: every record whole, with a head
+// and a known kind. (What it says is checked with the key by
+// OpenJournal.)
+func checkJournalDir(dir string) error {
+	if f, err := os.Open(filepath.Join(dir, "LOCK")); err == nil {
+		defer f.Close()
+		if err := lock(f, false, time.Second); err != nil {
+			return err
+		}
+	}
+	l, err := seglog.Open(dir, "journal", &seglog.Options{SegmentSize: journalSegment, ReadOnly: true}, func(r seglog.Record) error {
+		if len(r.Payload) < jheadLen || r.Kind < recEvent || r.Kind > recCheckpoint {
+			return damaged(dir, 0, "record %d: kind %d, %d bytes", r.LSN, r.Kind, len(r.Payload))
+		}
+		return nil
+	})
+	var de *seglog.DamageError
+	if errors.As(err, &de) {
+		return &CorruptError{Path: dir, Kind: Damaged, Detail: de.Error(), Problems: 1}
+	}
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}

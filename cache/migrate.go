@@ -73,58 +73,23 @@ func MoveLegacyJournal(path string, j *Journal) (Moved, error) {
 		}
 		return mv, err
 	}
-	newer := map[[passKeyLen]byte]int64{}
-	err = j.update(func(tx *bolt.Tx) error {
-		acked := uint64(0)
-		if v := tx.Bucket(bucketMeta).Get(keyAcked); len(v) == 8 {
-			acked = binary.BigEndian.Uint64(v)
+	in := mergeIn{events: map[uint64][]byte{}, passes: map[[passKeyLen]byte]int64{}, seqFloor: seq}
+	for _, e := range events {
+		s := binary.BigEndian.Uint64(e.k)
+		v, err := upgradeEvent(j.key, s, e.v)
+		if err != nil {
+			return Moved{}, fmt.Errorf("cache: move events to the journal: %w", damaged(path, 0, "event %d: %v", s, err))
 		}
-		b := tx.Bucket(bucketEvents)
-		b.FillPercent = 1.0
-		for _, e := range events {
-			s := binary.BigEndian.Uint64(e.k)
-			if s <= acked || b.Get(e.k) != nil {
-				continue
-			}
-			v, err := upgradeEvent(j.key, s, e.v)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(e.k, v); err != nil {
-				return err
-			}
-			mv.Events++
-		}
-		if seq > b.Sequence() {
-			if err := b.SetSequence(seq); err != nil {
-				return err
-			}
-		}
-		pb := tx.Bucket(bucketPassback)
-		for _, p := range passes {
-			ns := int64(binary.BigEndian.Uint64(p.v))
-			if old := pb.Get(p.k); old != nil {
-				if ons, ok := openPass(j.key, p.k, old); ok && ons >= ns {
-					continue
-				}
-			}
-			if err := pb.Put(p.k, passValue(j.key, p.k, ns)); err != nil {
-				return err
-			}
-			newer[[passKeyLen]byte(p.k)] = ns
-			mv.Passbacks++
-		}
-		return nil
-	})
-	if err != nil {
+		in.events[s] = v
+	}
+	for _, p := range passes {
+		in.passes[[passKeyLen]byte(p.k)] = int64(binary.BigEndian.Uint64(p.v))
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if mv.Events, mv.Passbacks, err = j.merge(in, true); err != nil {
 		return Moved{}, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
-	j.passMu.Lock()
-	for k, ns := range newer {
-		j.passes[k] = ns
-		delete(j.bad, k)
-	}
-	j.passMu.Unlock()
 	return mv, nil
 }
 

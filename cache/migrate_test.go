@@ -208,11 +208,13 @@ func TestLegacyCacheRebuilt(t *testing.T) {
 	}
 }
 
-// TestJournalMigration: a journal of schema 1 (no MACs) is migrated in
-// place when opened: every event and passage authenticates afterwards
-// and reads as before; opened read-only (diag) it is read as it is.
+// TestJournalMigration: a journal.db of schema 1 (no MACs) is moved into
+// the journal's log at its first open for writing: every event and
+// passage authenticates afterwards and reads as before, and journal.db is
+// renamed; opened read-only (diag) before that, it is read as it is.
 func TestJournalMigration(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal.db")
+	jdir := filepath.Join(t.TempDir(), "journal")
+	path := cache.LegacyJournalPath(jdir)
 	certs := cachetest.Batch(0, 10, 10).Upserts
 	var events []event.Event
 	for seq := uint64(1); seq <= 2500; seq++ {
@@ -225,15 +227,21 @@ func TestJournalMigration(t *testing.T) {
 	if err := cache.WriteJournalV1(path, events, 2500, map[[17]byte]int64{k: t0.UnixNano()}); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := cache.OpenJournal(path, cachetest.Options(&cache.Options{ReadOnly: true}))
+	ro, err := cache.OpenJournal(jdir, cachetest.Options(&cache.Options{ReadOnly: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := ro.Events(0, 10); err != nil || len(got) != 10 || got[0] != events[0] {
 		t.Fatalf("read-only, before the migration: %v, %v", got, err)
 	}
+	if ro.Schema() != 1 {
+		t.Fatalf("read-only, before the migration: schema %d, want 1", ro.Schema())
+	}
 	ro.Close()
-	j, err := cache.OpenJournal(path, cachetest.Options(nil))
+	if _, err := os.Stat(jdir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a read-only open made the journal's directory: %v", err)
+	}
+	j, err := cache.OpenJournal(jdir, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,9 +261,23 @@ func TestJournalMigration(t *testing.T) {
 		t.Fatalf("authenticate after the migration: %+v, %v", r, err)
 	}
 	j.Close()
-	cachetest.CheckFile(t, path)
+	cachetest.CheckFile(t, jdir)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("journal.db is still there after its migration: %v", err)
+	}
+	if _, err := os.Stat(path + ".migrated"); err != nil {
+		t.Fatalf("journal.db not kept as journal.db.migrated: %v", err)
+	}
+	j, err = cache.OpenJournal(jdir, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := j.Events(0, 5000); err != nil || len(got) != len(events) || j.Schema() != cache.JournalSchema {
+		t.Fatalf("reopened after the migration: %d events, %v, schema %d", len(got), err, j.Schema())
+	}
+	j.Close()
 	other, _ := cache.NewKey(bytes.Repeat([]byte{1}, cache.KeyLen))
-	if _, err := cache.OpenJournal(path, &cache.Options{Key: other}); !errors.Is(err, cache.ErrWrongKey) {
+	if _, err := cache.OpenJournal(jdir, &cache.Options{Key: other}); !errors.Is(err, cache.ErrWrongKey) {
 		t.Fatalf("migrated journal under another key: %v, want ErrWrongKey", err)
 	}
 }

@@ -44,30 +44,6 @@ func (c *Cache) Purge(now time.Time, retention time.Duration) (int, error) {
 	return n, nil
 }
 
-// PurgePassages deletes the passages older than window (which must be at
-// least the verifier's anti-passback window), in chunks as Purge does.
-func (j *Journal) PurgePassages(now time.Time, window time.Duration) (int, error) {
-	if window < 0 {
-		return 0, fmt.Errorf("journal: purge: negative window %v", window)
-	}
-	cut := now.Add(-window).UnixNano()
-	n, err := purgeBucket(j.update, bucketPassback, func(k, v []byte) bool {
-		ns, ok := openPass(j.key, k, v) // a passage that fails stays, for its repair
-		return ok && ns < cut
-	})
-	if err != nil {
-		return n, fmt.Errorf("journal: purge passages: %w", err)
-	}
-	j.passMu.Lock()
-	for k, ns := range j.passes {
-		if ns < cut {
-			delete(j.passes, k)
-		}
-	}
-	j.passMu.Unlock()
-	return n, nil
-}
-
 // purgeBucket deletes the keys whose value old reports as due, a chunk at a
 // time, resuming each chunk after the last key the previous one looked at.
 func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(k, v []byte) bool) (int, error) {

@@ -21,8 +21,8 @@ import (
 )
 
 // The upgrade from a release whose files were not sealed, cut by power at
-// random instants: the journal of schema 1 is migrated in place (a batch
-// of events per transaction), the cache of schema 2 rebuilt from the feed
+// random instants: the journal.db of schema 1 is moved into the journal's
+// log (one checkpoint, then renamed journal.db.migrated), the cache of schema 2 rebuilt from the feed
 // into a new file that replaces it once it holds a full sync. The writer
 // is this test binary again, with rebuildEnv naming the directory; it
 // does what the agent does at start, and reports each step.
@@ -112,7 +112,7 @@ func TestPowerCutDuringUpgrade(t *testing.T) {
 	if err := cachetest.WriteLegacy(path, certs, rebuildCerts, 4); err != nil {
 		t.Fatal(err)
 	}
-	if err := cache.WriteJournalV1(cache.JournalPath(path), events, rebuildEvents, passes); err != nil {
+	if err := cache.WriteJournalV1(cache.LegacyJournalPath(cache.JournalPath(path)), events, rebuildEvents, passes); err != nil {
 		t.Fatal(err)
 	}
 	legacy, _ := os.ReadFile(path)
@@ -208,7 +208,10 @@ func checkUpgrade(t *testing.T, dir string, round int, certs []verify.Cert, even
 	t.Helper()
 	path := filepath.Join(dir, "cache.db")
 	jpath := cache.JournalPath(path)
-	for _, p := range []string{path, jpath} {
+	for _, p := range []string{path, jpath, cache.LegacyJournalPath(jpath)} {
+		if _, err := os.Stat(p); p != path && err != nil {
+			continue // the journal not yet migrated, or migrated
+		}
 		if _, err := cache.CheckFile(p); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}

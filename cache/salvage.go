@@ -5,11 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"gateagent/internal/regfile"
+	"gateagent/internal/seglog"
+	"os"
 	"sort"
 	"syscall"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Salvaged says what Salvage read from a damaged file, and what it could
@@ -48,6 +48,16 @@ const minEventBytes = elemSize + 8 + 4 + 8 + 16 + 1 + 1
 // a cache of schema 2 holds no events, and moves nothing.
 func (j *Journal) Salvage(path string, now time.Time) (Salvaged, error) {
 	var res Salvaged
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		var found salvage
+		size, err := found.readLog(path)
+		if err != nil {
+			return res, fmt.Errorf("journal: salvage %s: %w", path, err)
+		}
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.salvage(&found, size, now)
+	}
 	f, _, err := regfile.Open(path) // a FIFO moved aside must not block
 	if err != nil {
 		return res, fmt.Errorf("journal: salvage %s: %w", path, err)
@@ -68,7 +78,85 @@ func (j *Journal) Salvage(path string, now time.Time) (Salvaged, error) {
 		_ = safely(path, func() error { found.read(path, data); return nil })
 		syscall.Munmap(data)
 	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	return j.salvage(&found, uint64(fi.Size()), now)
+}
+
+// readLog reads what it can of a damaged journal log in dir: every record
+// that passes its check, whatever its key check value (an event or a
+// passage under another key fails its own MAC, and is then lost). It
+// returns the bytes of the segments read.
+func (s *salvage) readLog(dir string) (uint64, error) {
+	s.events = map[uint64][]byte{}
+	s.passes = map[[passKeyLen]byte][][]byte{}
+	var size uint64
+	err := seglog.ReadAll(dir, "journal", nil, func(r seglog.Record) {
+		size += uint64(len(r.Payload))
+		p := r.Payload
+		if len(p) < jheadLen {
+			return
+		}
+		acked := binary.BigEndian.Uint64(p[tagLen:])
+		seq := binary.BigEndian.Uint64(p[tagLen+8:])
+		// The newest records say where the events stood; any record is
+		// evidence of numbers given and acknowledged.
+		s.seq, s.seqKnown = max(s.seq, seq), true
+		s.skip = max(s.skip, acked)
+		s.acked, s.ackKnown = max(s.acked, acked), true
+		body := p[jheadLen:]
+		event := func(body []byte) {
+			if len(body) > 8 {
+				s.events[binary.BigEndian.Uint64(body)] = bytes.Clone(body[8:])
+			}
+		}
+		pass := func(body []byte) {
+			if len(body) >= passKeyLen+passLen {
+				pk := [passKeyLen]byte(body)
+				s.passes[pk] = append(s.passes[pk], bytes.Clone(body[passKeyLen:passKeyLen+passLen]))
+			}
+		}
+		switch r.Kind {
+		case recEvent:
+			event(body)
+		case recPassage:
+			pass(body)
+			if len(body) >= passKeyLen+passLen {
+				event(body[passKeyLen+passLen:])
+			}
+		case recRepair:
+			pass(body)
+		case recCheckpoint:
+			if len(body) < 16 {
+				return
+			}
+			for b := body[16:]; len(b) > 0; {
+				switch {
+				case b[0] == entryEvent && len(b) >= 13:
+					n := int(binary.BigEndian.Uint32(b[9:]))
+					if n < 0 || len(b) < 13+n {
+						return
+					}
+					event(append(bytes.Clone(b[1:9]), b[13:13+n]...))
+					b = b[13+n:]
+				case b[0] == entryPassage && len(b) >= 1+passKeyLen+passLen:
+					pass(b[1:])
+					b = b[1+passKeyLen+passLen:]
+				case b[0] == entryBad && len(b) >= 1+passKeyLen:
+					b = b[1+passKeyLen:]
+				default:
+					return
+				}
+			}
+		}
+	})
+	// Events acknowledged are not salvaged: the issuer has them.
+	for seq := range s.events {
+		if seq <= s.acked {
+			delete(s.events, seq)
+		}
+	}
+	return size, err
 }
 
 // salvage is what could be read of a damaged file.
@@ -228,60 +316,14 @@ func (j *Journal) salvage(s *salvage, size uint64, now time.Time) (Salvaged, err
 	default:
 		floor = max(size/minEventBytes+1, uint64(max(now.UnixMilli(), 0)))
 	}
-	newer := map[[passKeyLen]byte]int64{}
-	err := j.update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		acked := uint64(0)
-		if v := meta.Get(keyAcked); len(v) == 8 {
-			acked = binary.BigEndian.Uint64(v)
-		}
-		if s.skip > acked { // the issuer has those: never send them again
-			acked = s.skip
-			if err := meta.Put(keyAcked, u64(acked)); err != nil {
-				return err
-			}
-		}
-		b := tx.Bucket(bucketEvents)
-		b.FillPercent = 1.0
-		for _, seq := range seqs {
-			k := u64(seq)
-			if seq <= acked || b.Get(k) != nil {
-				continue
-			}
-			if err := b.Put(k, s.events[seq]); err != nil {
-				return err
-			}
-			res.Events++
-		}
-		if floor > b.Sequence() {
-			if err := b.SetSequence(floor); err != nil {
-				return err
-			}
-		}
-		res.NextSeq = b.Sequence() + 1
-		pb := tx.Bucket(bucketPassback)
-		for pk, ns := range passes {
-			if old := pb.Get(pk[:]); old != nil {
-				if ons, ok := openPass(j.key, pk[:], old); ok && ons >= ns {
-					continue
-				}
-			}
-			if err := pb.Put(pk[:], passValue(j.key, pk[:], ns)); err != nil {
-				return err
-			}
-			newer[pk] = ns
-			res.Passbacks++
-		}
-		return nil
-	})
-	if err != nil {
+	in := mergeIn{events: map[uint64][]byte{}, passes: passes, seqFloor: floor, ackFloor: s.skip}
+	for _, seq := range seqs {
+		in.events[seq] = s.events[seq]
+	}
+	var err error
+	if res.Events, res.Passbacks, err = j.merge(in, true); err != nil {
 		return Salvaged{}, fmt.Errorf("journal: salvage: %w", err)
 	}
-	j.passMu.Lock()
-	for k, ns := range newer {
-		j.passes[k] = ns
-		delete(j.bad, k)
-	}
-	j.passMu.Unlock()
+	res.NextSeq = j.st.lastSeq + 1
 	return res, nil
 }

@@ -57,6 +57,16 @@ func TestNoKeyInTheFile(t *testing.T) {
 }
 
 // flip changes one byte of the stored value of key in bucket, in place.
+// flipJournal XORs byte at of what the journal j holds under key in
+// bucket with x, on the disk (read at its next open) and in its memory.
+func flipJournal(t *testing.T, j *cache.Journal, bucket string, key []byte, at int, x byte) {
+	t.Helper()
+	if err := cachetest.DamageJournalRecord(j.Path(), bucket, key, at, x); err != nil {
+		t.Fatal(err)
+	}
+	cache.FlipJournalMemory(j, bucket, key, at, x)
+}
+
 func flip(t *testing.T, db *bolt.DB, bucket string, key []byte, at int, x byte) {
 	t.Helper()
 	err := db.Update(func(tx *bolt.Tx) error {
@@ -258,7 +268,7 @@ func TestPassageDamage(t *testing.T) {
 	pk[16] = byte(verify.Entry)
 	for _, at := range []int{2, 8 + 3} { // the time, the MAC
 		jpath := s.Journal.Path()
-		flip(t, cache.JournalDB(s.Journal), "passback", pk[:], at, 0x40)
+		flipJournal(t, s.Journal, "passback", pk[:], at, 0x40)
 		s.Journal.Close()
 		j, err := cache.OpenJournal(jpath, cachetest.Options(nil))
 		if err != nil {
@@ -306,7 +316,7 @@ func TestEventDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flip(t, cache.JournalDB(j), "events", binary.BigEndian.AppendUint64(nil, 3), 2, 1) // reason OK → another
+	flipJournal(t, j, "events", binary.BigEndian.AppendUint64(nil, 3), 2, 1) // reason OK → another
 	if _, err := j.Events(0, 10); !errors.Is(err, cache.ErrAuth) || !bytes.Contains([]byte(err.Error()), []byte("event 3")) {
 		t.Fatalf("events: %v, want an AuthError naming event 3", err)
 	}
@@ -357,7 +367,7 @@ func TestRenumber(t *testing.T) {
 	if _, err := j.DeleteEventsThrough(1); err != nil {
 		t.Fatal(err)
 	}
-	flip(t, cache.JournalDB(j), "events", binary.BigEndian.AppendUint64(nil, 4), 2, 1)
+	flipJournal(t, j, "events", binary.BigEndian.AppendUint64(nil, 4), 2, 1)
 	now := t0.Add(time.Hour)
 	if n, err := j.Renumber(3, now); err != nil || n != 4 {
 		t.Fatalf("renumber after 3: %d %v, want 4 events", n, err)
@@ -402,7 +412,7 @@ func TestPassages(t *testing.T) {
 		t.Fatalf("passages since 10 min: %+v", got)
 	}
 	pk := append(ids[2][:], byte(verify.Exit))
-	flip(t, cache.JournalDB(j), "passback", pk, 2, 0x40)
+	flipJournal(t, j, "passback", pk, 2, 0x40)
 	if got := reopenJournal(t, j).Passages(t0); len(got) != 2 || slices.ContainsFunc(got, func(p cache.Passage) bool { return p.Cert == ids[2] }) {
 		t.Fatalf("passages with one unauthentic: %+v, want the two others", got)
 	}

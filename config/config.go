@@ -225,8 +225,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Gate.Cache == "" {
 		bad("gate.cache", "empty: give the path of the cache file (e.g. /var/lib/gateagent/cache.db)")
-	} else if filepath.Base(c.Gate.Cache) == "journal.db" {
-		bad("gate.cache", "%q: journal.db is the name of the journal the agent keeps beside the cache: name the cache otherwise (e.g. cache.db)", c.Gate.Cache)
+	} else if b := filepath.Base(c.Gate.Cache); b == "journal" || b == "journal.db" {
+		bad("gate.cache", "%q: %s is the name of the journal the agent keeps beside the cache: name the cache otherwise (e.g. cache.db)", c.Gate.Cache, b)
 	}
 	if u, err := url.Parse(c.Feed.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("feed.url", "%q: give the issuer's http:// or https:// address", c.Feed.URL)

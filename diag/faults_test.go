@@ -15,6 +15,7 @@ import (
 	"gateagent/config"
 	"gateagent/config/configtest"
 	"gateagent/diag"
+	"gateagent/event"
 	"gateagent/feed/feedtest"
 	"gateagent/internal/kclock"
 	"gateagent/internal/secret"
@@ -67,7 +68,22 @@ func TestStandaloneFaults(t *testing.T) {
 		// file: the agent sets it up again, so no permissions hint.
 		{"empty cache file", func(st *station) { os.WriteFile(st.cache, nil, 0o600) },
 			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, []string{diag.NameWear}},
-		{"corrupt journal", func(st *station) { damageRootPage(t, cache.JournalPath(st.cache)) },
+		{"corrupt journal", func(st *station) {
+			// Two events, then the record before them destroyed.
+			j, err := cache.OpenJournal(cache.JournalPath(st.cache), cachetest.Options(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if _, err := j.AppendEvent(event.Event{Time: st.gateNow, Kind: event.Alarm, Detail: "before the damage"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j.Close()
+			if err := cachetest.WreckJournalRecord(cache.JournalPath(st.cache), 1); err != nil {
+				t.Fatal(err)
+			}
+		},
 			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, "", nil, nil},
 		{"issuer down", func(st *station) { st.srv.Stop() },
 			diag.NameFeed, []string{"unreachable", "network"}, "", nil, nil},
@@ -79,7 +95,7 @@ func TestStandaloneFaults(t *testing.T) {
 		// the files do not open under it, and the agent would not start.
 		{"cache key of another gate", func(st *station) {
 			os.WriteFile(filepath.Join(os.Getenv("CREDENTIALS_DIRECTORY"), config.DefaultCacheKey), bytes.Repeat([]byte{7}, cache.KeyLen), 0o400)
-		}, diag.NameKeys, []string{"does not open", "restore the right one", "journal.db aside", "hand it to the station"}, "would not start",
+		}, diag.NameKeys, []string{"does not open", "restore the right one", "journal aside", "hand it to the station"}, "would not start",
 			[]string{diag.NameCache, diag.NameBacklog}, []string{diag.NameRecords, diag.NameWear}},
 		{"cache key not loaded", func(st *station) {
 			// Run outside the unit, and no sealed credential to decrypt.
@@ -232,27 +248,6 @@ func damageCertPage(t *testing.T, path string) {
 		}
 	}
 	t.Fatal("no page of certificates found in the cache file")
-}
-
-// damageRootPage overwrites the type of the page the newest meta page
-// names as the root: the whole file is unreadable to bbolt.
-func damageRootPage(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := os.Getpagesize()
-	meta := func(i int) []byte { return b[i*page+16:] }
-	m := meta(0)
-	if binary.LittleEndian.Uint64(meta(1)[48:]) > binary.LittleEndian.Uint64(m[48:]) { // txid
-		m = meta(1)
-	}
-	root := int(binary.LittleEndian.Uint64(m[16:]))
-	binary.LittleEndian.PutUint16(b[root*page+8:], 0x40)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestKeysWarnings: keys in plain files, and a cache written before keys

@@ -140,9 +140,9 @@ func measureFiles(c *cache.Cache, journal string, now time.Time) (*wear.Files, e
 		return nil, err
 	}
 	f.CacheBytes = fi.Size()
-	switch fi, err := os.Stat(journal); {
+	switch n, err := cache.JournalSize(journal); {
 	case err == nil:
-		f.JournalBytes = fi.Size()
+		f.JournalBytes = n
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}

@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -73,7 +75,7 @@ func Open(t testing.TB, opts *cache.Options) *cache.Cache {
 // the test ends, as Open does.
 func OpenJournal(t testing.TB, opts *cache.Options) *cache.Journal {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "journal.db")
+	path := filepath.Join(t.TempDir(), "journal")
 	j, err := cache.OpenJournal(path, Options(opts))
 	if err != nil {
 		t.Fatal(err)
@@ -251,4 +253,115 @@ func WreckPage(t testing.TB, path string, p int) {
 	if _, err := f.WriteAt([]byte{0x40, 0}, int64(p*os.Getpagesize()+8)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The journal's records on the disk, as internal/seglog and package cache
+// write them: a 32-byte header (magic, CRC-32C of the rest and the
+// payload, generation, LSN, length, kind) at the start of a 4 KB block,
+// then the payload, whose head is the key check value (16), acked (8)
+// and the last sequence number (8).
+const (
+	logHeader   = 32
+	journalHead = 32
+	passKey     = 17
+	passValue   = 24
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// journalRecords calls fn with each whole record of the closed journal
+// at dir: its segment file's bytes, the record's offset, kind and
+// payload; fn returns whether it changed the bytes (the record's CRC is
+// then made whole again and the file written back).
+func journalRecords(dir string, fn func(off int, kind byte, payload []byte) bool) error {
+	segs, err := filepath.Glob(filepath.Join(dir, "journal.*.log"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(segs)
+	for _, seg := range segs {
+		data, err := os.ReadFile(seg)
+		if err != nil {
+			return err
+		}
+		changed := false
+		for off := 0; off+logHeader <= len(data); off += 4096 {
+			h := data[off:]
+			n := int(binary.LittleEndian.Uint32(h[24:]))
+			if binary.LittleEndian.Uint32(h) != 0x474c4731 || off+logHeader+n > len(data) ||
+				crc32.Checksum(h[8:logHeader+n], castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
+				continue
+			}
+			if fn(off, h[28], h[logHeader:logHeader+n]) {
+				binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:logHeader+n], castagnoli))
+				changed = true
+			}
+		}
+		if changed {
+			if err := os.WriteFile(seg, data, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DamageJournalRecord XORs byte at of what the closed journal at dir
+// holds under key in bucket with x, in every record that holds it, and
+// makes each record's CRC whole again (as deliberate tampering would, so
+// that only the MAC can tell): "events", the event sealed, key its
+// sequence number (8, big-endian); "passback", the passage's time ‖ MAC,
+// key its cert ID ‖ direction.
+func DamageJournalRecord(dir, bucket string, key []byte, at int, x byte) error {
+	found := false
+	err := journalRecords(dir, func(_ int, kind byte, p []byte) bool {
+		pos := -1
+		switch {
+		case bucket == "events" && kind == 1 && len(p) > journalHead+8 && bytes.Equal(p[journalHead:journalHead+8], key):
+			pos = journalHead + 8 + at
+		case bucket == "events" && kind == 2 && len(p) > journalHead+passKey+passValue+8 &&
+			bytes.Equal(p[journalHead+passKey+passValue:journalHead+passKey+passValue+8], key):
+			pos = journalHead + passKey + passValue + 8 + at
+		case bucket == "passback" && (kind == 2 || kind == 3) && len(p) >= journalHead+passKey+passValue &&
+			bytes.Equal(p[journalHead:journalHead+passKey], key):
+			pos = journalHead + passKey + at
+		}
+		if pos < 0 || pos >= len(p) {
+			return false
+		}
+		p[pos] ^= x
+		found = true
+		return true
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("no %s record %x in the journal %s", bucket, key, dir)
+	}
+	return err
+}
+
+// WreckJournalRecord overwrites the n-th record (from 1) of the closed
+// journal at dir with bytes no record has, as a bad block would: with
+// whole records after it, the journal is damaged.
+func WreckJournalRecord(dir string, n int) error {
+	i, at := 0, -1
+	if err := journalRecords(dir, func(off int, _ byte, _ []byte) bool {
+		if i++; i == n {
+			at = off
+		}
+		return false
+	}); err != nil {
+		return err
+	}
+	if at < 0 || i <= n {
+		return fmt.Errorf("the journal %s has %d records: none after record %d", dir, i, n)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal.*.log"))
+	sort.Strings(segs)
+	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(bytes.Repeat([]byte{0xEE}, 64), int64(at))
+	return err
 }

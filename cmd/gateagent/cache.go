@@ -33,7 +33,7 @@ func cacheCmd() *cli.Command {
 	return &cli.Command{
 		Name:    "cache",
 		Summary: "inspect the key cache or the journal: stats, check",
-		Help:    "Reads the key cache (cache.db) or the journal beside it (journal.db) without writing to it: stop the agent first, or work on a copy.",
+		Help:    "Reads the key cache (cache.db) or the journal beside it (the directory journal, or a journal.db of an older release) without writing to it: stop the agent first, or work on a copy.",
 		Commands: []*cli.Command{
 			file("check", "check a file whole, and its records",
 				"Checks FILE whole, page by page, without ever crashing on damage; then, under the cache key of the config's [keys], that every record authenticates. Says what to do when not.",
@@ -167,7 +167,7 @@ func cacheAdvice(path string, err error) string {
 	case errors.Is(err, cache.ErrPlaintext):
 		return "the file was written by an older release, keys in plaintext: the agent rebuilds the cache from the key feed at its next start and removes this file once the new one holds a full sync"
 	case errors.Is(err, fs.ErrNotExist):
-		return "check the path: the config's gate.cache names the cache; the journal is journal.db beside it; the agent creates both at its first start"
+		return "check the path: the config's gate.cache names the cache; the journal is the directory journal beside it; the agent creates both at its first start"
 	case errors.Is(err, cache.ErrSchema):
 		return "the file was written by another gateagent version: run that version, or move the file aside and let this agent rebuild it"
 	case errors.As(err, &ce) && ce.Kind == cache.Empty:

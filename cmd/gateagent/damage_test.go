@@ -99,7 +99,7 @@ type harness struct {
 	tty     *scannertest.Socat // the trial's scanner line
 	peer    *os.File
 	cert    issuer.Certificate // the passenger whose code is scanned
-	files   map[string][]byte  // cache.db, journal.db
+	files   map[string][]byte  // cache.db, the journal's segment (by path in the directory)
 	pending map[uint64]bool    // events in the journal not yet uploaded
 	// certs are the synthetic certificates by ID, revoked the ones the
 	// issuer revoked before the gate synced.
@@ -151,7 +151,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := cache.OpenJournal(filepath.Join(dir, "journal.db"), cachetest.Options(nil))
+	j, err := cache.OpenJournal(filepath.Join(dir, "journal"), cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,11 @@ func newHarness(t *testing.T) *harness {
 	c.Close()
 	j.Close()
 	h.files = map[string][]byte{}
-	for _, name := range []string{"cache.db", "journal.db"} {
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal", "journal.*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("journal segments %v, want one", segs)
+	}
+	for _, name := range []string{"cache.db", filepath.Join("journal", filepath.Base(segs[0]))} {
 		if h.files[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -211,9 +215,15 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	var damage []string
 	for name, b := range h.files {
 		b = append([]byte(nil), b...)
+		// The journal's records fill its segment's first blocks (zeros
+		// after): the damage falls there.
+		span := len(b)
+		if name != "cache.db" {
+			span = min(span, 160*4096)
+		}
 		if name == "cache.db" || i%2 == 1 {
 			for range 1 + r.IntN(3) {
-				at, n := r.IntN(len(b)), 2+r.IntN(31)
+				at, n := r.IntN(span), 2+r.IntN(31)
 				for k := range n {
 					if at+k < len(b) {
 						b[at+k] = byte(r.Uint32())
@@ -221,6 +231,9 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 				}
 				damage = append(damage, fmt.Sprintf("%s: %d bytes at %d", name, n, at))
 			}
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
@@ -232,7 +245,7 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 
 	// The technician's checks, with the agent stopped.
 	whole := map[string]bool{}
-	for _, name := range []string{"cache.db", "journal.db"} {
+	for _, name := range []string{"cache.db", "journal"} {
 		code, out, errOut := h.run(t, what, "cache", "check", filepath.Join(dir, name))
 		if code != 0 && code != 1 || code == 1 && !strings.Contains(errOut, "what to do:") {
 			t.Fatalf("%s: cache check %s: exit %d\n%s%s", what, name, code, out, errOut)
@@ -249,9 +262,9 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	// A cache whose cursor or key check fails authentication is whole page
 	// by page but not usable: diag says so.
 	chFail := ch.Status == diag.Fail && !strings.Contains(ch.Line, "is unauthentic")
-	if whole["cache.db"] == chFail || whole["journal.db"] == (bl.Status == diag.Fail) {
+	if whole["cache.db"] == chFail || whole["journal"] == (bl.Status == diag.Fail) {
 		t.Fatalf("%s: cache check says cache whole %v, journal whole %v; diag says %s: %s; %s: %s",
-			what, whole["cache.db"], whole["journal.db"], ch.Status, ch.Line, bl.Status, bl.Line)
+			what, whole["cache.db"], whole["journal"], ch.Status, ch.Line, bl.Status, bl.Line)
 	}
 
 	// Records changed in a cache file whole page by page: never granted.
@@ -351,7 +364,7 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	// Every event not yet uploaded reaches the issuer, but those the
 	// agent reports lost.
 	lost, exact := 0, true
-	if !whole["journal.db"] {
+	if !whole["journal"] {
 		lost, exact = lostOf(t, what, first+a.out.String())
 	}
 	missing := 0
@@ -380,7 +393,7 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 		t.Fatalf("%s: %d events missing at the issuer, %d reported lost:\n%s", what, missing, lost, a.out.String())
 	}
 	t.Logf("%s: cache whole %v, journal whole %v, restarted to rebuild %v, %d damaged records scanned; %d events lost (reported %d, exact %v); %v",
-		what, whole["cache.db"], whole["journal.db"], first != "", len(known), missing, lost, exact, time.Since(start).Round(100*time.Millisecond))
+		what, whole["cache.db"], whole["journal"], first != "", len(known), missing, lost, exact, time.Since(start).Round(100*time.Millisecond))
 	h.stop(t, what, a)
 }
 

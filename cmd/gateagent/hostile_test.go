@@ -79,14 +79,14 @@ func TestSpecialFilesRefusedAtOnce(t *testing.T) {
 	}
 }
 
-// TestDamagedFIFOJournal: the journal's file replaced by a FIFO is damage
+// TestDamagedFIFOJournal: the journal's directory replaced by a FIFO is damage
 // like any other: moved aside (its salvage does not wait on the FIFO for a
 // writer), a new journal made, the gate runs, and SIGTERM stops it.
 // `gateagent cache check` on the FIFO says what it is and exits 1.
 func TestDamagedFIFOJournal(t *testing.T) {
 	dir := t.TempDir()
 	cachePath := filepath.Join(dir, "cache.db")
-	if err := syscall.Mkfifo(filepath.Join(dir, "journal.db"), 0o600); err != nil {
+	if err := syscall.Mkfifo(filepath.Join(dir, "journal"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startGateagent(t, gateagent("run", "--config", simConfig(t, dir, cachePath, "")))
@@ -94,7 +94,7 @@ func TestDamagedFIFOJournal(t *testing.T) {
 	eventually.True(t, 20*time.Second, "the agent running on a new journal", func() bool {
 		return strings.Contains(errOut.String(), "waiting for the first key sync")
 	})
-	if !strings.Contains(errOut.String(), "the journal is damaged") || !strings.Contains(errOut.String(), "not a regular file: a FIFO") {
+	if !strings.Contains(errOut.String(), "the journal is damaged") || !strings.Contains(errOut.String(), "not a directory: a FIFO") {
 		t.Errorf("the log does not say the journal was a FIFO:\n%s", errOut.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -110,7 +110,7 @@ func TestDamagedFIFOJournal(t *testing.T) {
 	if strings.Contains(out.String(), "relay on") {
 		t.Errorf("the relay moved: %q", out.String())
 	}
-	moved, _ := filepath.Glob(filepath.Join(dir, "journal.db.damaged-*"))
+	moved, _ := filepath.Glob(filepath.Join(dir, "journal.damaged-*"))
 	if len(moved) != 1 {
 		t.Fatalf("moved aside: %q", moved)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Today is the storage of this release: the certificate cache (cache.db)
-// and the journal (journal.db) beside it, driven through package cache's
+// and the journal (the log in journal/) beside it, driven through package cache's
 // API exactly as keysync, the controller and the agent's purge loop call
 // it.
 type Today struct {
@@ -22,7 +22,7 @@ type Today struct {
 	files []*boltFile
 }
 
-// OpenToday opens (creating) cache.db and journal.db in dir.
+// OpenToday opens (creating) cache.db and the journal in dir.
 func OpenToday(dir string) (*Today, error) {
 	c, err := cache.Open(filepath.Join(dir, "cache.db"), &cache.Options{Key: cacheKey})
 	if err != nil {
@@ -34,14 +34,12 @@ func OpenToday(dir string) (*Today, error) {
 		return nil, err
 	}
 	t := &Today{store: &cache.Store{Cache: c, Journal: j}}
-	for _, p := range []string{c.Path(), j.Path()} {
-		f, err := newBoltFile(p)
-		if err != nil {
-			t.Close()
-			return nil, err
-		}
-		t.files = append(t.files, f)
+	f, err := newBoltFile(c.Path())
+	if err != nil {
+		t.Close()
+		return nil, err
 	}
+	t.files = append(t.files, f)
 	return t, nil
 }
 
@@ -124,6 +122,9 @@ func (t *Today) Usage() (Usage, error) {
 		u.FileBytes[filepath.Base(f.path)] = fi.Size()
 		u.Syncs += f.syncs
 	}
+	ju := t.store.Journal.Usage() // the log counts its own syncs
+	u.FileBytes["journal"] = ju.Bytes
+	u.Syncs += ju.Syncs
 	return u, nil
 }
 

@@ -37,6 +37,7 @@
 package seglog
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -226,7 +227,7 @@ func (l *Log) open(replay func(Record) error) error {
 			}
 		}
 	}
-	slices.SortFunc(logs, func(a, b named) int { return cmpU64(a.gen, b.gen) })
+	slices.SortFunc(logs, func(a, b named) int { return cmp.Compare(a.gen, b.gen) })
 	for _, fr := range frees {
 		size, err := l.size(fr.path)
 		if err != nil {
@@ -574,16 +575,6 @@ func (l *Log) Close() error {
 	return errors.Join(errs...)
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // ReadAll reads every record that passes its check in every segment of
 // the log PREFIX in dir (live or released), whatever else is damaged, and
 // calls fn with each, segment by segment in the order of their
@@ -605,7 +596,7 @@ func ReadAll(dir, prefix string, fsys FS, fn func(Record)) error {
 			segs = append(segs, named{gen, filepath.Join(dir, n)})
 		}
 	}
-	slices.SortFunc(segs, func(a, b named) int { return cmpU64(a.gen, b.gen) })
+	slices.SortFunc(segs, func(a, b named) int { return cmp.Compare(a.gen, b.gen) })
 	for _, n := range segs {
 		f, err := fsys.OpenFile(n.path, os.O_RDONLY, 0)
 		if err != nil {
