@@ -458,3 +458,51 @@ func TestQuarantine(t *testing.T) {
 		t.Fatalf("second in the same second: %s, %v", m, err)
 	}
 }
+
+// TestFirstKeyMustBeItsParents: a leaf's first key changed on the disk,
+// still in order between its neighbours, is damage: bbolt finds a page in
+// its parent by that key when it writes the page again, and with another
+// key it added the page to its parent a second time and freed the page of
+// the old entry, which the tree still used (a purge then left a page free
+// and in use). The check refuses the file before bbolt writes to it.
+func TestFirstKeyMustBeItsParents(t *testing.T) {
+	f := newFixture(t, 3000, 0, 0)
+	pages := cachetest.LeavesInUse(t, f.cache, 16, 4)
+	if len(pages) < 3 {
+		t.Fatalf("%d leaf pages of certificates, want at least 3", len(pages))
+	}
+	b, err := os.ReadFile(f.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	off := pages[1] * ps
+	key := func(i int) []byte { // the key of element i of the leaf
+		at := off + 16 + i*16
+		pos := int(binary.LittleEndian.Uint32(b[at+4:]))
+		return b[at+pos : at+pos+16]
+	}
+	k0, k1 := key(0), key(1)
+	moved := bytes.Clone(k0)
+	moved[15]++ // a key after the first, before the second
+	if moved[15] == 0 || bytes.Compare(moved, k1) >= 0 {
+		t.Skipf("no key between %x and %x by the last byte", k0, k1)
+	}
+	copy(k0, moved)
+	if err := os.WriteFile(f.cache, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cache.CheckFile(f.cache)
+	if ce := corruptKind(err); ce == nil || ce.Page != uint64(pages[1]) {
+		t.Fatalf("check of a leaf whose first key moved: %v, want damage on page %d", err, pages[1])
+	}
+	// The agent's open leaves the certificates to the check beside the
+	// gate, which finds it before anything is written.
+	c, err := cache.Open(f.cache, cachetest.Options(nil))
+	if err != nil {
+		t.Fatalf("the agent's open: %v (the certificates are checked after it)", err)
+	}
+	if err := usedAfterCheck(t, c, f.certs[0].ID); !errors.Is(err, cache.ErrCorrupt) {
+		t.Fatalf("the check of the certificates: %v, want the damage", err)
+	}
+}

@@ -406,10 +406,20 @@ func child(p []byte, i uint64, count uint16, hi []byte) (k []byte, kid uint64, n
 // above the one before it, or every key when the walk is lenient (it
 // judges each key on its own). This is the open's hottest loop: a million
 // certificates are a million calls.
+//
+// The first key must be its parent's key for the page, not only sort at
+// or after it: bbolt keeps them equal, and finds a page in its parent by
+// that key when it writes the page again. A first key changed on the disk
+// (still in order) would make it add the page to its parent a second
+// time, beside the old entry, whose page it then frees: a page free and
+// in use (found by TestDamagedFilesAreRefusedOrWhole). A lenient walk (a
+// salvage, which writes nothing back) only asks for the order.
 func (w *walk) inOrder(id, i uint64, k, prev, lo, hi []byte, last bool) bool {
 	switch {
 	case i == 0 && lo != nil && compareKeys(k, lo) < 0:
 		w.fail(id, "first key sorts before its parent's")
+	case i == 0 && lo != nil && !w.lenient && compareKeys(k, lo) != 0:
+		w.fail(id, "first key is not its parent's key for the page")
 	case prev != nil && compareKeys(prev, k) >= 0:
 		w.fail(id, "key %d out of order", i)
 	case hi != nil && (last || w.lenient) && compareKeys(k, hi) >= 0:
