@@ -24,8 +24,9 @@ import (
 //
 // So every file is walked here before bbolt is given it: each page read
 // through a slice of exactly the file's size, each offset checked against
-// it, each page reached at most once, keys in order, the free list and the
-// pages in use disjoint and together covering the file, and every record
+// it, each page reached at most once, keys in order (a page's first key
+// its parent's key for it), the free list and the pages in use disjoint
+// and together covering the file, and every record
 // of this package's buckets decoded. Only a file that passes is opened
 // with bbolt, which then meets nothing it did not write. (The agent's
 // open of a cache leaves the certificates' tree out and has it walked
