@@ -319,13 +319,13 @@ func (l *Log) openSegment(n named) (*segment, error) {
 // for a whole record of the same generation after that one, which only
 // damage can explain.
 func (l *Log) scan(seg *segment, replay func(Record) error) error {
-	data := make([]byte, seg.size)
-	if _, err := seg.f.ReadAt(data, 0); err != nil {
-		return fmt.Errorf("log %s: read: %w", seg.path, err)
-	}
+	w := &window{f: seg.f, size: seg.size}
 	var off int64
 	for off < seg.size {
-		lsn, kind, n, ok := l.record(seg, data, off)
+		lsn, kind, payload, ok, err := l.record(seg, w, off)
+		if err != nil {
+			return fmt.Errorf("log %s: read: %w", seg.path, err)
+		}
 		if !ok {
 			break
 		}
@@ -335,39 +335,82 @@ func (l *Log) scan(seg *segment, replay func(Record) error) error {
 		if seg.first != 0 && lsn != l.next {
 			return &DamageError{Path: seg.path, Offset: off, Detail: fmt.Sprintf("record %d where %d should follow", lsn, l.next)}
 		}
-		if err := replay(Record{LSN: lsn, Kind: kind, Payload: data[off+headerLen : off+headerLen+n]}); err != nil {
+		if err := replay(Record{LSN: lsn, Kind: kind, Payload: payload}); err != nil {
 			return err
 		}
 		if seg.first == 0 {
 			seg.first = lsn
 		}
 		seg.last, l.next = lsn, lsn+1
-		off += padded(headerLen + n)
+		off += padded(headerLen + int64(len(payload)))
 	}
 	l.off = off
 	for at := off + BlockSize; at < seg.size; at += BlockSize {
-		if lsn, _, _, ok := l.record(seg, data, at); ok && lsn >= l.next {
+		lsn, _, _, ok, err := l.record(seg, w, at)
+		if err != nil {
+			return fmt.Errorf("log %s: read: %w", seg.path, err)
+		}
+		if ok && lsn >= l.next {
 			return &DamageError{Path: seg.path, Offset: off, Detail: fmt.Sprintf("record %d fails its check, and record %d at byte %d after it is whole", l.next, lsn, at)}
 		}
 	}
 	return nil
 }
 
-// record checks the record at off in a segment's data.
-func (l *Log) record(seg *segment, data []byte, off int64) (lsn uint64, kind byte, n int64, ok bool) {
-	h := data[off:]
-	if len(h) < headerLen || binary.LittleEndian.Uint32(h) != magic || binary.LittleEndian.Uint64(h[8:]) != seg.gen {
-		return 0, 0, 0, false
+// windowSize is how much of a segment is read at a time.
+const windowSize = 1 << 20
+
+// window reads a segment a megabyte at a time, into one buffer, so that
+// opening a log costs a copy of its segments, not an allocation of each.
+type window struct {
+	f    File
+	size int64
+	buf  []byte // the segment's bytes from at
+	at   int64
+}
+
+// bytes returns the n bytes at off, which the caller keeps within the
+// segment; they are valid until the next call.
+func (w *window) bytes(off, n int64) ([]byte, error) {
+	if off >= w.at && off+n <= w.at+int64(len(w.buf)) {
+		return w.buf[off-w.at : off-w.at+n], nil
+	}
+	size := min(max(n, windowSize), w.size-off)
+	if int64(cap(w.buf)) < size {
+		w.buf = make([]byte, size) // a record larger than the window
+	}
+	w.buf = w.buf[:size]
+	if _, err := w.f.ReadAt(w.buf, off); err != nil {
+		w.buf = w.buf[:0]
+		return nil, err
+	}
+	w.at = off
+	return w.buf[:n], nil
+}
+
+// record checks the record at off in a segment. Its payload is valid
+// until the window's next read.
+func (l *Log) record(seg *segment, w *window, off int64) (lsn uint64, kind byte, payload []byte, ok bool, err error) {
+	if seg.size-off < headerLen {
+		return 0, 0, nil, false, nil
+	}
+	h, err := w.bytes(off, headerLen)
+	if err != nil || binary.LittleEndian.Uint32(h) != magic || binary.LittleEndian.Uint64(h[8:]) != seg.gen {
+		return 0, 0, nil, false, err
 	}
 	lsn = binary.LittleEndian.Uint64(h[16:])
-	n = int64(binary.LittleEndian.Uint32(h[24:]))
+	n := int64(binary.LittleEndian.Uint32(h[24:]))
+	kind = h[28]
 	if lsn == 0 || h[29]|h[30]|h[31] != 0 || n > seg.size-off-headerLen {
-		return 0, 0, 0, false
+		return 0, 0, nil, false, nil
+	}
+	if h, err = w.bytes(off, headerLen+n); err != nil {
+		return 0, 0, nil, false, err
 	}
 	if crc32.Checksum(h[8:headerLen+n], castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
-		return 0, 0, 0, false
+		return 0, 0, nil, false, nil
 	}
-	return lsn, h[28], n, true
+	return lsn, kind, h[headerLen : headerLen+n], true, nil
 }
 
 func padded(n int64) int64 { return (n + BlockSize - 1) / BlockSize * BlockSize }
@@ -607,15 +650,18 @@ func ReadAll(dir, prefix string, fsys FS, fn func(Record)) error {
 			f.Close()
 			continue
 		}
-		data := make([]byte, size)
-		k, _ := f.ReadAt(data, 0)
-		f.Close()
-		seg := &segment{gen: n.gen, size: int64(k)}
-		for off := int64(0); off+headerLen <= int64(k); off += BlockSize {
-			if lsn, kind, m, ok := l.record(seg, data[:k], off); ok {
-				fn(Record{LSN: lsn, Kind: kind, Payload: data[off+headerLen : off+headerLen+m]})
+		seg := &segment{gen: n.gen, size: size}
+		w := &window{f: f, size: size}
+		for off := int64(0); off+headerLen <= size; off += BlockSize {
+			lsn, kind, payload, ok, err := l.record(seg, w, off)
+			if err != nil {
+				break // a segment that cannot be read further: what it gave is kept
+			}
+			if ok {
+				fn(Record{LSN: lsn, Kind: kind, Payload: payload})
 			}
 		}
+		f.Close()
 	}
 	return nil
 }
