@@ -42,7 +42,12 @@ const boltJournalSchema = 2
 //	repair      cert ID ‖ direction ‖ time ‖ MAC
 //	ack         nothing more
 //	checkpoint  id (8) ‖ part (4) ‖ parts (4) ‖ entries: 'e' seq len event,
-//	            'p' cert ID ‖ direction ‖ time ‖ MAC
+//	            'p' cert ID ‖ direction ‖ time ‖ MAC, 'b' cert ID ‖ direction
+//	            (a passage that failed authentication: refused until repaired)
+//
+// The head is not authenticated, as journal.db's acked was not: bytes
+// changed there can hide events from the upload or skip numbers, as
+// deleting records can; every event and passage carries its MAC.
 //
 // A grant's event is one record and one fdatasync; a passage (its event
 // and its anti-passback state) one more. An upload's acknowledgement
