@@ -408,7 +408,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		}
 	}
 	for {
-		n, err := port.Read(buf)
+		n, err := readPort(port, buf)
 		at = s.now()
 		if n > 0 {
 			s.update(func(st *Stats) { st.Bytes += uint64(n) })
@@ -427,4 +427,21 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 			return fmt.Errorf("scanner: read %s: %w", s.cfg.Port, err)
 		}
 	}
+}
+
+// errHighDescriptor: go.bug.st/serial waits for a port with select(2),
+// whose descriptor set holds descriptors 0 to 1023, and panics (an index
+// out of range) reading a port opened on a higher one.
+var errHighDescriptor = errors.New("the serial library cannot read a port whose file descriptor is above 1023: the agent holds too many files open (run gateagent diag, and restart the agent)")
+
+// readPort is port.Read with the library's panic on a high descriptor
+// (errHighDescriptor) made an error: the scanner's loop then reports it
+// and reconnects, and the agent runs on, never granting without a scan.
+func readPort(port serial.Port, buf []byte) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("%w (%v)", errHighDescriptor, r)
+		}
+	}()
+	return port.Read(buf)
 }

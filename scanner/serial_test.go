@@ -632,3 +632,38 @@ func TestSerialTerminatorMismatch(t *testing.T) {
 		t.Errorf("endings %+v: want crlf, which cr does not end and auto does", st.Endings)
 	}
 }
+
+// TestSerialHighDescriptor: a process holding more than 1,024 files opens
+// the scanner's port on a descriptor go.bug.st/serial's select cannot
+// hold, and its Read panics. The scanner reports it as an error and goes
+// on reconnecting; nothing crashes, and once descriptors are free again
+// the next scan is read.
+func TestSerialHighDescriptor(t *testing.T) {
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	var held []*os.File
+	release := func() {
+		for _, f := range held {
+			f.Close()
+		}
+		held = nil
+	}
+	t.Cleanup(release)
+	for len(held) < 1100 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Skipf("cannot hold 1,100 files open (%v): the limit on descriptors is too low here", err)
+		}
+		held = append(held, f)
+	}
+	r := startRun(t, fast(scanner.Config{Port: tty.Dev}), nil)
+	eventually.True(t, 5*time.Second, "the read on a high descriptor reported", func() bool {
+		return strings.Contains(r.s.Stats().LastError, "above 1023")
+	})
+	release()
+	r.waitConnected()
+	write(t, peer, "TR1:AFTER\r")
+	if s := r.next(5 * time.Second); string(s.Text) != "TR1:AFTER" {
+		t.Fatalf("scan %q after the descriptors were freed", s.Text)
+	}
+}
