@@ -101,10 +101,6 @@ type Journal struct {
 	mu  sync.Mutex // writes, and the state below but the passages
 	log *seglog.Log
 	st  jstate
-	// reopen is set when the log stopped after a failed write: the next
-	// write opens it again first (a full disk that has been freed, a
-	// transient error), from what the disk holds.
-	reopen bool
 
 	// The passages, read on every scan: their own lock, so a scan never
 	// waits behind a write's fdatasync.
@@ -226,7 +222,7 @@ func (j *Journal) open(timeout time.Duration) error {
 		// A new journal: its first record carries the key check value, by
 		// which an open under another key is refused.
 		j.mu.Lock()
-		_, err := j.append(recAck, j.head(0, 0))
+		_, err := j.log.Append(recAck, j.head(0, 0))
 		j.mu.Unlock()
 		if err != nil {
 			return err
@@ -410,7 +406,7 @@ func (j *Journal) appendEvent(e *event.Event, pk *[passKeyLen]byte) (uint64, err
 		p = append(append(p, pk[:]...), passValue(j.key, pk[:], e.Time.UnixNano())...)
 	}
 	p = append(append(p, u64(seq)...), sealed...)
-	lsn, err := j.append(kind, p)
+	lsn, err := j.log.Append(kind, p)
 	if err != nil {
 		return 0, err
 	}
@@ -431,12 +427,15 @@ func (j *Journal) head(acked, lastSeq uint64) []byte {
 }
 
 // writable is nil when the journal can take a record: opened for writing,
-// and its log open (opened again after a failed write).
+// and its log taking records. A log stopped by a failed write or sync
+// (seglog's Err: what reached the disk is unknown) is opened again from
+// the disk first, so a full disk that has been freed, or a transient
+// error, costs the gate no restart.
 func (j *Journal) writable() error {
 	if j.readOnly {
 		return ErrReadOnly
 	}
-	if !j.reopen {
+	if j.log.Err() == nil {
 		return nil
 	}
 	j.log.Close()
@@ -444,25 +443,11 @@ func (j *Journal) writable() error {
 	if err != nil {
 		return fmt.Errorf("open the log again after a failed write: %w", err)
 	}
-	j.log, j.st, j.reopen = log, st, false
+	j.log, j.st = log, st
 	j.passMu.Lock()
 	j.passes = passes
 	j.passMu.Unlock()
 	return nil
-}
-
-// append writes a record; a failure makes the next write open the log
-// again.
-func (j *Journal) append(kind byte, p []byte) (uint64, error) {
-	lsn, err := j.log.Append(kind, p)
-	if err != nil {
-		j.reopen = true
-		if errors.Is(err, seglog.ErrTooLarge) {
-			j.reopen = false
-		}
-		return 0, err
-	}
-	return lsn, nil
 }
 
 func (j *Journal) setPass(pk [passKeyLen]byte, p jpass) {
@@ -494,7 +479,7 @@ func (j *Journal) RepairPassage(id verify.CertID, dir verify.Direction, at time.
 	}
 	ns := at.UnixNano()
 	rec := append(append(j.head(j.st.acked, j.st.lastSeq), pk[:]...), passValue(j.key, pk[:], ns)...)
-	lsn, err := j.append(recRepair, rec)
+	lsn, err := j.log.Append(recRepair, rec)
 	if err != nil {
 		return false, fmt.Errorf("journal: repair passage of %s: %w", id, err)
 	}
@@ -594,7 +579,7 @@ func (j *Journal) DeleteEventsThrough(seq uint64) (int, error) {
 		if err := j.writable(); err != nil {
 			return 0, fmt.Errorf("journal: delete events through %d: %w", seq, err)
 		}
-		if _, err := j.append(recAck, j.head(j.st.acked, j.st.lastSeq)); err != nil {
+		if _, err := j.log.Append(recAck, j.head(j.st.acked, j.st.lastSeq)); err != nil {
 			return 0, fmt.Errorf("journal: delete events through %d: %w", seq, err)
 		}
 	}
@@ -638,7 +623,7 @@ func (j *Journal) PurgePassages(now time.Time, window time.Duration) (int, error
 // writes a checkpoint when what is needed still spans more than
 // compactSegments. Called with j.mu held.
 func (j *Journal) release() error {
-	if j.reopen {
+	if j.log.Err() != nil {
 		return nil // the next write opens the log again first
 	}
 	need := j.log.Next()
@@ -651,8 +636,7 @@ func (j *Journal) release() error {
 	}
 	j.passMu.RUnlock()
 	if err := j.log.Release(need - 1); err != nil {
-		j.reopen = true
-		return err
+		return err // the log is stopped: the next write opens it again
 	}
 	// An issuer outage keeps every segment since its start: once they
 	// pass compactSegments and twice what a checkpoint of the state would

@@ -251,7 +251,7 @@ func (j *Journal) checkpoint(st jstate, passes map[[passKeyLen]byte]jpass) error
 		p = append(p, u64(id)...)
 		p = binary.BigEndian.AppendUint32(p, uint32(i))
 		p = binary.BigEndian.AppendUint32(p, uint32(len(parts)))
-		lsn, err := j.append(recCheckpoint, append(p, body...))
+		lsn, err := j.log.Append(recCheckpoint, append(p, body...))
 		if err != nil {
 			return err
 		}
@@ -271,11 +271,7 @@ func (j *Journal) checkpoint(st jstate, passes map[[passKeyLen]byte]jpass) error
 		j.passes[pk] = p
 	}
 	j.passMu.Unlock()
-	if err := j.log.Release(first - 1); err != nil {
-		j.reopen = true
-		return err
-	}
-	return nil
+	return j.log.Release(first - 1) // on failure the log is stopped: the next write opens it again
 }
 
 // mergeIn is what a migration, a salvage or an old cache brings into the
@@ -287,6 +283,10 @@ type mergeIn struct {
 	// The journal's sequence goes on past seqFloor, and nothing up to
 	// ackFloor is uploaded.
 	seqFloor, ackFloor uint64
+}
+
+func newMergeIn() mergeIn {
+	return mergeIn{events: map[uint64][]byte{}, passes: map[[passKeyLen]byte]int64{}, bad: map[[passKeyLen]byte]bool{}}
 }
 
 // merge takes in's events and passages into the journal: each event under
@@ -387,7 +387,7 @@ func (j *Journal) readLegacy(path string) error {
 // once, as they were written), its passages, where its events stand. A
 // journal.db of schema 2 made under another key is ErrWrongKey.
 func readBoltJournal(path string, k *Key) (mergeIn, int, error) {
-	in := mergeIn{events: map[uint64][]byte{}, passes: map[[passKeyLen]byte]int64{}, bad: map[[passKeyLen]byte]bool{}}
+	in := newMergeIn()
 	db, _, err := openDB(path, Options{ReadOnly: true, LockTimeout: time.Second}, "")
 	if err != nil {
 		return in, 0, err
@@ -409,40 +409,48 @@ func readBoltJournal(path string, k *Key) (mergeIn, int, error) {
 			if v := meta.Get(keyAcked); len(v) == 8 {
 				in.ackFloor = binary.BigEndian.Uint64(v)
 			}
-			ev, pb := tx.Bucket(bucketEvents), tx.Bucket(bucketPassback)
-			if ev == nil || pb == nil {
-				return damaged(path, 0, "the events or passback bucket is missing")
-			}
-			in.seqFloor = ev.Sequence()
-			if err := ev.ForEach(func(key, v []byte) error {
-				if err := checkEventRecord(key, v); err != nil {
-					return damaged(path, 0, "%v", err)
-				}
-				seq := binary.BigEndian.Uint64(key)
-				sealed, err := upgradeEvent(k, seq, v)
-				if err != nil {
-					return damaged(path, 0, "event %d: %v", seq, err)
-				}
-				in.events[seq] = sealed
-				return nil
-			}); err != nil {
-				return err
-			}
-			return pb.ForEach(func(key, v []byte) error {
-				if checkPassRecord(key, v) != nil {
-					return damaged(path, 0, "passback entry of %d+%d bytes", len(key), len(v))
-				}
-				pk := [passKeyLen]byte(key)
-				if len(v) == passLenV1 {
-					in.passes[pk] = int64(binary.BigEndian.Uint64(v))
-				} else if ns, ok := openPass(k, key, v); ok {
-					in.passes[pk] = ns
-				} else {
-					in.bad[pk] = true
-				}
-				return nil
-			})
+			return readEventBuckets(tx, path, k, &in)
 		})
 	})
 	return in, schema, err
+}
+
+// readEventBuckets reads the events and passback buckets of a bbolt file
+// of an older release (a journal.db, or a cache of schema 1, which held
+// them) into in: each event given its MAC when it has none (trusted once,
+// as it was written), each passage authenticated when it has one.
+func readEventBuckets(tx *bolt.Tx, path string, k *Key, in *mergeIn) error {
+	ev, pb := tx.Bucket(bucketEvents), tx.Bucket(bucketPassback)
+	if ev == nil || pb == nil {
+		return damaged(path, 0, "the events or passback bucket is missing")
+	}
+	in.seqFloor = max(in.seqFloor, ev.Sequence())
+	if err := ev.ForEach(func(key, v []byte) error {
+		if err := checkEventRecord(key, v); err != nil {
+			return damaged(path, 0, "%v", err)
+		}
+		seq := binary.BigEndian.Uint64(key)
+		sealed, err := upgradeEvent(k, seq, v)
+		if err != nil {
+			return damaged(path, 0, "event %d: %v", seq, err)
+		}
+		in.events[seq] = sealed
+		return nil
+	}); err != nil {
+		return err
+	}
+	return pb.ForEach(func(key, v []byte) error {
+		if checkPassRecord(key, v) != nil {
+			return damaged(path, 0, "passback entry of %d+%d bytes", len(key), len(v))
+		}
+		pk := [passKeyLen]byte(key)
+		if len(v) == passLenV1 {
+			in.passes[pk] = int64(binary.BigEndian.Uint64(v))
+		} else if ns, ok := openPass(k, key, v); ok {
+			in.passes[pk] = ns
+		} else {
+			in.bad[pk] = true
+		}
+		return nil
+	})
 }

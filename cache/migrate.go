@@ -1,8 +1,6 @@
 package cache
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -36,54 +34,18 @@ func MoveLegacyJournal(path string, j *Journal) (Moved, error) {
 		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
 	defer db.Close()
-	type kv struct{ k, v []byte }
-	var events, passes []kv
-	var seq uint64
+	in := newMergeIn()
 	err = safely(path, func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			schema, err := fileSchema(tx, path, kindCache)
 			if err != nil || schema != 1 {
 				return err
 			}
-			ev, pb := tx.Bucket(bucketEvents), tx.Bucket(bucketPassback)
-			if ev == nil || pb == nil {
-				return damaged(path, 0, "a cache of schema 1 without its events and passback buckets")
-			}
-			seq = ev.Sequence()
-			if err := ev.ForEach(func(k, v []byte) error {
-				if err := checkEventRecord(k, v); err != nil {
-					return damaged(path, 0, "%v", err)
-				}
-				events = append(events, kv{bytes.Clone(k), bytes.Clone(v)})
-				return nil
-			}); err != nil {
-				return err
-			}
-			return pb.ForEach(func(k, v []byte) error {
-				if len(k) == passKeyLen && len(v) == passLenV1 {
-					passes = append(passes, kv{bytes.Clone(k), bytes.Clone(v)})
-				}
-				return nil
-			})
+			return readEventBuckets(tx, path, j.key, &in)
 		})
 	})
-	if err != nil || len(events) == 0 && len(passes) == 0 && seq == 0 {
-		if err != nil {
-			err = fmt.Errorf("cache: move events to the journal: %w", err)
-		}
-		return mv, err
-	}
-	in := mergeIn{events: map[uint64][]byte{}, passes: map[[passKeyLen]byte]int64{}, seqFloor: seq}
-	for _, e := range events {
-		s := binary.BigEndian.Uint64(e.k)
-		v, err := upgradeEvent(j.key, s, e.v)
-		if err != nil {
-			return Moved{}, fmt.Errorf("cache: move events to the journal: %w", damaged(path, 0, "event %d: %v", s, err))
-		}
-		in.events[s] = v
-	}
-	for _, p := range passes {
-		in.passes[[passKeyLen]byte(p.k)] = int64(binary.BigEndian.Uint64(p.v))
+	if err != nil {
+		return mv, fmt.Errorf("cache: move events to the journal: %w", err)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -316,7 +316,8 @@ func (j *Journal) salvage(s *salvage, size uint64, now time.Time) (Salvaged, err
 	default:
 		floor = max(size/minEventBytes+1, uint64(max(now.UnixMilli(), 0)))
 	}
-	in := mergeIn{events: map[uint64][]byte{}, passes: passes, seqFloor: floor, ackFloor: s.skip}
+	in := newMergeIn()
+	in.passes, in.seqFloor, in.ackFloor = passes, floor, s.skip
 	for _, seq := range seqs {
 		in.events[seq] = s.events[seq]
 	}

@@ -202,32 +202,18 @@ type named struct {
 }
 
 func (l *Log) open(replay func(Record) error) error {
-	names, err := l.fs.ReadDir(l.dir)
+	files, err := l.list()
 	if err != nil {
-		return fmt.Errorf("log %s: %w", l.prefix, err)
+		return err
 	}
-	var logs, frees []named
-	for _, n := range names {
-		gen, ext, ok := l.parse(n)
-		if !ok {
-			continue
-		}
-		l.gen = max(l.gen, gen)
-		p := filepath.Join(l.dir, n)
-		switch ext {
-		case "log":
-			logs = append(logs, named{gen, p})
-		case "free":
-			frees = append(frees, named{gen, p})
-		case "tmp":
-			if !l.readOnly {
-				if err := l.fs.Remove(p); err != nil {
-					return fmt.Errorf("log %s: remove a segment left half made: %w", l.prefix, err)
-				}
+	for _, t := range files["tmp"] {
+		if !l.readOnly {
+			if err := l.fs.Remove(t.path); err != nil {
+				return fmt.Errorf("log %s: remove a segment left half made: %w", l.prefix, err)
 			}
 		}
 	}
-	slices.SortFunc(logs, func(a, b named) int { return cmp.Compare(a.gen, b.gen) })
+	logs, frees := files["log"], files["free"]
 	for _, fr := range frees {
 		size, err := l.size(fr.path)
 		if err != nil {
@@ -260,6 +246,27 @@ func (l *Log) open(replay func(Record) error) error {
 	}
 	l.stats.Written, l.stats.Syncs = 0, 0 // opening's own housekeeping is not the log's work
 	return nil
+}
+
+// list returns the log's files by extension ("log", "free", "tmp"),
+// each list in the order of generations, and notes the highest
+// generation.
+func (l *Log) list() (map[string][]named, error) {
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("log %s: %w", l.prefix, err)
+	}
+	files := map[string][]named{}
+	for _, n := range names {
+		if gen, ext, ok := l.parse(n); ok {
+			l.gen = max(l.gen, gen)
+			files[ext] = append(files[ext], named{gen, filepath.Join(l.dir, n)})
+		}
+	}
+	for _, f := range files {
+		slices.SortFunc(f, func(a, b named) int { return cmp.Compare(a.gen, b.gen) })
+	}
+	return files, nil
 }
 
 // parse splits a file name PREFIX.GEN.EXT.
@@ -580,6 +587,11 @@ func (l *Log) release(s *segment) error {
 	return l.syncDir()
 }
 
+// Err is why the log takes no record until it is opened again: the
+// failed write or sync that poisoned it, or its Close; nil while it
+// takes records.
+func (l *Log) Err() error { return l.poisoned }
+
 // First is the LSN of the oldest record held, or Next when none is.
 func (l *Log) First() uint64 {
 	for _, s := range l.segs {
@@ -629,16 +641,11 @@ func ReadAll(dir, prefix string, fsys FS, fn func(Record)) error {
 		fsys = OS
 	}
 	l := &Log{fs: fsys, dir: dir, prefix: prefix}
-	names, err := fsys.ReadDir(dir)
+	files, err := l.list()
 	if err != nil {
-		return fmt.Errorf("log %s: %w", prefix, err)
+		return err
 	}
-	var segs []named
-	for _, n := range names {
-		if gen, ext, ok := l.parse(n); ok && (ext == "log" || ext == "free") {
-			segs = append(segs, named{gen, filepath.Join(dir, n)})
-		}
-	}
+	segs := append(files["log"], files["free"]...)
 	slices.SortFunc(segs, func(a, b named) int { return cmp.Compare(a.gen, b.gen) })
 	for _, n := range segs {
 		f, err := fsys.OpenFile(n.path, os.O_RDONLY, 0)
