@@ -108,6 +108,10 @@ type Options struct {
 	KeepFree int
 	// ReadOnly reads the records and changes nothing on disk.
 	ReadOnly bool
+	// FirstLSN is the LSN of the first record of a log that holds none
+	// (default 1): an owner that keeps its own count of what it has read
+	// from the log starts a new log after it.
+	FirstLSN uint64
 	// FS is where the files are; the operating system's by default.
 	// Tests put a model of a power cut here.
 	FS FS
@@ -192,6 +196,9 @@ func Open(dir, prefix string, opts *Options, replay func(Record) error) (*Log, e
 	if err := l.open(replay); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if l.next == 1 && o.FirstLSN > 1 {
+		l.next = o.FirstLSN
 	}
 	return l, nil
 }

@@ -44,6 +44,16 @@ func (c *CrashFS) Ops() int {
 	return c.ops
 }
 
+// Tick counts a change to another file on the same device (a bbolt
+// commit beside the log) as an operation: it fails, and the change must
+// not be made, once the power is gone (from the cut on).
+func (c *CrashFS) Tick() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.op()
+	return err
+}
+
 // WriteFile puts a file named name holding data, durable at once.
 func (c *CrashFS) WriteFile(name string, data []byte) {
 	c.mu.Lock()
