@@ -77,7 +77,7 @@ FUZZ_TARGETS := \
 	config:FuzzParse:100000 \
 	cache:FuzzOpenDamaged:1500 \
 	station:FuzzDecode:300000 \
-	cache:FuzzSealedRecord:200000 \
+	cache:FuzzSealedGroup:200000 \
 	internal/seglog:FuzzOpen:200000 \
 	wear:FuzzParseProcIO:300000
 

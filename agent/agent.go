@@ -80,6 +80,9 @@ type Options struct {
 	// JournalSegment is the size of the journal's log segments; 0: the
 	// default (cache.Options.JournalSegment). Tests make it small.
 	JournalSegment int64
+	// DeltaSegment is the size of the cache's delta log segments; 0: the
+	// default (cache.Options.DeltaSegment). Tests make it small.
+	DeltaSegment int64
 }
 
 // Agent is one running gate.
@@ -163,7 +166,7 @@ func (a *Agent) open() (err error) {
 		a.log.Warn("keys loaded, but not all sealed: a key file in the clear on the disk gives whoever copies the SD card the cache's keys; seal them with systemd-creds (docs/install.md: The keys)",
 			"cache_key", a.keys.CacheFrom.String(), "fleet_keys", len(a.keys.FleetFrom))
 	}
-	if a.store, err = openStorage(cfg.Gate.Cache, &cache.Options{Key: a.keys.Cache, JournalSegment: opts.JournalSegment}, opts.Now, a.log.With("part", "storage")); err != nil {
+	if a.store, err = openStorage(cfg.Gate.Cache, &cache.Options{Key: a.keys.Cache, JournalSegment: opts.JournalSegment, DeltaSegment: opts.DeltaSegment}, opts.Now, a.log.With("part", "storage")); err != nil {
 		key := "gate.cache"
 		if errors.Is(err, cache.ErrWrongKey) {
 			key = "keys.cache_key"
@@ -600,8 +603,10 @@ func (a *Agent) serveControl(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// purgeLoop deletes expired certificates and old anti-passback entries
-// a minute after start and hourly after that, so the cache stays the size of the valid set.
+// purgeLoop runs the cache's maintenance (the delta written as a run
+// every window, expired runs deleted) and deletes old anti-passback
+// entries, a minute after start and hourly after that, so the cache stays
+// near the size of the valid set.
 func (a *Agent) purgeLoop(ctx context.Context) {
 	t := time.NewTimer(time.Minute)
 	defer t.Stop()
@@ -612,7 +617,14 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		at := a.feed.Now()
-		res, err := a.store.Purge(at, purgeRetention, a.cfg.Verify.PassbackWindow)
+		if at.Before(version.BuildTime()) {
+			// The verifier's CLOCK_UNTRUSTED rule: expiries cannot be
+			// judged on this clock, and the maintenance deletes by them.
+			a.log.Warn("cache maintenance skipped: the gate's clock is before this build's date; it is tried again in an hour", "clock", at)
+			t.Reset(time.Hour)
+			continue
+		}
+		res, err := a.store.Purge(at, PurgeRetention(a.cfg.Verify.ExitGrace), a.cfg.Verify.PassbackWindow)
 		a.wear.purged(at, res.Certs, err)
 		if err != nil {
 			a.log.Warn("cache purge failed; it will be tried again in an hour", "err", err)
@@ -623,9 +635,15 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 	}
 }
 
-// purgeRetention keeps expired certificates a day, longer than any exit
-// grace, so an exit gate can still explain an expired code.
-const purgeRetention = 24 * time.Hour
+// PurgeRetention is how long the gate keeps a certificate after it
+// expires: an hour longer than the exit grace, at least 6 hours, so an
+// exit gate still explains an expired code (EXPIRED, not UNKNOWN_CERT).
+// The certificates' runs are deleted whole once every certificate in them
+// expired this long ago (cache.Purge): the shorter it is, the nearer the
+// files stay to the live certificates (docs/flash.md §4).
+func PurgeRetention(exitGrace time.Duration) time.Duration {
+	return max(6*time.Hour, exitGrace+time.Hour)
+}
 
 // SetupLogger builds the agent's logger from the config's log section,
 // writing to w: each attribute key once, and, when w is the stream systemd

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gateagent/agent"
 	"gateagent/cache"
 	"gateagent/cache/cachetest"
 	"gateagent/config"
@@ -26,11 +27,12 @@ const churnHeld = 2_000_000
 //
 //   - /idle: nothing else writes;
 //   - /churn: the key feed's batches (116 new certificates with random
-//     IDs, one transaction each, as every 10 s) back to back, and every
-//     tenth batch the hourly maintenance (today the purge of about
-//     41,700 scattered expiries, its simulated clock an hour further
-//     each time, at most 40 times). Back to back, so that any grant can
-//     meet an apply or a purge: the p99 of a grant that does.
+//     IDs, one record of the delta each, as every 10 s) back to back, and
+//     every tenth batch the hourly maintenance (its simulated clock an
+//     hour further each time, at most 40 times: every third writes the
+//     delta as a run, and the full sync's runs are deleted whole as they
+//     expire). Back to back, so that any grant can meet an apply or a
+//     maintenance: the p99 of a grant that does.
 //
 // The goal (issue 16): /churn p99 within 1.5× of /idle. The feed client
 // has no issuer to reach (the churn is the feed), so the cache is loaded
@@ -113,8 +115,8 @@ func randomCert(r *rand.Rand, approved time.Time) verify.Cert {
 }
 
 // churnFeed applies feed batches of 116 new certificates back to back to
-// the agent's cache, and every tenth batch runs the purge with a clock an
-// hour further on, until stop.
+// the agent's cache, and every tenth batch runs the maintenance with a
+// clock an hour further on, until stop.
 func churnFeed(b *testing.B, c *cache.Cache, fs cache.FeedState, now time.Time, stop *atomic.Bool, batches, purges *atomic.Int64) {
 	r := rand.New(rand.NewPCG(17, 17))
 	cursor := fs.Cursor
@@ -132,7 +134,7 @@ func churnFeed(b *testing.B, c *cache.Cache, fs cache.FeedState, now time.Time, 
 		batches.Add(1)
 		if n%10 == 0 && purges.Load() < 40 {
 			purgeAt = purgeAt.Add(time.Hour)
-			if _, err := c.Purge(purgeAt, 24*time.Hour); err != nil {
+			if _, err := c.Purge(purgeAt, agent.PurgeRetention(0)); err != nil {
 				b.Error(err)
 				return
 			}

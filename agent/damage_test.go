@@ -69,7 +69,13 @@ func TestStartOnDamagedFiles(t *testing.T) {
 			if len(before) < 120 {
 				t.Fatalf("%d events in the journal before the damage", len(before))
 			}
-			wreckLeaf(t, st.cfg.Gate.Cache, 16)
+			// The feed's batches reach cache.db only once the delta is
+			// written as a run (schema 4): written now, as the agent's
+			// maintenance does once a window has passed. Then a leaf of
+			// the certificates' groups is wrecked (bucket groups: 24-byte
+			// keys, run ‖ last ID, one group a leaf).
+			writeRun(t, st.cfg.Gate.Cache)
+			wreckLeaf(t, st.cfg.Gate.Cache, 24)
 			if journalToo {
 				if err := cachetest.WreckJournalRecord(cache.JournalPath(st.cfg.Gate.Cache), 20); err != nil {
 					t.Fatal(err)
@@ -158,6 +164,24 @@ func readJournal(t *testing.T, path string) map[uint64]event.Event {
 		out[e.Seq] = e
 	}
 	return out
+}
+
+// writeRun writes the delta of the closed cache at path as a run
+// (Cache.WriteRun): feed batches reach cache.db only then, and a test
+// that damages certificates in the file needs them there.
+func writeRun(t *testing.T, path string) {
+	t.Helper()
+	c, err := cache.Open(path, cachetest.Options(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteRun(time.Now()); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // wreckLeaf destroys the type of a leaf page of keySize-byte keys that the

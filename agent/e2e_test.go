@@ -73,6 +73,8 @@ type station struct {
 	clockState kclock.Reader
 	// journalSegment is the journal's segment size the agent is given.
 	journalSegment int64
+	// deltaSegment is the cache's delta segment size the agent is given.
+	deltaSegment int64
 	// wear measures the agent's writes; nil: the agent's own meter.
 	wear    *wear.Meter
 	cancel  context.CancelFunc
@@ -96,6 +98,9 @@ type stationOpts struct {
 	// journalSegment is the size of the journal's log segments; 0 the
 	// default.
 	journalSegment int64
+	// deltaSegment is the size of the cache's delta log segments; 0 the
+	// default.
+	deltaSegment int64
 }
 
 func newStation(t testing.TB, o stationOpts) *station {
@@ -135,6 +140,7 @@ func newStation(t testing.TB, o stationOpts) *station {
 	st.cfg = &cfg
 	st.clockState = o.clockState
 	st.journalSegment = o.journalSegment
+	st.deltaSegment = o.deltaSegment
 	st.wear = o.wear
 	if !o.noStart {
 		st.start(o.now, o.notifier)
@@ -153,7 +159,7 @@ func (st *station) start(now func() time.Time, notifier *sdnotify.Notifier) {
 		notifier, _ = sdnotify.FromEnv(func(string) string { return "" })
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment,
+	st.ag, err = agent.New(st.cfg, agent.Options{Board: board, Logger: log, Notifier: notifier, Now: now, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment, DeltaSegment: st.deltaSegment,
 		Observe: func(o gate.Outcome) {
 			select {
 			case st.outcomes <- o:
@@ -180,7 +186,7 @@ func (st *station) startUntilStopped() error {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, err := agent.New(st.cfg, agent.Options{Board: board, Logger: log, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment})
+	ag, err := agent.New(st.cfg, agent.Options{Board: board, Logger: log, ClockState: st.clockState, Wear: st.wear, JournalSegment: st.journalSegment, DeltaSegment: st.deltaSegment})
 	if err != nil {
 		t.Fatal(err)
 	}

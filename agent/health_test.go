@@ -158,7 +158,10 @@ func TestDiskFullIsUnhealthyAndRecovers(t *testing.T) {
 	dir := smallFS(t)
 	// Segments of the journal's log of 8 records: a grant fills one
 	// within a few scans, and the next must be made on the full disk.
-	o, sock := withSocket(t, stationOpts{noStart: true, journalSegment: 8 * 4096, mod: func(c *config.Config) {
+	// The cache's delta (beside cache.db) preallocates its segments too:
+	// the default's megabytes cannot fit the 1 MiB disk, so it gets 64 KiB
+	// ones.
+	o, sock := withSocket(t, stationOpts{noStart: true, journalSegment: 8 * 4096, deltaSegment: 16 * 4096, mod: func(c *config.Config) {
 		c.Gate.Cache = filepath.Join(dir, "cache.db")
 		c.Timing.PassTimeout = 100 * time.Millisecond
 	}})

@@ -35,6 +35,7 @@ func (w *wearWatch) measureFiles() {
 	var fi os.FileInfo
 	if fi, err = os.Stat(w.store.Cache.Path()); err == nil {
 		f.CacheBytes = fi.Size()
+		f.DeltaBytes = cache.DeltaSize(cache.DeltaPath(w.store.Cache.Path()))
 		f.JournalBytes = w.store.Journal.Usage().Bytes
 		f.LiveCerts, err = w.store.Cache.Live(now)
 	}
@@ -47,9 +48,11 @@ func (w *wearWatch) measureFiles() {
 	w.files, w.filesErr = &f, nil
 }
 
-// purged records a purge of the certificate file.
+// purged records a maintenance of the certificate files.
 func (w *wearWatch) purged(at time.Time, certs int, err error) {
-	m := &wear.Maintenance{Kind: wear.MaintenancePurge, At: at, Certs: certs}
+	rs := w.store.Cache.RunState()
+	m := &wear.Maintenance{Kind: wear.MaintenanceRuns, At: at, Certs: certs,
+		Runs: rs.Runs, LastRun: rs.LastRun, LastCompact: rs.LastCompact, DeltaCerts: rs.DeltaCerts}
 	if err != nil {
 		m.Err = err.Error()
 	}

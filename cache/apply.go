@@ -2,12 +2,10 @@ package cache
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"gateagent/verify"
 )
@@ -33,8 +31,6 @@ type Batch struct {
 	Revokes []verify.CertID
 	// Feed is stored with the cursor; its Cursor field is ignored.
 	Feed FeedState
-	// Sealed, when set, is Upserts sealed ahead (Seal); else Apply seals.
-	Sealed *Sealed
 }
 
 // ApplyResult says what Apply did.
@@ -79,6 +75,8 @@ func validateCerts(ups []verify.Cert) error {
 			return fmt.Errorf("%w: upsert %d (cert %s): not_before %v is not a real approval time", ErrBadBatch, i, c.ID, c.NotBefore)
 		case !c.NotAfter.After(c.NotBefore):
 			return fmt.Errorf("%w: upsert %d (cert %s): not_after %v is not after not_before %v", ErrBadBatch, i, c.ID, c.NotAfter, c.NotBefore)
+		case c.NotAfter.Unix() > math.MaxUint32:
+			return fmt.Errorf("%w: upsert %d (cert %s): not_after %v is after 2106, which the cache cannot hold", ErrBadBatch, i, c.ID, c.NotAfter)
 		case c.NotAfter.Sub(c.NotBefore) > MaxValidity:
 			return fmt.Errorf("%w: upsert %d (cert %s): valid for %v, the spec allows %v: the issuer is misconfigured",
 				ErrBadBatch, i, c.ID, c.NotAfter.Sub(c.NotBefore), MaxValidity)
@@ -87,24 +85,23 @@ func validateCerts(ups []verify.Cert) error {
 	return nil
 }
 
-// Apply writes a feed batch and its cursor in one transaction: all of it or
-// none. A batch the cache already holds (Next at or before the cursor) is
-// skipped without a write, so applying the same batch twice changes
-// nothing; a batch that starts after the cursor is refused with ErrGap.
-//
-// A batch whose certificates come in ascending ID order and all sort after
-// the last one stored (a full sync, which the feed serves in ID order) is
-// appended with full pages: the file stays near the size of its records.
+// Apply writes a feed batch and its cursor as one record of the delta
+// (delta.go), synced before it returns: all of it or none. A batch the
+// cache already holds (Next at or before the cursor) is skipped without a
+// write, so applying the same batch twice changes nothing; a batch that
+// starts after the cursor is refused with ErrGap. Each certificate is
+// written as it stands after the batch, against what the cache holds: a
+// revoked certificate stays revoked whatever an upsert says, and a
+// revocation of a certificate not held is kept as a key-less record, so
+// that a late upsert cannot bring it back. Lookups see the batch once it
+// is on the disk.
 func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 	res := ApplyResult{}
 	if err := b.validate(); err != nil {
 		return res, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
 	}
-	err := c.update(func(tx *bolt.Tx) error {
-		fs, err := c.readFeed(tx)
-		if err != nil {
-			return err
-		}
+	err := c.write(func() error {
+		fs, _ := c.Feed()
 		res.Cursor = fs.Cursor
 		if b.Next <= fs.Cursor { // validate: records imply Next > From >= 0
 			res.Skipped = true
@@ -116,30 +113,22 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		if b.Feed.Epoch != fs.Epoch {
 			return fmt.Errorf("%w: batch of feed epoch %x, cache holds epoch %x", ErrGap, b.Feed.Epoch, fs.Epoch)
 		}
-		certs := tx.Bucket(bucketCerts)
-		writes := 0
-		put := func(k, v []byte) error {
-			if c.failAfter > 0 && writes >= c.failAfter {
-				return errInjected
-			}
-			writes++
-			return certs.Put(k, v)
-		}
-		if err := c.upsert(certs, b.Upserts, b.Sealed, put, &res); err != nil {
+		w := newBatchWriter(c)
+		if err := w.upsert(b.Upserts, &res); err != nil {
 			return err
 		}
-		res.Upserted = len(b.Upserts)
-		if err := c.revoke(certs, b, put, &res); err != nil {
+		if err := w.revoke(b, &res); err != nil {
 			return err
 		}
-		res.Revoked = len(b.Revokes)
-		resync := fs.Resync
-		fs = b.Feed
-		fs.Cursor = b.Next
-		fs.Resync = resync
+		res.Upserted, res.Revoked = len(b.Upserts), len(b.Revokes)
+		next := b.Feed
+		next.Cursor = b.Next
+		if err := w.commit(deltaBatch, b.From, b.Next, &next); err != nil {
+			return err
+		}
 		res.Cursor = b.Next
-		tx.OnCommit(func() { c.synced.Store(true) })
-		return c.writeFeed(tx, &fs)
+		c.synced.Store(true)
+		return nil
 	})
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("cache: apply batch (%d, %d]: %w", b.From, b.Next, err)
@@ -147,133 +136,151 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 	return res, nil
 }
 
+// write runs fn as the cache's one writer, or refuses with ErrReadOnly,
+// once the deferred check has passed (a writer reads the runs).
+func (c *Cache) write(fn func() error) error {
+	if c.readOnly {
+		return ErrReadOnly
+	}
+	if err := c.Checked(); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.delta == nil {
+		return errClosed
+	}
+	return safely(c.Path(), fn)
+}
+
 var errInjected = errors.New("injected fault")
 
-// upsert writes certificates, each key sealed under the file's key with a
-// fresh random nonce, keeping any revocation already stored. A stored
-// record that fails authentication is not believed (not even its
-// revocation flag): the feed's authenticated record replaces it, and it
-// is listed in res.Replaced.
-func (c *Cache) upsert(certs *bolt.Bucket, ups []verify.Cert, pre *Sealed, put func(k, v []byte) error, res *ApplyResult) error {
-	if len(ups) == 0 {
-		return nil
+// batchWriter gathers a batch's entries, each computed against the
+// cache and the batch's own earlier entries, for one delta record.
+type batchWriter struct {
+	c       *Cache
+	entries []byte
+	at      map[verify.CertID]int // entry offsets
+}
+
+func newBatchWriter(c *Cache) *batchWriter {
+	return &batchWriter{c: c, at: map[verify.CertID]int{}}
+}
+
+// get finds id's newest entry: the batch's own, else the cache's. A
+// cache record that fails authentication is not believed (not even its
+// revocation flag): it counts as absent and is listed in res.Replaced.
+func (w *batchWriter) get(id verify.CertID, e []byte, res *ApplyResult) (bool, error) {
+	if off, ok := w.at[id]; ok {
+		copy(e, w.entries[off:off+entryLen])
+		return true, nil
 	}
-	appending := ascending(ups)
-	if appending {
-		if last, _ := certs.Cursor().Last(); last != nil && bytes.Compare(ups[0].ID[:], last) <= 0 {
-			appending = false
-		}
+	found, err := w.c.record(id[:], e)
+	if errors.Is(err, ErrAuth) {
+		res.Replaced = append(res.Replaced, id)
+		return false, nil
 	}
-	if appending {
-		// Nothing stored sorts after the first record: no record can
-		// exist yet, and pages may be filled whole. bbolt splits pages
-		// at commit, and the bucket handle lives as long as the
-		// transaction, so the setting holds until then.
-		certs.FillPercent = 1.0
+	return found, err
+}
+
+func (w *batchWriter) set(id verify.CertID, e []byte) {
+	if off, ok := w.at[id]; ok {
+		copy(w.entries[off:], e)
+		return
 	}
-	// bbolt keeps the slices given to Put until the commit: one slab per
-	// batch, a fresh record in it per Put, sealed before the transaction
-	// when the caller could (Seal).
-	if pre == nil || pre.cache != c || len(pre.slab) != len(ups)*recordLen {
-		pre = c.Seal(ups)
-	}
-	var nonce [nonceLen]byte
+	w.at[id] = len(w.entries)
+	w.entries = append(w.entries, e...)
+}
+
+// upsert adds certificates, keeping any revocation already held. A
+// certificate held already as it would be written is left out: the feed
+// client sends the whole current log page each round, from its first
+// change (a batch that overlaps the cursor), and only what is new is
+// written again.
+func (w *batchWriter) upsert(ups []verify.Cert, res *ApplyResult) error {
+	var old, e [entryLen]byte
 	for i := range ups {
 		u := &ups[i]
-		v := pre.slab[i*recordLen : (i+1)*recordLen]
-		if !appending {
-			if ov := certs.Get(u.ID[:]); ov != nil {
-				var old verify.Cert
-				of, outcome := openRecord(c.aead, u.ID[:], ov, &old)
-				switch outcome {
-				case recordShape:
-					return damaged(c.Path(), 0, "record of cert %s", u.ID)
-				case recordForged:
-					res.Replaced = append(res.Replaced, u.ID)
-				default:
-					if of&flagRevoke != 0 && !u.Revoked {
-						// Revocation is final: sealed again with it.
-						rand.Read(nonce[:])
-						sealRecord(c.aead, v, u, flagRevoke, nonce[:])
-					}
-				}
-			}
-		}
-		if err := put(u.ID[:], v); err != nil {
+		found, err := w.get(u.ID, old[:], res)
+		if err != nil {
 			return err
 		}
+		var flags byte
+		if found && old[verify.CertIDLen]&flagRevoke != 0 {
+			flags = flagRevoke // revocation is final
+		}
+		encodeEntry(e[:], u, flags)
+		if found && e == old {
+			continue
+		}
+		w.set(u.ID, e[:])
 	}
+	clear(e[:])
+	clear(old[:])
 	return nil
-}
-
-// Sealed is certificates sealed for one cache ahead of their transaction
-// (Seal), so that a caller can seal the next page while the cache writes
-// this one.
-type Sealed struct {
-	cache *Cache
-	slab  []byte
-}
-
-// Seal seals certs' records under c's key, each with a fresh random
-// nonce, for an Apply or ApplySnapshot of exactly these certificates. It
-// writes nothing; it is safe to call while the cache applies another
-// batch.
-func (c *Cache) Seal(certs []verify.Cert) *Sealed {
-	s := &Sealed{cache: c, slab: make([]byte, len(certs)*recordLen)}
-	nonces := make([]byte, len(certs)*nonceLen)
-	rand.Read(nonces)
-	for i := range certs {
-		sealRecord(c.aead, s.slab[i*recordLen:(i+1)*recordLen], &certs[i], 0, nonces[i*nonceLen:])
-	}
-	return s
 }
 
 // revoke marks certificates revoked. A revocation for a certificate the
 // cache does not hold is kept as a key-less record, so that a late upsert
-// cannot bring the certificate back; it is purged a day after the batch,
-// when any certificate issued before its revocation has expired. A stored
+// cannot bring the certificate back; it expires a day after the batch,
+// when any certificate issued before its revocation has expired. A held
 // record that fails authentication is replaced by such a key-less
 // revocation: its key cannot be believed either, and the certificate's
 // codes are refused from now on.
-func (c *Cache) revoke(certs *bolt.Bucket, b *Batch, put func(k, v []byte) error, res *ApplyResult) error {
-	slab := make([]byte, len(b.Revokes)*recordLen)
-	nonces := make([]byte, len(b.Revokes)*nonceLen)
-	rand.Read(nonces)
-	for i, id := range b.Revokes {
-		var cert verify.Cert
-		cert.ID = id
-		flags := byte(flagRevoke)
-		known := false
-		if ov := certs.Get(id[:]); ov != nil {
-			of, outcome := openRecord(c.aead, id[:], ov, &cert)
-			switch outcome {
-			case recordShape:
-				return damaged(c.Path(), 0, "record of cert %s", id)
-			case recordForged:
-				res.Replaced = append(res.Replaced, id)
-				cert = verify.Cert{ID: id}
-			default:
-				if of&flagRevoke != 0 {
-					continue
-				}
-				flags |= of
-				known = true
-			}
+func (w *batchWriter) revoke(b *Batch, res *ApplyResult) error {
+	var e [entryLen]byte
+	for _, id := range b.Revokes {
+		found, err := w.get(id, e[:], res)
+		if err != nil {
+			return err
 		}
-		if !known {
-			flags |= flagNoKey
+		if found && e[verify.CertIDLen]&flagNoKey == 0 {
+			if e[verify.CertIDLen]&flagRevoke != 0 {
+				continue
+			}
+			e[verify.CertIDLen] |= flagRevoke
+		} else if found && e[verify.CertIDLen]&flagRevoke != 0 {
+			continue // a key-less revocation already
+		} else {
 			at := b.Feed.IssuerTime
 			if at.IsZero() {
 				at = b.Feed.SyncedAt
 			}
-			cert.NotBefore, cert.NotAfter = at, at.Add(MaxValidity)
+			encodeEntry(e[:], &verify.Cert{ID: id, NotBefore: at, NotAfter: at.Add(MaxValidity)}, flagRevoke|flagNoKey)
 		}
-		v := slab[i*recordLen : i*recordLen+recordLenOf(flags)]
-		sealRecord(c.aead, v, &cert, flags, nonces[i*nonceLen:])
-		if err := put(b.Revokes[i][:], v); err != nil {
-			return err
-		}
+		w.set(id, e[:])
 	}
+	clear(e[:])
+	return nil
+}
+
+// commit writes the entries as one delta record with the cursor moved
+// from..next and feed state fs, then lets lookups see them.
+func (w *batchWriter) commit(kind byte, from, next uint64, fs *FeedState) error {
+	c := w.c
+	if c.failAfter > 0 && len(w.entries)/entryLen > c.failAfter {
+		return errInjected
+	}
+	if len(w.entries) > c.delta.MaxPayload()-maxDeltaOverhead {
+		// Too large for a record of the delta (a catch-up after an
+		// outage): written as a run, with the delta.
+		_, err := c.cutRun(fs.SyncedAt, time.Time{}, w.entries, fs)
+		clear(w.entries)
+		return err
+	}
+	lsn, err := c.appendDelta(kind, &deltaRecord{from: from, next: next, fs: *fs, entries: w.entries})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for off := 0; off < len(w.entries); off += entryLen {
+		c.idx.put(w.entries[off:off+entryLen], lsn)
+	}
+	resync := c.fs.Resync
+	c.fs = *fs
+	c.fs.Resync = resync
+	c.mu.Unlock()
+	clear(w.entries)
 	return nil
 }
 
@@ -287,15 +294,13 @@ func ascending(ups []verify.Cert) bool {
 }
 
 // RecordSync stores the feed state of an exchange that brought no records
-// (the gate is caught up). The cursor is not moved.
+// (the gate is caught up): a delta record of its own. The cursor is not
+// moved.
 func (c *Cache) RecordSync(fs FeedState) error {
-	err := c.update(func(tx *bolt.Tx) error {
-		old, err := c.readFeed(tx)
-		if err != nil {
-			return err
-		}
-		fs.Cursor = old.Cursor
-		return c.writeFeed(tx, &fs)
+	err := c.write(func() error {
+		old, _ := c.Feed()
+		fs.Cursor, fs.Resync = old.Cursor, nil
+		return newBatchWriter(c).commit(deltaSync, old.Cursor, old.Cursor, &fs)
 	})
 	if err != nil {
 		return fmt.Errorf("cache: record sync: %w", err)
@@ -307,24 +312,36 @@ func (c *Cache) RecordSync(fs FeedState) error {
 // authentication, after a full resync has laid the feed's records over
 // the cache: a record that now authenticates is healed; one that still
 // fails is one the feed no longer holds (expired, or a revocation of a
-// certificate long gone), and is deleted, so that the certificate is
-// refused as unknown rather than undecided. It returns what became of it:
-// "healed", "deleted" or "absent".
+// certificate long gone), and is deleted (a key-less record that is no
+// revocation shadows it), so that the certificate is refused as unknown
+// rather than undecided. It returns what became of it: "healed",
+// "deleted" or "absent".
 func (c *Cache) Settle(id verify.CertID) (string, error) {
 	state := "absent"
-	err := c.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCerts)
-		v := b.Get(id[:])
-		if v == nil {
-			return nil
-		}
-		var cert verify.Cert
-		if _, outcome := openRecord(c.aead, id[:], v, &cert); outcome == recordOK {
+	err := c.write(func() error {
+		var e [entryLen]byte
+		found, err := c.record(id[:], e[:])
+		clear(e[:])
+		switch {
+		case err == nil && found:
 			state = "healed"
 			return nil
+		case err == nil:
+			return nil
+		case !errors.Is(err, ErrAuth):
+			return err
 		}
 		state = "deleted"
-		return b.Delete(id[:])
+		fs, _ := c.Feed()
+		at := fs.IssuerTime
+		if at.IsZero() {
+			at = fs.SyncedAt
+		}
+		w := newBatchWriter(c)
+		encodeEntry(e[:], &verify.Cert{ID: id, NotBefore: at, NotAfter: at.Add(MaxValidity)}, flagNoKey)
+		w.set(id, e[:])
+		fs.Resync = nil
+		return w.commit(deltaBatch, fs.Cursor, fs.Cursor, &fs)
 	})
 	if err != nil {
 		return "", fmt.Errorf("cache: settle %s: %w", id, err)

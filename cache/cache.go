@@ -32,23 +32,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/internal/seglog"
 	"gateagent/verify"
 )
 
 // SchemaVersion is the layout of the certificate cache this build reads
-// and writes: 3, keys sealed and records authenticated. Schema 1 (which
-// also held the journal's buckets) and 2 kept keys in plaintext: Open
-// refuses them with ErrPlaintext, and the agent rebuilds the cache from
-// the feed (see Options.Replaces and MoveLegacyJournal).
-const SchemaVersion = 3
+// and writes: 4, the certificates in immutable runs of sealed groups and
+// a delta log (runs.go, delta.go). Schema 3 kept a record per certificate
+// in one tree, updated in place: Open moves its certificates into a run
+// (migrate.go). Schema 1 (which also held the journal's buckets) and 2
+// kept keys in plaintext: Open refuses them with ErrPlaintext, and the
+// agent rebuilds the cache from the feed (see Options.Replaces and
+// MoveLegacyJournal).
+const SchemaVersion = 4
+
+// DefaultRunWindow is how long the delta grows before Purge writes it
+// as a run: it bounds the delta indexed at open (a cold start's cost).
+const DefaultRunWindow = 3 * time.Hour
 
 // Options tunes Open and OpenJournal. The zero value is the production
 // setting.
@@ -71,12 +82,22 @@ type Options struct {
 	// JournalSegment is the size of the journal's new log segments, a
 	// multiple of 4096; 0 means 4 MB. Tests make it small.
 	JournalSegment int64
+	// DeltaSegment is the size of the delta's new log segments, a
+	// multiple of 4096; 0 means 1 MB. Tests make it small.
+	DeltaSegment int64
+	// RunWindow is how long the delta grows before Purge writes it as a
+	// run; 0 means DefaultRunWindow.
+	RunWindow time.Duration
 }
 
 // Cache is an open certificate cache. Its methods are safe for concurrent
 // use.
 type Cache struct {
+	// db is the file; dbMu is held for reading while a transaction of it
+	// runs, and for writing while a compaction puts a new file in its
+	// place (runs.go).
 	db       *bolt.DB
+	dbMu     sync.RWMutex
 	path     atomic.Pointer[string]
 	readOnly bool
 	key      *Key
@@ -92,10 +113,36 @@ type Cache struct {
 
 	// later is the check of the certificates' tree that Open leaves
 	// running (deferred.go); nil when there is none.
-	later *deferredCheck
+	later     *deferredCheck
+	laterOnce sync.Once
 
-	// failAfter, when positive, makes Apply fail after that many writes
-	// inside its transaction: a test's stand-in for a fault part-way.
+	// The certificates (runs.go, delta.go). mu guards what a lookup
+	// reads: the runs (a slice replaced, never changed in place), the
+	// delta's index, the feed state.
+	mu     sync.RWMutex
+	st     runsState
+	runs   []*run
+	idx    *index
+	covers uint64
+	fs     FeedState // Resync left out: resync holds it
+	resync *Resync
+
+	// wmu serializes the writers: Apply, ApplySnapshot, RecordSync,
+	// Settle and Purge. A lookup never takes it.
+	wmu          sync.Mutex
+	store        [storeIDLen]byte
+	delta        *seglog.Log // nil when read-only
+	deltaDir     string
+	deltaSegment int64
+	fsys         seglog.FS
+	dbuf         []byte
+	window       time.Duration
+	lastCut      time.Time
+	maxSize      int
+	lastCompact  time.Time
+
+	// failAfter, when positive, makes Apply fail, writing nothing, on a
+	// batch of more entries: a test's stand-in for a fault part-way.
 	failAfter int
 }
 
@@ -115,6 +162,12 @@ func Open(path string, opts *Options) (*Cache, error) {
 	if o.Key == nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, ErrNoKey)
 	}
+	// The open allocates the delta's index and the runs' filters at once
+	// (about 30 MB at 5M certificates, none of it holding pointers): at
+	// the default GOGC the collector would run four times meanwhile, and
+	// its assists double the open's CPU (BenchmarkColdStart5M: 71 ms to
+	// ready, 45 ms so). The collector paces itself anew once it is done.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("cache: open %s: %w", path, &CorruptError{Path: path, Kind: Foreign, Detail: "a directory, not a cache file (the journal is one)", Problems: 1})
 	}
@@ -122,7 +175,7 @@ func Open(path string, opts *Options) (*Cache, error) {
 	// every certificate anyway: the whole file is checked first. The
 	// agent's open for writing leaves the certificates to a check beside
 	// the gate (deferred.go).
-	shallow := string(bucketCerts)
+	shallow := string(bucketGroups)
 	if o.ReadOnly {
 		shallow = ""
 	}
@@ -130,21 +183,31 @@ func Open(path string, opts *Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
-	c := &Cache{db: db, readOnly: o.ReadOnly, key: o.Key, replaces: o.Replaces, later: later}
-	c.path.Store(&path)
-	if later != nil {
-		go later.run()
+	db.AllocSize = allocSize
+	if !o.ReadOnly {
+		os.Remove(path + CompactSuffix) // a compaction's copy that a cut left
 	}
+	c := &Cache{db: db, readOnly: o.ReadOnly, key: o.Key, replaces: o.Replaces, later: later,
+		deltaDir: DeltaPath(path), deltaSegment: o.DeltaSegment, window: o.RunWindow, fsys: deltaFS, maxSize: o.MaxSize}
+	if c.deltaSegment == 0 {
+		c.deltaSegment = deltaSegment
+	}
+	if c.window <= 0 {
+		c.window = DefaultRunWindow
+	}
+	c.path.Store(&path)
 	err = c.init()
 	if err == nil {
-		var fs FeedState
-		if fs, err = c.Feed(); errors.Is(err, ErrAuth) {
-			// The cursor says what the file holds: a cache whose cursor
-			// cannot be trusted is rebuilt whole from the feed.
-			err = &CorruptError{Path: path, Kind: Unauthentic, Detail: "the feed state fails authentication under the cache key", Problems: 1}
-		} else if err == nil {
-			c.synced.Store(fs.Cursor > 0 || fs.Epoch != 0)
-		}
+		err = c.load()
+	}
+	// The walk of the runs' groups starts once the open has read what it
+	// needs and the first lookup is answered, or after checkDelay: on a
+	// board's boot its reads of the whole file would queue before theirs.
+	if err == nil && c.later != nil {
+		time.AfterFunc(checkDelay, c.startCheck)
+	}
+	if err == nil {
+		c.synced.Store(c.fs.Cursor > 0 || c.fs.Epoch != 0)
 	}
 	if err == nil && c.synced.Load() && c.replaces != "" {
 		err = c.finishRebuild() // synced, but stopped before the rename
@@ -167,11 +230,13 @@ func (c *Cache) init() error {
 		if err != nil || found == 0 {
 			return err
 		}
-		if found < SchemaVersion {
+		if found < 3 {
 			return fmt.Errorf("%w (schema %d)", ErrPlaintext, found)
 		}
-		if tx.Bucket(bucketCerts) == nil {
-			return damaged(c.Path(), 0, "bucket %q missing", bucketCerts)
+		for _, b := range dataBuckets(found) {
+			if tx.Bucket(b) == nil {
+				return damaged(c.Path(), 0, "bucket %q missing", b)
+			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		if salt = meta.Get(keySalt); len(salt) != saltLen {
@@ -188,9 +253,15 @@ func (c *Cache) init() error {
 			if err != nil || c.Checked() != nil {
 				return false // the certificates are read only once checked
 			}
-			k, v := tx.Bucket(bucketCerts).Cursor().First()
-			var cert verify.Cert
-			_, outcome := openRecord(aead, k, v, &cert)
+			if found == 3 {
+				k, v := tx.Bucket(bucketCerts).Cursor().First()
+				var cert verify.Cert
+				_, outcome := openRecord(aead, k, v, &cert)
+				return k != nil && outcome == recordOK
+			}
+			k, v := tx.Bucket(bucketGroups).Cursor().First()
+			g, outcome := openGroup(aead, k, v)
+			g.release()
 			return k != nil && outcome == recordOK
 		})
 	})
@@ -202,10 +273,24 @@ func (c *Cache) init() error {
 		if c.readOnly {
 			return &CorruptError{Path: c.Path(), Kind: Empty, Detail: "no buckets yet", Problems: 1}
 		}
+		// A delta left beside a file made anew is another file's.
+		if err := os.RemoveAll(c.deltaDir); err != nil {
+			return fmt.Errorf("remove the delta of an older file: %w", err)
+		}
 		salt = make([]byte, saltLen)
 		rand.Read(salt)
+		if c.aead, err = c.key.sealer(salt); err != nil {
+			return err
+		}
 		err = c.update(func(tx *bolt.Tx) error {
-			if err := createFile(tx, kindCache, SchemaVersion, c.key, bucketCerts); err != nil {
+			if err := createFile(tx, kindCache, SchemaVersion, c.key, dataBuckets(SchemaVersion)...); err != nil {
+				return err
+			}
+			st := newStore()
+			if err := c.writeRuns(tx, &st); err != nil {
+				return err
+			}
+			if err := c.writeFeed(tx, &FeedState{}); err != nil {
 				return err
 			}
 			return tx.Bucket(bucketMeta).Put(keySalt, salt)
@@ -215,8 +300,62 @@ func (c *Cache) init() error {
 		}
 	}
 	c.schema = SchemaVersion
-	c.aead, err = c.key.sealer(salt)
-	return err
+	if c.aead, err = c.key.sealer(salt); err != nil {
+		return err
+	}
+	if found == 3 {
+		if c.readOnly {
+			return fmt.Errorf("%w: a cache of schema 3, whose certificates the agent moves into runs when it next starts", ErrSchema)
+		}
+		return c.migrate3()
+	}
+	return nil
+}
+
+// dataBuckets are the buckets of a cache of schema 3 or 4 beside meta.
+func dataBuckets(schema int) [][]byte {
+	if schema == 3 {
+		return [][]byte{bucketCerts}
+	}
+	return [][]byte{bucketGroups, bucketBlooms}
+}
+
+// load reads what the file says of its runs, feed and resync, then the
+// delta after the runs.
+func (c *Cache) load() error {
+	var runs []*run
+	err := c.viewMeta(func(tx *bolt.Tx) error {
+		var err error
+		if c.st, runs, err = c.readRuns(tx); err != nil {
+			return err
+		}
+		if c.fs, err = c.readFeed(tx); err != nil {
+			return err
+		}
+		c.resync, err = c.readResync(tx)
+		return err
+	})
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		// What the file holds cannot be trusted: it is rebuilt whole
+		// from the feed.
+		what := map[string]string{"feed": "the feed state", "runs": "the runs' record", "resync": "the resync state"}[string(ae.Key)]
+		if ae.Bucket == "blooms" {
+			what = "a run's filter"
+		}
+		return &CorruptError{Path: c.Path(), Kind: Unauthentic, Detail: what + " fails authentication under the cache key", Problems: 1}
+	}
+	if err != nil {
+		return err
+	}
+	c.fs.Resync = nil
+	c.runs, c.covers = runs, c.st.Covers
+	copy(c.store[:], c.st.Store)
+	if n := len(runs); n > 0 {
+		c.lastCut = runs[n-1].Written
+	}
+	c.idx = newIndex()
+	return c.openDelta()
 }
 
 // fileKey checks the file's key check value against k. When it differs,
@@ -302,7 +441,20 @@ func (c *Cache) view(fn func(*bolt.Tx) error) error {
 // viewMeta runs fn in a read transaction at once: for fn that reads no
 // certificate, only what Open checked (the meta bucket).
 func (c *Cache) viewMeta(fn func(*bolt.Tx) error) error {
+	c.dbMu.RLock()
+	defer c.dbMu.RUnlock()
 	return safely(c.Path(), func() error { return c.db.View(fn) })
+}
+
+// checkDelay is how long after the open the walk of the runs' groups
+// starts at the latest.
+const checkDelay = 250 * time.Millisecond
+
+// startCheck starts the check of the runs' groups, once.
+func (c *Cache) startCheck() {
+	if c.later != nil {
+		c.laterOnce.Do(func() { go c.later.run() })
+	}
 }
 
 // Checked waits for the check of the certificates that Open started
@@ -313,6 +465,7 @@ func (c *Cache) Checked() error {
 	if c.later == nil {
 		return nil
 	}
+	c.startCheck() // whoever waits for it needs it now
 	return c.later.wait()
 }
 
@@ -325,15 +478,34 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 	if err := c.Checked(); err != nil {
 		return err
 	}
+	if h := commitHook; h != nil {
+		if err := h(); err != nil {
+			return err
+		}
+	}
+	c.dbMu.RLock()
+	defer c.dbMu.RUnlock()
 	return safely(c.Path(), func() error { return c.db.Update(fn) })
 }
+
+// commitHook, when set, is called before each write transaction, and an
+// error from it stops the transaction: a test's power cut, which stops
+// the file's commits at the same instant as the delta's writes.
+var commitHook func() error
 
 // Close closes the file. Every committed change is already on disk.
 func (c *Cache) Close() error {
 	if c.later != nil {
+		c.startCheck() // a walk never started ends at once
 		c.later.halt()
 	}
-	if err := c.db.Close(); err != nil {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var derr error
+	if c.delta != nil {
+		derr = c.delta.Close()
+	}
+	if err := errors.Join(c.db.Close(), derr); err != nil {
 		return fmt.Errorf("cache: close %s: %w", c.Path(), err)
 	}
 	return nil
@@ -363,6 +535,19 @@ func (c *Cache) finishRebuild() error {
 	if c.replaces == "" {
 		return nil
 	}
+	// The delta follows the file: closed, renamed, opened again (a full
+	// sync has just given all of it back to the runs).
+	if c.delta != nil {
+		c.delta.Close()
+		c.delta = nil
+	}
+	to := DeltaPath(c.replaces)
+	if err := os.RemoveAll(to); err != nil {
+		return fmt.Errorf("cache: replace %s with the rebuilt cache: %w", c.replaces, err)
+	}
+	if err := os.Rename(c.deltaDir, to); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cache: replace %s with the rebuilt cache: %w", c.replaces, err)
+	}
 	if err := os.Rename(c.Path(), c.replaces); err != nil {
 		return fmt.Errorf("cache: replace %s with the rebuilt cache: %w", c.replaces, err)
 	}
@@ -373,7 +558,10 @@ func (c *Cache) finishRebuild() error {
 	p := c.replaces
 	c.path.Store(&p)
 	c.replaces = ""
-	return nil
+	c.deltaDir = to
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.openDelta()
 }
 
 // Synced reports whether the cache holds a completed sync from the key
@@ -381,35 +569,49 @@ func (c *Cache) finishRebuild() error {
 func (c *Cache) Synced() bool { return c.synced.Load() }
 
 // Lookup implements verify.Store for the certificates alone (no
-// anti-passback state: Store adds the journal's): one read transaction,
-// one point read, one AES-GCM open of the key with the record's flags and
-// validity as associated data, no allocation beyond bbolt's own. A damaged
-// page is ErrCorrupt and a record that fails authentication an *AuthError,
-// so that either shuts the gate with a message.
+// anti-passback state: Store adds the journal's): the delta's index in
+// memory, then the runs from the newest whose filter may hold id, each one
+// read transaction's point read and one AES-GCM open of a group. A damaged
+// page is ErrCorrupt and a group that fails authentication an
+// *AuthError, so that either shuts the gate with a message.
 func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, found bool, err error) {
+	c.dbMu.RLock()
+	defer c.dbMu.RUnlock()
+	defer c.startCheck() // after the first lookup: see Open
 	err = safely(c.Path(), func() error {
-		if c.later != nil {
-			if err := c.later.descend(id[:]); err != nil {
+		var e [entryLen]byte
+		defer clear(e[:])
+		c.mu.RLock()
+		if v, ok := c.idx.get(id[:]); ok {
+			copy(e[:], v)
+			c.mu.RUnlock()
+			found = true
+		} else {
+			runs := c.runs
+			hit := false
+			for _, r := range runs {
+				if hit = r.bloom.has(id[:]); hit {
+					break
+				}
+			}
+			var tx *bolt.Tx
+			var err error
+			if hit {
+				// Begun under mu: the runs it reads are the list's
+				// (a dropped run's groups are deleted after it leaves
+				// the list).
+				tx, err = c.db.Begin(false)
+			}
+			c.mu.RUnlock()
+			if err != nil || !hit {
+				return err
+			}
+			defer tx.Rollback()
+			if found, err = c.lookupRuns(tx, runs, id[:], e[:]); err != nil || !found {
 				return err
 			}
 		}
-		tx, err := c.db.Begin(false)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		v := tx.Bucket(bucketCerts).Get(id[:])
-		if v == nil {
-			return nil
-		}
-		flags, outcome := openRecord(c.aead, id[:], v, &r.Cert)
-		switch outcome {
-		case recordShape:
-			return damaged(c.Path(), 0, "record of cert %s: %d bytes", id, len(v))
-		case recordForged:
-			return &AuthError{Path: c.Path(), Bucket: "certs", Key: append([]byte(nil), id[:]...)} // a copy: id stays on the stack
-		}
-		found = flags&flagNoKey == 0 // else a revocation for a certificate this gate never had
+		found = decodeEntry(e[:], &r.Cert)&flagNoKey == 0 // else a revocation for a certificate this gate never had
 		return nil
 	})
 	if err != nil {
@@ -420,6 +622,26 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 	}
 	r.ID = id
 	return r, true, nil
+}
+
+// record finds id's newest entry into e for a writer (c.wmu held): the
+// index, then the runs.
+func (c *Cache) record(id []byte, e []byte) (bool, error) {
+	c.mu.RLock()
+	if v, ok := c.idx.get(id); ok {
+		copy(e, v)
+		c.mu.RUnlock()
+		return true, nil
+	}
+	runs := c.runs
+	c.mu.RUnlock()
+	found := false
+	err := c.viewMeta(func(tx *bolt.Tx) error {
+		var err error
+		found, err = c.lookupRuns(tx, runs, id, e)
+		return err
+	})
+	return found, err
 }
 
 // FeedState is what the cache knows of the key feed.
@@ -448,46 +670,72 @@ type Resync struct {
 	Snapshot uint64        `json:"snapshot"`
 	After    verify.CertID `json:"after"`
 	Certs    int           `json:"certs"`
+	// Runs are the runs the snapshot is written into, one for each
+	// window of expiry its certificates fall in.
+	Runs []ResyncRun `json:"runs,omitempty"`
 }
 
-// Feed returns the stored feed state; the zero FeedState before any sync.
-// A state that fails authentication is an *AuthError.
+// ResyncRun is a run a full sync is writing: the certificates of the
+// snapshot that expire in one window.
+type ResyncRun struct {
+	Seq    uint64        `json:"seq"`
+	Window int64         `json:"window"` // not_after in Unix seconds ÷ the window's
+	Last   verify.CertID `json:"last"`   // the last ID written
+	Certs  int           `json:"certs"`
+}
+
+// Feed returns the feed state: the cursor and state of the last batch
+// applied, and the full sync under way; the zero FeedState before any
+// sync.
 func (c *Cache) Feed() (FeedState, error) {
-	var fs FeedState
-	err := c.viewMeta(func(tx *bolt.Tx) error {
-		var err error
-		fs, err = c.readFeed(tx)
-		return err
-	})
-	if err != nil {
-		return fs, fmt.Errorf("cache: feed state: %w", err)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	fs := c.fs
+	if c.resync != nil {
+		r := *c.resync
+		r.Runs = slices.Clone(r.Runs)
+		fs.Resync = &r
 	}
 	return fs, nil
 }
 
-// The feed state is stored as JSON ‖ MAC(16).
+// The feed state is stored as JSON ‖ MAC(16) (readMeta).
 func (c *Cache) readFeed(tx *bolt.Tx) (FeedState, error) {
 	var fs FeedState
-	v := tx.Bucket(bucketMeta).Get(keyFeed)
-	if v == nil {
-		return fs, nil
-	}
-	if len(v) < tagLen || !macOK(&c.key.mac, v[len(v)-tagLen:], domainFeed, v[:len(v)-tagLen]) {
-		return fs, &AuthError{Path: c.Path(), Bucket: "meta", Key: keyFeed}
-	}
-	if err := json.Unmarshal(v[:len(v)-tagLen], &fs); err != nil {
-		return fs, damaged(c.Path(), 0, "feed state: %v", err)
-	}
-	return fs, nil
+	_, err := c.readMeta(tx, keyFeed, domainFeed, "feed state", &fs)
+	return fs, err
 }
 
 func (c *Cache) writeFeed(tx *bolt.Tx, fs *FeedState) error {
-	v, err := json.Marshal(fs)
+	return c.writeMeta(tx, keyFeed, domainFeed, fs)
+}
+
+// readMeta reads the meta record key, JSON ‖ MAC(16) under the file's key
+// in domain, into v; found is false (v untouched) when there is none. A
+// record that fails its MAC is an *AuthError, one that is not JSON
+// damage (what names it).
+func (c *Cache) readMeta(tx *bolt.Tx, key, domain []byte, what string, v any) (found bool, err error) {
+	b := tx.Bucket(bucketMeta).Get(key)
+	if b == nil {
+		return false, nil
+	}
+	if len(b) < tagLen || !macOK(&c.key.mac, b[len(b)-tagLen:], domain, b[:len(b)-tagLen]) {
+		return true, &AuthError{Path: c.Path(), Bucket: "meta", Key: key}
+	}
+	if err := json.Unmarshal(b[:len(b)-tagLen], v); err != nil {
+		return true, damaged(c.Path(), 0, "%s: %v", what, err)
+	}
+	return true, nil
+}
+
+// writeMeta stores v as the meta record key: JSON ‖ MAC(16) in domain.
+func (c *Cache) writeMeta(tx *bolt.Tx, key, domain []byte, v any) error {
+	j, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tag := macOf(&c.key.mac, domainFeed, v)
-	return tx.Bucket(bucketMeta).Put(keyFeed, append(v, tag[:]...))
+	tag := macOf(&c.key.mac, domain, j)
+	return tx.Bucket(bucketMeta).Put(key, append(j, tag[:]...))
 }
 
 // Stats describes the gate's storage for status pages and diag: the
@@ -501,31 +749,67 @@ type Stats struct {
 	OldestAt  time.Time `json:"oldest_event_at,omitzero"`
 	FileSize  int64     `json:"file_size"`
 	Feed      FeedState `json:"feed"`
+	// Runs counts the runs, DeltaCerts the certificates in the delta
+	// (not yet in a run), DeltaSize the bytes of the delta's segments.
+	Runs       int   `json:"runs"`
+	DeltaCerts int   `json:"delta_certs"`
+	DeltaSize  int64 `json:"delta_size"`
+	// LastRun is when the newest run was written, LastCompact when the
+	// file was last compacted (since it was opened).
+	LastRun     time.Time `json:"last_run,omitzero"`
+	LastCompact time.Time `json:"last_compact,omitzero"`
 }
 
-// Stats counts the certificates. It walks every page of the certificate
-// bucket: a status call, not one for the scan path.
+// Stats counts the certificates, each once: a status call, which reads
+// every run's groups (Live).
 func (c *Cache) Stats() (Stats, error) {
 	s := Stats{Schema: c.schema}
 	err := c.view(func(tx *bolt.Tx) error {
 		s.FileSize = tx.Size()
-		s.Certs = tx.Bucket(bucketCerts).Stats().KeyN
-		var err error
-		s.Feed, err = c.readFeed(tx)
-		return err
+		return nil
 	})
 	if err != nil {
 		return s, fmt.Errorf("cache: stats: %w", err)
 	}
+	s.Feed, _ = c.Feed()
+	if s.Certs, err = c.count(math.MinInt64); err != nil {
+		return s, fmt.Errorf("cache: stats: %w", err)
+	}
+	c.mu.RLock()
+	s.Runs, s.DeltaCerts = len(c.runs), c.idx.len()
+	s.LastCompact = c.lastCompact
+	if n := len(c.runs); n > 0 {
+		s.LastRun = c.runs[n-1].Written
+	}
+	c.mu.RUnlock()
+	s.DeltaSize = DeltaSize(c.deltaDir)
 	return s, nil
 }
 
-// Check checks the whole file (pages.go): nil when it is whole, else a
-// *CorruptError. It holds the write lock while it runs, so writers wait
-// (BenchmarkCheck1M: what a grant may wait).
+// DeltaSize is the bytes of the delta's segments at dir.
+func DeltaSize(dir string) int64 {
+	var n int64
+	names, _ := os.ReadDir(dir)
+	for _, e := range names {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// Check checks the whole file (pages.go) and the delta's log: nil when
+// both are whole, else a *CorruptError. It holds the file's write lock
+// while it runs, so writers wait (BenchmarkCheck1M: what a grant may
+// wait).
 func (c *Cache) Check() error {
+	c.dbMu.RLock()
+	defer c.dbMu.RUnlock()
 	if err := checkDB(c.db, c.Path(), c.readOnly); err != nil {
 		return fmt.Errorf("cache: check %s: %w", c.Path(), err)
+	}
+	if err := checkDeltaDir(c.deltaDir); err != nil {
+		return fmt.Errorf("cache: check %s: %w", c.deltaDir, err)
 	}
 	return nil
 }

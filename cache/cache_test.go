@@ -469,12 +469,12 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		cache.DB(c).Update(func(tx *bolt.Tx) error {
-			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 4))
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 5))
 		})
 		c.Close()
 		_, err = cache.Open(path, cachetest.Options(nil))
-		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 4") {
-			t.Fatalf("error %v, want ErrSchema naming version 4", err)
+		if !errors.Is(err, cache.ErrSchema) || !strings.Contains(err.Error(), "version 5") {
+			t.Fatalf("error %v, want ErrSchema naming version 5", err)
 		}
 	})
 	t.Run("under another cache key", func(t *testing.T) {
@@ -648,14 +648,25 @@ func corruptKind(err error) *cache.CorruptError {
 func TestCorruptRecordIsAnError(t *testing.T) {
 	c := cachetest.Open(t, nil)
 	cert := cachetest.Cert(0, 1)
+	mustApply(t, c, &cache.Batch{From: 0, Next: 1, Upserts: []verify.Cert{cert}})
+	if _, err := c.Purge(t0, 48*time.Hour); err != nil { // the delta written as a run
+		t.Fatal(err)
+	}
+	var k, good []byte
 	cache.DB(c).Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("certs")).Put(cert.ID[:], []byte("short"))
+		b := tx.Bucket([]byte("groups"))
+		k, good = b.Cursor().First()
+		k, good = bytes.Clone(k), bytes.Clone(good)
+		return b.Put(k, []byte("short"))
 	})
 	if _, _, err := c.Lookup(cert.ID, verify.Entry); !errors.Is(err, cache.ErrCorrupt) {
 		t.Fatalf("error %v, want ErrCorrupt", err)
 	}
 	// Mend it, so the cleanup's integrity check judges the file, not the plant.
-	cache.DB(c).Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("certs")).Delete(cert.ID[:]) })
+	cache.DB(c).Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("groups")).Put(k, good) })
+	if r, ok := lookup(t, c, cert.ID); !ok || r.Key != cert.Key {
+		t.Fatal("mended group does not read back")
+	}
 }
 
 // TestCheckFindsDamage overwrites a page in the middle of a closed file:
@@ -667,6 +678,9 @@ func TestCheckFindsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustApply(t, c, cachetest.Batch(0, 5000, 5000))
+	if err := c.WriteRun(t0); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Check(); err != nil {
 		t.Fatalf("healthy file: %v", err)
 	}

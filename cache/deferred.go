@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,9 @@ type deferredCheck struct {
 	// writing to unmap data once the walk is over (data is then nil).
 	mu   sync.RWMutex
 	data []byte
+	// seq maps the same file for the walk, read ahead (data is mapped
+	// for random access); nil when the walk reads data.
+	seq []byte
 
 	// seen has a bit for each page a lookup's descent has checked.
 	seen []atomic.Uint64
@@ -72,7 +76,11 @@ func (d *deferredCheck) run() {
 		case <-d.quit:
 		}
 	}
-	w := newWalk(d.path, d.data, d.ps, d.m, recordChecks)
+	mapped := d.data
+	if d.seq != nil {
+		mapped = d.seq
+	}
+	w := newWalk(d.path, mapped, d.ps, d.m, recordChecks)
 	w.quit = d.quit
 	err := safely(d.path, func() error {
 		w.all()
@@ -92,6 +100,10 @@ func (d *deferredCheck) unmap() {
 	defer d.mu.Unlock()
 	syscall.Munmap(d.data)
 	d.data = nil
+	if d.seq != nil {
+		syscall.Munmap(d.seq)
+		d.seq = nil
+	}
 }
 
 // wait returns the walk's outcome once it has one.
@@ -100,50 +112,71 @@ func (d *deferredCheck) wait() error {
 	return d.err
 }
 
+// descendSeek checks the pages a cursor's Seek(key) reads: those down to
+// the leaf where key belongs, and when key sorts after every key of that
+// leaf, those down to the next leaf, where Seek goes on to.
+func (d *deferredCheck) descendSeek(key []byte) error {
+	for range 2 {
+		after, next, err := d.descend(key)
+		if err != nil || !after || next == nil {
+			return err
+		}
+		key = next
+	}
+	return nil
+}
+
 // descend checks the pages from the tree's root down to the leaf where key
 // belongs, each once. It returns the walk's outcome if the walk is over.
-// It runs inside safely, as the lookup that calls it.
-func (d *deferredCheck) descend(key []byte) error {
+// It runs inside safely, as the lookup that calls it. after reports
+// whether key sorts after every key of the leaf, and next is then the
+// first key of the next leaf (nil at the tree's end): a copy.
+func (d *deferredCheck) descend(key []byte) (after bool, next []byte, err error) {
 	select {
 	case <-d.done:
-		return d.err
+		return false, nil, d.err
 	default:
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.data == nil { // the walk ended meanwhile
-		return d.err
+		return false, nil, d.err
 	}
 	w := walk{path: d.path, data: d.data, ps: d.ps, m: d.m}
 	id, lo, hi := d.root, []byte(nil), []byte(nil)
 	for depth := 0; ; depth++ {
 		if depth > maxDepth {
 			w.fail(id, "tree deeper than %d levels", maxDepth)
-			return w.err()
+			return false, nil, w.err()
 		}
 		p, flags, count, ok := w.header(id, "tree")
 		if !ok || !w.fits(id, p, count) {
-			return w.err()
+			return false, nil, w.err()
 		}
 		seen := d.seen[id/64].Load()&(1<<(id%64)) != 0
 		switch flags {
 		case branchPageFlag:
 			if !seen && !w.branch(id, p, count, lo, hi) {
-				return w.err()
+				return false, nil, w.err()
 			}
 		case leafPageFlag:
 			if !seen {
 				if w.leaf(id, p, count, lo, hi, depth, d.in); w.problems > 0 {
-					return w.err()
+					return false, nil, w.err()
 				}
 			}
 		default:
 			w.fail(id, "tree page of type %#x", flags)
-			return w.err()
+			return false, nil, w.err()
 		}
 		d.seen[id/64].Or(1 << (id % 64))
 		if flags == leafPageFlag {
-			return nil
+			if count > 0 {
+				at := pageHeaderSize + uint64(count-1)*elemSize
+				last := p[at+uint64(ne.Uint32(p[at+4:])):][:ne.Uint32(p[at+8:])]
+				after = compareKeys(key, last) > 0
+			}
+			return after, bytes.Clone(hi), nil
 		}
 		lo, id, hi = child(p, search(p, count, key), count, hi)
 	}

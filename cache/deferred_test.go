@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"testing"
@@ -42,18 +43,29 @@ func TestLookupsBeforeTheCheckEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	victim := f.certs[2500]
+	// The victim is the last of its group, in the middle of the run: its
+	// ID is also the key of the group's leaf, which is changed.
 	data, err := os.ReadFile(f.cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := bytes.Index(data, victim.ID[:])
-	if at < 0 || bytes.Index(data[at+1:], victim.ID[:]) >= 0 {
-		t.Fatalf("cert %s is not in the file once", victim.ID)
+	leaves := cachetest.LeavesInUse(t, f.cache, 24, 1)
+	if len(leaves) < 3 {
+		t.Fatalf("%d leaves of groups", len(leaves))
 	}
-	page := uint64(at / os.Getpagesize())
-	overwrite(t, f.cache, int64(at), []byte{^victim.ID[0]}) // out of order in its leaf
-
+	page := uint64(leaves[len(leaves)/2])
+	elem := int(page)*os.Getpagesize() + 16
+	at := elem + int(binary.LittleEndian.Uint32(data[elem+4:])) + 8 // the key's ID
+	var victim verify.Cert
+	for _, c := range f.certs {
+		if bytes.Equal(c.ID[:], data[at:at+16]) {
+			victim = c
+		}
+	}
+	if victim.ID == (verify.CertID{}) {
+		t.Fatal("the leaf's key names no certificate")
+	}
+	overwrite(t, f.cache, int64(at), []byte{^victim.ID[0]}) // the key out of order in its leaf
 	release = cache.HoldChecks(t)
 	c, err = cache.Open(f.cache, cachetest.Options(nil))
 	if err != nil {

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -45,19 +46,45 @@ const (
 	FlagNoKey  = flagNoKey
 )
 
-// Dump returns every bucket's keys and values, to compare a file before and
-// after a change that must not have happened.
+// Dump returns what the cache holds as its lookups and its feed client
+// see it: every certificate's newest entry (the runs, oldest first, then
+// the delta), the feed state and the resync under way; to compare a cache
+// before and after a change that must not have happened.
 func Dump(c *Cache) (map[string]string, error) {
 	out := map[string]string{}
+	c.mu.RLock()
+	runs := c.runs
+	var delta []string
+	for _, i := range c.idx.each() {
+		delta = append(delta, string(c.idx.entry(i)))
+	}
+	fs := c.fs
+	if c.resync != nil {
+		r := *c.resync
+		fs.Resync = &r
+	}
+	c.mu.RUnlock()
+	fj, _ := json.Marshal(fs)
+	out["feed"] = string(fj)
 	err := c.db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			out[string(name)+"/seq"] = fmt.Sprint(b.Sequence())
-			return b.ForEach(func(k, v []byte) error {
-				out[string(name)+"/"+string(k)] = string(v)
+		for _, r := range runs {
+			err := c.scanRun(tx, r.Seq, func(g *group) error {
+				e := make([]byte, entryLen)
+				for i := range g.n {
+					g.entry(i, e)
+					out["cert/"+string(e[:16])] = string(e)
+				}
 				return nil
 			})
-		})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+	for _, e := range delta { // newer than any run
+		out["cert/"+e[:16]] = e
+	}
 	return out, err
 }
 
@@ -190,6 +217,15 @@ func AppendEventShared(c *Cache, e event.Event) error {
 	})
 }
 
+// OpenGroup is openGroup for the fuzz target, under c's sealing: the
+// certificates of an accepted group, and whether it was well-formed and
+// authentic.
+func OpenGroup(c *Cache, k, v []byte) (int, bool, bool) {
+	g, outcome := openGroup(c.aead, k, v)
+	defer g.release()
+	return g.n, outcome != recordShape, outcome == recordOK
+}
+
 // OpenRecord is openRecord for the fuzz target, under c's sealing.
 func OpenRecord(c *Cache, id, v []byte) (verify.Cert, bool, bool) {
 	var cert verify.Cert
@@ -203,4 +239,108 @@ func SetJournalFS(t testing.TB, fsys seglog.FS) {
 	old := journalFS
 	journalFS = fsys
 	t.Cleanup(func() { journalFS = old })
+}
+
+// CertOffset maps byte at of a certificate's record as schema 3 laid it
+// out (flags, times, nonce, sealed key, tag: the fields the tests damage)
+// to the byte of the group that holds the same field for certificate i of
+// n (group.go), so that a test damages the same field in either; a
+// negative at is a byte of the certificate's ID, from its end.
+func CertOffset(at, i, n int, noKey bool) int {
+	sealed := groupHeadLen + n*clearLen
+	x := groupHeadLen + i*clearLen + verify.CertIDLen
+	blk := i / blockSize
+	tag := sealed + blk*blockBytes + (min(n, (blk+1)*blockSize)-blk*blockSize)*verify.KeyLen
+	switch {
+	case at <= 0: // the flags, or (negative) a byte of the ID
+		return x + at
+	case at < 9: // not_before's low 4 bytes are the group's
+		return x + 1 + max(0, at-5)
+	case at < headLen:
+		return x + 5 + max(0, at-13)
+	case at < headLen+nonceLen: // the group's nonce
+		return min(at-headLen, groupNonceLen-1)
+	case !noKey && at < headLen+nonceLen+verify.KeyLen:
+		return sealed + blk*blockBytes + i%blockSize*verify.KeyLen + at - headLen - nonceLen
+	case noKey:
+		return tag + at - headLen - nonceLen
+	default:
+		return tag + at - headLen - nonceLen - verify.KeyLen
+	}
+}
+
+// FlipCert XORs byte at of certificate id's record (CertOffset) with x
+// in the run that holds it, on the disk.
+func FlipCert(c *Cache, id []byte, at int, x byte) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGroups)
+		cur := b.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			n := int(v[groupNonceLen])
+			for i := range n {
+				e := v[groupHeadLen+i*clearLen:]
+				if bytes.Equal(e[:verify.CertIDLen], id) {
+					v = bytes.Clone(v)
+					v[CertOffset(at, i, n, e[verify.CertIDLen]&flagNoKey != 0)] ^= x
+					return b.Put(bytes.Clone(k), v)
+				}
+			}
+		}
+		return fmt.Errorf("certificate %x is in no run", id)
+	})
+}
+
+// SetDeltaFS puts the deltas of the caches opened until the test ends on
+// fsys (a model of a power cut).
+func SetDeltaFS(t testing.TB, fsys seglog.FS) {
+	old := deltaFS
+	deltaFS = fsys
+	t.Cleanup(func() { deltaFS = old })
+}
+
+// SetCommitHook calls fn before each write transaction of a cache until
+// the test ends; an error from fn stops the transaction.
+func SetCommitHook(t testing.TB, fn func() error) {
+	commitHook = fn
+	t.Cleanup(func() { commitHook = nil })
+}
+
+// WriteSchema3 writes a certificate cache as the builds before runs did
+// (schema 3): a record per certificate under its ID in bucket certs, each
+// key sealed on its own, the feed state at cursor; forged names a
+// certificate whose record is written with a wrong tag.
+func WriteSchema3(path string, k *Key, certs []verify.Cert, cursor uint64, forged *verify.CertID) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	c := &Cache{key: k}
+	c.path.Store(&path)
+	return db.Update(func(tx *bolt.Tx) error {
+		if err := createFile(tx, kindCache, 3, k, bucketCerts); err != nil {
+			return err
+		}
+		salt := bytes.Repeat([]byte{7}, saltLen)
+		if err := tx.Bucket(bucketMeta).Put(keySalt, salt); err != nil {
+			return err
+		}
+		aead, err := k.sealer(salt)
+		if err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketCerts)
+		for i := range certs {
+			v := make([]byte, recordLen)
+			nonce := binary.BigEndian.AppendUint64(make([]byte, nonceLen-8), uint64(i))
+			sealRecord(aead, v, &certs[i], 0, nonce)
+			if forged != nil && certs[i].ID == *forged {
+				v[len(v)-1] ^= 1
+			}
+			if err := b.Put(certs[i].ID[:], v); err != nil {
+				return err
+			}
+		}
+		return c.writeFeed(tx, &FeedState{Cursor: cursor, Epoch: 1})
+	})
 }

@@ -118,41 +118,45 @@ func FuzzOpenDamaged(f *testing.F) {
 	})
 }
 
-// FuzzSealedRecord feeds the sealed-record decoder (the one every lookup
-// runs) arbitrary cert IDs and record bytes, seeded with real records (a
-// valid certificate, a revoked one, a revocation without key): it never
-// panics, and it accepts nothing but the records the cache sealed, under
-// the cert IDs they were sealed for: a changed byte anywhere, or a record
-// under another ID, fails authentication or is refused as malformed.
-func FuzzSealedRecord(f *testing.F) {
+// FuzzSealedGroup feeds the group decoder (the one every lookup in a run
+// runs) arbitrary keys and group bytes, seeded with real groups (valid
+// certificates, a revoked one, a revocation without key; a first group
+// and one after it): it never panics, and it accepts nothing but the
+// groups the cache sealed, under the keys they were sealed for: a changed
+// byte anywhere, or a group under another key (another run, another last
+// ID), fails authentication or is refused as malformed.
+func FuzzSealedGroup(f *testing.F) {
 	c := cachetest.Open(f, nil)
-	b := cachetest.Batch(0, 4, 4)
+	b := cachetest.Batch(0, 100, 100)
 	if _, err := c.Apply(b); err != nil {
 		f.Fatal(err)
 	}
-	if _, err := c.Apply(&cache.Batch{From: 4, Next: 5, Revokes: []verify.CertID{b.Upserts[1].ID, cachetest.Cert(9, 10).ID}, Feed: b.Feed}); err != nil {
+	if _, err := c.Apply(&cache.Batch{From: 100, Next: 101, Revokes: []verify.CertID{b.Upserts[1].ID, cachetest.Cert(9, 10).ID}, Feed: b.Feed}); err != nil {
+		f.Fatal(err)
+	}
+	if err := c.WriteRun(t0); err != nil {
 		f.Fatal(err)
 	}
 	genuine := map[string]bool{}
 	cache.DB(c).View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("certs")).ForEach(func(k, v []byte) error {
+		return tx.Bucket([]byte("groups")).ForEach(func(k, v []byte) error {
 			genuine[string(k)+string(v)] = true
 			f.Add(bytes.Clone(k), bytes.Clone(v))
 			return nil
 		})
 	})
 	f.Add([]byte{}, []byte{})
-	f.Add(make([]byte, 16), make([]byte, cache.RecordLen))
-	f.Fuzz(func(t *testing.T, id, v []byte) {
-		cert, shaped, ok := cache.OpenRecord(c, id, v)
-		if ok && !genuine[string(id)+string(v)] {
-			t.Fatalf("accepted a record the cache did not seal: id %x, %d bytes, %+v", id, len(v), cert)
+	f.Add(make([]byte, 24), make([]byte, 111))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		n, shaped, ok := cache.OpenGroup(c, k, v)
+		if ok && !genuine[string(k)+string(v)] {
+			t.Fatalf("accepted a group the cache did not seal: key %x, %d bytes, %d certificates", k, len(v), n)
 		}
 		if ok && !shaped {
-			t.Fatal("accepted a record of the wrong shape")
+			t.Fatal("accepted a group of the wrong shape")
 		}
-		if !ok && cert != (verify.Cert{}) {
-			t.Fatal("a refused record filled the certificate")
+		if !ok && n != 0 {
+			t.Fatal("a refused group gave certificates")
 		}
 	})
 }

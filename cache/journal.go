@@ -723,7 +723,12 @@ func (j *Journal) Usage() JournalUsage {
 	if j.log == nil {
 		return JournalUsage{}
 	}
-	s := j.log.Stats()
+	return usageOf(j.log)
+}
+
+// usageOf is what a log's files hold and what it has written.
+func usageOf(l *seglog.Log) JournalUsage {
+	s := l.Stats()
 	return JournalUsage{Bytes: s.Bytes, Segments: s.Segments, Written: s.Written, Syncs: s.Syncs}
 }
 

@@ -3,15 +3,7 @@ package cache
 import (
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-
-	"gateagent/verify"
 )
-
-// purgeChunk bounds the deletions of one purge transaction, so that the
-// event writes of the scan path never wait long behind a purge.
-const purgeChunk = 5000
 
 // PurgeResult says what a purge deleted.
 type PurgeResult struct {
@@ -19,71 +11,83 @@ type PurgeResult struct {
 	Passbacks int `json:"passbacks"`
 }
 
-// Purge deletes the certificates whose not_after lies more than retention
-// before now. It deletes in chunks, each its own transaction: every chunk
-// leaves a whole cache.
+// Purge is the certificates' maintenance, run by the gate's clock (the
+// agent runs it hourly, off the scan path, and only on a trusted clock):
+//
+//   - once the window has passed since the last run was written, the
+//     delta is written as a new run, without its certificates expired
+//     more than retention before now, and its segments given back;
+//   - the oldest runs are deleted whole while every certificate in them
+//     expired more than retention before now: nothing is deleted in
+//     place, and a revocation, written after the certificate it revokes,
+//     is in a run deleted no earlier;
+//   - the groups of runs no longer listed (dropped, or left half written
+//     by a cut) are deleted;
+//   - a file much larger than its runs need is compacted (compact.go).
+//
+// It returns the certificates deleted. Lookups go on throughout; feed
+// batches wait for it (a run of a 3-hour window is about 9 MB, written in
+// transactions of 256 KB).
 func (c *Cache) Purge(now time.Time, retention time.Duration) (int, error) {
 	if retention < 0 {
 		return 0, fmt.Errorf("cache: purge: negative retention %v", retention)
 	}
+	n := 0
 	cut := now.Add(-retention)
-	n, err := purgeBucket(c.update, bucketCerts, func(k, v []byte) bool {
-		na, ok := notAfterOf(v)
-		if !ok || !na.Before(cut) {
-			return false
+	err := c.write(func() error {
+		if now.Sub(c.lastCut) >= c.window {
+			d, err := c.cutRun(now, cut, nil, nil)
+			if n += d; err != nil {
+				return err
+			}
 		}
-		// Deleted only on an authentic expiry: a revocation must not go
-		// early because a byte of its date changed.
-		var cert verify.Cert
-		_, outcome := openRecord(c.aead, k, v, &cert)
-		return outcome == recordOK
+		d, err := c.dropRuns(cut)
+		if n += d; err != nil {
+			return err
+		}
+		if err := c.sweep(); err != nil {
+			return err
+		}
+		if ok, _, _ := c.needsCompaction(); ok {
+			return c.compact(now)
+		}
+		return nil
 	})
 	if err != nil {
-		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", cut, err)
+		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", now.Add(-retention), err)
 	}
 	return n, nil
 }
 
-// purgeBucket deletes the keys whose value old reports as due, a chunk at a
-// time, resuming each chunk after the last key the previous one looked at.
-func purgeBucket(update func(func(*bolt.Tx) error) error, name []byte, old func(k, v []byte) bool) (int, error) {
-	total := 0
-	var resume []byte
-	for {
-		var done bool
-		n := 0
-		err := update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(name)
-			cur := b.Cursor()
-			k, v := cur.First()
-			if resume != nil {
-				k, v = cur.Seek(resume)
-			}
-			var due [][]byte
-			for ; k != nil && len(due) < purgeChunk; k, v = cur.Next() {
-				if old(k, v) {
-					due = append(due, k)
-				}
-			}
-			if k == nil {
-				done = true
-			} else {
-				resume = append(resume[:0], k...)
-			}
-			for _, k := range due {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-			}
-			n = len(due)
-			return nil
-		})
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if done {
-			return total, nil
-		}
+// WriteRun writes the delta as a run now, whatever the window, and
+// gives its segments back (Purge does it once a window has passed): for
+// a tool that packs the cache before it is copied, and for tests that
+// want the certificates in the file.
+func (c *Cache) WriteRun(now time.Time) error {
+	err := c.write(func() error {
+		_, err := c.cutRun(now, time.Time{}, nil, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cache: write the delta as a run: %w", err)
 	}
+	return nil
+}
+
+// RunState is what the maintenance has made of the certificates: cheap,
+// for the wear report after each maintenance.
+type RunState struct {
+	Runs        int
+	DeltaCerts  int
+	LastRun     time.Time
+	LastCompact time.Time
+}
+
+// RunState says how many runs the file holds, when the newest was written
+// and the file last compacted, and how many certificates the delta holds.
+func (c *Cache) RunState() RunState {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	st := RunState{Runs: len(c.runs), DeltaCerts: c.idx.len(), LastRun: c.lastCut, LastCompact: c.lastCompact}
+	return st
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +19,8 @@ import (
 	"gateagent/cache/cachetest"
 	"gateagent/event"
 	"gateagent/verify"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // The upgrade from a release whose files were not sealed, cut by power at
@@ -139,7 +142,7 @@ func TestPowerCutDuringUpgrade(t *testing.T) {
 	if err := c.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := c.Authenticate(); err != nil || rep.Failed != 0 || rep.Records != rebuildCerts+1 {
+	if rep, err := c.Authenticate(); err != nil || rep.Failed != 0 || rep.Records != rebuildCerts+3 { // and the feed state, the runs' record, the resync state
 		t.Fatalf("authenticate: %+v, %v", rep, err)
 	}
 	for _, want := range certs {
@@ -147,15 +150,18 @@ func TestPowerCutDuringUpgrade(t *testing.T) {
 			t.Fatalf("cert %s after the upgrade: %v %v", want.ID, ok, err)
 		}
 	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error { // the delta's and the journal's files too
+		if err != nil || e.IsDir() {
+			return err
+		}
+		data, _ := os.ReadFile(path)
 		for _, cert := range certs[:200] {
 			if holdsKey(data, cert.Key) {
-				t.Fatalf("%s holds the key of cert %s", e.Name(), cert.ID)
+				t.Fatalf("%s holds the key of cert %s", path, cert.ID)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // runUpgrade runs the writer on dir and kills it extra after its first
@@ -268,14 +274,27 @@ func checkUpgrade(t *testing.T, dir string, round int, certs []verify.Cert, even
 		if rep, err := c.Authenticate(); err != nil || rep.Failed != 0 {
 			t.Fatalf("round %d: rebuild file: %+v, %v", round, rep, err)
 		}
+		// The full sync's progress is what its run holds: the pages
+		// written before the cut, each whole, and nothing after.
 		fs, _ := c.Feed()
-		n := 0
-		if fs.Resync != nil {
-			n = fs.Resync.Certs
-		}
-		for _, want := range certs[:n] {
-			if r, ok, err := c.Lookup(want.ID, verify.Entry); err != nil || !ok || r.Key != want.Key {
-				t.Fatalf("round %d: rebuild holds %d, cert %s: %v %v", round, n, want.ID, ok, err)
+		if r := fs.Resync; r != nil {
+			held, listed := 0, 0
+			cache.DB(c).View(func(tx *bolt.Tx) error {
+				cur := tx.Bucket([]byte("groups")).Cursor()
+				for _, rr := range r.Runs {
+					n := 0
+					for k, v := cur.Seek(binary.BigEndian.AppendUint64(nil, rr.Seq)); k != nil && binary.BigEndian.Uint64(k) == rr.Seq; k, v = cur.Next() {
+						n += int(v[11])
+					}
+					if n != rr.Certs {
+						t.Errorf("round %d: run %d of the resync holds %d certificates, it says %d", round, rr.Seq, n, rr.Certs)
+					}
+					held, listed = held+n, listed+rr.Certs
+				}
+				return nil
+			})
+			if held != r.Certs || listed != r.Certs || r.Certs > 0 && r.After != certs[r.Certs-1].ID {
+				t.Fatalf("round %d: the resync says %d certificates up to %s, its runs hold %d", round, r.Certs, r.After, held)
 			}
 		}
 		c.Close()

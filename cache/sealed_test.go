@@ -131,7 +131,12 @@ func TestRecordDamageIsNeverUsed(t *testing.T) {
 						at = cache.NoKeyLen - 1
 					}
 				}
-				flip(t, cache.DB(s.Cache), "certs", cert.ID[:], at, x)
+				if err := s.Cache.WriteRun(t0); err != nil { // the records into the file
+					t.Fatal(err)
+				}
+				if err := cache.FlipCert(s.Cache, cert.ID[:], at, x); err != nil {
+					t.Fatal(err)
+				}
 				_, _, err := s.Cache.Lookup(cert.ID, verify.Entry)
 				var ae *cache.AuthError
 				if !errors.As(err, &ae) || !errors.Is(err, cache.ErrAuth) || ae.Bucket != "certs" || !bytes.Equal(ae.Key, cert.ID[:]) {
@@ -150,7 +155,11 @@ func TestRecordDamageIsNeverUsed(t *testing.T) {
 				if d.Granted() || d.Reason != verify.Undecided || !errors.Is(err, verify.ErrStore) || !errors.Is(err, cache.ErrAuth) {
 					t.Fatalf("%s record, %s ^ %#x: decision %v, %v; want undecided", kind, f.name, x, d.Reason, err)
 				}
-				if r, err := s.Cache.Authenticate(); err != nil || r.Failed != 1 || r.Bad[0].Record() != "certificate "+cert.ID.String() {
+				// The group that holds it fails whole: each of its
+				// certificates is named.
+				if r, err := s.Cache.Authenticate(); err != nil || r.Failed < 1 || !slices.ContainsFunc(r.Bad, func(e *cache.AuthError) bool {
+					return e.Record() == "certificate "+cert.ID.String()
+				}) {
 					t.Fatalf("authenticate: %+v, %v", r, err)
 				}
 				if kind == "revocation only" {
@@ -158,9 +167,8 @@ func TestRecordDamageIsNeverUsed(t *testing.T) {
 				}
 				// Healed: the feed's record replaces it (a snapshot page,
 				// as a resync lays it).
-				res, err := s.Cache.ApplySnapshot(&cache.SnapshotPage{Epoch: 0, Snapshot: 11, Upserts: []verify.Cert{cert}, Final: true, Feed: b.Feed})
-				if err != nil || len(res.Replaced) != 1 || res.Replaced[0] != cert.ID {
-					t.Fatalf("heal: %+v, %v", res, err)
+				if _, err := s.Cache.ApplySnapshot(&cache.SnapshotPage{Epoch: 0, Snapshot: 11, Upserts: []verify.Cert{cert}, Final: true, Feed: b.Feed}); err != nil {
+					t.Fatalf("heal: %v", err)
 				}
 				r, ok, err := s.Cache.Lookup(cert.ID, verify.Entry)
 				if err != nil || !ok || r.Key != cert.Key || r.Revoked != cert.Revoked {
@@ -171,22 +179,67 @@ func TestRecordDamageIsNeverUsed(t *testing.T) {
 	}
 }
 
-// TestKeyMovedToAnotherCert: a record copied under another cert ID (its
-// key moved to another certificate) fails authentication.
+// TestKeyMovedToAnotherCert: a certificate's ID changed in its group (its
+// key moved to another certificate), or a group moved to another run,
+// fails authentication.
 func TestKeyMovedToAnotherCert(t *testing.T) {
 	c := cachetest.Open(t, nil)
 	b := cachetest.Batch(0, 10, 10)
 	mustApply(t, c, b)
-	a, other := b.Upserts[2], b.Upserts[5]
-	cache.DB(c).Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket([]byte("certs"))
-		return bk.Put(other.ID[:], bytes.Clone(bk.Get(a.ID[:])))
-	})
-	if _, _, err := c.Lookup(other.ID, verify.Entry); !errors.Is(err, cache.ErrAuth) {
-		t.Fatalf("a record moved to another cert ID: %v, want ErrAuth", err)
+	if err := c.WriteRun(t0); err != nil {
+		t.Fatal(err)
 	}
-	if r, ok, err := c.Lookup(a.ID, verify.Entry); err != nil || !ok || r.Key != a.Key {
-		t.Fatalf("the original: %v %v", ok, err)
+	a := b.Upserts[2]
+	for _, at := range []int{-16, -1} { // the first and last byte of its ID
+		if err := cache.FlipCert(c, a.ID[:], at, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Lookup(b.Upserts[5].ID, verify.Entry); !errors.Is(err, cache.ErrAuth) {
+			t.Fatalf("ID byte %d changed: %v, want ErrAuth", at, err)
+		}
+		// Put it back (the ID as changed, changed again).
+		moved := a.ID
+		moved[16+at] ^= 1
+		if err := cache.FlipCert(c, moved[:], at, 1); err != nil {
+			t.Fatal(err)
+		}
+		if r, ok, err := c.Lookup(a.ID, verify.Entry); err != nil || !ok || r.Key != a.Key {
+			t.Fatalf("put back: %v %v", ok, err)
+		}
+	}
+	// The same group under another run's number.
+	mustApply(t, c, cachetest.Batch(10, 20, 20))
+	if err := c.WriteRun(t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var k2, v2, planted []byte
+	cache.DB(c).Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("groups"))
+		cur := bk.Cursor()
+		k1, v1 := cur.First()
+		k2, v2 = cur.Last()
+		k2, v2 = bytes.Clone(k2), bytes.Clone(v2)
+		planted = append(bytes.Clone(k2[:8]), k1[8:]...)
+		bk.Delete(k2)
+		return bk.Put(planted, bytes.Clone(v1))
+	})
+	var ae *cache.AuthError
+	n := 0
+	for i := range uint64(20) {
+		if _, _, err := c.Lookup(cachetest.Cert(i, 20).ID, verify.Entry); errors.As(err, &ae) {
+			n++
+		}
+	}
+	if r, _ := c.Authenticate(); n == 0 && r.Failed == 0 {
+		t.Fatal("a group moved to another run authenticates")
+	}
+	cache.DB(c).Update(func(tx *bolt.Tx) error { // back as it was, for the cleanup's check
+		bk := tx.Bucket([]byte("groups"))
+		bk.Delete(planted)
+		return bk.Put(k2, v2)
+	})
+	if r, _ := c.Authenticate(); r.Failed != 0 {
+		t.Fatalf("put back: %+v", r)
 	}
 }
 
@@ -198,7 +251,12 @@ func TestRevokeOverDamagedRecord(t *testing.T) {
 	b := cachetest.Batch(0, 10, 10)
 	mustApply(t, c, b)
 	cert := b.Upserts[4]
-	flip(t, cache.DB(c), "certs", cert.ID[:], 0, 1)
+	if err := c.WriteRun(t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.FlipCert(c, cert.ID[:], 0, 1); err != nil {
+		t.Fatal(err)
+	}
 	res, err := c.Apply(&cache.Batch{From: 10, Next: 11, Revokes: []verify.CertID{cert.ID}, Feed: b.Feed})
 	if err != nil || len(res.Replaced) != 1 {
 		t.Fatalf("revoke over a damaged record: %+v, %v", res, err)
@@ -214,20 +272,15 @@ func TestRevokeOverDamagedRecord(t *testing.T) {
 	}
 }
 
-// TestFeedStateDamage: a feed state that fails authentication makes the
-// cache rebuild whole at its next open (Unauthentic); while open, a full
-// sync starts over without it and writes it anew.
+// TestFeedStateDamage: a feed state that fails authentication (it is read
+// at the open: the cursor the runs reflect) makes the cache rebuild whole
+// at its next open (Unauthentic); Authenticate finds it while the cache
+// is open; a full sync writes it anew.
 func TestFeedStateDamage(t *testing.T) {
 	c := cachetest.Open(t, nil)
 	b := cachetest.Batch(0, 10, 10)
 	mustApply(t, c, b)
 	flip(t, cache.DB(c), "meta", []byte("feed"), 3, 1)
-	if _, err := c.Feed(); !errors.Is(err, cache.ErrAuth) {
-		t.Fatalf("feed state: %v, want ErrAuth", err)
-	}
-	if _, err := c.Apply(&cache.Batch{From: 10, Next: 11, Revokes: []verify.CertID{b.Upserts[0].ID}, Feed: b.Feed}); !errors.Is(err, cache.ErrAuth) {
-		t.Fatalf("apply on an unauthentic cursor: %v, want ErrAuth", err)
-	}
 	if r, _ := c.Authenticate(); r.Failed != 1 || r.Bad[0].Record() != "feed state" {
 		t.Fatalf("authenticate: %+v", r)
 	}
@@ -237,7 +290,7 @@ func TestFeedStateDamage(t *testing.T) {
 	if ce := corruptKind(err); ce == nil || ce.Kind != cache.Unauthentic {
 		t.Fatalf("reopen: %v, want an Unauthentic CorruptError", err)
 	}
-	// While open: a resync from the first page heals it.
+	// While open: a resync writes it anew.
 	c2 := cachetest.Open(t, nil)
 	mustApply(t, c2, b)
 	flip(t, cache.DB(c2), "meta", []byte("feed"), 3, 1)
@@ -246,6 +299,13 @@ func TestFeedStateDamage(t *testing.T) {
 	}
 	if fs, err := c2.Feed(); err != nil || fs.Cursor != 10 || fs.Epoch != 2 {
 		t.Fatalf("after the resync: %+v, %v", fs, err)
+	}
+	if r, _ := c2.Authenticate(); r.Failed != 0 {
+		t.Fatalf("authenticate after the resync: %+v", r)
+	}
+	c2 = reopen(t, c2)
+	if fs, err := c2.Feed(); err != nil || fs.Cursor != 10 || fs.Epoch != 2 {
+		t.Fatalf("reopened after the resync: %+v, %v", fs, err)
 	}
 }
 
@@ -340,9 +400,17 @@ func TestSettle(t *testing.T) {
 	c := cachetest.Open(t, nil)
 	b := cachetest.Batch(0, 10, 10)
 	mustApply(t, c, b)
+	if err := c.WriteRun(t0); err != nil {
+		t.Fatal(err)
+	}
 	gone := cachetest.Cert(99, 100).ID
 	mustApply(t, c, &cache.Batch{From: 10, Next: 11, Revokes: []verify.CertID{gone}, Feed: b.Feed})
-	flip(t, cache.DB(c), "certs", gone[:], 5, 1)
+	if err := c.WriteRun(t0.Add(time.Hour)); err != nil { // a run of its own
+		t.Fatal(err)
+	}
+	if err := cache.FlipCert(c, gone[:], 5, 1); err != nil {
+		t.Fatal(err)
+	}
 	for id, want := range map[verify.CertID]string{b.Upserts[0].ID: "healed", gone: "deleted", cachetest.Cert(98, 100).ID: "absent"} {
 		if got, err := c.Settle(id); err != nil || got != want {
 			t.Errorf("settle %s: %q, %v; want %q", id, got, err, want)

@@ -103,18 +103,25 @@ func TestSnapshotRefusesDisorder(t *testing.T) {
 	}
 }
 
-// The benchmarks' raw floor writes values of the size the cache stores.
+// The benchmarks' raw floor writes values of the size the cache stores
+// for a certificate in a run.
 func TestFloorRecordIsTheCacheRecord(t *testing.T) {
 	c := cachetest.Open(t, nil)
-	if _, err := c.Apply(cachetest.Batch(0, 5, 5)); err != nil {
+	if _, err := c.Apply(cachetest.Batch(0, 610, 610)); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.WriteRun(t0); err != nil {
+		t.Fatal(err)
+	}
+	bytes, certs := 0, 0
 	cache.DB(c).View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("certs")).ForEach(func(k, v []byte) error {
-			if len(v) != cachetest.SealedRecordBytes {
-				t.Errorf("cache stores %d bytes, cachetest.SealedRecordBytes is %d", len(v), cachetest.SealedRecordBytes)
-			}
+		return tx.Bucket([]byte("groups")).ForEach(func(k, v []byte) error {
+			bytes += len(v)
+			certs += int(v[11])
 			return nil
 		})
 	})
+	if certs != 610 || (bytes+certs-1)/certs != cachetest.StoredCertBytes {
+		t.Errorf("cache stores %d bytes for %d certificates, cachetest.StoredCertBytes is %d", bytes, certs, cachetest.StoredCertBytes)
+	}
 }

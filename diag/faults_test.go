@@ -2,7 +2,6 @@ package diag_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +18,7 @@ import (
 	"gateagent/feed/feedtest"
 	"gateagent/internal/kclock"
 	"gateagent/internal/secret"
+	"gateagent/verify"
 )
 
 // TestStandaloneFaults runs `gateagent diag --json` on a gate whose daemon
@@ -62,7 +62,7 @@ func TestStandaloneFaults(t *testing.T) {
 		}, diag.NameCache, []string{"never synced", "see the feed check"}, "waiting for the first key sync", nil, nil},
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
 			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache", nil, nil},
-		{"corrupt cache file", func(st *station) { damageCertPage(t, st.cache) },
+		{"corrupt cache file", func(st *station) { st.writeRun(); damageCertPage(st.t, st.cache) },
 			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, []string{diag.NameWear}},
 		// A kill in the first moments of the first start leaves an empty
 		// file: the agent sets it up again, so no permissions hint.
@@ -105,12 +105,18 @@ func TestStandaloneFaults(t *testing.T) {
 			diag.NameKeys, []string{"CREDENTIALS_DIRECTORY", "LoadCredentialEncrypted="}, "would not start",
 			nil, []string{diag.NameCache, diag.NameRecords, diag.NameBacklog, diag.NameWear}},
 		// One certificate's record changed on the disk: the file is whole,
-		// the record fails authentication, and diag names it.
+		// the record fails authentication, and diag names it. The run's
+		// certificates are sealed together, several to a seal
+		// (cache/group.go): the certificates that share the damaged one's
+		// fail with it, and diag names the first few in ID order. So the
+		// damaged one is the station's first in ID order ({FIRST}).
 		{"damaged record", func(st *station) {
-			if err := cachetest.DamageRecord(st.cache, "certs", st.certs[5].ID[:], 20, 0x04); err != nil {
-				t.Fatal(err)
+			st.writeRun()
+			first := firstCert(st.certs)
+			if err := cachetest.DamageRecord(st.cache, "certs", first.ID[:], 20, 0x04); err != nil {
+				st.t.Fatal(err)
 			}
-		}, diag.NameRecords, []string{"certificate " + "{CERT5}", "failed the integrity check", "refetches them from the key feed", "replace it"}, "", nil, nil},
+		}, diag.NameRecords, []string{"certificate " + "{FIRST}", "failed the integrity check", "refetches them from the key feed", "replace it"}, "", nil, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,7 +155,7 @@ func TestStandaloneFaults(t *testing.T) {
 			}
 			if c, ok := r.Find(tc.check); ok {
 				for _, w := range tc.says {
-					w = strings.ReplaceAll(w, "{CERT5}", st.certs[5].ID.String())
+					w = strings.ReplaceAll(w, "{FIRST}", firstCert(st.certs).ID.String())
 					if !strings.Contains(c.Line, w) {
 						t.Errorf("%s line does not say %q: %s", c.Name, w, c.Line)
 					}
@@ -228,26 +234,40 @@ func TestConfigBroken(t *testing.T) {
 
 // damageCertPage marks one page of certificates in a closed cache file as
 // of an unknown page type, as a flipped bit in flash would: the file still
-// opens, the event log still reads, the integrity check must find it.
+// opens, the event log still reads, the integrity check must find it. The
+// certificates must be in a run (station.writeRun): a leaf of the run's
+// groups, 24-byte keys (run ‖ last ID), is the page damaged.
 func damageCertPage(t *testing.T, path string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	pages := cachetest.LeavesInUse(t, path, 24, 1)
+	if len(pages) == 0 {
+		t.Fatal("no page of certificates found in the cache file")
+	}
+	cachetest.WreckPage(t, path, pages[0])
+}
+
+// firstCert is the certificate of certs with the lowest ID.
+func firstCert(certs []verify.Cert) verify.Cert {
+	return slices.MinFunc(certs, func(a, b verify.Cert) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+}
+
+// writeRun writes the cache's delta as a run, as the agent's maintenance
+// does once a window has passed: the feed's batches reach cache.db only
+// then, and a fault in the file's certificates needs them there.
+func (st *station) writeRun() {
+	t := st.t
+	t.Helper()
+	c, err := cache.Open(st.cache, cachetest.Options(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := os.Getpagesize()
-	for off := 2 * page; off+page <= len(b); off += page {
-		flags, count := binary.LittleEndian.Uint16(b[off+8:]), binary.LittleEndian.Uint16(b[off+10:])
-		ksize := binary.LittleEndian.Uint32(b[off+16+8:])
-		if flags == 0x02 && count >= 20 && ksize == 16 {
-			binary.LittleEndian.PutUint16(b[off+8:], 0x40)
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	if err := c.WriteRun(st.gateNow); err != nil {
+		c.Close()
+		t.Fatal(err)
 	}
-	t.Fatal("no page of certificates found in the cache file")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestKeysWarnings: keys in plain files, and a cache written before keys

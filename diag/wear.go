@@ -79,8 +79,8 @@ func judgeWear(f wearFacts) Check {
 		wear.Bytes(r.PerDay), over, wear.Bytes(r.WriteBytesPerDay), wear.Bytes(float64(d.Bytes)), d.RatedCycles, d.Amplification, life, d.ServiceYears, wear.Bytes(d.BudgetPerDay()))
 	if r.Short() {
 		c.Status = Warn
-		c.Line = fmt.Sprintf("flash wears out early: %s; %s; %s: each key feed batch rewrites a page per certificate and the hourly purge half the file, so check feed.interval and the feed's batch size, "+
-			"and that [storage] describes this board's device (lsblk -b, its datasheet); the write path's fix is tracked in docs/flash.md (issue 16)", rate, files, maint)
+		c.Line = fmt.Sprintf("flash wears out early: %s; %s; %s: each grant and each passage writes a 4 KB block and each key feed batch one or two, so check feed.interval (every batch is a write, however small), "+
+			"how many passengers this gate serves, that the issuer is not resyncing the gate again and again (the feed check), and that [storage] describes this board's device (lsblk -b, its datasheet); the write path is explained in docs/flash.md", rate, files, maint)
 		return c
 	}
 	c.Status, c.Line = Pass, fmt.Sprintf("%s; %s; %s", rate, files, maint)
@@ -100,9 +100,11 @@ func filesText(facts map[string]any, r wear.Report, closed bool) string {
 		return "the files are not measured yet"
 	}
 	facts["cache_file_bytes"], facts["journal_file_bytes"] = f.CacheBytes, f.JournalBytes
+	facts["delta_bytes"] = f.DeltaBytes
 	facts["live_certificates"], facts["live_raw_bytes"] = f.LiveCerts, f.LiveRawBytes()
+	files := fmt.Sprintf("certificate files %s (cache %s, delta %s)", wear.Bytes(float64(f.CertBytes())), wear.Bytes(float64(f.CacheBytes)), wear.Bytes(float64(f.DeltaBytes)))
 	if f.LiveCerts == 0 {
-		return fmt.Sprintf("cache file %s with no live certificate, journal %s", wear.Bytes(float64(f.CacheBytes)), wear.Bytes(float64(f.JournalBytes)))
+		return fmt.Sprintf("%s with no live certificate, journal %s", files, wear.Bytes(float64(f.JournalBytes)))
 	}
 	facts["cache_file_vs_live"] = f.Ratio()
 	ratio := fmt.Sprintf("%.2f×", f.Ratio())
@@ -110,25 +112,32 @@ func filesText(facts map[string]any, r wear.Report, closed bool) string {
 		ratio = fmt.Sprintf("%.0f×", f.Ratio())
 	}
 	small := ""
-	if f.CacheBytes < 1<<20 {
-		small = " (a cache this small is mostly its fixed pages)"
+	if f.CertBytes() < 4<<20 {
+		small = " (files this small are mostly their fixed pages and segments)"
 	}
-	return fmt.Sprintf("cache file %s = %s its live records (%s × %d B = %s)%s, journal %s", wear.Bytes(float64(f.CacheBytes)), ratio,
+	return fmt.Sprintf("%s = %s its live records (%s × %d B = %s)%s, journal %s", files, ratio,
 		plural.N(f.LiveCerts, "certificate", "certificates"), wear.RawRecordBytes, wear.Bytes(float64(f.LiveRawBytes())), small, wear.Bytes(float64(f.JournalBytes)))
 }
 
-// maintText says when the certificate file was last maintained.
+// maintText says when the certificate files were last maintained.
 func maintText(facts map[string]any, m *wear.Maintenance, now time.Time) string {
-	const how = "no compaction: the purge deletes expired certificates in place"
 	if m == nil {
-		return "no purge yet (the first runs a minute after start; " + how + ")"
+		return "no maintenance yet (the first runs a minute after start: the delta written as a run every 3 hours, expired runs deleted whole, the file compacted when much of it is free)"
 	}
 	facts["last_maintenance"] = m
-	s := fmt.Sprintf("last purge %s, %d certificates deleted (%s)", ago(now, m.At), m.Certs, how)
 	if m.Err != "" {
-		s = fmt.Sprintf("last purge %s failed: %s (%s)", ago(now, m.At), m.Err, how)
+		return fmt.Sprintf("last maintenance %s failed: %s", ago(now, m.At), m.Err)
 	}
-	return s
+	run := "no run written yet"
+	if !m.LastRun.IsZero() {
+		run = "the newest run written " + ago(now, m.LastRun)
+	}
+	compact := "not compacted since the agent started"
+	if !m.LastCompact.IsZero() {
+		compact = "compacted " + ago(now, m.LastCompact)
+	}
+	return fmt.Sprintf("last maintenance %s, %s deleted with their runs; %s, %s in the delta; %s",
+		ago(now, m.At), plural.N(m.Certs, "certificate", "certificates"), run, plural.N(m.DeltaCerts, "certificate", "certificates"), compact)
 }
 
 // measureFiles reads the cache's files and counts the live certificates
@@ -140,6 +149,7 @@ func measureFiles(c *cache.Cache, journal string, now time.Time) (*wear.Files, e
 		return nil, err
 	}
 	f.CacheBytes = fi.Size()
+	f.DeltaBytes = cache.DeltaSize(cache.DeltaPath(c.Path()))
 	switch n, err := cache.JournalSize(journal); {
 	case err == nil:
 		f.JournalBytes = n

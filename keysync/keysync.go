@@ -500,9 +500,8 @@ func (c *Client) snapshot(ctx context.Context, head *feed.Doc, fs *cache.FeedSta
 // two overlap on a two-core board.
 func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, after verify.CertID, res *Result) error {
 	type page struct {
-		d      *feed.Doc
-		sealed *cache.Sealed
-		err    error
+		d   *feed.Doc
+		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -517,14 +516,8 @@ func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, 
 			if err == nil && !d.Final && len(d.Upserts) == 0 {
 				err = fmt.Errorf("keysync: snapshot %d after %s: %w (an empty page that is not the last)", snap, after, ErrMisdirected)
 			}
-			var sealed *cache.Sealed
-			if err == nil {
-				// Sealed under the cache key here, while the cache
-				// writes the page before.
-				sealed = c.cfg.Cache.Seal(d.Upserts)
-			}
 			select {
-			case pages <- page{d, sealed, err}:
+			case pages <- page{d, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -540,7 +533,7 @@ func (c *Client) snapshotFrom(ctx context.Context, head *feed.Doc, snap uint64, 
 		}
 		d := pg.d
 		r, err := c.cfg.Cache.ApplySnapshot(&cache.SnapshotPage{
-			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d), Sealed: pg.sealed,
+			Epoch: d.Epoch, Snapshot: d.Snapshot, After: d.After, Final: d.Final, Upserts: d.Upserts, Feed: c.feedState(d),
 		})
 		if err != nil {
 			return fmt.Errorf("keysync: %w", err)

@@ -16,9 +16,9 @@ var (
 	descProjectedDay  = newDesc("storage_projected_bytes_per_day", "Bytes a day the agent's writes project, by counter: over the last 24 h once it has run a day, else since it started; absent for its first 10 minutes.", "counter")
 	descLifetimeYears = newDesc("storage_projected_lifetime_years", "Years the device lasts at the projected wchar bytes a day: device_bytes × rated_cycles / (bytes a day × device_amplification × 365) ([storage] in the config); absent for the agent's first 10 minutes.")
 	descServiceYears  = newDesc("storage_service_years", "The board's planned service life in years ([storage] service_years): diag warns when the projected lifetime falls under it.")
-	descFileBytes     = newDesc("storage_file_bytes", "Size of the gate's files in bytes, by file: cache (certificates) and journal (events, passages); measured every 15 minutes.", "file")
+	descFileBytes     = newDesc("storage_file_bytes", "Size of the gate's files in bytes, by file: cache (the certificates' runs), delta (the certificates since the last run) and journal (events, passages); measured every 15 minutes.", "file")
 	descLiveRawBytes  = newDesc("storage_live_raw_bytes", "Live raw records: certificates not yet expired × 65 bytes, what the cache file is judged against; measured every 15 minutes.")
-	descLastMaint     = newDesc("storage_last_maintenance_timestamp_seconds", "When the certificate file's last maintenance ran (Unix time), by kind: purge (expired certificates deleted in place; the file is never compacted today); absent before the first.", "kind")
+	descLastMaint     = newDesc("storage_last_maintenance_timestamp_seconds", "When the certificate files' last maintenance ran (Unix time), by kind: runs (the hourly maintenance: the delta written as a run every 3 hours, expired runs deleted whole), compact (the file last compacted, since the agent started); absent before the first.", "kind")
 )
 
 var wearDescs = []*prometheus.Desc{descWrittenBytes, descWriteCalls, descProjectedDay, descLifetimeYears, descServiceYears, descFileBytes, descLiveRawBytes, descLastMaint}
@@ -53,11 +53,15 @@ func (c wearCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := r.Files; f != nil {
 		e.gauge(descFileBytes, float64(f.CacheBytes), "cache")
+		e.gauge(descFileBytes, float64(f.DeltaBytes), "delta")
 		e.gauge(descFileBytes, float64(f.JournalBytes), "journal")
 		e.gauge(descLiveRawBytes, float64(f.LiveRawBytes()))
 	}
 	if mt := r.Maintenance; mt != nil && !mt.At.IsZero() {
 		e.gauge(descLastMaint, float64(mt.At.UnixNano())/1e9, mt.Kind)
+		if !mt.LastCompact.IsZero() {
+			e.gauge(descLastMaint, float64(mt.LastCompact.UnixNano())/1e9, "compact")
+		}
 	}
 }
 
@@ -85,6 +89,7 @@ type StorageStatus struct {
 
 	FilesAt          time.Time `json:"files_measured_at,omitzero"`
 	CacheFileBytes   int64     `json:"cache_file_bytes,omitempty"`
+	DeltaFileBytes   int64     `json:"delta_file_bytes,omitempty"`
 	JournalFileBytes int64     `json:"journal_file_bytes,omitempty"`
 	LiveCertificates int       `json:"live_certificates,omitempty"`
 	LiveRawBytes     int64     `json:"live_raw_bytes,omitempty"`
@@ -92,15 +97,15 @@ type StorageStatus struct {
 	FilesError       string    `json:"files_error,omitempty"`
 
 	Maintenance *wear.Maintenance `json:"last_maintenance,omitempty"`
-	// Compaction says how the certificate file is kept: today "none:
-	// purge in place".
+	// Compaction says how the certificate files are kept: runs written
+	// once and deleted whole, the file compacted when much of it is free.
 	Compaction string `json:"compaction"`
 }
 
 func storageStatusOf(r wear.Report) *StorageStatus {
 	d := r.Device
 	s := &StorageStatus{Counter: "wchar", DeviceBytes: d.Bytes, RatedCycles: d.RatedCycles, DeviceAmplification: d.Amplification,
-		ServiceYears: d.ServiceYears, BudgetBytesPerDay: math.Round(d.BudgetPerDay()), Compaction: "none: purge in place"}
+		ServiceYears: d.ServiceYears, BudgetBytesPerDay: math.Round(d.BudgetPerDay()), Compaction: "runs: written once, deleted whole; the file compacted when much of it is free"}
 	if rt := r.Rate; rt != nil {
 		s.MeasuredSeconds = rt.Elapsed.Seconds()
 		w := rt.Written
@@ -114,7 +119,7 @@ func storageStatusOf(r wear.Report) *StorageStatus {
 		s.RateError = redact(r.RateErr.Error())
 	}
 	if f := r.Files; f != nil {
-		s.FilesAt, s.CacheFileBytes, s.JournalFileBytes = f.At, f.CacheBytes, f.JournalBytes
+		s.FilesAt, s.CacheFileBytes, s.DeltaFileBytes, s.JournalFileBytes = f.At, f.CacheBytes, f.DeltaBytes, f.JournalBytes
 		s.LiveCertificates, s.LiveRawBytes = f.LiveCerts, f.LiveRawBytes()
 		if f.LiveCerts > 0 {
 			v := f.Ratio()

@@ -14,8 +14,9 @@ func wearReport(elapsed time.Duration, wchar uint64) wear.Report {
 	rt := &wear.Rate{Since: t0, At: t0.Add(elapsed), Elapsed: elapsed, Total: wear.Counters{WChar: wchar + 5e6, WriteBytes: 4 * wchar, SyscW: 9000},
 		Written: wear.Counters{WChar: wchar, WriteBytes: 4 * wchar, SyscW: 8000}}
 	r := wear.NewReport(wear.DefaultDevice(), rt, nil)
-	r.Files = &wear.Files{At: t0, CacheBytes: 342_100_000, JournalBytes: 1_200_000, LiveCerts: 1_000_000}
-	r.Maintenance = &wear.Maintenance{Kind: wear.MaintenancePurge, At: t0.Add(time.Minute), Certs: 41_700}
+	r.Files = &wear.Files{At: t0, CacheBytes: 90_000_000, DeltaBytes: 9_500_000, JournalBytes: 1_200_000, LiveCerts: 1_000_000}
+	r.Maintenance = &wear.Maintenance{Kind: wear.MaintenanceRuns, At: t0.Add(time.Minute), Certs: 125_000, Runs: 11,
+		LastRun: t0.Add(-time.Hour), LastCompact: t0.Add(-2 * time.Hour)}
 	return r
 }
 
@@ -34,10 +35,12 @@ func TestWearMetrics(t *testing.T) {
 	wantSample(t, got, `gateagent_storage_projected_bytes_per_day{counter="write_bytes"}`, 50e9)
 	wantSample(t, got, `gateagent_storage_projected_lifetime_years`, 24e12/(12.5e9*4*365))
 	wantSample(t, got, `gateagent_storage_service_years`, 10)
-	wantSample(t, got, `gateagent_storage_file_bytes{file="cache"}`, 342_100_000)
+	wantSample(t, got, `gateagent_storage_file_bytes{file="cache"}`, 90_000_000)
+	wantSample(t, got, `gateagent_storage_file_bytes{file="delta"}`, 9_500_000)
 	wantSample(t, got, `gateagent_storage_file_bytes{file="journal"}`, 1_200_000)
 	wantSample(t, got, `gateagent_storage_live_raw_bytes`, 65e6)
-	wantSample(t, got, `gateagent_storage_last_maintenance_timestamp_seconds{kind="purge"}`, float64(t0.Add(time.Minute).Unix()))
+	wantSample(t, got, `gateagent_storage_last_maintenance_timestamp_seconds{kind="runs"}`, float64(t0.Add(time.Minute).Unix()))
+	wantSample(t, got, `gateagent_storage_last_maintenance_timestamp_seconds{kind="compact"}`, float64(t0.Add(-2*time.Hour).Unix()))
 
 	r = wearReport(5*time.Minute, 1e6)
 	got = scrape(t, srv)
@@ -76,8 +79,8 @@ func TestWearStatus(t *testing.T) {
 	s, body := status()
 	want := map[string]any{"counter": "wchar", "device_bytes": 8e9, "rated_cycles": 3000.0, "device_amplification": 4.0, "service_years": 10.0,
 		"measured_seconds": 43200.0, "bytes_per_day": 12.5e9, "write_bytes_per_day": 50e9, "projected_from": "since_start",
-		"lifetime_short": true, "cache_file_bytes": 342.1e6, "journal_file_bytes": 1.2e6, "live_certificates": 1e6, "live_raw_bytes": 65e6,
-		"compaction": "none: purge in place", "budget_bytes_per_day": math.Round(24e12 / (4 * 365 * 10))}
+		"lifetime_short": true, "cache_file_bytes": 90e6, "delta_file_bytes": 9.5e6, "journal_file_bytes": 1.2e6, "live_certificates": 1e6, "live_raw_bytes": 65e6,
+		"compaction": "runs: written once, deleted whole; the file compacted when much of it is free", "budget_bytes_per_day": math.Round(24e12 / (4 * 365 * 10))}
 	for k, v := range want {
 		if s[k] != v {
 			t.Errorf("storage.%s = %v, want %v", k, s[k], v)
@@ -86,13 +89,13 @@ func TestWearStatus(t *testing.T) {
 	if y, _ := s["lifetime_years"].(float64); math.Abs(y-1.315) > 0.001 {
 		t.Errorf("lifetime_years %v", s["lifetime_years"])
 	}
-	if v, _ := s["cache_file_vs_live"].(float64); math.Abs(v-5.263) > 0.001 {
+	if v, _ := s["cache_file_vs_live"].(float64); math.Abs(v-1.531) > 0.001 {
 		t.Errorf("cache_file_vs_live %v", s["cache_file_vs_live"])
 	}
 	if w, _ := s["written_since_start"].(map[string]any); w["wchar"] != 6.25e9 || w["write_bytes"] != 25e9 {
 		t.Errorf("written_since_start %v", s["written_since_start"])
 	}
-	if mt, _ := s["last_maintenance"].(map[string]any); mt["kind"] != "purge" || mt["certs"] != 41700.0 {
+	if mt, _ := s["last_maintenance"].(map[string]any); mt["kind"] != "runs" || mt["certs"] != 125000.0 || mt["runs"] != 11.0 || mt["last_compact"] == nil {
 		t.Errorf("last_maintenance %v", s["last_maintenance"])
 	}
 	r = wearReport(time.Hour, 0) // +Inf years: left out, the JSON still served

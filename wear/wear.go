@@ -106,9 +106,12 @@ func (d Device) BudgetPerDay() float64 {
 
 // Files are the cache's files against what they hold.
 type Files struct {
-	At           time.Time `json:"at"`
-	CacheBytes   int64     `json:"cache_bytes"`
-	JournalBytes int64     `json:"journal_bytes"`
+	At time.Time `json:"at"`
+	// CacheBytes is the certificate file (its runs), DeltaBytes the
+	// delta's log beside it: the certificate files are both.
+	CacheBytes   int64 `json:"cache_bytes"`
+	DeltaBytes   int64 `json:"delta_bytes"`
+	JournalBytes int64 `json:"journal_bytes"`
 	// LiveCerts are the certificates not yet expired at At.
 	LiveCerts int `json:"live_certificates"`
 }
@@ -116,27 +119,40 @@ type Files struct {
 // LiveRawBytes is LiveCerts × RawRecordBytes.
 func (f Files) LiveRawBytes() int64 { return int64(f.LiveCerts) * RawRecordBytes }
 
-// Ratio is the certificate file's size over the live raw records; 0 when
+// CertBytes is the certificate files' size: the file and the delta.
+func (f Files) CertBytes() int64 { return f.CacheBytes + f.DeltaBytes }
+
+// Ratio is the certificate files' size over the live raw records; 0 when
 // none is live.
 func (f Files) Ratio() float64 {
 	if f.LiveCerts == 0 {
 		return 0
 	}
-	return float64(f.CacheBytes) / float64(f.LiveRawBytes())
+	return float64(f.CertBytes()) / float64(f.LiveRawBytes())
 }
 
-// Maintenance is the last maintenance of the certificate file. Today it is
-// the hourly purge of expired certificates in place; the file is never
-// compacted (Kind "purge").
+// Maintenance is the last maintenance of the certificate files (Kind
+// "runs", the hourly one of package cache): every window the delta is
+// written as a run, runs whose certificates all expired are deleted whole
+// (Certs counts them), and the file is compacted when much of it is free.
 type Maintenance struct {
 	Kind  string    `json:"kind"`
 	At    time.Time `json:"at"`
 	Certs int       `json:"certs"` // certificates deleted
 	Err   string    `json:"error,omitempty"`
+	// Runs is how many runs the file holds; LastRun when the newest was
+	// written, LastCompact when the file was last compacted (zero:
+	// never, since the agent started).
+	Runs        int       `json:"runs"`
+	LastRun     time.Time `json:"last_run,omitzero"`
+	LastCompact time.Time `json:"last_compact,omitzero"`
+	// DeltaCerts is how many certificates the delta holds, not yet in a
+	// run.
+	DeltaCerts int `json:"delta_certificates"`
 }
 
-// MaintenancePurge is Maintenance.Kind of today's hourly purge.
-const MaintenancePurge = "purge"
+// MaintenanceRuns is Maintenance.Kind of the certificates' maintenance.
+const MaintenanceRuns = "runs"
 
 // Bytes formats n bytes for a person: "12.5 GB", "640 MB", "12 KB"
 // (decimal units, as devices are sold).

@@ -186,12 +186,23 @@ func WriteLegacy(path string, certs []verify.Cert, cursor, epoch uint64) error {
 // under key in bucket of the closed cache or journal file at path, as a
 // failing SD card would: the file stays whole page by page, only the
 // record's bytes change.
+//
+// Bucket "certs" names a certificate's record in the run that holds it
+// (the cache must have written it as a run: Cache.WriteRun), at its
+// offset in a record of schema 3 (flags 0, not_before 1–8, not_after
+// 9–16, nonce 17–28, sealed key 29–60, tag 61–76; a revocation stored
+// before its certificate has no key, its tag at 29–44): the same field
+// of the group that holds it is changed (a group keeps a time's low 4
+// bytes: its high 4 name the first of them).
 func DamageRecord(path, bucket string, key []byte, at int, x byte) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if bucket == "certs" {
+		return damageCert(db, key, at, x)
+	}
 	return db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
@@ -364,4 +375,64 @@ func WreckJournalRecord(dir string, n int) error {
 	defer f.Close()
 	_, err = f.WriteAt(bytes.Repeat([]byte{0xEE}, 64), int64(at))
 	return err
+}
+
+// The layout of a run's group (cache/group.go), for damageCert.
+const (
+	groupHeadLen = 11 + 1 + 1 + 16
+	clearLen     = 16 + 1 + 4 + 4
+	blockSize    = 8
+	blockBytes   = blockSize*32 + 16
+	recHeadLen   = 17
+	recNonceLen  = 12
+)
+
+// damageCert changes the field of certificate id at (a schema 3 record's
+// offset) in the group that holds it.
+func damageCert(db *bolt.DB, id []byte, at int, x byte) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("groups"))
+		if b == nil {
+			return fmt.Errorf("no bucket %q", "groups")
+		}
+		cur := b.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			n := int(v[11])
+			for i := range n {
+				e := v[groupHeadLen+i*clearLen:]
+				if !bytes.Equal(e[:16], id) {
+					continue
+				}
+				noKey := e[16]&2 != 0
+				sealed := groupHeadLen + n*clearLen
+				blk := i / blockSize
+				tag := sealed + blk*blockBytes + (min(n, (blk+1)*blockSize)-blk*blockSize)*32
+				h := groupHeadLen + i*clearLen + 16
+				var off int
+				switch {
+				case at == 0:
+					off = h
+				case at < 9: // the times' low 4 bytes are the group's
+					off = h + 1 + max(0, at-5)
+				case at < recHeadLen:
+					off = h + 5 + max(0, at-13)
+				case at < recHeadLen+recNonceLen: // the group's nonce
+					off = min(at-recHeadLen, 10)
+				case !noKey && at < recHeadLen+recNonceLen+32:
+					off = sealed + blk*blockBytes + i%blockSize*32 + at - recHeadLen - recNonceLen
+				case noKey:
+					off = tag + at - recHeadLen - recNonceLen
+				default:
+					off = tag + at - recHeadLen - recNonceLen - 32
+				}
+				if off >= len(v) {
+					return fmt.Errorf("certificate %x: no byte %d", id, at)
+				}
+				v = bytes.Clone(v)
+				v[off] ^= x
+				return b.Put(bytes.Clone(k), v)
+			}
+		}
+		return fmt.Errorf("no record certs/%x: the certificate is in no run (Cache.WriteRun)", id)
+	})
 }

@@ -2,16 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,7 +41,8 @@ import (
 )
 
 // The damage harness: random multi-byte damage to a real cache of 10,000
-// certificates (and, every other trial, to its journal), with the agent
+// certificates (and, every other trial, to its journal; every fourth, to
+// the cache's delta log beside it), with the agent
 // stopped, then what a technician and the gate do with it, each through
 // the real binary: `gateagent cache check`, `gateagent diag` (standalone),
 // and the agent started with a valid code scanned. Nothing may crash (a
@@ -99,7 +103,7 @@ type harness struct {
 	tty     *scannertest.Socat // the trial's scanner line
 	peer    *os.File
 	cert    issuer.Certificate // the passenger whose code is scanned
-	files   map[string][]byte  // cache.db, the journal's segment (by path in the directory)
+	files   map[string][]byte  // cache.db, the journal's and the delta's segments (by path in the directory)
 	pending map[uint64]bool    // events in the journal not yet uploaded
 	// certs are the synthetic certificates by ID, revoked the ones the
 	// issuer revoked before the gate synced.
@@ -171,6 +175,27 @@ func newHarness(t *testing.T) *harness {
 		}
 		h.pending[seq] = true
 	}
+	// The feed's batches are in the cache's delta (cache.db.delta) until
+	// the maintenance writes it as a run of cache.db once a window has
+	// passed: a day's work leaves the certificates there, where
+	// record-level damage reaches them. Written now. Then a poll's feed
+	// state, which the gate stores every few minutes, is the delta's
+	// record after the run: damage to the record before it is damage (a
+	// damaged last record reads as a write a power cut tore, and is
+	// dropped). No batch follows the run: the feed sends its log page
+	// again whole as it fills, and the delta's copies would shadow the
+	// run's certificates.
+	if err := c.WriteRun(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := c.Feed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.SyncedAt = time.Now()
+	if err := c.RecordSync(fs); err != nil {
+		t.Fatal(err)
+	}
 	c.Close()
 	j.Close()
 	h.files = map[string][]byte{}
@@ -178,8 +203,13 @@ func newHarness(t *testing.T) *harness {
 	if len(segs) != 1 {
 		t.Fatalf("journal segments %v, want one", segs)
 	}
-	for _, name := range []string{"cache.db", filepath.Join("journal", filepath.Base(segs[0]))} {
-		if h.files[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+	deltas, _ := filepath.Glob(filepath.Join(cache.DeltaPath(filepath.Join(dir, "cache.db")), "delta.*.log"))
+	if len(deltas) != 1 {
+		t.Fatalf("delta segments %v, want one", deltas)
+	}
+	for _, p := range []string{filepath.Join(dir, "cache.db"), segs[0], deltas[0]} {
+		name, _ := filepath.Rel(dir, p)
+		if h.files[name], err = os.ReadFile(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -213,15 +243,22 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	h.peer = h.tty.OpenPeer(t)
 	gateID := fmt.Sprintf("DMG-%02d", i)
 	var damage []string
-	for name, b := range h.files {
-		b = append([]byte(nil), b...)
-		// The journal's records fill its segment's first blocks (zeros
-		// after): the damage falls there.
+	// In name order: the seed replays the same damage.
+	for _, name := range slices.Sorted(maps.Keys(h.files)) {
+		b := append([]byte(nil), h.files[name]...)
+		// The records of the journal and the delta fill their segments'
+		// first blocks (zeros after): the damage falls there.
 		span := len(b)
-		if name != "cache.db" {
+		switch {
+		case strings.HasPrefix(name, "journal"):
 			span = min(span, 160*4096)
+		case name != "cache.db":
+			span = max(1, len(bytes.TrimRight(b, "\x00")))
 		}
-		if name == "cache.db" || i%2 == 1 {
+		// cache.db every trial, the journal every other one, the delta
+		// (whose damage has the agent rebuild the cache, so that the
+		// records of cache.db are not reached) every fourth.
+		if name == "cache.db" || strings.HasPrefix(name, "journal") && i%2 == 1 || strings.HasPrefix(name, "cache.db.delta") && i%4 == 2 {
 			for range 1 + r.IntN(3) {
 				at, n := r.IntN(span), 2+r.IntN(31)
 				for k := range n {
@@ -259,8 +296,9 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 	}
 	ch, _ := rep.Find(diag.NameCache)
 	bl, _ := rep.Find(diag.NameBacklog)
-	// A cache whose cursor or key check fails authentication is whole page
-	// by page but not usable: diag says so.
+	// A cache whose own records (its cursor, key check, runs' record or a
+	// run's filter) fail authentication is whole page by page but not
+	// usable: diag says so.
 	chFail := ch.Status == diag.Fail && !strings.Contains(ch.Line, "is unauthentic")
 	if whole["cache.db"] == chFail || whole["journal"] == (bl.Status == diag.Fail) {
 		t.Fatalf("%s: cache check says cache whole %v, journal whole %v; diag says %s: %s; %s: %s",
@@ -269,10 +307,10 @@ func (h *harness) trial(t *testing.T, i int, r *rand.Rand) {
 
 	// Records changed in a cache file whole page by page: never granted.
 	var damagedIDs []verify.CertID
-	changed := map[verify.CertID]bool{} // still under their ID, value changed: the agent names them
+	changed := map[verify.CertID]bool{} // failing authentication: the agent and diag name them
 	if whole["cache.db"] {
-		var gone []verify.CertID // their key bytes changed: unknown now
-		damagedIDs, gone = changedRecords(t, filepath.Join(dir, "cache.db"), h.files["cache.db"])
+		var gone []verify.CertID // unknown now, or unusable: refused, not named
+		damagedIDs, gone = h.damagedCerts(t, what, filepath.Join(dir, "cache.db"))
 		for _, id := range damagedIDs {
 			changed[id] = true
 		}
@@ -570,14 +608,24 @@ func (h *harness) stop(t *testing.T, what string, a *agentProc) {
 	}
 }
 
-// changedRecords opens the damaged cache and the original (both whole page
-// by page, so bbolt may read them) and returns the cert IDs whose records
-// changed under their ID, and those gone (their key bytes changed: the
-// record moved under another ID).
-func changedRecords(t *testing.T, path string, original []byte) (changed, gone []verify.CertID) {
+// damagedCerts returns the certificates whose records the trial's damage
+// reached in the cache file at path (whole page by page): those that fail
+// authentication (changed: the agent and diag name them), and those the
+// file no longer holds or cannot read (gone: refused, not named). The
+// certificates are in runs, in groups of a page of them (cache/group.go),
+// whose authenticated parts cover several certificates: which ones a
+// changed byte reaches is the layout's. So the harness compares the
+// files for the groups whose bytes changed (a group holds its
+// certificates' IDs in the clear: those found in its bytes), and asks the
+// damaged file, opened under the cache key as diag opens it, for each of
+// their certificates: one it still returns must be exactly the feed's
+// (damage never changes what the gate decides on); the others are those
+// damage reached. A file that does not open (its own records fail
+// authentication: the agent rebuilds it whole) returns them all as gone.
+func (h *harness) damagedCerts(t *testing.T, what, path string) (changed, gone []verify.CertID) {
 	t.Helper()
 	orig := filepath.Join(t.TempDir(), "original.db")
-	if err := os.WriteFile(orig, original, 0o600); err != nil {
+	if err := os.WriteFile(orig, h.files["cache.db"], 0o600); err != nil {
 		t.Fatal(err)
 	}
 	read := func(p string) map[string]string {
@@ -588,7 +636,7 @@ func changedRecords(t *testing.T, path string, original []byte) (changed, gone [
 		defer db.Close()
 		m := map[string]string{}
 		db.View(func(tx *bolt.Tx) error {
-			if b := tx.Bucket([]byte("certs")); b != nil {
+			if b := tx.Bucket([]byte("groups")); b != nil {
 				b.ForEach(func(k, v []byte) error { m[string(k)] = string(v); return nil })
 			}
 			return nil
@@ -596,11 +644,44 @@ func changedRecords(t *testing.T, path string, original []byte) (changed, gone [
 		return m
 	}
 	before, after := read(orig), read(path)
-	for k, v := range before {
-		if w, ok := after[k]; !ok {
-			gone = append(gone, verify.CertID([]byte(k)))
-		} else if w != v {
-			changed = append(changed, verify.CertID([]byte(k)))
+	if len(before) == 0 {
+		t.Fatal("the original cache holds no group of certificates: the harness would damage none")
+	}
+	const idLen = len(verify.CertID{})
+	var reached []verify.CertID
+	seen := map[verify.CertID]bool{}
+	for _, k := range slices.Sorted(maps.Keys(before)) {
+		v := before[k]
+		if w, ok := after[k]; ok && w == v {
+			continue
+		}
+		for i := 0; i+idLen <= len(v); i++ {
+			id := verify.CertID([]byte(v[i : i+idLen]))
+			if _, ok := h.certs[id]; ok && !seen[id] {
+				seen[id] = true
+				reached = append(reached, id)
+			}
+		}
+	}
+	if len(reached) == 0 {
+		return nil, nil
+	}
+	c, err := cache.Open(path, cachetest.Options(&cache.Options{ReadOnly: true}))
+	if err != nil {
+		return nil, reached
+	}
+	defer c.Close()
+	for _, id := range reached {
+		r, found, err := c.Lookup(id, verify.Entry)
+		want := h.certs[id]
+		switch {
+		case errors.Is(err, cache.ErrAuth):
+			changed = append(changed, id)
+		case err != nil || !found:
+			gone = append(gone, id)
+		case r.Key != want.Key || !r.NotBefore.Equal(want.NotBefore) || !r.NotAfter.Equal(want.NotAfter) || r.Revoked != h.revoked[id]:
+			t.Fatalf("%s: the damaged cache returns certificate %s other than the feed's (valid %v to %v, revoked %v; want %v to %v, revoked %v, and its key %v)",
+				what, id, r.NotBefore, r.NotAfter, r.Revoked, want.NotBefore, want.NotAfter, h.revoked[id], r.Key == want.Key)
 		}
 	}
 	return changed, gone

@@ -5,8 +5,9 @@
 //
 // A day at the default Config: 1,000,000 valid certificates, as many new
 // ones a day in feed batches every 10 s with random IDs, each valid 24 h
-// and kept 24 h after it expires (the agent's purge retention); the
-// hourly maintenance (today: the purge); 20,000 grants a day, each a
+// and kept 7 h after it expires (the agent's purge retention at the
+// longest exit grace); the hourly maintenance (a run written every 3 h,
+// expired runs deleted); 20,000 grants a day, each a
 // decision event with fsync and then its passage; event uploads every
 // 10 s, each acknowledged. Time is simulated: a day runs as fast as the
 // storage can take it.
@@ -67,7 +68,7 @@ func Default() Config {
 	return Config{
 		Valid:          1_000_000,
 		Validity:       24 * time.Hour,
-		Retention:      24 * time.Hour, // agent.purgeRetention
+		Retention:      7 * time.Hour, // agent.PurgeRetention at the longest exit grace
 		BatchEvery:     10 * time.Second,
 		GrantsPerDay:   20_000,
 		UploadEvery:    10 * time.Second,

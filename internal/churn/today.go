@@ -13,8 +13,9 @@ import (
 	"gateagent/verify"
 )
 
-// Today is the storage of this release: the certificate cache (cache.db)
-// and the journal (the log in journal/) beside it, driven through package cache's
+// Today is the storage of this release: the certificate cache (cache.db,
+// its runs, and its delta, the log in cache.db.delta/) and the journal
+// (the log in journal/) beside it, driven through package cache's
 // API exactly as keysync, the controller and the agent's purge loop call
 // it.
 type Today struct {
@@ -122,9 +123,12 @@ func (t *Today) Usage() (Usage, error) {
 		u.FileBytes[filepath.Base(f.path)] = fi.Size()
 		u.Syncs += f.syncs
 	}
-	ju := t.store.Journal.Usage() // the log counts its own syncs
+	ju := t.store.Journal.Usage() // the logs count their own syncs
 	u.FileBytes["journal"] = ju.Bytes
 	u.Syncs += ju.Syncs
+	du := t.store.Cache.DeltaUsage()
+	u.FileBytes["cache.db.delta"] = du.Bytes
+	u.Syncs += du.Syncs
 	return u, nil
 }
 

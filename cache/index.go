@@ -1,0 +1,174 @@
+package cache
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+
+	"gateagent/verify"
+)
+
+// index maps certificate IDs to their newest entries in the delta
+// (delta.go): the entries (entryLen bytes, plaintext) packed in a slab in
+// the order the log holds them, and
+// an open-addressing table of their numbers, linear probing from the top
+// bits of a hash of the ID.
+//
+// It is built at open from the delta log, so its cost is the cold start's.
+// Inserting a million random IDs one by one would touch a random cache
+// line of the table each time; instead build hashes every entry, orders
+// them by the top 16 bits of the hash (a counting sort: two sequential
+// passes) and inserts them in that order, which fills the table from its
+// start to its end, so the table is written as a stream.
+type index struct {
+	slab []byte   // entries, entryLen bytes each; overwritten ones stay
+	lsn  []uint64 // the delta record each entry came from
+	live int
+	bits int // the table has 1<<bits slots
+	seed uint64
+	// slots hold a tag (the hash's high 32 bits) and the entry's number
+	// + 1 (low 32 bits; 0 is empty): a probe settles on the tag without
+	// reading the slab.
+	slots []uint64
+}
+
+func newIndex() *index {
+	x := &index{seed: rand.Uint64() | 1}
+	x.build()
+	return x
+}
+
+func (x *index) hash(id []byte) uint64 {
+	a, b := binary.LittleEndian.Uint64(id), binary.LittleEndian.Uint64(id[8:])
+	h := (a ^ x.seed) * 0x9e3779b97f4a7c15
+	h ^= b * 0xbf58476d1ce4e5b9
+	return h ^ h>>29
+}
+
+func (x *index) entries() int { return len(x.lsn) }
+
+func (x *index) id(i int) []byte { return x.slab[i*entryLen : i*entryLen+verify.CertIDLen] }
+
+func (x *index) entry(i int) []byte { return x.slab[i*entryLen : (i+1)*entryLen] }
+
+// add appends an entry to the slab without indexing it; build indexes
+// every entry at once.
+func (x *index) add(e []byte, lsn uint64) {
+	x.slab = append(x.slab, e...)
+	x.lsn = append(x.lsn, lsn)
+}
+
+// build makes the table anew for every entry of the slab, a later entry
+// of an ID replacing an earlier one.
+func (x *index) build() {
+	n := x.entries()
+	x.bits = max(10, bits.Len(uint(2*n)))
+	x.slots = make([]uint64, 1<<x.bits)
+	x.live = 0
+	if n == 0 {
+		return
+	}
+	hs := make([]uint64, n)
+	var count [1<<16 + 1]int32
+	for i := range n {
+		hs[i] = x.hash(x.id(i))
+		count[hs[i]>>48+1]++
+	}
+	for b := 1; b < len(count); b++ {
+		count[b] += count[b-1]
+	}
+	order := make([]int32, n) // stable: an ID's later entry after its earlier
+	for i := range n {
+		b := hs[i] >> 48
+		order[count[b]] = int32(i)
+		count[b]++
+	}
+	for _, i := range order {
+		x.insert(int(i), hs[i])
+	}
+}
+
+func (x *index) insert(i int, h uint64) {
+	tag := h &^ (1<<32 - 1)
+	mask := uint64(len(x.slots) - 1)
+	id := x.id(i)
+	for s := h >> (64 - x.bits); ; s = (s + 1) & mask {
+		e := x.slots[s]
+		if e == 0 {
+			x.slots[s] = tag | uint64(i+1)
+			x.live++
+			return
+		}
+		if e&^(1<<32-1) == tag && string(x.id(int(uint32(e)-1))) == string(id) {
+			x.slots[s] = tag | uint64(i+1)
+			return
+		}
+	}
+}
+
+// find returns id's entry, or -1.
+func (x *index) find(id []byte) int {
+	h := x.hash(id)
+	tag := h &^ (1<<32 - 1)
+	mask := uint64(len(x.slots) - 1)
+	for s := h >> (64 - x.bits); ; s = (s + 1) & mask {
+		e := x.slots[s]
+		if e == 0 {
+			return -1
+		}
+		if e&^(1<<32-1) == tag && string(x.id(int(uint32(e)-1))) == string(id) {
+			return int(uint32(e) - 1)
+		}
+	}
+}
+
+// get returns id's entry, valid until the next put.
+func (x *index) get(id []byte) ([]byte, bool) {
+	if i := x.find(id); i >= 0 {
+		return x.entry(i), true
+	}
+	return nil, false
+}
+
+// put sets the entry e of its ID, from delta record lsn.
+func (x *index) put(e []byte, lsn uint64) {
+	id := e[:verify.CertIDLen]
+	if i := x.find(id); i >= 0 {
+		copy(x.entry(i), e)
+		x.lsn[i] = lsn
+		return
+	}
+	x.slab = append(x.slab, e...)
+	x.lsn = append(x.lsn, lsn)
+	x.insert(x.entries()-1, x.hash(id))
+	if 2*x.live > len(x.slots) {
+		x.compact(0) // a table twice as large
+	}
+}
+
+// each returns the live entries' numbers.
+func (x *index) each() []int {
+	out := make([]int, 0, x.live)
+	for _, e := range x.slots {
+		if e != 0 {
+			out = append(out, int(uint32(e)-1))
+		}
+	}
+	return out
+}
+
+// len is the number of IDs indexed.
+func (x *index) len() int { return x.live }
+
+// compact keeps the live entries from delta records after lsn, and builds
+// the table anew.
+func (x *index) compact(lsn uint64) {
+	y := &index{seed: x.seed}
+	for _, i := range x.each() {
+		if x.lsn[i] > lsn {
+			y.add(x.entry(i), x.lsn[i])
+		}
+	}
+	y.build()
+	*x = *y
+}
