@@ -28,11 +28,10 @@ const churnHeld = 2_000_000
 //   - /idle: nothing else writes;
 //   - /churn: the key feed's batches (116 new certificates with random
 //     IDs, one record of the delta each, as every 10 s) back to back, and
-//     every tenth batch the hourly maintenance (its simulated clock an
-//     hour further each time, at most 40 times: every third writes the
-//     delta as a run, and the full sync's runs are deleted whole as they
-//     expire). Back to back, so that any grant can meet an apply or a
-//     maintenance: the p99 of a grant that does.
+//     every 360th batch the hourly maintenance (see churnFeed: a run of
+//     a 3-hour window written every third, the full sync's runs deleted
+//     whole as they expire). Back to back, so that any grant can meet an
+//     apply or a maintenance: the p99 of a grant that does.
 //
 // The goal (issue 16): /churn p99 within 1.5× of /idle. The feed client
 // has no issuer to reach (the churn is the feed), so the cache is loaded
@@ -115,8 +114,12 @@ func randomCert(r *rand.Rand, approved time.Time) verify.Cert {
 }
 
 // churnFeed applies feed batches of 116 new certificates back to back to
-// the agent's cache, and every tenth batch runs the maintenance with a
-// clock an hour further on, until stop.
+// the agent's cache, and every 360th (an hour of the feed's batches) runs
+// the maintenance with a clock an hour further on, until stop. The clock
+// stops 27 hours on (the passenger's certificate, approved an hour
+// before the start, is kept); from then on the delta is written as a run
+// every 1,080 batches, as the 3-hour window would have it, so the delta
+// never holds more than a window's certificates.
 func churnFeed(b *testing.B, c *cache.Cache, fs cache.FeedState, now time.Time, stop *atomic.Bool, batches, purges *atomic.Int64) {
 	r := rand.New(rand.NewPCG(17, 17))
 	cursor := fs.Cursor
@@ -132,13 +135,21 @@ func churnFeed(b *testing.B, c *cache.Cache, fs cache.FeedState, now time.Time, 
 		}
 		cursor = bt.Next
 		batches.Add(1)
-		if n%10 == 0 && purges.Load() < 40 {
+		if n%360 != 0 {
+			continue
+		}
+		if purgeAt.Before(now.Add(27 * time.Hour)) {
 			purgeAt = purgeAt.Add(time.Hour)
-			if _, err := c.Purge(purgeAt, agent.PurgeRetention(0)); err != nil {
+		} else if n%1080 == 0 {
+			if err := c.WriteRun(purgeAt); err != nil {
 				b.Error(err)
 				return
 			}
-			purges.Add(1)
 		}
+		if _, err := c.Purge(purgeAt, agent.PurgeRetention(0)); err != nil {
+			b.Error(err)
+			return
+		}
+		purges.Add(1)
 	}
 }

@@ -142,7 +142,22 @@ func (x *index) put(e []byte, lsn uint64) {
 	x.lsn = append(x.lsn, lsn)
 	x.insert(x.entries()-1, x.hash(id))
 	if 2*x.live > len(x.slots) {
-		x.compact(0) // a table twice as large
+		x.grow()
+	}
+}
+
+// grow makes the table twice as large, its entries where they are in the
+// slab (the overwritten ones left there until the next compact).
+func (x *index) grow() {
+	old := x.slots
+	x.bits++
+	x.slots = make([]uint64, 1<<x.bits)
+	x.live = 0
+	for _, e := range old {
+		if e != 0 {
+			i := int(uint32(e) - 1)
+			x.insert(i, x.hash(x.id(i)))
+		}
 	}
 }
 
@@ -159,16 +174,3 @@ func (x *index) each() []int {
 
 // len is the number of IDs indexed.
 func (x *index) len() int { return x.live }
-
-// compact keeps the live entries from delta records after lsn, and builds
-// the table anew.
-func (x *index) compact(lsn uint64) {
-	y := &index{seed: x.seed}
-	for _, i := range x.each() {
-		if x.lsn[i] > lsn {
-			y.add(x.entry(i), x.lsn[i])
-		}
-	}
-	y.build()
-	*x = *y
-}
