@@ -71,12 +71,7 @@ func (c *Cache) Authenticate() (AuthReport, error) {
 			}
 		}
 		for _, run := range runs {
-			cur := tx.Bucket(bucketGroups).Cursor()
-			for k, v := cur.Seek(u64key(run.Seq)); k != nil && len(k) == groupKeyLen && be64(k) == run.Seq; k, v = cur.Next() {
-				g, ok := parseGroup(k, v)
-				if !ok {
-					return damaged(c.Path(), 0, "run %d: group %x", run.Seq, k[8:])
-				}
+			err := c.eachGroup(tx, run.Seq, func(g *group) error {
 				// Each certificate of a block that fails is named: each
 				// is refused until the feed's record replaces it.
 				for s := 0; s*blockSize < g.n; s++ {
@@ -88,7 +83,10 @@ func (c *Cache) Authenticate() (AuthReport, error) {
 						}
 					}
 				}
-				g.release()
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		return nil

@@ -354,7 +354,6 @@ func (c *Cache) load() error {
 	if n := len(runs); n > 0 {
 		c.lastCut = runs[n-1].Written
 	}
-	c.idx = newIndex()
 	return c.openDelta()
 }
 
@@ -588,26 +587,21 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 			found = true
 		} else {
 			runs := c.runs
-			hit := false
-			for _, r := range runs {
-				if hit = r.bloom.has(id[:]); hit {
-					break
-				}
-			}
+			h := newestHit(runs, id[:])
 			var tx *bolt.Tx
 			var err error
-			if hit {
+			if h >= 0 {
 				// Begun under mu: the runs it reads are the list's
 				// (a dropped run's groups are deleted after it leaves
 				// the list).
 				tx, err = c.db.Begin(false)
 			}
 			c.mu.RUnlock()
-			if err != nil || !hit {
+			if err != nil || h < 0 {
 				return err
 			}
 			defer tx.Rollback()
-			if found, err = c.lookupRuns(tx, runs, id[:], e[:]); err != nil || !found {
+			if found, err = c.lookupRuns(tx, runs[:h+1], id[:], e[:]); err != nil || !found {
 				return err
 			}
 		}
@@ -635,13 +629,14 @@ func (c *Cache) record(id []byte, e []byte) (bool, error) {
 	}
 	runs := c.runs
 	c.mu.RUnlock()
-	if !slices.ContainsFunc(runs, func(r *run) bool { return r.bloom.has(id) }) {
+	h := newestHit(runs, id)
+	if h < 0 {
 		return false, nil // in no run: no transaction to begin
 	}
 	found := false
 	err := c.viewMeta(func(tx *bolt.Tx) error {
 		var err error
-		found, err = c.lookupRuns(tx, runs, id, e)
+		found, err = c.lookupRuns(tx, runs[:h+1], id, e)
 		return err
 	})
 	return found, err

@@ -127,6 +127,7 @@ var errForeign = errors.New("delta of another cache file")
 // *CorruptError, for the agent to rebuild the cache.
 func (c *Cache) openDelta() error {
 	dir := c.deltaDir
+	c.idx = newIndex()
 	if !c.readOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("delta %s: %w", dir, err)
@@ -134,7 +135,6 @@ func (c *Cache) openDelta() error {
 	} else if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	c.idx = newIndex()
 	// The index's slab takes at most the log's bytes: reserved once, not
 	// grown by copies as the records are read (a cold start's cost).
 	if size := DeltaSize(dir); size > 0 {
@@ -158,20 +158,16 @@ func (c *Cache) openDelta() error {
 		if err != nil {
 			return err
 		}
-		if r.Kind == deltaCarry {
-			for i := 0; i < len(d.entries); i += entryLen {
-				c.idx.add(d.entries[i:i+entryLen], r.LSN)
+		if r.Kind != deltaCarry { // a carry record moves no cursor
+			if d.from > c.fs.Cursor || d.next < d.from {
+				return damaged(dir, 0, "delta record %d moves the cursor from %d to %d, the cache is at %d", r.LSN, d.from, d.next, c.fs.Cursor)
 			}
-			return nil
-		}
-		if d.from > c.fs.Cursor || d.next < d.from {
-			return damaged(dir, 0, "delta record %d moves the cursor from %d to %d, the cache is at %d", r.LSN, d.from, d.next, c.fs.Cursor)
+			c.fs.Cursor = d.next
+			lastFS = append(lastFS[:0], fj...)
 		}
 		for i := 0; i < len(d.entries); i += entryLen {
 			c.idx.add(d.entries[i:i+entryLen], r.LSN)
 		}
-		c.fs.Cursor = d.next
-		lastFS = append(lastFS[:0], fj...)
 		return nil
 	}
 	o := &seglog.Options{SegmentSize: c.deltaSegment, KeepFree: deltaKeepFree, ReadOnly: c.readOnly, FS: c.fsys}

@@ -268,6 +268,16 @@ func parseGroup(k, v []byte) (group, bool) {
 	return g, true
 }
 
+// openAll authenticates every block of the group and opens all its keys.
+func (g *group) openAll(aead cipher.AEAD) bool {
+	for s := 0; s*blockSize < g.n; s++ {
+		if !g.openBlock(aead, s) {
+			return false
+		}
+	}
+	return true
+}
+
 // openGroup authenticates every block of the group v stored under key k
 // and opens all its keys. On recordOK the caller releases g.
 func openGroup(aead cipher.AEAD, k, v []byte) (g group, outcome int) {
@@ -275,11 +285,9 @@ func openGroup(aead cipher.AEAD, k, v []byte) (g group, outcome int) {
 	if !ok {
 		return group{}, recordShape
 	}
-	for s := 0; s*blockSize < g.n; s++ {
-		if !g.openBlock(aead, s) {
-			g.release()
-			return group{}, recordForged
-		}
+	if !g.openAll(aead) {
+		g.release()
+		return group{}, recordForged
 	}
 	return g, recordOK
 }

@@ -39,22 +39,14 @@ func (c *Cache) count(notBefore int64) (int, error) {
 	}
 	c.mu.RUnlock()
 	err := c.view(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketGroups).Cursor()
 		var e [entryLen]byte
+		defer clear(e[:])
 		for ri, r := range runs {
 			newer := runs[ri+1:]
-			for k, v := cur.Seek(u64key(r.Seq)); k != nil && len(k) == groupKeyLen && be64(k) == r.Seq; k, v = cur.Next() {
-				if !groupShape(k, v) {
-					return damaged(c.Path(), 0, "run %d: group %x", r.Seq, k[8:])
-				}
-				cl := v[groupHeadLen:]
-				for i := range int(v[groupNonceLen]) {
-					x := cl[i*clearLen:]
-					if clearNotAfter(x) < notBefore {
-						continue
-					}
-					id := x[:verify.CertIDLen]
-					if inDelta[verify.CertID(id)] {
+			err := c.eachGroup(tx, r.Seq, func(g *group) error {
+				for i := range g.n {
+					id := g.id(i)
+					if clearNotAfter(g.clear[i*clearLen:]) < notBefore || inDelta[verify.CertID(id)] {
 						continue
 					}
 					shadowed := false
@@ -70,11 +62,12 @@ func (c *Cache) count(notBefore int64) (int, error) {
 						n++
 					}
 				}
-				// cur was moved by no lookup: lookupRun uses a cursor
-				// of its own.
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
-		clear(e[:])
 		return nil
 	})
 	return n, err

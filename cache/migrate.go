@@ -105,7 +105,7 @@ func (c *Cache) migrate3() error {
 		}
 		st := newStore()
 		n := certs.Stats().KeyN
-		w := &groupWriter{c: c, seq: st.Next}
+		w := &groupWriter{c: c, seq: st.Next, desc: &run{runMeta: runMeta{Seq: st.Next}, bloom: newBloom(n)}}
 		e := make([]byte, entryLen)
 		defer clear(e)
 		err = certs.ForEach(func(k, v []byte) error {
@@ -132,10 +132,8 @@ func (c *Cache) migrate3() error {
 			return err
 		}
 		if w.groups > 0 {
-			r, err := c.describeRun(tx, st.Next, n, fs.SyncedAt)
-			if err != nil {
-				return err
-			}
+			r := w.desc
+			r.Written = fs.SyncedAt
 			if err := c.putBloom(tx, r); err != nil {
 				return err
 			}

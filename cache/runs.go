@@ -141,11 +141,22 @@ type groupWriter struct {
 	groups int
 	// pending is the entries of the group being filled.
 	pending []byte
+	// desc, when set, is made the run's record and filter as the
+	// entries pass (a run written in one go: no scan of it after).
+	desc *run
 }
 
 // add appends entry e (IDs ascending) and writes a group when one is
 // full.
 func (w *groupWriter) add(b *bolt.Bucket, e []byte) error {
+	if r := w.desc; r != nil {
+		r.bloom.add(e[:verify.CertIDLen])
+		r.Last = verify.CertID(e[:verify.CertIDLen])
+		if na := time.Unix(int64(time32(e[verify.CertIDLen+9:])), 0).UTC(); na.After(r.MaxNotAfter) {
+			r.MaxNotAfter = na
+		}
+		r.Certs++
+	}
 	w.pending = append(w.pending, e...)
 	if len(w.pending) == groupSize*entryLen {
 		return w.flush(b)
@@ -172,13 +183,25 @@ func (w *groupWriter) flush(b *bolt.Bucket) error {
 	return nil
 }
 
+// newestHit is the index of the newest of runs whose filter may hold id,
+// -1 when none may.
+func newestHit(runs []*run, id []byte) int {
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].bloom.has(id) {
+			return i
+		}
+	}
+	return -1
+}
+
 // lookupRuns finds id's newest record in the runs, newest first, into e
-// (entryLen bytes). tx is a read transaction begun while runs was the
-// cache's list.
+// (entryLen bytes): runs ends with newestHit's run, whose filter is not
+// asked again. tx is a read transaction begun while runs was the cache's
+// list.
 func (c *Cache) lookupRuns(tx *bolt.Tx, runs []*run, id []byte, e []byte) (bool, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
-		if !r.bloom.has(id) {
+		if i < len(runs)-1 && !r.bloom.has(id) {
 			continue
 		}
 		found, err := c.lookupRun(tx, r, id, e)
@@ -222,15 +245,10 @@ func (c *Cache) lookupRun(tx *bolt.Tx, r *run, id []byte, e []byte) (bool, error
 // that each follows the last: what a run's record and filter are made
 // from, and what Authenticate checks.
 func (c *Cache) scanRun(tx *bolt.Tx, seq uint64, fn func(g *group) error) error {
-	cur := tx.Bucket(bucketGroups).Cursor()
 	var prev []byte
-	for k, v := cur.Seek(u64key(seq)); k != nil && len(k) == groupKeyLen && binary.BigEndian.Uint64(k) == seq; k, v = cur.Next() {
-		g, outcome := openGroup(c.aead, k, v)
-		switch outcome {
-		case recordShape:
-			return damaged(c.Path(), 0, "run %d: group %x", seq, k[8:])
-		case recordForged:
-			return &AuthError{Path: c.Path(), Bucket: "certs", Key: bytes.Clone(k[8:])}
+	return c.eachGroup(tx, seq, func(g *group) error {
+		if !g.openAll(c.aead) {
+			return &AuthError{Path: c.Path(), Bucket: "certs", Key: bytes.Clone(g.last())}
 		}
 		ok := g.first
 		if prev != nil {
@@ -240,11 +258,24 @@ func (c *Cache) scanRun(tx *bolt.Tx, seq uint64, fn func(g *group) error) error 
 			ok = bytes.Compare(g.id(i-1), g.id(i)) < 0
 		}
 		if !ok {
-			g.release()
-			return damaged(c.Path(), 0, "run %d: group %x does not follow the one before it", seq, k[8:])
+			return damaged(c.Path(), 0, "run %d: group %x does not follow the one before it", seq, g.last())
+		}
+		prev = append(prev[:0], g.last()...)
+		return fn(g)
+	})
+}
+
+// eachGroup calls fn with every group of run seq in ID order, read in
+// place (parseGroup: its shape checked, nothing authenticated; fn opens
+// what it needs); a group of the wrong shape is damage.
+func (c *Cache) eachGroup(tx *bolt.Tx, seq uint64, fn func(g *group) error) error {
+	cur := tx.Bucket(bucketGroups).Cursor()
+	for k, v := cur.Seek(u64key(seq)); k != nil && len(k) == groupKeyLen && be64(k) == seq; k, v = cur.Next() {
+		g, ok := parseGroup(k, v)
+		if !ok {
+			return damaged(c.Path(), 0, "run %d: group %x", seq, k[8:])
 		}
 		err := fn(&g)
-		prev = append(prev[:0], g.last()...)
 		g.release()
 		if err != nil {
 			return err
@@ -371,7 +402,8 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 		}
 	}
 	seq := st.Next
-	w := &groupWriter{c: c, seq: seq}
+	r := &run{runMeta: runMeta{Seq: seq, Written: now}, bloom: newBloom(len(ids) + len(extra))}
+	w := &groupWriter{c: c, seq: seq, desc: r}
 	pull, stop := iter.Pull(next)
 	defer stop()
 	e, more := pull()
@@ -394,13 +426,8 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 		}
 	}
 	covers := c.delta.Next() - 1
-	var r *run
 	var nst runsState
 	err := c.update(func(tx *bolt.Tx) error {
-		var err error
-		if r, err = c.describeRun(tx, seq, len(ids)+len(extra), now); err != nil {
-			return err
-		}
 		nst = st
 		nst.Covers, nst.Next = covers, seq+1
 		nst.Runs = slices.Clone(st.Runs)

@@ -230,28 +230,26 @@ func (c *Cache) carryRevocations(r *Resync) ([]byte, error) {
 	var out []byte
 	err := c.view(func(tx *bolt.Tx) error {
 		revoked := map[verify.CertID]bool{}
-		cur := tx.Bucket(bucketGroups).Cursor()
 		for _, run := range runs {
-			for k, v := cur.Seek(u64key(run.Seq)); k != nil && len(k) == groupKeyLen && be64(k) == run.Seq; k, v = cur.Next() {
-				if !groupShape(k, v) {
-					return damaged(c.Path(), 0, "run %d: group %x", run.Seq, k[8:])
+			err := c.eachGroup(tx, run.Seq, func(g *group) error {
+				// The clear part says where a revocation may be; only
+				// an authenticated group is believed.
+				any := false
+				for i := range g.n {
+					any = any || g.entryFlags(i)&flagRevoke != 0
 				}
-				n := int(v[groupNonceLen])
-				for i := range n {
-					x := v[groupHeadLen+i*clearLen:]
-					if x[verify.CertIDLen]&flagRevoke == 0 {
-						continue
-					}
-					if g, outcome := openGroup(c.aead, k, v); outcome == recordOK {
-						for i := range g.n {
-							if g.entryFlags(i)&flagRevoke != 0 {
-								revoked[verify.CertID(g.id(i))] = true
-							}
-						}
-						g.release()
-					}
-					break
+				if !any || !g.openAll(c.aead) {
+					return nil
 				}
+				for i := range g.n {
+					if g.entryFlags(i)&flagRevoke != 0 {
+						revoked[verify.CertID(g.id(i))] = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		e := make([]byte, entryLen)
