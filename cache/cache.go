@@ -127,6 +127,10 @@ type Cache struct {
 	fs     FeedState // Resync left out: resync holds it
 	resync *Resync
 
+	// fg holds the cache's own writes back while the gate decides
+	// (foreground.go).
+	fg foreground
+
 	// wmu serializes the writers: Apply, ApplySnapshot, RecordSync,
 	// Settle and Purge. A lookup never takes it.
 	wmu          sync.Mutex
@@ -482,6 +486,7 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 			return err
 		}
 	}
+	c.yield()
 	c.dbMu.RLock()
 	defer c.dbMu.RUnlock()
 	return safely(c.Path(), func() error { return c.db.Update(fn) })

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,8 +45,8 @@ func (c *Cache) needsCompaction() (bool, int64, int64) {
 	return fi.Size() > need*5/4+compactSlack, fi.Size(), need
 }
 
-// compact writes the file anew without its free pages (bbolt's Compact,
-// pages full), checks the copy as Open checks a file, renames it over the
+// compact writes the file anew without its free pages (copyFile: bbolt's
+// Compact, paced), checks the copy as Open checks a file, renames it over the
 // file and puts it in the old one's place: lookups go on from the old file
 // until the swap, and from the new one after. Writers wait (c.wmu is
 // held). A power cut before the rename leaves the old file and a copy
@@ -58,17 +60,14 @@ func (c *Cache) compact(now time.Time) error {
 	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, Timeout: time.Second, NoStatistics: true})
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoStatistics: true})
 	if err != nil {
 		return fmt.Errorf("compact %s: %w", path, err)
 	}
 	dst.AllocSize = allocSize
 	c.dbMu.RLock()
-	err = safely(path, func() error { return bolt.Compact(dst, c.db, 4<<20) })
+	err = safely(path, func() error { return copyFile(dst, c.db, compactTx, c.yield) })
 	c.dbMu.RUnlock()
-	if err == nil {
-		err = dst.Sync()
-	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -97,4 +96,87 @@ func (c *Cache) compact(now time.Time) error {
 	c.dbMu.Unlock()
 	c.lastCompact = now
 	return old.Close()
+}
+
+// compactTx is the most a compaction writes in one transaction, each
+// synced: what a grant's fsync can find queued on the device before it,
+// as a run's writing (commitGroups).
+const compactTx = commitGroups * 4096
+
+// copyFile writes every bucket of src into dst as bbolt's Compact does
+// (every page full, sequences kept), paced for a gate at work: in
+// transactions of at most txMax bytes, each committed with its fsync
+// (dst syncs), and before each yield, so that a transaction does not
+// begin while the gate decides and the device never holds more than one
+// transaction of the copy's writes. bbolt's own Compact writes the whole
+// copy without a sync, which leaves it all to be written at once and a
+// grant's fsync waiting behind it.
+func copyFile(dst, src *bolt.DB, txMax int64, yield func()) error {
+	yield()
+	tx, err := dst.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { tx.Rollback() }()
+	var size, n int64
+	put := func(path [][]byte, k, v []byte, seq uint64) error {
+		if sz := int64(len(k) + len(v)); size+sz > txMax && size > 0 {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			yield()
+			if tx, err = dst.Begin(true); err != nil {
+				return err
+			}
+			size = 0
+		}
+		size += int64(len(k) + len(v))
+		if n++; n%16 == 0 {
+			runtime.Gosched() // a page's worth: let the gate's goroutines in
+		}
+		var parent interface {
+			CreateBucket([]byte) (*bolt.Bucket, error)
+		} = tx
+		if len(path) > 0 {
+			b := tx.Bucket(path[0])
+			for _, p := range path[1:] {
+				b = b.Bucket(p)
+			}
+			if b.FillPercent = 1.0; v != nil {
+				return b.Put(k, v)
+			}
+			parent = b
+		}
+		b, err := parent.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return b.SetSequence(seq)
+	}
+	var walk func(b *bolt.Bucket, path [][]byte) error
+	walk = func(b *bolt.Bucket, path [][]byte) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return put(path, k, v, 0)
+			}
+			sub := b.Bucket(k)
+			if err := put(path, k, nil, sub.Sequence()); err != nil {
+				return err
+			}
+			return walk(sub, append(slices.Clip(path), k))
+		})
+	}
+	err = src.View(func(stx *bolt.Tx) error {
+		return stx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if err := put(nil, name, nil, b.Sequence()); err != nil {
+				return err
+			}
+			return walk(b, [][]byte{name})
+		})
+	})
+	if err != nil {
+		return err
+	}
+	yield()
+	return tx.Commit()
 }

@@ -106,6 +106,7 @@ func (c *Cache) appendDelta(kind byte, r *deltaRecord) (uint64, error) {
 	if len(p) > c.delta.MaxPayload() {
 		return 0, fmt.Errorf("%w: %d certificates in one batch do not fit a delta segment", ErrBadBatch, len(r.entries)/entryLen)
 	}
+	c.yield()
 	got, err := c.delta.Append(kind, p)
 	if err != nil {
 		return 0, fmt.Errorf("delta %s: %w", c.deltaDir, err)

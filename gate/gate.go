@@ -154,6 +154,12 @@ type Config struct {
 	Observe func(Outcome)
 	// Peers, when set, are the station's other gates (see Peers).
 	Peers Peers
+	// Foreground, when set, is called as the gate begins a decision on
+	// a scan, and what it returns once the decision is made (recorded,
+	// the relay set): the key cache's Foreground, which holds the
+	// cache's own writes back meanwhile, so that a grant's fsync does
+	// not queue behind a feed batch's or the maintenance's.
+	Foreground func() (done func())
 }
 
 // Controller runs one gate.
@@ -434,6 +440,9 @@ func (c *Controller) onScan(s Scan) {
 		c.signal(sigBusy)
 		c.observe(Outcome{Kind: Ignored, ScanAt: s.At, Note: "a passenger is passing: scan again once the gate has closed"})
 		return
+	}
+	if f := c.cfg.Foreground; f != nil {
+		defer f()()
 	}
 	d, err := c.cfg.Verifier.Verify(s.Text)
 	st := Stages{Decode: d.Stages.Decode, Lookup: d.Stages.Lookup, Tag: d.Stages.Tag}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -1051,4 +1052,73 @@ func TestOutcomeStages(t *testing.T) {
 	if o := r.want(gate.Ignored); o.Stages != (gate.Stages{}) {
 		t.Errorf("ignored scan's stages %+v, want none", o.Stages)
 	}
+}
+
+// watchedVerifier and watchedLog note whether the gate's decision was
+// marked under way (Config.Foreground) when they were called.
+type watchedVerifier struct {
+	gate.Verifier
+	active *atomic.Int32
+	seen   []int32
+}
+
+func (v *watchedVerifier) Verify(token []byte) (verify.Decision, error) {
+	v.seen = append(v.seen, v.active.Load())
+	return v.Verifier.Verify(token)
+}
+
+type watchedLog struct {
+	gate.Log
+	active *atomic.Int32
+	seen   []int32
+}
+
+func (l *watchedLog) AppendEvent(e event.Event) (uint64, error) {
+	if e.Kind == event.Decision {
+		l.seen = append(l.seen, l.active.Load())
+	}
+	return l.Log.AppendEvent(e)
+}
+
+// TestDecisionIsForeground: the gate marks each decision under way, from
+// before the token is checked until its record is written and the relay
+// set (the key cache holds its own writes back meanwhile), for a grant as
+// for a refusal, and ends the mark once.
+func TestDecisionIsForeground(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var active, begun, ended atomic.Int32
+		var wv *watchedVerifier
+		var wl *watchedLog
+		r := newRigFull(t, gate.Timing{PassTimeout: 8 * time.Second}, nil, nil,
+			func(v gate.Verifier) gate.Verifier { wv = &watchedVerifier{Verifier: v, active: &active}; return wv },
+			func(c *gate.Config) {
+				wl = &watchedLog{Log: c.Log, active: &active}
+				c.Log = wl
+				c.Foreground = func() func() {
+					begun.Add(1)
+					active.Add(1)
+					return func() { ended.Add(1); active.Add(-1) }
+				}
+			})
+		r.scan(r.token(1, verify.StepOf(now0)))
+		o := r.want(gate.Granted)
+		if active.Load() != 0 || begun.Load() != 1 || ended.Load() != 1 {
+			t.Fatalf("after the grant: %d decisions under way, %d begun, %d ended; want 0, 1, 1", active.Load(), begun.Load(), ended.Load())
+		}
+		r.clock.Advance(8 * time.Second)
+		r.want(gate.Lapsed)
+		r.scan(r.token(3, verify.StepOf(now0))) // revoked
+		if o = r.want(gate.Denied); o.Decision.Reason != verify.Revoked {
+			t.Fatalf("reason %v, want REVOKED", o.Decision.Reason)
+		}
+		if begun.Load() != 2 || ended.Load() != 2 {
+			t.Fatalf("after a grant and a refusal: %d begun, %d ended; want 2 and 2", begun.Load(), ended.Load())
+		}
+		if len(wv.seen) != 2 || wv.seen[0] != 1 || wv.seen[1] != 1 {
+			t.Errorf("decisions under way when each token was checked: %v, want [1 1]", wv.seen)
+		}
+		if len(wl.seen) != 2 || wl.seen[0] != 1 || wl.seen[1] != 1 {
+			t.Errorf("decisions under way when each decision was recorded: %v, want [1 1]", wl.seen)
+		}
+	})
 }
