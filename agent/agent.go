@@ -39,6 +39,7 @@ import (
 	"gateagent/internal/instance"
 	"gateagent/internal/kclock"
 	"gateagent/internal/logging"
+	"gateagent/internal/lowprio"
 	"gateagent/internal/sdnotify"
 	"gateagent/internal/version"
 	"gateagent/keysync"
@@ -229,7 +230,8 @@ func (a *Agent) open() (err error) {
 		}
 	}
 	gc := gate.Config{Verifier: a.verify, Log: a.store.Journal, Board: a.board, Direction: cfg.Direction(),
-		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe}
+		Timing: cfg.GateTiming(), Now: a.feed.Now, Logger: a.log.With("part", "gate"), Observe: observe,
+		Foreground: a.store.Cache.Foreground}
 	if a.station != nil {
 		gc.Peers = a.station
 	}
@@ -397,6 +399,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		a.background()
 		_ = a.feed.Run(fctx)
 	}()
 	// With station peers, their state before the first scan (or the word
@@ -426,6 +429,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		a.background()
 		a.purgeLoop(fctx)
 	}()
 	wg.Add(1)
@@ -436,6 +440,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		a.background()
 		a.wear.run(fctx, wear.DefaultEvery)
 	}()
 	a.serveControl(fctx, &wg)
@@ -632,6 +637,17 @@ func (a *Agent) purgeLoop(ctx context.Context) {
 			a.log.Info("cache purged", "certs", res.Certs, "passbacks", res.Passbacks)
 		}
 		t.Reset(time.Hour)
+	}
+}
+
+// background puts the calling goroutine, one of the agent's background
+// loops (the key feed, the maintenance, the wear report), below the gate
+// in the kernel's scheduling (lowprio): its writes into the cache already
+// wait for the gate's decisions (cache.Foreground); this keeps its work
+// off the core a decision needs.
+func (a *Agent) background() {
+	if err := lowprio.Lower(); err != nil {
+		a.log.Warn("background work runs at the gate's priority: a scan may wait for it", "err", err)
 	}
 }
 

@@ -52,6 +52,7 @@ func runGate(path string, check bool, as string, stdout, stderr io.Writer) int {
 		return runCheck(path, cfg, as, stdout, stderr)
 	}
 	log := agent.SetupLogger(cfg.Log, stderr)
+	agent.SetProcs()
 	// SIGHUP (the session that ran the agent hung up, or a kill -HUP meant
 	// as "reload") stops the gate as SIGTERM does, locked and its cache
 	// closed; under systemd (Restart=always) it starts again on its

@@ -1,0 +1,41 @@
+// Package lowprio runs a goroutine's work below the gate's in the
+// kernel's scheduling: the key feed's batches, the cache's maintenance,
+// the wear report's count. On a two-core board they would otherwise take
+// a core from the serial read and the controller just as a passenger
+// scans (BenchmarkScanToRelayUnderChurn).
+package lowprio
+
+import (
+	"fmt"
+	"runtime"
+	"syscall"
+)
+
+// Nice is the niceness of a lowered thread: the kernel gives it about a
+// tenth of a core that a thread of the default niceness wants, and
+// preempts it when one wakes. With the BFQ I/O scheduler its I/O class
+// follows (best effort, level 6 of 7).
+const Nice = 10
+
+// Lower locks the calling goroutine to its OS thread and lowers that
+// thread's priority to Nice (a thread already lower stays so). Call it first thing in a goroutine of its
+// own, which then never unlocks: when the goroutine ends, Go ends the
+// thread with it, so the priority reaches no other goroutine. An error
+// (a kernel that refuses) leaves the goroutine as it was, unlocked; the
+// caller goes on at the default priority.
+func Lower() error {
+	runtime.LockOSThread()
+	// On Linux a thread ID names one thread to setpriority(2), not the
+	// process; the raw getpriority returns 20 - nice. A thread already
+	// as low (the gate started under nice 19) stays as it is: going back
+	// up would need a privilege.
+	tid := syscall.Gettid()
+	if p, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid); err == nil && 20-p >= Nice {
+		return nil
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, Nice); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("lower the priority of a background thread: %w", err)
+	}
+	return nil
+}
