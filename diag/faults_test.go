@@ -34,7 +34,8 @@ func TestStandaloneFaults(t *testing.T) {
 		// service: the gate could not grant either; the service check
 		// FAILs too, and says this.
 		service string
-		// also FAIL, and skip are not checked (the files not opened).
+		// also FAIL, and skip are not checked (the files not opened: the
+		// records check SKIPs when either is).
 		also, skip []string
 	}{
 		{"healthy", nil, "", nil, "", nil, nil},
@@ -63,11 +64,11 @@ func TestStandaloneFaults(t *testing.T) {
 		{"cache not writable by the agent's user", func(st *station) { st.agentUser = "nobody" },
 			diag.NameCache, []string{"not writable by nobody", "cannot open its cache", "chown -R nobody:nogroup"}, "cannot open its cache", nil, nil},
 		{"corrupt cache file", func(st *station) { st.writeRun(); damageCertPage(st.t, st.cache) },
-			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, []string{diag.NameWear}},
+			diag.NameCache, []string{"damaged", "page", "start gateagent", "aside", "rebuilds"}, "", nil, []string{diag.NameRecords, diag.NameWear}},
 		// A kill in the first moments of the first start leaves an empty
 		// file: the agent sets it up again, so no permissions hint.
 		{"empty cache file", func(st *station) { os.WriteFile(st.cache, nil, 0o600) },
-			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, []string{diag.NameWear}},
+			diag.NameCache, []string{"empty", "next start", "nothing to do"}, "", nil, []string{diag.NameRecords, diag.NameWear}},
 		{"corrupt journal", func(st *station) {
 			// Two events, then the record before them destroyed.
 			j, err := cache.OpenJournal(cache.JournalPath(st.cache), cachetest.Options(nil))
@@ -84,7 +85,7 @@ func TestStandaloneFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, "", nil, nil},
+			diag.NameBacklog, []string{"journal", "damaged", "aside", "lost"}, "", nil, []string{diag.NameRecords}},
 		{"issuer down", func(st *station) { st.srv.Stop() },
 			diag.NameFeed, []string{"unreachable", "network"}, "", nil, nil},
 		{"bad feed signature", func(st *station) {
@@ -148,6 +149,11 @@ func TestStandaloneFaults(t *testing.T) {
 				}
 				if c.Line == "" {
 					t.Errorf("%s has no line", c.Name)
+				}
+				// A file that did not open had none of its records read:
+				// the records check says so, not that they passed.
+				if c.Name == diag.NameRecords && want == diag.Skip && !strings.Contains(c.Line, "not checked") {
+					t.Errorf("records is SKIP without saying what was not checked: %s", c.Line)
 				}
 			}
 			if c, _ := r.Find(diag.NameService); tc.service != "" && !strings.Contains(c.Line, tc.service) {

@@ -204,6 +204,15 @@ func judgeRecords(f recordsFacts) Check {
 	case !f.cacheRun && !f.jnlRun:
 		c.Status, c.Line = Skip, "records not checked: the files could not be opened (see the keys and cache checks)"
 		return c
+	case !f.cacheRun:
+		// The cache did not open (its own state failed its checks, or
+		// it is of an old schema): none of its records were read, which
+		// is not the same as none failing.
+		c.Status, c.Line = Skip, fmt.Sprintf("the key cache's records not checked: it could not be opened (see the cache check); %d records of the journal authenticate under the cache key", f.journal.Records)
+		return c
+	case !f.jnlRun:
+		c.Status, c.Line = Skip, fmt.Sprintf("the journal's records not checked: it could not be opened (see the backlog check); %d records of the key cache authenticate under the cache key", f.cache.Records)
+		return c
 	}
 	summary := fmt.Sprintf("%d records of the key cache and %d of the journal authenticate under the cache key", f.cache.Records, f.journal.Records)
 	if f.checkAge >= time.Second {
