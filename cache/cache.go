@@ -592,7 +592,7 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 			found = true
 		} else {
 			runs := c.runs
-			h := newestHit(runs, id[:])
+			h := scanHit(runs, id[:])
 			var tx *bolt.Tx
 			var err error
 			if h >= 0 {

@@ -157,11 +157,12 @@ type group struct {
 	clear  []byte
 	sealed []byte
 	b      *groupBuf
+	opened int // the keys in b end before this entry: what release clears
 }
 
 func (g *group) release() {
 	if g.b != nil {
-		clear(g.b.keys[:])
+		clear(g.b.keys[:g.opened*verify.KeyLen])
 		groupPool.Put(g.b)
 		g.b = nil
 	}
@@ -179,7 +180,11 @@ func (g *group) last() []byte          { return g.id(g.n - 1) }
 // the seven a binary search reads one after another. A group of IDs far
 // from uniform costs steps, never a wrong answer.
 func (g *group) search(id []byte) int {
-	i := g.guess(id)
+	return g.searchFrom(g.guess(id, g.last()), id)
+}
+
+// searchFrom is search, starting at i.
+func (g *group) searchFrom(i int, id []byte) int {
 	for i < g.n && compareKeys(g.id(i), id) < 0 {
 		i++
 	}
@@ -189,9 +194,10 @@ func (g *group) search(id []byte) int {
 	return i
 }
 
-// guess is where id would lie in the group were its IDs spread evenly.
-func (g *group) guess(id []byte) int {
-	lo, hi, x := be64(g.id(0)), be64(g.last()), be64(id)
+// guess is where id would lie in the group were its IDs spread evenly
+// from its first to last (the group's last ID, or its key's).
+func (g *group) guess(id, last []byte) int {
+	lo, hi, x := be64(g.id(0)), be64(last), be64(id)
 	switch {
 	case x <= lo || g.n < 3:
 		return 0
@@ -248,6 +254,7 @@ func (g *group) openBlock(aead cipher.AEAD, s int) bool {
 	copy(g.b.nonce[:], g.nonce)
 	g.b.nonce[groupNonceLen] = byte(s)
 	aad := g.b.blockAAD(g.run, byte(g.n), g.flags, s, g.pred(s), g.clear[lo*clearLen:hi*clearLen])
+	g.opened = max(g.opened, hi)
 	_, err := aead.Open(g.b.keys[lo*verify.KeyLen:lo*verify.KeyLen], g.b.nonce[:], ct, aad)
 	return err == nil
 }
@@ -291,9 +298,20 @@ func groupShape(k, v []byte) bool {
 }
 
 // parseGroup reads the group v stored under key k in place, checking its
-// length against its count and that the key names its last ID: what a
-// lookup needs before it reads the group.
+// length against its count and that the key names its last ID.
 func parseGroup(k, v []byte) (group, bool) {
+	g, ok := groupAt(k, v)
+	if !ok || !bytes.Equal(k[8:], g.last()) {
+		return group{}, false
+	}
+	return g, true
+}
+
+// groupAt is parseGroup without the check of the key against the last
+// ID, which reads a line of the page a lookup does not need: a lookup
+// proves what it finds, or that an ID is absent, from the block it opens
+// alone (see above), whatever the key.
+func groupAt(k, v []byte) (group, bool) {
 	if len(k) != groupKeyLen || len(v) < groupHeadLen {
 		return group{}, false
 	}
@@ -302,13 +320,9 @@ func parseGroup(k, v []byte) (group, bool) {
 	if n < 1 || n > groupSize || flags&^groupFirst != 0 || len(v) != groupLen(n) {
 		return group{}, false
 	}
-	g := group{run: binary.BigEndian.Uint64(k), n: n, flags: flags, first: flags&groupFirst != 0,
+	return group{run: binary.BigEndian.Uint64(k), n: n, flags: flags, first: flags&groupFirst != 0,
 		nonce: v[:groupNonceLen], prev: v[groupNonceLen+2 : groupHeadLen],
-		clear: v[groupHeadLen : groupHeadLen+n*clearLen], sealed: v[groupHeadLen+n*clearLen:]}
-	if !bytes.Equal(k[8:], g.last()) {
-		return group{}, false
-	}
-	return g, true
+		clear: v[groupHeadLen : groupHeadLen+n*clearLen], sealed: v[groupHeadLen+n*clearLen:]}, true
 }
 
 // openAll authenticates every block of the group and opens all its keys.
@@ -341,17 +355,19 @@ func openGroup(aead cipher.AEAD, k, v []byte) (g group, outcome int) {
 // authenticated bytes (see above), and anything else is damage
 // (recordShape) or a forgery (recordForged).
 func lookupGroup(aead cipher.AEAD, k, v, id, e []byte) (found bool, outcome int) {
-	g, ok := parseGroup(k, v)
+	g, ok := groupAt(k, v)
 	if !ok {
 		return false, recordShape
 	}
 	defer g.release()
-	i := g.search(id)
-	if i == g.n {
-		return false, recordShape // the key, the last ID, is below id: not where a Seek lands
+	// The block where id would lie, fetched at once, then the search
+	// from there (it rarely leaves the block).
+	i := g.guess(id, k[8:])
+	g.prefetch(i / blockSize)
+	if i = g.searchFrom(i, id); i == g.n {
+		return false, recordShape // the group's last ID is below id: not where a Seek lands
 	}
 	s := i / blockSize
-	g.prefetch(s)
 	if !g.openBlock(aead, s) {
 		return false, recordForged
 	}

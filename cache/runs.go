@@ -194,6 +194,20 @@ func newestHit(runs []*run, id []byte) int {
 	return -1
 }
 
+// scanHit is newestHit for a scan's lookup, which reads the oldest run
+// without asking its filter when no newer run's may hold id: a filter
+// spares a run's read only for an ID the run does not hold, and an ID
+// that no newer run holds is in the oldest (the full sync's, the
+// largest, whose filter is the likeliest to miss the processor's cache)
+// unless the gate does not know it at all, and refuses it. Writers keep
+// newestHit: a feed batch's IDs are mostly new to every run.
+func scanHit(runs []*run, id []byte) int {
+	if len(runs) == 0 {
+		return -1
+	}
+	return max(0, newestHit(runs[1:], id)+1)
+}
+
 // lookupRuns finds id's newest record in the runs, newest first, into e
 // (entryLen bytes): runs ends with newestHit's run, whose filter is not
 // asked again. tx is a read transaction begun while runs was the cache's
