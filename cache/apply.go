@@ -273,6 +273,7 @@ func (w *batchWriter) commit(kind byte, from, next uint64, fs *FeedState) error 
 		return err
 	}
 	c.mu.Lock()
+	c.idx.reserve(len(w.entries) / entryLen)
 	for off := 0; off < len(w.entries); off += entryLen {
 		c.idx.put(w.entries[off:off+entryLen], lsn)
 	}

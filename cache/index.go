@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 
 	"gateagent/verify"
 )
@@ -128,6 +129,16 @@ func (x *index) get(id []byte) ([]byte, bool) {
 		return x.entry(i), true
 	}
 	return nil, false
+}
+
+// reserve makes room for n more entries, doubling the slab as it must:
+// append alone grows a large slice by a quarter at a time, which copies
+// a delta of a million entries four times over as it fills.
+func (x *index) reserve(n int) {
+	if need := len(x.slab) + n*entryLen; need > cap(x.slab) {
+		x.slab = slices.Grow(x.slab, max(need, 2*cap(x.slab))-len(x.slab))
+		x.lsn = slices.Grow(x.lsn, max(len(x.lsn)+n, 2*cap(x.lsn))-len(x.lsn))
+	}
 }
 
 // put sets the entry e of its ID, from delta record lsn.
