@@ -177,7 +177,11 @@ const scanWarmup = 20
 // one raw bbolt commit (a put of an event-sized value, with fsync) — the
 // work no gate can skip — and nothing else: no framing, verification,
 // controller or relay.
-func BenchmarkScanToRelayFloor(b *testing.B) {
+func BenchmarkScanToRelayFloor(b *testing.B) { scanFloor(b, nil) }
+
+// scanFloor is BenchmarkScanToRelayFloor's loop; before, when set, is
+// called before each line is written (with its number), untimed.
+func scanFloor(b *testing.B, before func(i int)) {
 	tty := scannertest.Start(b)
 	peer := tty.OpenPeer(b)
 	port, err := serial.Open(tty.Dev, &serial.Mode{BaudRate: 115200})
@@ -199,6 +203,9 @@ func BenchmarkScanToRelayFloor(b *testing.B) {
 	lat := make([]float64, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if before != nil {
+			before(i)
+		}
 		if _, err := peer.Write(line); err != nil {
 			b.Fatal(err)
 		}

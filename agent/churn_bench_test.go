@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -204,4 +206,63 @@ func (ch *churner) maintain() {
 		return
 	}
 	ch.purges.Add(1)
+}
+
+// BenchmarkScanToRelayUnderChurnFloor is the floor beside
+// BenchmarkScanToRelayUnderChurn: BenchmarkScanToRelayFloor's line and raw
+// bbolt commit, /idle alone and /churn with the raw writes of the same
+// churn timed as there (begun 0 to 2 ms before each line, on a lowered
+// thread): a feed batch's record (8 KB appended to a file, then
+// fdatasync), and before every 50th line the maintenance's (1 MB in
+// four 256 KB writes, each synced). What a grant meeting a write costs
+// on this device with no gate at all: the gate's /churn against /idle
+// is read beside this one's.
+func BenchmarkScanToRelayUnderChurnFloor(b *testing.B) {
+	for _, mode := range []string{"idle", "churn"} {
+		b.Run(mode, func(b *testing.B) {
+			var before func(int)
+			if mode == "churn" {
+				f, err := os.OpenFile(filepath.Join(b.TempDir(), "churn"), os.O_RDWR|os.O_CREATE, 0o600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				work := make(chan int, 1)
+				var wg sync.WaitGroup
+				wg.Go(func() {
+					lowprio.Lower()
+					record, chunk := make([]byte, 8<<10), make([]byte, 256<<10)
+					var off int64
+					write := func(p []byte) {
+						if _, err := f.WriteAt(p, off%(64<<20)); err != nil {
+							b.Error(err)
+						}
+						off += int64(len(p))
+						if err := f.Sync(); err != nil { // fdatasync's work on a file of fixed size
+							b.Error(err)
+						}
+					}
+					for i := range work {
+						if i%50 == 49 {
+							for range 4 {
+								write(chunk)
+							}
+						} else {
+							write(record)
+						}
+					}
+				})
+				defer func() { close(work); wg.Wait() }()
+				jitter := rand.New(rand.NewPCG(18, 18))
+				before = func(i int) {
+					select {
+					case work <- i:
+					default:
+					}
+					time.Sleep(time.Duration(jitter.Int64N(int64(2 * time.Millisecond))))
+				}
+			}
+			scanFloor(b, before)
+		})
+	}
 }
