@@ -71,26 +71,15 @@ func BenchmarkScanToRelayUnderChurn(b *testing.B) {
 			var before func(int)
 			switch mode {
 			case "churn":
-				work := make(chan int, 1)
-				wg.Go(func() {
-					lowprio.Lower() // as the agent's feed and maintenance loops run
-					for i := range work {
-						if i%50 == 49 {
-							ch.maintain()
-						} else {
-							ch.batch()
-						}
+				var done func()
+				before, done = meetWrites(func(i int) {
+					if i%50 == 49 {
+						ch.maintain()
+					} else {
+						ch.batch()
 					}
 				})
-				defer func() { close(work); wg.Wait() }()
-				jitter := rand.New(rand.NewPCG(18, 18))
-				before = func(i int) {
-					select {
-					case work <- i:
-					default: // the last maintenance is still under way: the grant meets it
-					}
-					time.Sleep(time.Duration(jitter.Int64N(int64(2 * time.Millisecond))))
-				}
+				defer done()
 			case "flood":
 				wg.Go(func() {
 					lowprio.Lower()
@@ -227,42 +216,58 @@ func BenchmarkScanToRelayUnderChurnFloor(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer f.Close()
-				work := make(chan int, 1)
-				var wg sync.WaitGroup
-				wg.Go(func() {
-					lowprio.Lower()
-					record, chunk := make([]byte, 8<<10), make([]byte, 256<<10)
-					var off int64
-					write := func(p []byte) {
-						if _, err := f.WriteAt(p, off%(64<<20)); err != nil {
-							b.Error(err)
-						}
-						off += int64(len(p))
-						if err := f.Sync(); err != nil { // fdatasync's work on a file of fixed size
-							b.Error(err)
-						}
+				record, chunk := make([]byte, 8<<10), make([]byte, 256<<10)
+				var off int64
+				write := func(p []byte) {
+					if _, err := f.WriteAt(p, off%(64<<20)); err != nil {
+						b.Error(err)
 					}
-					for i := range work {
-						if i%50 == 49 {
-							for range 4 {
-								write(chunk)
-							}
-						} else {
-							write(record)
+					off += int64(len(p))
+					if err := f.Sync(); err != nil { // fdatasync's work on a file of fixed size
+						b.Error(err)
+					}
+				}
+				var done func()
+				before, done = meetWrites(func(i int) {
+					if i%50 == 49 {
+						for range 4 {
+							write(chunk)
 						}
+					} else {
+						write(record)
 					}
 				})
-				defer func() { close(work); wg.Wait() }()
-				jitter := rand.New(rand.NewPCG(18, 18))
-				before = func(i int) {
-					select {
-					case work <- i:
-					default:
-					}
-					time.Sleep(time.Duration(jitter.Int64N(int64(2 * time.Millisecond))))
-				}
+				defer done()
 			}
 			scanFloor(b, before)
 		})
 	}
+}
+
+// meetWrites starts a goroutine that does write(i) for the scan numbered
+// i, on a lowered thread as the agent's feed and maintenance loops run,
+// and returns the hook that starts it before each scan, and done, which
+// ends the goroutine. The hook then waits 0 to 2 ms, at random, before
+// the scan's bytes are written: some scans find the write under way, some
+// come as it begins. A write still under way when the next scan comes
+// (the maintenance) is met by that scan too, not queued behind it.
+func meetWrites(write func(i int)) (before func(i int), done func()) {
+	work := make(chan int, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		lowprio.Lower()
+		for i := range work {
+			write(i)
+		}
+	})
+	jitter := rand.New(rand.NewPCG(18, 18))
+	before = func(i int) {
+		select {
+		case work <- i:
+		default: // the last write is still under way: the scan meets it
+		}
+		// The stimulus: where the scan falls against the write.
+		time.Sleep(time.Duration(jitter.Int64N(int64(2 * time.Millisecond))))
+	}
+	return before, func() { close(work); wg.Wait() }
 }
