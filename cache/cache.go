@@ -583,6 +583,13 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 	defer c.dbMu.RUnlock()
 	defer c.startCheck() // after the first lookup: see Open
 	err = safely(c.Path(), func() error {
+		if c.later != nil {
+			// Damage found anywhere in the file refuses every lookup,
+			// even one the delta or a run untouched by it would answer.
+			if err := c.later.found(); err != nil {
+				return err
+			}
+		}
 		var e [entryLen]byte
 		defer clear(e[:])
 		c.mu.RLock()

@@ -112,6 +112,17 @@ func (d *deferredCheck) wait() error {
 	return d.err
 }
 
+// found is the walk's outcome once it has ended, nil before: what every
+// lookup returns from then on, whatever it would read.
+func (d *deferredCheck) found() error {
+	select {
+	case <-d.done:
+		return d.err
+	default:
+		return nil
+	}
+}
+
 // descendSeek checks the pages a cursor's Seek(key) reads: those down to
 // the leaf where key belongs, and when key sorts after every key of that
 // leaf, those down to the next leaf, where Seek goes on to.
