@@ -145,6 +145,7 @@ func (c *Cache) write(fn func() error) error {
 	if err := c.Checked(); err != nil {
 		return err
 	}
+	c.yield() // its work too, not only its writes, after the gate's decision
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.delta == nil {
