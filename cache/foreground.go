@@ -21,11 +21,13 @@ type foreground struct {
 
 // Foreground tells the cache that the gate has begun a decision on a scan;
 // done, called once the decision is made (its event written, the relay
-// set), ends it. While one is under way the cache's own writes (a feed
-// batch into the delta, each transaction of the maintenance or of a full
-// sync) do not begin: each waits for the decision, at most MaxYield, so
-// that a grant's fsync does not queue on the device behind theirs. A
-// write already under way finishes; nothing a lookup reads waits.
+// set), ends it. While one is under way the cache's own work does not
+// begin: a feed batch, a maintenance, and each of their writes (the
+// batch's record of the delta, each transaction of the maintenance, of a
+// compaction or of a full sync) wait for the decision, at most MaxYield,
+// so that a grant's fsync does not queue on the device behind theirs nor
+// its decision share a core with them. A write already under way
+// finishes; nothing a lookup reads waits.
 func (c *Cache) Foreground() (done func()) {
 	f := &c.fg
 	f.mu.Lock()
