@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
-	"slices"
 
 	"gateagent/verify"
 )
@@ -136,8 +135,17 @@ func (x *index) get(id []byte) ([]byte, bool) {
 // a delta of a million entries four times over as it fills.
 func (x *index) reserve(n int) {
 	if need := len(x.slab) + n*entryLen; need > cap(x.slab) {
-		x.slab = slices.Grow(x.slab, max(need, 2*cap(x.slab))-len(x.slab))
-		x.lsn = slices.Grow(x.lsn, max(len(x.lsn)+n, 2*cap(x.lsn))-len(x.lsn))
+		// make and copy: slices.Grow would build, clear and copy a
+		// temporary slice of the whole growth as well.
+		slab := make([]byte, len(x.slab), max(need, 2*cap(x.slab)))
+		copy(slab, x.slab)
+		clear(x.slab) // plaintext keys: not left to the collector
+		x.slab = slab
+	}
+	if need := len(x.lsn) + n; need > cap(x.lsn) {
+		lsn := make([]uint64, len(x.lsn), max(need, 2*cap(x.lsn)))
+		copy(lsn, x.lsn)
+		x.lsn = lsn
 	}
 }
 
