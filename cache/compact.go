@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -110,7 +108,9 @@ const compactTx = commitGroups * 4096
 // begin while the gate decides and the device never holds more than one
 // transaction of the copy's writes. bbolt's own Compact writes the whole
 // copy without a sync, which leaves it all to be written at once and a
-// grant's fsync waiting behind it.
+// grant's fsync waiting behind it. A cache file's buckets hold no
+// buckets (cache.go, migrate.go): one that does is refused, the file
+// left as it is.
 func copyFile(dst, src *bolt.DB, txMax int64, yield func()) error {
 	yield()
 	tx, err := dst.Begin(true)
@@ -118,60 +118,35 @@ func copyFile(dst, src *bolt.DB, txMax int64, yield func()) error {
 		return err
 	}
 	defer func() { tx.Rollback() }()
-	var size, n int64
-	put := func(path [][]byte, k, v []byte, seq uint64) error {
-		if sz := int64(len(k) + len(v)); size+sz > txMax && size > 0 {
-			if err := tx.Commit(); err != nil {
-				return err
-			}
-			yield()
-			if tx, err = dst.Begin(true); err != nil {
-				return err
-			}
-			size = 0
-		}
-		size += int64(len(k) + len(v))
-		if n++; n%16 == 0 {
-			runtime.Gosched() // a page's worth: let the gate's goroutines in
-		}
-		var parent interface {
-			CreateBucket([]byte) (*bolt.Bucket, error)
-		} = tx
-		if len(path) > 0 {
-			b := tx.Bucket(path[0])
-			for _, p := range path[1:] {
-				b = b.Bucket(p)
-			}
-			if b.FillPercent = 1.0; v != nil {
-				return b.Put(k, v)
-			}
-			parent = b
-		}
-		b, err := parent.CreateBucket(k)
-		if err != nil {
-			return err
-		}
-		return b.SetSequence(seq)
-	}
-	var walk func(b *bolt.Bucket, path [][]byte) error
-	walk = func(b *bolt.Bucket, path [][]byte) error {
-		return b.ForEach(func(k, v []byte) error {
-			if v != nil {
-				return put(path, k, v, 0)
-			}
-			sub := b.Bucket(k)
-			if err := put(path, k, nil, sub.Sequence()); err != nil {
-				return err
-			}
-			return walk(sub, append(slices.Clip(path), k))
-		})
-	}
+	var size int64
 	err = src.View(func(stx *bolt.Tx) error {
-		return stx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if err := put(nil, name, nil, b.Sequence()); err != nil {
+		return stx.ForEach(func(name []byte, from *bolt.Bucket) error {
+			to, err := tx.CreateBucket(name)
+			if err != nil {
 				return err
 			}
-			return walk(b, [][]byte{name})
+			if err := to.SetSequence(from.Sequence()); err != nil {
+				return err
+			}
+			to.FillPercent = 1.0
+			return from.ForEach(func(k, v []byte) error {
+				if v == nil {
+					return fmt.Errorf("bucket %q holds bucket %q: not a cache file's shape", name, k)
+				}
+				if size += int64(len(k) + len(v)); size > txMax {
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+					yield()
+					if tx, err = dst.Begin(true); err != nil {
+						return err
+					}
+					size = int64(len(k) + len(v))
+					to = tx.Bucket(name)
+					to.FillPercent = 1.0
+				}
+				return to.Put(k, v)
+			})
 		})
 	})
 	if err != nil {

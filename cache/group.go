@@ -173,17 +173,12 @@ func (g *group) entryFlags(i int) byte { return g.clear[i*clearLen+verify.CertID
 func (g *group) key(i int) []byte      { return g.b.keys[i*verify.KeyLen : (i+1)*verify.KeyLen] }
 func (g *group) last() []byte          { return g.id(g.n - 1) }
 
-// search returns the index of the first certificate whose ID is not
-// below id (g.n when none is). IDs are random (the spec's are opaque), so
-// it starts where id's first 8 bytes place it between the group's first
-// and last and steps from there: one or two cache lines of the page, not
-// the seven a binary search reads one after another. A group of IDs far
-// from uniform costs steps, never a wrong answer.
-func (g *group) search(id []byte) int {
-	return g.searchFrom(g.guess(id, g.last()), id)
-}
-
-// searchFrom is search, starting at i.
+// searchFrom returns the index of the first certificate whose ID is not
+// below id (g.n when none is), stepping from i. IDs are random (the
+// spec's are opaque), so a lookup starts where guess places id: one or
+// two cache lines of the page, not the seven a binary search reads one
+// after another. A group of IDs far from uniform costs steps, never a
+// wrong answer.
 func (g *group) searchFrom(i int, id []byte) int {
 	for i < g.n && compareKeys(g.id(i), id) < 0 {
 		i++

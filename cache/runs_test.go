@@ -316,3 +316,68 @@ func TestOverlappingBatchWritesOnlyNew(t *testing.T) {
 		t.Fatal("a later page unrevoked a certificate")
 	}
 }
+
+// TestCompactionKeepsEverything: a file far larger than its runs need
+// (most of a full sync expired and its runs dropped) is written anew at
+// the maintenance: smaller, every certificate kept with its key and
+// revocation, the feed state kept, the file whole on its check and
+// through a reopen.
+func TestCompactionKeepsEverything(t *testing.T) {
+	c := cachetest.Open(t, nil)
+	const n = 300_000
+	certs := cachetest.Batch(0, n, n).Upserts
+	for i := range certs[:n-3000] { // all but the last 3,000 expire a day early
+		certs[i].NotBefore, certs[i].NotAfter = certs[i].NotBefore.Add(-24*time.Hour), certs[i].NotAfter.Add(-24*time.Hour)
+	}
+	var after verify.CertID
+	for i := 0; i < n; i += 50_000 {
+		p := &cache.SnapshotPage{Epoch: 5, Snapshot: n, After: after, Upserts: certs[i : i+50_000], Final: i+50_000 == n, Feed: cachetest.Batch(0, 1, 1).Feed}
+		if _, err := c.ApplySnapshot(p); err != nil {
+			t.Fatal(err)
+		}
+		after = certs[i+49_999].ID
+	}
+	kept := certs[n-3000:]
+	revoked := cachetest.Batch(n, n+1, 1) // a feed batch revoking one kept certificate
+	revoked.Upserts, revoked.Revokes, revoked.From, revoked.Next = nil, []verify.CertID{kept[7].ID}, n, n+1
+	revoked.Feed.Epoch = 5
+	mustApply(t, c, revoked)
+	sizeOf := func() int64 {
+		fi, err := os.Stat(c.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := sizeOf()
+	now := kept[0].NotAfter.Add(-time.Hour) // the early ones expired a day before, beyond the 7 h retention
+	if _, err := c.Purge(now, 7*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.RunState(); !rs.LastCompact.Equal(now) {
+		t.Fatalf("after the purge: %+v; want the file compacted at %v (%d bytes before)", rs, now, before)
+	}
+	if got := sizeOf(); got*3 > before {
+		t.Fatalf("file %d bytes after the compaction, %d before: want a third or less", got, before)
+	}
+	check := func(c *cache.Cache) {
+		t.Helper()
+		for i, want := range kept {
+			r, ok := lookup(t, c, want.ID)
+			if !ok || r.Key != want.Key || r.Revoked != (i == 7) {
+				t.Fatalf("certificate %d after the compaction: %+v, found %v", i, r.Cert, ok)
+			}
+		}
+		if _, ok := lookup(t, c, certs[0].ID); ok {
+			t.Fatal("an expired certificate is back after the compaction")
+		}
+		if fs, _ := c.Feed(); fs.Cursor != n+1 || fs.Epoch != 5 {
+			t.Fatalf("feed state after the compaction: %+v", fs)
+		}
+		if err := c.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(c)
+	check(reopen(t, c))
+}
