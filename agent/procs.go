@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"runtime"
+	"strconv"
 )
 
 // MinProcs is the fewest processors (GOMAXPROCS) the agent runs its
@@ -22,9 +23,10 @@ import (
 const MinProcs = 4
 
 // SetProcs sets GOMAXPROCS to at least MinProcs unless the environment
-// sets it (the operator's word stands), and returns the value in force.
+// sets it to a number (the operator's word stands; Go ignores anything
+// else there, and so does SetProcs), and returns the value in force.
 func SetProcs() int {
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < MinProcs {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); (err != nil || n < 1) && runtime.GOMAXPROCS(0) < MinProcs {
 		runtime.GOMAXPROCS(MinProcs)
 	}
 	return runtime.GOMAXPROCS(0)

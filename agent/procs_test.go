@@ -20,6 +20,11 @@ func TestSetProcs(t *testing.T) {
 	if got := agent.SetProcs(); got != agent.MinProcs+2 {
 		t.Errorf("on GOMAXPROCS %d: SetProcs = %d, want it left", agent.MinProcs+2, got)
 	}
+	t.Setenv("GOMAXPROCS", "lots") // not a number: Go ignores it, and so does SetProcs
+	runtime.GOMAXPROCS(1)
+	if got := agent.SetProcs(); got != agent.MinProcs {
+		t.Errorf("with GOMAXPROCS=lots in the environment: SetProcs = %d, want %d", got, agent.MinProcs)
+	}
 	t.Setenv("GOMAXPROCS", "1")
 	runtime.GOMAXPROCS(1)
 	if got := agent.SetProcs(); got != 1 {

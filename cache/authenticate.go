@@ -27,6 +27,16 @@ func (r *AuthReport) fail(e *AuthError) {
 	}
 }
 
+// failed counts err when it is a record that fails authentication, and
+// returns any other error.
+func (r *AuthReport) failed(err error) error {
+	if ae, ok := err.(*AuthError); ok {
+		r.fail(ae)
+		return nil
+	}
+	return err
+}
+
 // Err is the first failure, or nil.
 func (r *AuthReport) Err() error {
 	if len(r.Bad) == 0 {
@@ -49,26 +59,17 @@ func (c *Cache) Authenticate() (AuthReport, error) {
 	c.mu.RUnlock()
 	err := c.view(func(tx *bolt.Tx) error {
 		r.Records += 3
-		if _, err := c.readFeed(tx); err != nil {
-			if ae, ok := err.(*AuthError); ok {
-				r.fail(ae)
-			} else {
-				return err
-			}
+		_, err := c.readFeed(tx)
+		if err = r.failed(err); err != nil {
+			return err
 		}
-		if _, _, err := c.readRuns(tx); err != nil {
-			if ae, ok := err.(*AuthError); ok {
-				r.fail(ae)
-			} else {
-				return err
-			}
+		_, _, err = c.readRuns(tx)
+		if err = r.failed(err); err != nil {
+			return err
 		}
-		if _, err := c.readResync(tx); err != nil {
-			if ae, ok := err.(*AuthError); ok {
-				r.fail(ae)
-			} else {
-				return err
-			}
+		_, err = c.readResync(tx)
+		if err = r.failed(err); err != nil {
+			return err
 		}
 		for _, run := range runs {
 			err := c.eachGroup(tx, run.Seq, func(g *group) error {
