@@ -54,7 +54,7 @@ func (c *Cache) Purge(now time.Time, retention time.Duration) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", now.Add(-retention), err)
+		return n, fmt.Errorf("cache: purge certificates expired before %v: %w", cut, err)
 	}
 	return n, nil
 }
