@@ -1102,6 +1102,7 @@ func TestDecisionIsForeground(t *testing.T) {
 			})
 		r.scan(r.token(1, verify.StepOf(now0)))
 		o := r.want(gate.Granted)
+		synctest.Wait() // the outcome is observed before the decision's end is marked
 		if active.Load() != 0 || begun.Load() != 1 || ended.Load() != 1 {
 			t.Fatalf("after the grant: %d decisions under way, %d begun, %d ended; want 0, 1, 1", active.Load(), begun.Load(), ended.Load())
 		}
@@ -1111,6 +1112,7 @@ func TestDecisionIsForeground(t *testing.T) {
 		if o = r.want(gate.Denied); o.Decision.Reason != verify.Revoked {
 			t.Fatalf("reason %v, want REVOKED", o.Decision.Reason)
 		}
+		synctest.Wait()
 		if begun.Load() != 2 || ended.Load() != 2 {
 			t.Fatalf("after a grant and a refusal: %d begun, %d ended; want 2 and 2", begun.Load(), ended.Load())
 		}
