@@ -245,7 +245,7 @@ func (a *Agent) open() (err error) {
 		if err != nil {
 			return step("scanner", "scanner", err)
 		}
-		if a.serial, err = scanner.NewSerial(sc, scanner.Options{Logger: a.log.With("part", "scanner")}); err != nil {
+		if a.serial, err = scanner.NewSerial(sc, scanner.Options{Logger: a.log.With("part", "scanner"), Arriving: a.store.Cache.Foreground}); err != nil {
 			return step("scanner", "scanner", err)
 		}
 	case "images":

@@ -31,14 +31,15 @@ const churnHeld = 2_000_000
 //   - /idle: nothing else writes;
 //   - /churn: every grant meets one of the cache's own writes, as the
 //     goal's condition (a feed batch every 10 s, the hourly maintenance)
-//     has it at its worst: before each scan a feed batch begins (116 new
-//     certificates with random IDs, one record of the delta), and before
+//     has it at its worst: with each scan a feed batch begins (116 new
+//     certificates with random IDs, one record of the delta), and with
 //     every 50th the hourly maintenance instead (a clock an hour on; a
 //     run of a 3-hour window written every third, the full sync's runs
-//     deleted whole as they expire; see churner). The scan's bytes
-//     follow 0 to 2 ms later, at random: some grants find the write
-//     under way, some come as it begins. 2% of grants meet the
-//     maintenance, so the p99 is theirs;
+//     deleted whole as they expire; see churner). The write begins at
+//     random from 2 ms before the scan's first byte to its last (see
+//     meetWrites; the scan comes in at 115200 baud, see sendLine): some
+//     grants find it under way, some see it begin. 2% of grants meet
+//     the maintenance, so the p99 is theirs;
 //   - /flood: the feed's batches back to back, without a pause, and the
 //     maintenance every 360th (about 1,400 batches a second here, 14,000
 //     times the goal's rate): the device and both cores busy with the
@@ -72,7 +73,7 @@ func BenchmarkScanToRelayUnderChurn(b *testing.B) {
 			switch mode {
 			case "churn":
 				var done func()
-				before, done = meetWrites(func(i int) {
+				before, done = meetWrites(lineTime(len(code())), func(i int) {
 					if i%50 == 49 {
 						ch.maintain()
 					} else {
@@ -200,8 +201,8 @@ func (ch *churner) maintain() {
 // BenchmarkScanToRelayUnderChurnFloor is the floor beside
 // BenchmarkScanToRelayUnderChurn: BenchmarkScanToRelayFloor's line and raw
 // bbolt commit, /idle alone and /churn with the raw writes of the same
-// churn timed as there (begun 0 to 2 ms before each line, on a lowered
-// thread): a feed batch's record (8 KB appended to a file, then
+// churn timed as there (begun from 2 ms before each line's first byte to
+// its last, on a lowered thread): a feed batch's record (8 KB appended to a file, then
 // fdatasync), and before every 50th line the maintenance's (1 MB in
 // four 256 KB writes, each synced). What a grant meeting a write costs
 // on this device with no gate at all: the gate's /churn against /idle
@@ -228,7 +229,7 @@ func BenchmarkScanToRelayUnderChurnFloor(b *testing.B) {
 					}
 				}
 				var done func()
-				before, done = meetWrites(func(i int) {
+				before, done = meetWrites(lineTime(floorLine), func(i int) {
 					if i%50 == 49 {
 						for range 4 {
 							write(chunk)
@@ -247,27 +248,34 @@ func BenchmarkScanToRelayUnderChurnFloor(b *testing.B) {
 // meetWrites starts a goroutine that does write(i) for the scan numbered
 // i, on a lowered thread as the agent's feed and maintenance loops run,
 // and returns the hook that starts it before each scan, and done, which
-// ends the goroutine. The hook then waits 0 to 2 ms, at random, before
-// the scan's bytes are written: some scans find the write under way, some
-// come as it begins. A write still under way when the next scan comes
-// (the maintenance) is met by that scan too, not queued behind it.
-func meetWrites(write func(i int)) (before func(i int), done func()) {
-	work := make(chan int, 1)
+// ends the goroutine. The hook returns 2 ms before the scan's first byte
+// is sent (its bytes take span to come in); the write begins at random
+// from then to the scan's last byte: some scans begin with the write
+// under way, some as it begins, some see it begin while they come in.
+// A write still under way when the next scan comes (the maintenance) is
+// met by that scan too, not queued behind it.
+func meetWrites(span time.Duration, write func(i int)) (before func(i int), done func()) {
+	type job struct {
+		i     int
+		after time.Duration
+	}
+	work := make(chan job, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		lowprio.Lower()
-		for i := range work {
-			write(i)
+		for j := range work {
+			time.Sleep(j.after) // the stimulus: where the write falls against the scan
+			write(j.i)
 		}
 	})
+	const lead = 2 * time.Millisecond
 	jitter := rand.New(rand.NewPCG(18, 18))
 	before = func(i int) {
 		select {
-		case work <- i:
+		case work <- job{i, time.Duration(jitter.Int64N(int64(lead + span)))}:
 		default: // the last write is still under way: the scan meets it
 		}
-		// The stimulus: where the scan falls against the write.
-		time.Sleep(time.Duration(jitter.Int64N(int64(2 * time.Millisecond))))
+		time.Sleep(lead) // the stimulus: the scan's first byte comes lead after
 	}
 	return before, func() { close(work); wg.Wait() }
 }

@@ -418,6 +418,9 @@ func (c *Controller) Ping(timeout time.Duration) error {
 }
 
 func (c *Controller) onScan(s Scan) {
+	if s.Release != nil {
+		defer s.Release() // after the decision's own mark, below, is taken
+	}
 	if c.handOver(s) {
 		return
 	}

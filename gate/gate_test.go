@@ -1100,21 +1100,33 @@ func TestDecisionIsForeground(t *testing.T) {
 					return func() { ended.Add(1); active.Add(-1) }
 				}
 			})
-		r.scan(r.token(1, verify.StepOf(now0)))
+		// Each scan's arrival mark (Scan.Release) ends once the scan is
+		// dealt with: after its decision's own mark was taken, so that the
+		// cache's writes are never let go between the two.
+		var released []int32 // decisions begun when each scan was released
+		scan := func(text []byte) {
+			r.send(gate.Scan{Text: text, At: r.clock.Now(), Release: func() { released = append(released, begun.Load()) }})
+		}
+		scan(r.token(1, verify.StepOf(now0)))
 		o := r.want(gate.Granted)
 		synctest.Wait() // the outcome is observed before the decision's end is marked
 		if active.Load() != 0 || begun.Load() != 1 || ended.Load() != 1 {
 			t.Fatalf("after the grant: %d decisions under way, %d begun, %d ended; want 0, 1, 1", active.Load(), begun.Load(), ended.Load())
 		}
+		scan(r.token(1, verify.StepOf(now0))) // during the passage: not checked
+		r.want(gate.Ignored)
 		r.clock.Advance(8 * time.Second)
 		r.want(gate.Lapsed)
-		r.scan(r.token(3, verify.StepOf(now0))) // revoked
+		scan(r.token(3, verify.StepOf(now0))) // revoked
 		if o = r.want(gate.Denied); o.Decision.Reason != verify.Revoked {
 			t.Fatalf("reason %v, want REVOKED", o.Decision.Reason)
 		}
 		synctest.Wait()
 		if begun.Load() != 2 || ended.Load() != 2 {
 			t.Fatalf("after a grant and a refusal: %d begun, %d ended; want 2 and 2", begun.Load(), ended.Load())
+		}
+		if want := []int32{1, 1, 2}; !slices.Equal(released, want) {
+			t.Errorf("decisions begun as each scan's arrival mark was released: %v, want %v (a grant, a scan not checked, a refusal)", released, want)
 		}
 		if len(wv.seen) != 2 || wv.seen[0] != 1 || wv.seen[1] != 1 {
 			t.Errorf("decisions under way when each token was checked: %v, want [1 1]", wv.seen)

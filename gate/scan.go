@@ -21,4 +21,9 @@ type Scan struct {
 	// after it; zero when unknown.
 	Began  time.Time
 	Source string // the port name, or the image file name
+	// Release, when set, ends the mark its source took as the scan began
+	// to arrive (scanner.Options.Arriving: the key cache's writes held
+	// back). The controller calls it once the scan is dealt with; a
+	// source that cannot hand the scan on calls it itself.
+	Release func()
 }

@@ -135,7 +135,23 @@ func (c Config) mode() *serial.Mode {
 type Options struct {
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // the clock for the repeat window and Scan.At; nil: time.Now
+	// Arriving, when set, is called when a frame's first bytes come in,
+	// and what it returns once the frame is dealt with: handed to the
+	// gate (as the Scan's Release, which the gate calls when it has
+	// decided), dropped (a repeat, an over-long line), or cut off by the
+	// port's loss; or ArrivalHold after its first bytes, if the frame is
+	// still unended then. The agent gives the key cache's Foreground: a
+	// code takes 5 ms to arrive at 115200 baud and 60 ms at 9600, and
+	// the cache's own writes wait meanwhile, so that the one under way
+	// when a passenger's code begins has ended when the gate decides.
+	Arriving func() (done func())
 }
+
+// ArrivalHold is the longest a frame's arrival is marked (Options.Arriving)
+// before its end: a TR1 code of 58 characters takes 61 ms at 9600 baud.
+// A line that never ends (a scanner cut off mid-code, or sending without
+// the configured terminator) holds the cache's writes back no longer.
+const ArrivalHold = 200 * time.Millisecond
 
 // Stats are a serial scanner's counters.
 type Stats struct {
@@ -165,10 +181,11 @@ type Stats struct {
 
 // Serial reads scans from a scanner on a serial line.
 type Serial struct {
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	running atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	arriving func() (done func())
+	running  atomic.Bool
 	// tried is closed once Run has tried to open the port the first time.
 	tried     chan struct{}
 	triedOnce sync.Once
@@ -183,7 +200,7 @@ func NewSerial(cfg Config, opts Options) (*Serial, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Serial{cfg: cfg, log: opts.Logger, now: opts.Now, tried: make(chan struct{})}
+	s := &Serial{cfg: cfg, log: opts.Logger, now: opts.Now, arriving: opts.Arriving, tried: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -366,21 +383,36 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 	buf := make([]byte, readBufSize)
 	var at time.Time
 	aborted := false
+	// arrival is the mark taken when the frame now arriving began
+	// (Options.Arriving); nil when none is taken.
+	var arrival *mark
+	defer func() { arrival.end() }()
 	emit := func(f Frame) {
+		held := arrival
+		arrival = nil
 		if aborted {
+			held.end()
 			return
 		}
 		if f.Dropped > 0 {
+			held.end()
 			s.update(func(st *Stats) { st.Overlong++ })
 			repeats.Log(slog.LevelWarn, "overlong", "scanner line too long, dropped", "length", f.Dropped, "max_line", s.cfg.MaxLine)
 			return
 		}
 		if dedup.Seen(f.Line, at) {
+			held.end()
 			s.update(func(st *Stats) { st.Suppressed++ })
 			log.Debug("scanner repeat suppressed", "length", len(f.Line))
 			return
 		}
+		if !held.live() { // a second frame of one read, or one slower than ArrivalHold
+			held = s.arrive()
+		}
 		scan := gate.Scan{Text: bytes.Clone(f.Line), At: at, Began: f.Began, Source: s.cfg.Port}
+		if held != nil {
+			scan.Release = held.end
+		}
 		endings := base.Add(fr.Endings()) // as of this read, before the scan is handed on
 		// Counted before the send, so that a consumer that has the scan
 		// sees it in Stats; taken back if it is never taken.
@@ -403,6 +435,7 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		case out <- scan:
 			log.Debug("scanner line", "length", len(scan.Text), "code", code)
 		case <-ctx.Done():
+			held.end()
 			s.update(func(st *Stats) { count(st, ^uint64(0)); st.LastScan = prev })
 			aborted = true
 		}
@@ -412,7 +445,17 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		at = s.now()
 		if n > 0 {
 			s.update(func(st *Stats) { st.Bytes += uint64(n) })
+			if arrival == nil {
+				arrival = s.arrive()
+			}
 			fr.FeedAt(buf[:n], at, emit)
+			switch {
+			case fr.Pending() == 0: // no frame left arriving (bare terminators)
+				arrival.end()
+				arrival = nil
+			case arrival == nil: // this read also began the next frame
+				arrival = s.arrive()
+			}
 			e := base.Add(fr.Endings())
 			s.update(func(st *Stats) { st.Endings = e })
 		}
@@ -428,6 +471,46 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 		}
 	}
 }
+
+// mark is a frame's arrival mark (Options.Arriving): ended once, by
+// end or ArrivalHold after it was taken. A nil *mark is none.
+type mark struct {
+	once  sync.Once
+	ended atomic.Bool
+	done  func()
+	lapse *time.Timer
+}
+
+// arrive takes a frame's arrival mark; nil without Options.Arriving.
+func (s *Serial) arrive() *mark {
+	if s.arriving == nil {
+		return nil
+	}
+	m := &mark{done: s.arriving()}
+	m.lapse = time.AfterFunc(ArrivalHold, m.finish)
+	return m
+}
+
+// end ends the mark, if it is not ended already. It is called on the
+// goroutine that took the mark, or after the scan was handed on.
+func (m *mark) end() {
+	if m == nil {
+		return
+	}
+	m.lapse.Stop()
+	m.finish()
+}
+
+// finish ends the mark once.
+func (m *mark) finish() {
+	m.once.Do(func() {
+		m.ended.Store(true)
+		m.done()
+	})
+}
+
+// live reports whether the mark holds still.
+func (m *mark) live() bool { return m != nil && !m.ended.Load() }
 
 // errHighDescriptor: go.bug.st/serial waits for a port with select(2),
 // whose descriptor set holds descriptors 0 to 1023, and panics (an index

@@ -667,3 +667,114 @@ func TestSerialHighDescriptor(t *testing.T) {
 		t.Fatalf("scan %q after the descriptors were freed", s.Text)
 	}
 }
+
+// marks counts the arrival marks a Serial takes (Options.Arriving).
+type marks struct{ taken, ended, held atomic.Int64 }
+
+func (m *marks) arriving() func() {
+	m.taken.Add(1)
+	m.held.Add(1)
+	return func() {
+		m.ended.Add(1)
+		m.held.Add(-1)
+	}
+}
+
+// TestSerialMarksArrival: a frame's first bytes take the arrival mark
+// (the key cache's writes held back while a code comes in), the scan
+// carries it to the gate, and every frame ends its mark exactly once:
+// handed on and released, dropped as a repeat, cut short, or never ended.
+func TestSerialMarksArrival(t *testing.T) {
+	tty := scannertest.Start(t)
+	peer := tty.OpenPeer(t)
+	m := &marks{}
+	cfg := fast(scanner.Config{Port: tty.Dev, RepeatWindow: time.Hour})
+	s, err := scanner.NewSerial(cfg, scanner.Options{Arriving: m.arriving})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan gate.Scan)
+	cancel, done := background(t, &syncbuf.Buffer{}, func(ctx context.Context) error { return s.Run(ctx, out) })
+	eventually.True(t, 5*time.Second, "scanner connected", func() bool { return s.Stats().Connected })
+	next := func() gate.Scan {
+		t.Helper()
+		select {
+		case sc := <-out:
+			return sc
+		case <-time.After(3 * time.Second):
+			t.Fatalf("no scan within 3 s (stats %+v)", s.Stats())
+		}
+		return gate.Scan{}
+	}
+	held := func(want int64, what string) {
+		t.Helper()
+		eventually.True(t, 3*time.Second, what, func() bool { return m.held.Load() == want })
+	}
+
+	code := codes(3)
+	write(t, peer, code[0][:20])
+	held(1, "half a code holds the mark")
+	write(t, peer, code[0][20:]+"\r")
+	sc := next()
+	if sc.Release == nil {
+		t.Fatal("the scan carries no Release for the mark its first bytes took")
+	}
+	if m.held.Load() != 1 {
+		t.Fatalf("%d marks held while the gate has the scan, want 1", m.held.Load())
+	}
+	sc.Release()
+	if m.held.Load() != 0 || m.taken.Load() != 1 {
+		t.Fatalf("after Release: %d held, %d taken; want 0 and 1", m.held.Load(), m.taken.Load())
+	}
+	sc.Release() // a second call is harmless
+	if m.ended.Load() != 1 {
+		t.Fatalf("a second Release ended the mark again (%d ends)", m.ended.Load())
+	}
+
+	// The repeat is dropped: its mark ends with it, nothing is handed on.
+	write(t, peer, code[0]+"\r")
+	held(0, "a repeat's mark ends when it is dropped")
+	eventually.True(t, 3*time.Second, "the repeat suppressed", func() bool { return s.Stats().Suppressed == 1 })
+
+	// Two codes in one read: each scan carries its own mark.
+	write(t, peer, code[1]+"\r"+code[2]+"\r")
+	a, b := next(), next()
+	if a.Release == nil || b.Release == nil {
+		t.Fatal("a code that came in the read of the one before carries no Release")
+	}
+	held(2, "both codes of one read marked until the gate releases them")
+	a.Release()
+	b.Release()
+	held(0, "both released")
+
+	// Bare terminators are no frame; a line that never ends lets go
+	// after ArrivalHold.
+	write(t, peer, "\r\n\r")
+	held(0, "terminators alone hold nothing")
+	write(t, peer, "TR1:NEVER ENDS")
+	held(1, "an unended line holds the mark")
+	held(0, "an unended line's mark lapses after ArrivalHold")
+
+	// Its end, after the lapse, is marked again for its handing on.
+	write(t, peer, "\r")
+	if late := next(); late.Release == nil || m.held.Load() != 1 {
+		t.Fatalf("a line ended after ArrivalHold handed on with Release %v, %d marks held; want a mark of its own", late.Release != nil, m.held.Load())
+	} else {
+		late.Release()
+	}
+
+	// A code that the gate never takes: its mark ends with Run.
+	write(t, peer, codes(4)[3]+"\r")
+	held(1, "a code waiting for the gate holds its mark")
+	cancel()
+	select {
+	case err := <-done:
+		done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	held(0, "the code never taken released as Run ends")
+	if m.taken.Load() != m.ended.Load() {
+		t.Errorf("%d marks taken, %d ended", m.taken.Load(), m.ended.Load())
+	}
+}
