@@ -113,7 +113,7 @@ func (c *Cache) Apply(b *Batch) (ApplyResult, error) {
 		if b.Feed.Epoch != fs.Epoch {
 			return fmt.Errorf("%w: batch of feed epoch %x, cache holds epoch %x", ErrGap, b.Feed.Epoch, fs.Epoch)
 		}
-		w := newBatchWriter(c)
+		w := newBatchWriter(c, len(b.Upserts)+len(b.Revokes))
 		if err := w.upsert(b.Upserts, &res); err != nil {
 			return err
 		}
@@ -164,8 +164,9 @@ type batchWriter struct {
 	at      map[verify.CertID]int // entry offsets
 }
 
-func newBatchWriter(c *Cache) *batchWriter {
-	return &batchWriter{c: c, at: map[verify.CertID]int{}}
+// newBatchWriter returns a batchWriter for about n certificates.
+func newBatchWriter(c *Cache, n int) *batchWriter {
+	return &batchWriter{c: c, at: make(map[verify.CertID]int, n), entries: make([]byte, 0, n*entryLen)}
 }
 
 // get finds id's newest entry: the batch's own, else the cache's. A
@@ -193,6 +194,10 @@ func (w *batchWriter) set(id verify.CertID, e []byte) {
 	w.entries = append(w.entries, e...)
 }
 
+// warmAhead is how many certificates' lines upsert reads ahead at once
+// (Cache.warm): their lines stay in the processor's cache until their turn.
+const warmAhead = 256
+
 // upsert adds certificates, keeping any revocation already held. A
 // certificate held already as it would be written is left out: the feed
 // client sends the whole current log page each round, from its first
@@ -201,6 +206,9 @@ func (w *batchWriter) set(id verify.CertID, e []byte) {
 func (w *batchWriter) upsert(ups []verify.Cert, res *ApplyResult) error {
 	var old, e [entryLen]byte
 	for i := range ups {
+		if i%warmAhead == 0 {
+			w.c.warm(ups[i:min(i+warmAhead, len(ups))])
+		}
 		u := &ups[i]
 		found, err := w.get(u.ID, old[:], res)
 		if err != nil {
@@ -276,6 +284,9 @@ func (w *batchWriter) commit(kind byte, from, next uint64, fs *FeedState) error 
 	c.mu.Lock()
 	c.idx.reserve(len(w.entries) / entryLen)
 	for off := 0; off < len(w.entries); off += entryLen {
+		if n := off / entryLen; n%warmAhead == 0 { // see Cache.warm
+			c.idx.warm(w.entries[off:min(off+warmAhead*entryLen, len(w.entries))])
+		}
 		c.idx.put(w.entries[off:off+entryLen], lsn)
 	}
 	resync := c.fs.Resync
@@ -302,7 +313,7 @@ func (c *Cache) RecordSync(fs FeedState) error {
 	err := c.write(func() error {
 		old, _ := c.Feed()
 		fs.Cursor, fs.Resync = old.Cursor, nil
-		return newBatchWriter(c).commit(deltaSync, old.Cursor, old.Cursor, &fs)
+		return newBatchWriter(c, 0).commit(deltaSync, old.Cursor, old.Cursor, &fs)
 	})
 	if err != nil {
 		return fmt.Errorf("cache: record sync: %w", err)
@@ -339,7 +350,7 @@ func (c *Cache) Settle(id verify.CertID) (string, error) {
 		if at.IsZero() {
 			at = fs.SyncedAt
 		}
-		w := newBatchWriter(c)
+		w := newBatchWriter(c, 1)
 		encodeEntry(e[:], &verify.Cert{ID: id, NotBefore: at, NotAfter: at.Add(MaxValidity)}, flagNoKey)
 		w.set(id, e[:])
 		fs.Resync = nil

@@ -78,3 +78,88 @@ func randID(r *rand.Rand, hi uint64) []byte {
 	binary.BigEndian.PutUint64(id[8:], r.Uint64())
 	return id
 }
+
+// TestSortByID: the bucketed sort orders IDs as bytes.Compare does, for
+// random IDs and for IDs that share their top bits (one bucket), a few
+// or many, so that the runs it writes are in order whatever the feed.
+func TestSortByID(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	shapes := map[string]func(i int) []byte{
+		"random": func(int) []byte { return randID(r, 0) },
+		"one top": func(int) []byte {
+			id := randID(r, 0)
+			id[0], id[1] = 0xab, 0xcd
+			return id
+		},
+		"top bits only": func(i int) []byte {
+			var id [verify.CertIDLen]byte
+			binary.BigEndian.PutUint16(id[:], uint16(r.IntN(4)))
+			binary.BigEndian.PutUint32(id[12:], uint32(i))
+			return id[:]
+		},
+		"descending": func(i int) []byte {
+			var id [verify.CertIDLen]byte
+			binary.BigEndian.PutUint64(id[:], ^uint64(i)<<20)
+			return id[:]
+		},
+	}
+	for name, shape := range shapes {
+		for _, n := range []int{0, 1, 13, 5000} {
+			x := newIndex()
+			var e [entryLen]byte
+			for i := range n {
+				copy(e[:], shape(i))
+				x.put(e[:], 1)
+			}
+			ids := x.each()
+			sortByID(ids, x)
+			if len(ids) != x.len() {
+				t.Fatalf("%s, %d: %d sorted of %d", name, n, len(ids), x.len())
+			}
+			if !slices.IsSortedFunc(ids, func(a, b int) int { return bytes.Compare(x.id(a), x.id(b)) }) {
+				t.Errorf("%s, %d IDs: not in order", name, n)
+			}
+		}
+	}
+}
+
+// TestIndex: the delta's index answers as a map would across its growth
+// (each grow reinserts its entries ordered by hash) and its rebuild at
+// open, with IDs overwritten on the way, and an ID never put is absent.
+func TestIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	x := newIndex()
+	want := map[string][entryLen]byte{}
+	var ids [][]byte
+	for i := range 50_000 {
+		var e [entryLen]byte
+		if len(ids) > 0 && i%7 == 0 { // an overwrite
+			copy(e[:], ids[r.IntN(len(ids))])
+		} else {
+			id := randID(r, 0)
+			ids = append(ids, id)
+			copy(e[:], id)
+		}
+		binary.BigEndian.PutUint64(e[entryLen-8:], uint64(i))
+		x.put(e[:], uint64(i))
+		want[string(e[:verify.CertIDLen])] = e
+	}
+	check := func(what string, x *index) {
+		t.Helper()
+		if x.len() != len(want) {
+			t.Fatalf("%s: %d IDs indexed, want %d", what, x.len(), len(want))
+		}
+		for id, e := range want {
+			got, ok := x.get([]byte(id))
+			if !ok || !bytes.Equal(got, e[:]) {
+				t.Fatalf("%s: %x: %x, %v; want its newest entry", what, id, got, ok)
+			}
+		}
+		if _, ok := x.get(randID(r, 0)); ok {
+			t.Fatalf("%s: an ID never put is found", what)
+		}
+	}
+	check("grown", x)
+	x.build()
+	check("rebuilt", x)
+}

@@ -68,23 +68,35 @@ func (x *index) build() {
 	if n == 0 {
 		return
 	}
-	hs := make([]uint64, n)
-	var count [1<<16 + 1]int32
-	for i := range n {
-		hs[i] = x.hash(x.id(i))
-		count[hs[i]>>48+1]++
+	entries := make([]int32, n)
+	for i := range entries {
+		entries[i] = int32(i)
+	}
+	x.insertAll(entries)
+}
+
+// insertAll inserts the entries numbered in entries (an ID's later entry
+// after its earlier), ordered by the top 16 bits of their hashes (a
+// counting sort: two sequential passes), so that the table is written
+// from its start to its end rather than at random.
+func (x *index) insertAll(entries []int32) {
+	hs := make([]uint64, len(entries))
+	count := make([]int32, 1<<16+1)
+	for n, i := range entries {
+		hs[n] = x.hash(x.id(int(i)))
+		count[hs[n]>>48+1]++
 	}
 	for b := 1; b < len(count); b++ {
 		count[b] += count[b-1]
 	}
-	order := make([]int32, n) // stable: an ID's later entry after its earlier
-	for i := range n {
-		b := hs[i] >> 48
-		order[count[b]] = int32(i)
+	order := make([]int32, len(entries)) // stable
+	for n := range entries {
+		b := hs[n] >> 48
+		order[count[b]] = int32(n)
 		count[b]++
 	}
-	for _, i := range order {
-		x.insert(int(i), hs[i])
+	for _, n := range order {
+		x.insert(int(entries[n]), hs[n])
 	}
 }
 
@@ -120,6 +132,22 @@ func (x *index) find(id []byte) int {
 			return int(uint32(e) - 1)
 		}
 	}
+}
+
+// touch reads the table's slot where id's search begins, and returns it
+// so the read stays: see Cache.warm.
+func (x *index) touch(id []byte) uint64 {
+	return x.slots[x.hash(id)>>(64-x.bits)]
+}
+
+// warm touches the slots of the IDs of entries (entryLen bytes each):
+// see Cache.warm.
+func (x *index) warm(entries []byte) {
+	var sum uint64
+	for off := 0; off < len(entries); off += entryLen {
+		sum += x.touch(entries[off : off+verify.CertIDLen])
+	}
+	warmSum.Add(sum)
 }
 
 // get returns id's entry, valid until the next put.
@@ -168,16 +196,16 @@ func (x *index) put(e []byte, lsn uint64) {
 // grow makes the table twice as large, its entries where they are in the
 // slab (the overwritten ones left there until the next compact).
 func (x *index) grow() {
-	old := x.slots
+	live := make([]int32, 0, x.live)
+	for _, e := range x.slots {
+		if e != 0 {
+			live = append(live, int32(uint32(e)-1))
+		}
+	}
 	x.bits++
 	x.slots = make([]uint64, 1<<x.bits)
 	x.live = 0
-	for _, e := range old {
-		if e != 0 {
-			i := int(uint32(e) - 1)
-			x.insert(i, x.hash(x.id(i)))
-		}
-	}
+	x.insertAll(live)
 }
 
 // each returns the live entries' numbers.
