@@ -98,6 +98,7 @@ type Cache struct {
 	// place (runs.go).
 	db       *bolt.DB
 	dbMu     sync.RWMutex
+	rd       reader // the lookups' read transaction of db, kept
 	path     atomic.Pointer[string]
 	readOnly bool
 	key      *Key
@@ -489,6 +490,9 @@ func (c *Cache) update(fn func(*bolt.Tx) error) error {
 	c.yield()
 	c.dbMu.RLock()
 	defer c.dbMu.RUnlock()
+	// The lookups' kept transaction ends before the commit, and none is
+	// kept until it is done (see reader).
+	defer c.rd.hold()()
 	return safely(c.Path(), func() error { return c.db.Update(fn) })
 }
 
@@ -509,6 +513,7 @@ func (c *Cache) Close() error {
 	if c.delta != nil {
 		derr = c.delta.Close()
 	}
+	c.rd.shut()
 	if err := errors.Join(c.db.Close(), derr); err != nil {
 		return fmt.Errorf("cache: close %s: %w", c.Path(), err)
 	}
@@ -600,20 +605,20 @@ func (c *Cache) Lookup(id verify.CertID, _ verify.Direction) (r verify.Record, f
 		} else {
 			runs := c.runs
 			h := scanHit(runs, id[:])
-			var tx *bolt.Tx
-			var err error
-			if h >= 0 {
-				// Begun under mu: the runs it reads are the list's
-				// (a dropped run's groups are deleted after it leaves
-				// the list).
-				tx, err = c.db.Begin(false)
+			if h < 0 {
+				c.mu.RUnlock()
+				return nil
 			}
+			// Taken or begun under mu: the runs it reads are the
+			// list's (a dropped run's groups are deleted after it
+			// leaves the list).
+			groups, done, err := c.rd.take(c.db)
 			c.mu.RUnlock()
-			if err != nil || h < 0 {
+			if err != nil {
 				return err
 			}
-			defer tx.Rollback()
-			if found, err = c.lookupRuns(tx, runs[:h+1], id[:], e[:]); err != nil || !found {
+			defer done()
+			if found, err = c.lookupRuns(groups, runs[:h+1], id[:], e[:]); err != nil || !found {
 				return err
 			}
 		}
@@ -648,7 +653,7 @@ func (c *Cache) record(id []byte, e []byte) (bool, error) {
 	found := false
 	err := c.viewMeta(func(tx *bolt.Tx) error {
 		var err error
-		found, err = c.lookupRuns(tx, runs[:h+1], id, e)
+		found, err = c.lookupRuns(tx.Bucket(bucketGroups), runs[:h+1], id, e)
 		return err
 	})
 	return found, err
@@ -839,6 +844,7 @@ func DeltaSize(dir string) int64 {
 func (c *Cache) Check() error {
 	c.dbMu.RLock()
 	defer c.dbMu.RUnlock()
+	defer c.rd.hold()() // it holds the write lock: as a commit (reader)
 	if err := checkDB(c.db, c.Path(), c.readOnly); err != nil {
 		return fmt.Errorf("cache: check %s: %w", c.Path(), err)
 	}

@@ -89,6 +89,7 @@ func (c *Cache) compact(now time.Time) error {
 		d.Close()
 	}
 	c.dbMu.Lock()
+	c.rd.end() // of the old file, which Close below would wait for
 	old := c.db
 	c.db = db
 	c.dbMu.Unlock()

@@ -89,7 +89,13 @@ func Dump(c *Cache) (map[string]string, error) {
 }
 
 // DB exposes the bbolt handle, for tests that plant bad data.
-func DB(c *Cache) *bolt.DB { return c.db }
+//
+// The lookups' kept read transaction is ended first: a test's commit of
+// the file (not Cache's, which ends it itself) would wait for it.
+func DB(c *Cache) *bolt.DB {
+	c.rd.end()
+	return c.db
+}
 
 // FlipJournalMemory changes byte at of what the open journal holds in
 // memory under key in bucket, as cachetest.DamageJournalRecord changes it
@@ -203,7 +209,7 @@ func WriteJournalV1(path string, events []event.Event, lastSeq uint64, passes ma
 // cache's own file, as schema 1 kept them: the benchmarks' comparison of
 // one shared file with the journal apart.
 func AppendEventShared(c *Cache, e event.Event) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
+	return DB(c).Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketEvents); err != nil {
 			return err
 		}
@@ -272,7 +278,7 @@ func CertOffset(at, i, n int, noKey bool) int {
 // FlipCert XORs byte at of certificate id's record (CertOffset) with x
 // in the run that holds it, on the disk.
 func FlipCert(c *Cache, id []byte, at int, x byte) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
+	return DB(c).Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGroups)
 		cur := b.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {

@@ -52,7 +52,7 @@ func (c *Cache) count(notBefore int64) (int, error) {
 					shadowed := false
 					for _, o := range newer {
 						if o.bloom.has(id) {
-							if found, err := c.lookupRun(tx, o, id, e[:]); err == nil && found {
+							if found, err := c.lookupRun(tx.Bucket(bucketGroups), o, id, e[:]); err == nil && found {
 								shadowed = true
 								break
 							}

@@ -212,15 +212,15 @@ func scanHit(runs []*run, id []byte) int {
 
 // lookupRuns finds id's newest record in the runs, newest first, into e
 // (entryLen bytes): runs ends with newestHit's run, whose filter is not
-// asked again. tx is a read transaction begun while runs was the cache's
-// list.
-func (c *Cache) lookupRuns(tx *bolt.Tx, runs []*run, id []byte, e []byte) (bool, error) {
+// asked again. groups is bucket groups in a read transaction begun while
+// runs was the cache's list, or since (see reader).
+func (c *Cache) lookupRuns(groups *bolt.Bucket, runs []*run, id []byte, e []byte) (bool, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
 		if i < len(runs)-1 && !r.bloom.has(id) {
 			continue
 		}
-		found, err := c.lookupRun(tx, r, id, e)
+		found, err := c.lookupRun(groups, r, id, e)
 		if err != nil || found {
 			return found, err
 		}
@@ -229,7 +229,7 @@ func (c *Cache) lookupRuns(tx *bolt.Tx, runs []*run, id []byte, e []byte) (bool,
 }
 
 // lookupRun finds id in run r.
-func (c *Cache) lookupRun(tx *bolt.Tx, r *run, id []byte, e []byte) (bool, error) {
+func (c *Cache) lookupRun(groups *bolt.Bucket, r *run, id []byte, e []byte) (bool, error) {
 	var k [groupKeyLen]byte
 	binary.BigEndian.PutUint64(k[:], r.Seq)
 	copy(k[8:], id)
@@ -238,7 +238,10 @@ func (c *Cache) lookupRun(tx *bolt.Tx, r *run, id []byte, e []byte) (bool, error
 			return false, err
 		}
 	}
-	gk, v := tx.Bucket(bucketGroups).Cursor().Seek(k[:])
+	if groups == nil {
+		return false, damaged(c.Path(), 0, "run %d listed, but the file has no bucket of groups", r.Seq)
+	}
+	gk, v := groups.Cursor().Seek(k[:])
 	if gk == nil || len(gk) != groupKeyLen || binary.BigEndian.Uint64(gk) != r.Seq {
 		if bytes.Compare(id, r.Last[:]) > 0 {
 			return false, nil
