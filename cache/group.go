@@ -210,11 +210,14 @@ func (g *group) prefetch(s int) {
 	lo, hi := s*blockSize, min(g.n, (s+1)*blockSize)
 	at := s * blockBytes
 	if touch(g.clear[lo*clearLen:hi*clearLen])+touch(g.sealed[at:at+(hi-lo)*verify.KeyLen+tagLen]) == 0 {
-		prefetchZero.Add(1) // keeps the reads; the count means nothing
+		readSink.Add(1) // keeps the reads
 	}
 }
 
-var prefetchZero atomic.Uint64
+// readSink keeps reads made only to bring lines into the processor's
+// cache (prefetch, Cache.warm, bloom.addEntries); its value means
+// nothing.
+var readSink atomic.Uint64
 
 // touch reads one byte of every cache line of b at once, so that the
 // processor fetches them side by side rather than one after another as
@@ -445,9 +448,12 @@ func bloomHash(id []byte) (uint64, uint64) {
 	return h1 ^ h1>>29, h2 ^ h2>>32
 }
 
+// block is the 64-byte block of an ID whose first hash is h1.
+func (f bloom) block(h1 uint64) []byte { return f[(h1%uint64(len(f)/64))*64:][:64] }
+
 func (f bloom) add(id []byte) {
 	h1, h2 := bloomHash(id)
-	blk := f[(h1%uint64(len(f)/64))*64:][:64]
+	blk := f.block(h1)
 	for i := range 8 {
 		bit := (h2 >> (9 * i)) & 511
 		blk[bit/8] |= 1 << (bit % 8)
@@ -462,7 +468,7 @@ func (f bloom) addEntries(entries []byte) {
 	for off := 0; off < len(entries); off += entryLen {
 		sum += f.touch(entries[off : off+verify.CertIDLen])
 	}
-	warmSum.Add(uint64(sum))
+	readSink.Add(uint64(sum))
 	for off := 0; off < len(entries); off += entryLen {
 		f.add(entries[off : off+verify.CertIDLen])
 	}
@@ -475,7 +481,7 @@ func (f bloom) touch(id []byte) byte {
 		return 0
 	}
 	h1, _ := bloomHash(id)
-	return f[(h1%uint64(len(f)/64))*64]
+	return f.block(h1)[0]
 }
 
 func (f bloom) has(id []byte) bool {
@@ -483,7 +489,7 @@ func (f bloom) has(id []byte) bool {
 		return true // no filter: every run is read
 	}
 	h1, h2 := bloomHash(id)
-	blk := f[(h1%uint64(len(f)/64))*64:][:64]
+	blk := f.block(h1)
 	for i := range 8 {
 		bit := (h2 >> (9 * i)) & 511
 		if blk[bit/8]&(1<<(bit%8)) == 0 {

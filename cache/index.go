@@ -76,28 +76,42 @@ func (x *index) build() {
 }
 
 // insertAll inserts the entries numbered in entries (an ID's later entry
-// after its earlier), ordered by the top 16 bits of their hashes (a
-// counting sort: two sequential passes), so that the table is written
-// from its start to its end rather than at random.
+// after its earlier), ordered by the top 16 bits of their hashes (spread),
+// so that the table is written from its start to its end rather than at
+// random.
 func (x *index) insertAll(entries []int32) {
-	hs := make([]uint64, len(entries))
-	count := make([]int32, 1<<16+1)
+	type item struct {
+		h uint64
+		i int32
+	}
+	items := make([]item, len(entries))
 	for n, i := range entries {
-		hs[n] = x.hash(x.id(int(i)))
-		count[hs[n]>>48+1]++
+		items[n] = item{x.hash(x.id(int(i))), i}
 	}
-	for b := 1; b < len(count); b++ {
-		count[b] += count[b-1]
+	ordered, _ := spread(items, func(it *item) uint64 { return it.h })
+	for _, it := range ordered {
+		x.insert(int(it.i), it.h)
 	}
-	order := make([]int32, len(entries)) // stable
-	for n := range entries {
-		b := hs[n] >> 48
-		order[count[b]] = int32(n)
-		count[b]++
+}
+
+// spread returns xs ordered by the top 16 bits of key (a counting sort:
+// two sequential passes; stable), and where each of the 65,536 buckets
+// ends in it.
+func spread[T any](xs []T, key func(*T) uint64) (out []T, ends []int32) {
+	ends = make([]int32, 1<<16+1)
+	for n := range xs {
+		ends[key(&xs[n])>>48+1]++
 	}
-	for _, n := range order {
-		x.insert(int(entries[n]), hs[n])
+	for b := 1; b < len(ends); b++ {
+		ends[b] += ends[b-1]
 	}
+	out = make([]T, len(xs))
+	for n := range xs {
+		b := key(&xs[n]) >> 48
+		out[ends[b]] = xs[n]
+		ends[b]++
+	}
+	return out, ends[:1<<16]
 }
 
 func (x *index) insert(i int, h uint64) {
@@ -147,7 +161,7 @@ func (x *index) warm(entries []byte) {
 	for off := 0; off < len(entries); off += entryLen {
 		sum += x.touch(entries[off : off+verify.CertIDLen])
 	}
-	warmSum.Add(sum)
+	readSink.Add(sum)
 }
 
 // get returns id's entry, valid until the next put.

@@ -26,43 +26,48 @@ type reader struct {
 // take returns bucket groups of the kept transaction, begun in db when
 // none is kept, and done, which gives it back. When another lookup has
 // it, take begins a transaction for this one alone, which done ends.
-//
-// Reading the file may fault (a truncated file's pages: see safely): a
-// fault lets the kept transaction go, or ends the lookup's own.
 func (r *reader) take(db *bolt.DB) (groups *bolt.Bucket, done func(), err error) {
 	if r.mu.TryLock() {
-		kept := false
-		defer func() {
-			if !kept {
-				r.mu.Unlock()
-			}
-		}()
 		if r.tx == nil && !r.closed {
-			tx, err := db.Begin(false)
-			if err != nil {
+			if r.tx, r.groups, err = beginGroups(db, r.mu.Unlock); err != nil {
+				r.mu.Unlock()
 				return nil, nil, err
 			}
-			r.tx = tx // kept at once: a fault below leaves it to close
-			r.groups = tx.Bucket(bucketGroups)
 		}
 		if r.tx != nil {
-			kept = true
 			return r.groups, r.mu.Unlock, nil
 		}
+		r.mu.Unlock()
 	}
-	tx, err := db.Begin(false)
+	tx, groups, err := beginGroups(db, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	begun := false
+	return groups, func() { _ = tx.Rollback() }, nil
+}
+
+// beginGroups begins a read transaction of db and opens its bucket of
+// groups. Reading the file may fault (a truncated file's pages: see
+// safely): a fault rolls the transaction back and calls onFault (which
+// lets the kept transaction's lock go) as it passes.
+func beginGroups(db *bolt.DB, onFault func()) (tx *bolt.Tx, groups *bolt.Bucket, err error) {
+	opened := false
 	defer func() {
-		if !begun {
-			_ = tx.Rollback()
+		if !opened {
+			if tx != nil {
+				_ = tx.Rollback()
+			}
+			if onFault != nil {
+				onFault()
+			}
 		}
 	}()
-	groups = tx.Bucket(bucketGroups)
-	begun = true
-	return groups, func() { _ = tx.Rollback() }, nil
+	tx, err = db.Begin(false)
+	if err == nil {
+		groups = tx.Bucket(bucketGroups)
+	}
+	opened = true
+	return tx, groups, err
 }
 
 // hold ends the kept transaction and keeps none until release is called:

@@ -604,43 +604,26 @@ func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 // sortByID orders the index's entries ids by their IDs: on a copy of each
 // ID as two numbers beside the entry's number, so that the sort compares
 // in registers and moves 24 bytes, not the slab's entries. The copies are
-// first spread by their top 16 bits into as many buckets (a counting
-// sort: two sequential passes), then each bucket is sorted: IDs are
-// random (the spec's are opaque), so a bucket holds a few and a million
-// sort in about a third of a comparison sort's time; IDs that share their
-// top bits cost a comparison sort of their bucket, never more.
+// first spread by their top 16 bits into as many buckets (spread), then
+// each bucket is sorted (pdqsort,
+// which sorts a few by insertion): IDs are random (the spec's are
+// opaque), so a bucket holds a few and a million sort in about a third
+// of a comparison sort's time; IDs that share their top bits cost a
+// comparison sort of their bucket, never more.
 func sortByID(ids []int, x *index) {
 	type key struct {
 		hi, lo uint64
 		i      int
 	}
 	keys := make([]key, len(ids))
-	count := make([]int32, 1<<16+1)
 	for n, i := range ids {
 		id := x.id(i)
 		keys[n] = key{binary.BigEndian.Uint64(id), binary.BigEndian.Uint64(id[8:]), i}
-		count[keys[n].hi>>48+1]++
 	}
-	for b := 1; b < len(count); b++ {
-		count[b] += count[b-1]
-	}
-	spread := make([]key, len(keys))
-	for _, k := range keys {
-		b := k.hi >> 48
-		spread[count[b]] = k
-		count[b]++
-	}
-	less := func(a, b *key) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
+	keys, ends := spread(keys, func(k *key) uint64 { return k.hi })
 	start := int32(0)
-	for _, end := range count[:1<<16] { // each bucket's end, after the spread
-		switch bucket := spread[start:end]; {
-		case len(bucket) <= 12:
-			for j := 1; j < len(bucket); j++ {
-				for k := j; k > 0 && less(&bucket[k], &bucket[k-1]); k-- {
-					bucket[k], bucket[k-1] = bucket[k-1], bucket[k]
-				}
-			}
-		default:
+	for _, end := range ends {
+		if bucket := keys[start:end]; len(bucket) > 1 {
 			slices.SortFunc(bucket, func(a, b key) int {
 				if a.hi != b.hi {
 					return cmp.Compare(a.hi, b.hi)
@@ -650,7 +633,7 @@ func sortByID(ids []int, x *index) {
 		}
 		start = end
 	}
-	for n := range spread {
-		ids[n] = spread[n].i
+	for n := range keys {
+		ids[n] = keys[n].i
 	}
 }

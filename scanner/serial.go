@@ -475,7 +475,6 @@ func (s *Serial) read(ctx context.Context, port serial.Port, out chan<- gate.Sca
 // mark is a frame's arrival mark (Options.Arriving): ended once, by
 // end or ArrivalHold after it was taken. A nil *mark is none.
 type mark struct {
-	once  sync.Once
 	ended atomic.Bool
 	done  func()
 	lapse *time.Timer
@@ -503,10 +502,9 @@ func (m *mark) end() {
 
 // finish ends the mark once.
 func (m *mark) finish() {
-	m.once.Do(func() {
-		m.ended.Store(true)
+	if m.ended.CompareAndSwap(false, true) {
 		m.done()
-	})
+	}
 }
 
 // live reports whether the mark holds still.
