@@ -277,17 +277,16 @@ func (w *batchWriter) commit(kind byte, from, next uint64, fs *FeedState) error 
 		clear(w.entries)
 		return err
 	}
-	lsn, err := c.appendDelta(kind, &deltaRecord{from: from, next: next, fs: *fs, entries: w.entries})
+	_, err := c.appendDelta(kind, &deltaRecord{from: from, next: next, fs: *fs, entries: w.entries})
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
-	c.idx.reserve(len(w.entries) / entryLen)
 	for off := 0; off < len(w.entries); off += entryLen {
 		if n := off / entryLen; n%warmAhead == 0 { // see Cache.warm
 			c.idx.warm(w.entries[off:min(off+warmAhead*entryLen, len(w.entries))])
 		}
-		c.idx.put(w.entries[off:off+entryLen], lsn)
+		c.idx.put(w.entries[off : off+entryLen])
 	}
 	resync := c.fs.Resync
 	c.fs = *fs

@@ -136,12 +136,6 @@ func (c *Cache) openDelta() error {
 	} else if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	// The index's slab takes at most the log's bytes: reserved once, not
-	// grown by copies as the records are read (a cold start's cost).
-	if size := DeltaSize(dir); size > 0 {
-		c.idx.slab = make([]byte, 0, size)
-		c.idx.lsn = make([]uint64, 0, size/entryLen)
-	}
 	expect := c.covers + 1
 	seen := false
 	var plain []byte
@@ -167,7 +161,7 @@ func (c *Cache) openDelta() error {
 			lastFS = append(lastFS[:0], fj...)
 		}
 		for i := 0; i < len(d.entries); i += entryLen {
-			c.idx.add(d.entries[i:i+entryLen], r.LSN)
+			c.idx.add(d.entries[i : i+entryLen])
 		}
 		return nil
 	}
@@ -180,7 +174,8 @@ func (c *Cache) openDelta() error {
 		if log != nil {
 			log.Close()
 		}
-		c.idx, c.fs, lastFS = newIndex(), saved, nil
+		c.idx.wipe()
+		c.fs, lastFS = saved, nil
 		if c.readOnly {
 			return nil
 		}

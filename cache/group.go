@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,7 @@ func (b *groupBuf) blockAAD(run uint64, count, flags byte, s int, pred, clearPar
 // run's first group).
 func sealGroup(aead cipher.AEAD, dst []byte, run uint64, prev []byte, entries []byte) []byte {
 	n := len(entries) / entryLen
+	dst = slices.Grow(dst, groupLen(n)) // not grown block by block as it is sealed
 	start := len(dst)
 	var nonce [nonceLen]byte
 	rand.Read(nonce[:groupNonceLen])

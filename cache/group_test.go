@@ -109,7 +109,7 @@ func TestSortByID(t *testing.T) {
 			var e [entryLen]byte
 			for i := range n {
 				copy(e[:], shape(i))
-				x.put(e[:], 1)
+				x.put(e[:])
 			}
 			ids := x.each()
 			sortByID(ids, x)
@@ -141,7 +141,7 @@ func TestIndex(t *testing.T) {
 			copy(e[:], id)
 		}
 		binary.BigEndian.PutUint64(e[entryLen-8:], uint64(i))
-		x.put(e[:], uint64(i))
+		x.put(e[:])
 		want[string(e[:verify.CertIDLen])] = e
 	}
 	check := func(what string, x *index) {

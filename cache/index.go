@@ -9,10 +9,11 @@ import (
 )
 
 // index maps certificate IDs to their newest entries in the delta
-// (delta.go): the entries (entryLen bytes, plaintext) packed in a slab in
-// the order the log holds them, and
-// an open-addressing table of their numbers, linear probing from the top
-// bits of a hash of the ID.
+// (delta.go): the entries (entryLen bytes, plaintext) packed in a slab of
+// fixed chunks in the order the log holds them, and an open-addressing
+// table of their numbers, linear probing from the top bits of a hash of
+// the ID. The slab grows a chunk at a time and never moves: a delta of a
+// million entries is not copied as it fills.
 //
 // It is built at open from the delta log, so its cost is the cold start's.
 // Inserting a million random IDs one by one would touch a random cache
@@ -21,8 +22,10 @@ import (
 // passes) and inserts them in that order, which fills the table from its
 // start to its end, so the table is written as a stream.
 type index struct {
-	slab []byte   // entries, entryLen bytes each; overwritten ones stay
-	lsn  []uint64 // the delta record each entry came from
+	// slab holds the entries, overwritten ones too (until the delta is
+	// written as a run), in chunks of slabChunk.
+	slab []*slabChunk
+	n    int // entries in the slab
 	live int
 	bits int // the table has 1<<bits slots
 	seed uint64
@@ -31,6 +34,14 @@ type index struct {
 	// reading the slab.
 	slots []uint64
 }
+
+// slabChunk is slabEntries entries.
+type slabChunk struct{ e [slabEntries * entryLen]byte }
+
+const (
+	slabShift   = 14 // 16,384 entries a chunk: 1 MB of entries
+	slabEntries = 1 << slabShift
+)
 
 func newIndex() *index {
 	x := &index{seed: rand.Uint64() | 1}
@@ -45,17 +56,35 @@ func (x *index) hash(id []byte) uint64 {
 	return h ^ h>>29
 }
 
-func (x *index) entries() int { return len(x.lsn) }
+func (x *index) entries() int { return x.n }
 
-func (x *index) id(i int) []byte { return x.slab[i*entryLen : i*entryLen+verify.CertIDLen] }
+func (x *index) id(i int) []byte { return x.entry(i)[:verify.CertIDLen] }
 
-func (x *index) entry(i int) []byte { return x.slab[i*entryLen : (i+1)*entryLen] }
+func (x *index) entry(i int) []byte {
+	o := (i & (slabEntries - 1)) * entryLen
+	return x.slab[i>>slabShift].e[o : o+entryLen : o+entryLen]
+}
 
-// add appends an entry to the slab without indexing it; build indexes
-// every entry at once.
-func (x *index) add(e []byte, lsn uint64) {
-	x.slab = append(x.slab, e...)
-	x.lsn = append(x.lsn, lsn)
+// add appends an entry to the slab without indexing it, and returns its
+// number; build indexes every entry at once.
+func (x *index) add(e []byte) int {
+	i := x.n
+	if i&(slabEntries-1) == 0 {
+		x.slab = append(x.slab, new(slabChunk))
+	}
+	copy(x.entry(i), e)
+	x.n++
+	return i
+}
+
+// wipe clears the slab's plaintext keys, for an index no longer used:
+// they are not left to the collector.
+func (x *index) wipe() {
+	for _, ch := range x.slab {
+		clear(ch.e[:])
+	}
+	x.slab, x.n = nil, 0
+	x.build()
 }
 
 // build makes the table anew for every entry of the slab, a later entry
@@ -172,36 +201,14 @@ func (x *index) get(id []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// reserve makes room for n more entries, doubling the slab as it must:
-// append alone grows a large slice by a quarter at a time, which copies
-// a delta of a million entries four times over as it fills.
-func (x *index) reserve(n int) {
-	if need := len(x.slab) + n*entryLen; need > cap(x.slab) {
-		// make and copy: slices.Grow would build, clear and copy a
-		// temporary slice of the whole growth as well.
-		slab := make([]byte, len(x.slab), max(need, 2*cap(x.slab)))
-		copy(slab, x.slab)
-		clear(x.slab) // plaintext keys: not left to the collector
-		x.slab = slab
-	}
-	if need := len(x.lsn) + n; need > cap(x.lsn) {
-		lsn := make([]uint64, len(x.lsn), max(need, 2*cap(x.lsn)))
-		copy(lsn, x.lsn)
-		x.lsn = lsn
-	}
-}
-
-// put sets the entry e of its ID, from delta record lsn.
-func (x *index) put(e []byte, lsn uint64) {
+// put sets the entry e of its ID.
+func (x *index) put(e []byte) {
 	id := e[:verify.CertIDLen]
 	if i := x.find(id); i >= 0 {
 		copy(x.entry(i), e)
-		x.lsn[i] = lsn
 		return
 	}
-	x.slab = append(x.slab, e...)
-	x.lsn = append(x.lsn, lsn)
-	x.insert(x.entries()-1, x.hash(id))
+	x.insert(x.add(e), x.hash(id))
 	if 2*x.live > len(x.slots) {
 		x.grow()
 	}

@@ -146,9 +146,34 @@ type groupWriter struct {
 	desc *run
 }
 
-// add appends entry e (IDs ascending) and writes a group when one is
-// full (its IDs then added to desc's filter, if set).
-func (w *groupWriter) add(b *bolt.Bucket, e []byte) error {
+// putter takes a run's groups: a bucket of the transaction, or a
+// transaction's worth gathered ahead of it (gathered). Like a bucket's,
+// its value is kept, not copied.
+type putter interface{ Put(k, v []byte) error }
+
+// gathered is a transaction's worth of a run's groups, sealed ahead of
+// its transaction (cutRun).
+type gathered struct{ kv [][2][]byte }
+
+func (g *gathered) Put(k, v []byte) error {
+	g.kv = append(g.kv, [2][]byte{k, v})
+	return nil
+}
+
+// putAll puts the groups into bucket b.
+func (g *gathered) putAll(b *bolt.Bucket) error {
+	b.FillPercent = 1.0 // appended in order: pages filled whole
+	for _, kv := range g.kv {
+		if err := b.Put(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add appends entry e (IDs ascending) and writes a group to b when one
+// is full (its IDs then added to desc's filter, if set).
+func (w *groupWriter) add(b putter, e []byte) error {
 	if r := w.desc; r != nil {
 		r.Last = verify.CertID(e[:verify.CertIDLen])
 		if na := time.Unix(int64(time32(e[verify.CertIDLen+9:])), 0).UTC(); na.After(r.MaxNotAfter) {
@@ -163,8 +188,8 @@ func (w *groupWriter) add(b *bolt.Bucket, e []byte) error {
 	return nil
 }
 
-// flush writes the group being filled, if any.
-func (w *groupWriter) flush(b *bolt.Bucket) error {
+// flush writes the group being filled to b, if any.
+func (w *groupWriter) flush(b putter) error {
 	if len(w.pending) == 0 {
 		return nil
 	}
@@ -175,7 +200,9 @@ func (w *groupWriter) flush(b *bolt.Bucket) error {
 	k := groupKey(w.seq, last)
 	v := sealGroup(w.c.aead, nil, w.seq, w.prev, w.pending)
 	clear(w.pending)
-	b.FillPercent = 1.0 // appended in order: pages filled whole
+	if b, ok := b.(*bolt.Bucket); ok {
+		b.FillPercent = 1.0 // appended in order: pages filled whole
+	}
 	if err := b.Put(k, v); err != nil {
 		return err
 	}
@@ -422,27 +449,8 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 	}
 	seq := st.Next
 	r := &run{runMeta: runMeta{Seq: seq, Written: now}, bloom: newBloom(len(ids) + len(extra))}
-	w := &groupWriter{c: c, seq: seq, desc: r}
-	pull, stop := iter.Pull(next)
-	defer stop()
-	e, more := pull()
-	for more {
-		err := c.update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketGroups)
-			for k := 0; more && k < commitGroups*groupSize; k++ {
-				if err := w.add(b, e); err != nil {
-					return err
-				}
-				e, more = pull()
-			}
-			if !more {
-				return w.flush(b)
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, fmt.Errorf("write run %d: %w", seq, err)
-		}
+	if err := c.writeGroups(seq, r, next); err != nil {
+		return 0, fmt.Errorf("write run %d: %w", seq, err)
 	}
 	covers := c.delta.Next() - 1
 	var nst runsState
@@ -473,13 +481,70 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 	c.st = nst
 	c.covers = covers
 	c.fs = fs
+	old := c.idx
 	c.idx = newIndex() // all of it is in the run now (no writer ran meanwhile): nothing to copy under the lock
 	c.mu.Unlock()
+	old.wipe() // no lookup reads it now: it was replaced under mu
 	c.lastCut = now
 	if err := c.delta.Release(covers); err != nil {
 		return dropped, fmt.Errorf("delta %s: give back segments: %w", c.deltaDir, err)
 	}
 	return dropped, nil
+}
+
+// writeGroups appends the entries of next (IDs ascending) as run seq's
+// groups, commitGroups a transaction, and makes r the run's record and
+// filter. A goroutine seals each transaction's groups (AES-GCM, the
+// filter) while the one before commits: the sealing shares no lock with
+// the commit and waits for the gate's decisions as the commits do
+// (yield), and the run is the same, to the byte, as one goroutine would
+// write.
+func (c *Cache) writeGroups(seq uint64, r *run, next iter.Seq[[]byte]) error {
+	sealed := make(chan *gathered, 1)
+	quit := make(chan struct{})
+	var serr error
+	go func() {
+		defer close(sealed)
+		serr = safely(c.Path(), func() error {
+			w := &groupWriter{c: c, seq: seq, desc: r}
+			g := new(gathered)
+			for e := range next {
+				w.add(g, e) // a gathered Put does not fail
+				if len(g.kv) < commitGroups {
+					continue
+				}
+				select {
+				case sealed <- g:
+				case <-quit:
+					return nil
+				}
+				g = new(gathered)
+				c.yield()
+			}
+			w.flush(g)
+			if len(g.kv) > 0 {
+				select {
+				case sealed <- g:
+				case <-quit:
+				}
+			}
+			return nil
+		})
+	}()
+	// On a failed commit the sealing stops, and has stopped before this
+	// returns: it reads the delta's index, which the next writer changes.
+	defer func() {
+		close(quit)
+		for range sealed {
+		}
+	}()
+	for g := range sealed {
+		err := c.update(func(tx *bolt.Tx) error { return g.putAll(tx.Bucket(bucketGroups)) })
+		if err != nil {
+			return err
+		}
+	}
+	return serr
 }
 
 // dropRuns deletes the runs every certificate of which expired before

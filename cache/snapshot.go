@@ -159,9 +159,8 @@ func (c *Cache) finishSnapshot(p *SnapshotPage, r *Resync, res *ApplyResult) err
 		return err
 	}
 	covers := c.delta.Next() - 1
-	var carryLSN uint64
 	if len(carry) > 0 {
-		if carryLSN, err = c.appendDelta(deltaCarry, &deltaRecord{entries: carry}); err != nil {
+		if _, err = c.appendDelta(deltaCarry, &deltaRecord{entries: carry}); err != nil {
 			return err
 		}
 	}
@@ -199,13 +198,15 @@ func (c *Cache) finishSnapshot(p *SnapshotPage, r *Resync, res *ApplyResult) err
 	}
 	c.mu.Lock()
 	c.runs, c.st, c.covers, c.resync = runs, st, covers, nil
+	old := c.idx
 	c.idx = newIndex()
 	for off := 0; off < len(carry); off += entryLen {
-		c.idx.put(carry[off:off+entryLen], carryLSN)
+		c.idx.put(carry[off : off+entryLen])
 	}
 	clear(carry)
 	c.fs = fs
 	c.mu.Unlock()
+	old.wipe() // no lookup reads it now: it was replaced under mu
 	c.synced.Store(true)
 	res.Cursor = fs.Cursor
 	if err := c.delta.Release(covers); err != nil {
