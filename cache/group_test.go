@@ -97,6 +97,19 @@ func TestSortByID(t *testing.T) {
 			binary.BigEndian.PutUint32(id[12:], uint32(i))
 			return id[:]
 		},
+		"ascending": func(i int) []byte {
+			var id [verify.CertIDLen]byte
+			binary.BigEndian.PutUint64(id[:], uint64(i)<<20)
+			return id[:]
+		},
+		"ascending but the last": func(i int) []byte {
+			var id [verify.CertIDLen]byte
+			binary.BigEndian.PutUint64(id[:], uint64(i+1)<<20)
+			if i == 12 || i == 4999 {
+				binary.BigEndian.PutUint64(id[:], 0)
+			}
+			return id[:]
+		},
 		"descending": func(i int) []byte {
 			var id [verify.CertIDLen]byte
 			binary.BigEndian.PutUint64(id[:], ^uint64(i)<<20)
@@ -158,8 +171,60 @@ func TestIndex(t *testing.T) {
 		if _, ok := x.get(randID(r, 0)); ok {
 			t.Fatalf("%s: an ID never put is found", what)
 		}
+		// each: every ID's newest entry once, in the slab's order.
+		each := x.each()
+		if len(each) != len(want) || !slices.IsSorted(each) {
+			t.Fatalf("%s: each gives %d entries (sorted %v), want %d in the slab's order", what, len(each), slices.IsSorted(each), len(want))
+		}
+		for _, i := range each {
+			if e := want[string(x.id(i))]; !bytes.Equal(x.entry(i), e[:]) {
+				t.Fatalf("%s: each gives entry %d, %x, not its ID's newest", what, i, x.entry(i))
+			}
+		}
 	}
 	check("grown", x)
 	x.build()
 	check("rebuilt", x)
+}
+
+// TestBatchWriterTable: a batch's own table finds each ID's newest entry,
+// an overwrite keeps the ID's place, and a batch larger than its hint
+// (the table grown) loses nothing.
+func TestBatchWriterTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, hint := range []int{0, 1, 3000} {
+		w := newBatchWriter(nil, hint)
+		want := map[verify.CertID][entryLen]byte{}
+		var order []verify.CertID
+		for i := range 3000 {
+			var e [entryLen]byte
+			var id verify.CertID
+			if len(order) > 0 && i%5 == 0 {
+				id = order[r.IntN(len(order))] // an overwrite
+			} else {
+				copy(id[:], randID(r, 0))
+				order = append(order, id)
+			}
+			copy(e[:], id[:])
+			binary.BigEndian.PutUint64(e[entryLen-8:], uint64(i))
+			w.set(id, e[:])
+			want[id] = e
+		}
+		if got := len(w.entries) / entryLen; got != len(order) {
+			t.Fatalf("hint %d: %d entries, want %d (one an ID)", hint, got, len(order))
+		}
+		for n, id := range order {
+			off, _ := w.find(id[:])
+			e := want[id]
+			if off < 0 {
+				t.Fatalf("hint %d: ID %d not found", hint, n)
+			}
+			if off != n*entryLen || !bytes.Equal(w.entries[off:off+entryLen], e[:]) {
+				t.Fatalf("hint %d: ID %d at %d, %x; want at %d, its newest entry", hint, n, off, w.entries[off:off+entryLen], n*entryLen)
+			}
+		}
+		if off, _ := w.find(randID(r, 0)); off >= 0 {
+			t.Fatalf("hint %d: an ID never set is found", hint)
+		}
+	}
 }

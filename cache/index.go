@@ -49,9 +49,13 @@ func newIndex() *index {
 	return x
 }
 
-func (x *index) hash(id []byte) uint64 {
+func (x *index) hash(id []byte) uint64 { return hashID(x.seed, id) }
+
+// hashID hashes a certificate ID (16 bytes) for a table, under the
+// table's random seed.
+func hashID(seed uint64, id []byte) uint64 {
 	a, b := binary.LittleEndian.Uint64(id), binary.LittleEndian.Uint64(id[8:])
-	h := (a ^ x.seed) * 0x9e3779b97f4a7c15
+	h := (a ^ seed) * 0x9e3779b97f4a7c15
 	h ^= b * 0xbf58476d1ce4e5b9
 	return h ^ h>>29
 }
@@ -215,26 +219,43 @@ func (x *index) put(e []byte) {
 }
 
 // grow makes the table twice as large, its entries where they are in the
-// slab (the overwritten ones left there until the next compact).
+// slab (the overwritten ones left there until the delta is written as a
+// run). A slot's tag is its hash's top 32 bits, which place it in the
+// larger table too: the entries move without a read of the slab or a
+// hash, in the old table's order, which is the new one's (each slot's
+// place is its hash's top bits, then the probe's steps).
 func (x *index) grow() {
-	live := make([]int32, 0, x.live)
-	for _, e := range x.slots {
-		if e != 0 {
-			live = append(live, int32(uint32(e)-1))
-		}
-	}
+	old := x.slots
 	x.bits++
 	x.slots = make([]uint64, 1<<x.bits)
-	x.live = 0
-	x.insertAll(live)
+	mask := uint64(len(x.slots) - 1)
+	for _, e := range old {
+		if e == 0 {
+			continue
+		}
+		s := e >> (64 - x.bits) // the tag's top bits: bits <= 32
+		for x.slots[s] != 0 {
+			s = (s + 1) & mask
+		}
+		x.slots[s] = e // the IDs are distinct: no comparison
+	}
 }
 
-// each returns the live entries' numbers.
+// each returns the live entries' numbers in the slab's order, so that
+// their entries are read from start to end.
 func (x *index) each() []int {
-	out := make([]int, 0, x.live)
+	live := make([]uint64, (x.n+63)/64)
 	for _, e := range x.slots {
 		if e != 0 {
-			out = append(out, int(uint32(e)-1))
+			i := uint32(e) - 1
+			live[i/64] |= 1 << (i % 64)
+		}
+	}
+	out := make([]int, 0, x.live)
+	for w, bitsSet := range live {
+		for bitsSet != 0 {
+			out = append(out, w*64+bits.TrailingZeros64(bitsSet))
+			bitsSet &= bitsSet - 1
 		}
 	}
 	return out

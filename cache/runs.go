@@ -674,16 +674,25 @@ func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 // which sorts a few by insertion): IDs are random (the spec's are
 // opaque), so a bucket holds a few and a million sort in about a third
 // of a comparison sort's time; IDs that share their top bits cost a
-// comparison sort of their bucket, never more.
+// comparison sort of their bucket, never more. IDs in order already (a
+// delta loaded from a full sync's pages) are left as they are.
 func sortByID(ids []int, x *index) {
 	type key struct {
 		hi, lo uint64
 		i      int
 	}
 	keys := make([]key, len(ids))
+	ascending := true
 	for n, i := range ids {
 		id := x.id(i)
 		keys[n] = key{binary.BigEndian.Uint64(id), binary.BigEndian.Uint64(id[8:]), i}
+		if n > 0 && ascending {
+			p := &keys[n-1]
+			ascending = p.hi < keys[n].hi || p.hi == keys[n].hi && p.lo < keys[n].lo
+		}
+	}
+	if ascending { // a full sync's order, kept by the delta: sorted already
+		return
 	}
 	keys, ends := spread(keys, func(k *key) uint64 { return k.hi })
 	start := int32(0)
