@@ -446,31 +446,40 @@ func (l *Log) Append(kind byte, payload []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d bytes, segments of %d", ErrTooLarge, len(payload), l.segBytes)
 	}
 	size := padded(headerLen + int64(len(payload)))
-	if len(l.segs) == 0 || l.off+size > l.segs[len(l.segs)-1].size {
-		if err := l.rotate(); err != nil {
-			return 0, l.poison(err)
-		}
+	rotating := len(l.segs) == 0 || l.off+size > l.segs[len(l.segs)-1].size
+	gen := l.gen + 1 // a rotation's segment's
+	if !rotating {
+		gen = l.segs[len(l.segs)-1].gen
 	}
-	seg := l.segs[len(l.segs)-1]
 	if int64(cap(l.buf)) < size {
 		l.buf = make([]byte, size)
 	}
 	b := l.buf[:size]
 	clear(b[headerLen+len(payload):])
 	binary.LittleEndian.PutUint32(b, magic)
-	binary.LittleEndian.PutUint64(b[8:], seg.gen)
+	binary.LittleEndian.PutUint64(b[8:], gen)
 	binary.LittleEndian.PutUint64(b[16:], l.next)
 	binary.LittleEndian.PutUint32(b[24:], uint32(len(payload)))
 	b[28], b[29], b[30], b[31] = kind, 0, 0, 0
 	copy(b[headerLen:], payload)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:headerLen+len(payload)], castagnoli))
-	if _, err := seg.f.WriteAt(b, l.off); err != nil {
-		return 0, l.poison(fmt.Errorf("log %s: write: %w", seg.path, err))
+	written := false
+	if rotating {
+		var err error
+		if written, err = l.rotate(b); err != nil {
+			return 0, l.poison(err)
+		}
 	}
-	l.stats.Written += size
-	l.stats.Syncs++
-	if err := seg.f.Sync(); err != nil {
-		return 0, l.poison(fmt.Errorf("log %s: sync: %w", seg.path, err))
+	seg := l.segs[len(l.segs)-1]
+	if !written {
+		if _, err := seg.f.WriteAt(b, l.off); err != nil {
+			return 0, l.poison(fmt.Errorf("log %s: write: %w", seg.path, err))
+		}
+		l.stats.Written += size
+		l.stats.Syncs++
+		if err := seg.f.Sync(); err != nil {
+			return 0, l.poison(fmt.Errorf("log %s: sync: %w", seg.path, err))
+		}
 	}
 	lsn := l.next
 	l.next++
@@ -488,45 +497,54 @@ func (l *Log) poison(err error) error {
 }
 
 // rotate starts the next segment: a released one renamed, or a new one
-// made and written with zeros; the directory synced so that the name
-// holds before a record in it is synced.
-func (l *Log) rotate() error {
+// made with first, the first record's blocks, at its start and zeros
+// after (written says which: a reused segment's record is the caller's
+// to write); the directory synced so that the name holds before a
+// record in it is synced.
+func (l *Log) rotate(first []byte) (written bool, err error) {
 	gen := l.gen + 1
 	path := l.path(gen, "log")
 	var f File
-	var err error
 	if i := slices.IndexFunc(l.free, func(s freeSeg) bool { return s.size == l.segBytes }); i >= 0 {
 		old := l.free[i].path
 		l.free = slices.Delete(l.free, i, i+1)
 		if err = l.fs.Rename(old, path); err != nil {
-			return fmt.Errorf("log %s: reuse %s: %w", l.prefix, old, err)
+			return false, fmt.Errorf("log %s: reuse %s: %w", l.prefix, old, err)
 		}
 		if f, err = l.fs.OpenFile(path, os.O_RDWR, 0); err != nil {
-			return fmt.Errorf("log %s: %w", l.prefix, err)
+			return false, fmt.Errorf("log %s: %w", l.prefix, err)
 		}
-	} else if f, err = l.make(gen, path); err != nil {
-		return err
+	} else if f, err = l.make(gen, path, first); err != nil {
+		return false, err
+	} else {
+		written = true
 	}
 	l.gen = gen
 	if err := l.syncDir(); err != nil {
 		f.Close()
-		return err
+		return false, err
 	}
 	l.segs = append(l.segs, &segment{f: f, path: path, gen: gen, size: l.segBytes})
 	l.off = 0
-	return nil
+	return written, nil
 }
 
-// make writes a new segment of zeros as .tmp, syncs it and renames it
-// .log (the caller syncs the directory).
-func (l *Log) make(gen uint64, path string) (File, error) {
+// make writes a new segment as .tmp, first at its start and zeros after
+// (each block written once: the record is not written over the zeros),
+// syncs it and renames it .log (the caller syncs the directory). The
+// record is durable once the directory is: until then the segment, and
+// the record, may be lost, as a record whose sync has not returned may.
+func (l *Log) make(gen uint64, path string, first []byte) (File, error) {
 	tmp := l.path(gen, "tmp")
 	f, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("log %s: make a segment: %w", l.prefix, err)
 	}
-	zero := make([]byte, min(l.segBytes, 1<<20))
-	for off := int64(0); off < l.segBytes && err == nil; off += int64(len(zero)) {
+	if _, err = f.WriteAt(first, 0); err == nil {
+		l.stats.Written += int64(len(first))
+	}
+	zero := make([]byte, min(l.segBytes-int64(len(first)), 1<<20))
+	for off := int64(len(first)); off < l.segBytes && err == nil; off += int64(len(zero)) {
 		n := min(int64(len(zero)), l.segBytes-off)
 		_, err = f.WriteAt(zero[:n], off)
 		l.stats.Written += n

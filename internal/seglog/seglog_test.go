@@ -107,6 +107,36 @@ func TestRecordsComeBack(t *testing.T) {
 	}
 }
 
+// TestNewSegmentHoldsItsFirstRecord: a segment made for a record is
+// written once, the record at its start and zeros after, and synced once
+// with the directory: the record's blocks are not written over the zeros
+// nor synced again.
+func TestNewSegmentHoldsItsFirstRecord(t *testing.T) {
+	dir := t.TempDir()
+	o := &seglog.Options{SegmentSize: 8 * seglog.BlockSize}
+	l, _ := mustOpen(t, dir, o)
+	p := bytes.Repeat([]byte("r"), 3*seglog.BlockSize) // four blocks with its header
+	for i := range 3 {                                 // two to a segment
+		if _, err := l.Append(1, p); err != nil {
+			t.Fatal(err)
+		}
+		want := seglog.Stats{Segments: 1, Bytes: 8 * seglog.BlockSize, Next: 2, Written: 8 * seglog.BlockSize, Syncs: 2}
+		switch i {
+		case 1: // the segment's second record: its blocks and a sync
+			want.Next, want.Written, want.Syncs = 3, 12*seglog.BlockSize, 3
+		case 2: // a new segment for the third
+			want = seglog.Stats{Segments: 2, Bytes: 16 * seglog.BlockSize, Next: 4, Written: 20 * seglog.BlockSize, Syncs: 5}
+		}
+		if s := l.Stats(); s != want {
+			t.Fatalf("after record %d: stats %+v, want %+v", i+1, s, want)
+		}
+	}
+	l.Close()
+	if _, got := mustOpen(t, dir, o); len(got) != 3 || got[2] != (rec{3, 1, string(p)}) {
+		t.Fatalf("read back %d records, want the 3 appended", len(got))
+	}
+}
+
 // TestTornRecordIsTheEnd: a record whose write was cut short (header or
 // payload not written, or the block all zeros) reads as the end of the
 // log; every record before it comes back and the next append takes its
