@@ -653,7 +653,7 @@ func (c *Cache) record(id []byte, e []byte) (bool, error) {
 	found := false
 	err := c.viewMeta(func(tx *bolt.Tx) error {
 		var err error
-		found, err = c.lookupRuns(tx.Bucket(bucketGroups), runs[:h+1], id, e)
+		found, err = c.lookupRuns(groupsCursor(tx), runs[:h+1], id, e)
 		return err
 	})
 	return found, err

@@ -41,6 +41,7 @@ func (c *Cache) count(notBefore int64) (int, error) {
 	err := c.view(func(tx *bolt.Tx) error {
 		var e [entryLen]byte
 		defer clear(e[:])
+		groups := groupsCursor(tx)
 		for ri, r := range runs {
 			newer := runs[ri+1:]
 			err := c.eachGroup(tx, r.Seq, func(g *group) error {
@@ -52,7 +53,7 @@ func (c *Cache) count(notBefore int64) (int, error) {
 					shadowed := false
 					for _, o := range newer {
 						if o.bloom.has(id) {
-							if found, err := c.lookupRun(tx.Bucket(bucketGroups), o, id, e[:]); err == nil && found {
+							if found, err := c.lookupRun(groups, o, id, e[:]); err == nil && found {
 								shadowed = true
 								break
 							}

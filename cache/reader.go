@@ -7,8 +7,10 @@ import (
 )
 
 // reader is a read transaction of the file kept open from one lookup to
-// the next. Beginning one (bbolt's Begin, its meta page checked, then the
-// bucket of groups opened) costs a lookup about a third of its time. One
+// the next, with a cursor of its bucket of groups. Beginning one (bbolt's
+// Begin, its meta page checked, then the bucket of groups opened) costs a
+// lookup about a third of its time, and a cursor's first seek allocates
+// its stack, which a kept one reuses. One
 // lookup at a time uses it, as bbolt requires of a transaction; a lookup
 // that finds it in use begins its own.
 //
@@ -17,25 +19,32 @@ import (
 // commit, and a commit that grows the file's mapping never waits for it.
 // A compaction ends it before the old file is closed, Close for good.
 type reader struct {
-	mu     sync.Mutex // held by the lookup using tx, or by a commit
-	tx     *bolt.Tx   // nil: none kept
-	groups *bolt.Bucket
-	closed bool // the file is closing: none kept again
+	mu     sync.Mutex   // held by the lookup using tx, or by a commit
+	tx     *bolt.Tx     // nil: none kept
+	groups *bolt.Cursor // of bucket groups; nil when the file has none
+	closed bool         // the file is closing: none kept again
+	// unlock is mu.Unlock, made once: a method value made in take would
+	// be an allocation a lookup.
+	unlock func()
 }
 
-// take returns bucket groups of the kept transaction, begun in db when
-// none is kept, and done, which gives it back. When another lookup has
-// it, take begins a transaction for this one alone, which done ends.
-func (r *reader) take(db *bolt.DB) (groups *bolt.Bucket, done func(), err error) {
+// take returns the cursor of bucket groups of the kept transaction, begun
+// in db when none is kept, and done, which gives it back. When another
+// lookup has it, take begins a transaction for this one alone, which done
+// ends.
+func (r *reader) take(db *bolt.DB) (groups *bolt.Cursor, done func(), err error) {
 	if r.mu.TryLock() {
+		if r.unlock == nil {
+			r.unlock = r.mu.Unlock
+		}
 		if r.tx == nil && !r.closed {
-			if r.tx, r.groups, err = beginGroups(db, r.mu.Unlock); err != nil {
+			if r.tx, r.groups, err = beginGroups(db, r.unlock); err != nil {
 				r.mu.Unlock()
 				return nil, nil, err
 			}
 		}
 		if r.tx != nil {
-			return r.groups, r.mu.Unlock, nil
+			return r.groups, r.unlock, nil
 		}
 		r.mu.Unlock()
 	}
@@ -46,11 +55,11 @@ func (r *reader) take(db *bolt.DB) (groups *bolt.Bucket, done func(), err error)
 	return groups, func() { _ = tx.Rollback() }, nil
 }
 
-// beginGroups begins a read transaction of db and opens its bucket of
-// groups. Reading the file may fault (a truncated file's pages: see
+// beginGroups begins a read transaction of db and opens a cursor of its
+// bucket of groups. Reading the file may fault (a truncated file's pages: see
 // safely): a fault rolls the transaction back and calls onFault (which
 // lets the kept transaction's lock go) as it passes.
-func beginGroups(db *bolt.DB, onFault func()) (tx *bolt.Tx, groups *bolt.Bucket, err error) {
+func beginGroups(db *bolt.DB, onFault func()) (tx *bolt.Tx, groups *bolt.Cursor, err error) {
 	opened := false
 	defer func() {
 		if !opened {
@@ -64,7 +73,7 @@ func beginGroups(db *bolt.DB, onFault func()) (tx *bolt.Tx, groups *bolt.Bucket,
 	}()
 	tx, err = db.Begin(false)
 	if err == nil {
-		groups = tx.Bucket(bucketGroups)
+		groups = groupsCursor(tx)
 	}
 	opened = true
 	return tx, groups, err

@@ -212,6 +212,15 @@ func (w *groupWriter) flush(b putter) error {
 	return nil
 }
 
+// groupsCursor is a cursor of tx's bucket of groups, nil when the file
+// has none.
+func groupsCursor(tx *bolt.Tx) *bolt.Cursor {
+	if b := tx.Bucket(bucketGroups); b != nil {
+		return b.Cursor()
+	}
+	return nil
+}
+
 // newestHit is the index of the newest of runs whose filter may hold id,
 // -1 when none may.
 func newestHit(runs []*run, id []byte) int {
@@ -241,7 +250,7 @@ func scanHit(runs []*run, id []byte) int {
 // (entryLen bytes): runs ends with newestHit's run, whose filter is not
 // asked again. groups is bucket groups in a read transaction begun while
 // runs was the cache's list, or since (see reader).
-func (c *Cache) lookupRuns(groups *bolt.Bucket, runs []*run, id []byte, e []byte) (bool, error) {
+func (c *Cache) lookupRuns(groups *bolt.Cursor, runs []*run, id []byte, e []byte) (bool, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
 		if i < len(runs)-1 && !r.bloom.has(id) {
@@ -255,8 +264,9 @@ func (c *Cache) lookupRuns(groups *bolt.Bucket, runs []*run, id []byte, e []byte
 	return false, nil
 }
 
-// lookupRun finds id in run r.
-func (c *Cache) lookupRun(groups *bolt.Bucket, r *run, id []byte, e []byte) (bool, error) {
+// lookupRun finds id in run r with groups, a cursor of bucket groups (nil
+// when the file has none).
+func (c *Cache) lookupRun(groups *bolt.Cursor, r *run, id []byte, e []byte) (bool, error) {
 	var k [groupKeyLen]byte
 	binary.BigEndian.PutUint64(k[:], r.Seq)
 	copy(k[8:], id)
@@ -268,7 +278,7 @@ func (c *Cache) lookupRun(groups *bolt.Bucket, r *run, id []byte, e []byte) (boo
 	if groups == nil {
 		return false, damaged(c.Path(), 0, "run %d listed, but the file has no bucket of groups", r.Seq)
 	}
-	gk, v := groups.Cursor().Seek(k[:])
+	gk, v := groups.Seek(k[:])
 	if gk == nil || len(gk) != groupKeyLen || binary.BigEndian.Uint64(gk) != r.Seq {
 		if bytes.Compare(id, r.Last[:]) > 0 {
 			return false, nil

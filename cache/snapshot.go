@@ -260,7 +260,7 @@ func (c *Cache) carryRevocations(r *Resync) ([]byte, error) {
 				if rr.Certs == 0 {
 					continue
 				}
-				found, err := c.lookupRun(tx.Bucket(bucketGroups), &run{runMeta: runMeta{Seq: rr.Seq, Last: rr.Last}}, id[:], e)
+				found, err := c.lookupRun(groupsCursor(tx), &run{runMeta: runMeta{Seq: rr.Seq, Last: rr.Last}}, id[:], e)
 				if err != nil {
 					return err
 				}
