@@ -3,10 +3,17 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
+	"gateagent/internal/lowprio"
 	"gateagent/verify"
 )
 
@@ -226,5 +233,64 @@ func TestBatchWriterTable(t *testing.T) {
 		if off, _ := w.find(randID(r, 0)); off >= 0 {
 			t.Fatalf("hint %d: an ID never set is found", hint)
 		}
+	}
+}
+
+// TestSealingFollowsTheCaller: a run's groups are sealed by a goroutine
+// of their own (writeGroups), which runs at the priority of the one that
+// writes the run: the agent's maintenance is lowered below the gate, and
+// its sealing with it.
+func TestSealingFollowsTheCaller(t *testing.T) {
+	key, err := NewKey(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(filepath.Join(t.TempDir(), "c.db"), &Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	niceOf := func() int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", syscall.Gettid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		n, _ := strconv.Atoi(f[16])
+		return n
+	}
+	type nices struct{ writer, sealer int }
+	got := make(chan nices)
+	go func() {
+		if err := lowprio.Lower(); err != nil {
+			t.Error(err)
+		}
+		var n nices
+		n.writer = niceOf()
+		r := rand.New(rand.NewPCG(8, 8))
+		var ids [][]byte
+		for range 3 * groupSize {
+			ids = append(ids, randID(r, 0))
+		}
+		slices.SortFunc(ids, bytes.Compare)
+		next := func(yield func([]byte) bool) {
+			n.sealer = niceOf() // the sealing goroutine reads the entries
+			e := make([]byte, entryLen)
+			for _, id := range ids {
+				copy(e, id)
+				if !yield(e) {
+					return
+				}
+			}
+		}
+		rn := &run{runMeta: runMeta{Seq: 99}, bloom: newBloom(len(ids))}
+		if err := c.writeGroups(99, rn, next); err != nil {
+			t.Error(err)
+		}
+		got <- n
+	}()
+	n := <-got
+	if n.writer < lowprio.Nice || n.sealer != n.writer {
+		t.Fatalf("writer at nice %d, sealing at nice %d; want the sealing at the lowered writer's", n.writer, n.sealer)
 	}
 }

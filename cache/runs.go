@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"gateagent/internal/lowprio"
 	"gateagent/verify"
 )
 
@@ -506,14 +507,17 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 // groups, commitGroups a transaction, and makes r the run's record and
 // filter. A goroutine seals each transaction's groups (AES-GCM, the
 // filter) while the one before commits: the sealing shares no lock with
-// the commit and waits for the gate's decisions as the commits do
-// (yield), and the run is the same, to the byte, as one goroutine would
-// write.
+// the commit, runs at the caller's priority (lowprio.Follow: the agent's
+// maintenance is below the gate) and waits for the gate's decisions as
+// the commits do (yield), and the run is the same, to the byte, as one
+// goroutine would write.
 func (c *Cache) writeGroups(seq uint64, r *run, next iter.Seq[[]byte]) error {
 	sealed := make(chan *gathered, 1)
 	quit := make(chan struct{})
 	var serr error
+	follow := lowprio.Follow()
 	go func() {
+		follow()
 		defer close(sealed)
 		serr = safely(c.Path(), func() error {
 			w := &groupWriter{c: c, seq: seq, desc: r}

@@ -39,3 +39,28 @@ func Lower() error {
 	}
 	return nil
 }
+
+// Follow returns a function that puts the goroutine that calls it at the
+// priority of the thread that called Follow: a goroutine that a lowered
+// one starts for part of its work (the cache sealing a run beside its
+// commits) is no higher than it. Call Follow in the starting goroutine
+// and the function first thing in the new one, which then never unlocks.
+// From a goroutine at the default priority it returns a function that
+// does nothing.
+func Follow() (apply func()) {
+	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
+	nice := 20 - p // the raw getpriority: see Lower
+	if err != nil || nice <= 0 {
+		return func() {}
+	}
+	return func() {
+		runtime.LockOSThread()
+		tid := syscall.Gettid()
+		if p, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid); err == nil && 20-p >= nice {
+			return
+		}
+		if syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice) != nil {
+			runtime.UnlockOSThread() // as Lower: goes on at the default
+		}
+	}
+}
