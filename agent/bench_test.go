@@ -94,12 +94,13 @@ func benchScanToRelay(b *testing.B, peers int) {
 
 // scanToRelay writes code() to the scanner b.N times, each after the
 // previous grant lapsed, and reports the latencies from the last byte
-// written to the relay pin unlocking, and their stages. before, when set,
-// is called before each write (with its number), untimed. The first
+// written to the relay pin unlocking, and their stages; it returns the
+// latencies, in ms, in the order of the scans. before, when set, is
+// called before each write (with its number), untimed. The first
 // scanWarmup grants are not counted: theirs are the start's figures (the
 // collector's first cycles after the cache's open, the code paged in),
 // which the cold start's benchmarks measure, not a gate at work.
-func scanToRelay(b *testing.B, st *station, code func() []byte, before func(i int)) {
+func scanToRelay(b *testing.B, st *station, code func() []byte, before func(i int)) (latencies []float64) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	agent.SetProcs() // as gateagent run does
 	tok := code()
@@ -153,10 +154,7 @@ func scanToRelay(b *testing.B, st *station, code func() []byte, before func(i in
 		}
 	}
 	b.StopTimer()
-	pct := func(xs []float64, p float64) float64 {
-		slices.Sort(xs)
-		return xs[min(len(xs)-1, int(p*float64(len(xs))))]
-	}
+	latencies = slices.Clone(lat)
 	b.ReportMetric(pct(lat, 0.50), "p50-ms")
 	b.ReportMetric(pct(lat, 0.99), "p99-ms")
 	b.ReportMetric(pct(lat, 1), "max-ms")
@@ -164,6 +162,13 @@ func scanToRelay(b *testing.B, st *station, code func() []byte, before func(i in
 	b.ReportMetric(pct(decide, 0.50), "decide-p50-ms")
 	b.ReportMetric(pct(read, 0.99), "read-p99-ms")
 	b.ReportMetric(pct(decide, 0.99), "decide-p99-ms")
+	return latencies
+}
+
+// pct is the p quantile of xs, which it sorts.
+func pct(xs []float64, p float64) float64 {
+	slices.Sort(xs)
+	return xs[min(len(xs)-1, int(p*float64(len(xs))))]
 }
 
 // floorLine is the floor's line: a TR1 code's length with its CR.
