@@ -23,7 +23,7 @@ import (
 // start to its end, so the table is written as a stream.
 type index struct {
 	// slab holds the entries, overwritten ones too (until the delta is
-	// written as a run), in chunks of slabChunk.
+	// written as a run), in chunks of slabEntries.
 	slab []*slabChunk
 	n    int // entries in the slab
 	live int

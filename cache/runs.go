@@ -249,8 +249,8 @@ func scanHit(runs []*run, id []byte) int {
 
 // lookupRuns finds id's newest record in the runs, newest first, into e
 // (entryLen bytes): runs ends with newestHit's run, whose filter is not
-// asked again. groups is bucket groups in a read transaction begun while
-// runs was the cache's list, or since (see reader).
+// asked again. groups is a cursor of bucket groups in a read transaction
+// begun while runs was the cache's list, or since (see reader).
 func (c *Cache) lookupRuns(groups *bolt.Cursor, runs []*run, id []byte, e []byte) (bool, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]

@@ -255,12 +255,13 @@ func (c *Cache) carryRevocations(r *Resync) ([]byte, error) {
 		}
 		e := make([]byte, entryLen)
 		defer clear(e)
+		groups := groupsCursor(tx)
 		for id := range revoked {
 			for _, rr := range r.Runs {
 				if rr.Certs == 0 {
 					continue
 				}
-				found, err := c.lookupRun(groupsCursor(tx), &run{runMeta: runMeta{Seq: rr.Seq, Last: rr.Last}}, id[:], e)
+				found, err := c.lookupRun(groups, &run{runMeta: runMeta{Seq: rr.Seq, Last: rr.Last}}, id[:], e)
 				if err != nil {
 					return err
 				}
