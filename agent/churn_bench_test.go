@@ -110,7 +110,7 @@ func BenchmarkScanToRelayUnderChurn(b *testing.B) {
 						return
 					}
 					idle()
-					time.Sleep(meetLead) // as meet does: the same pause before the scan
+					time.Sleep(meetLead) // the stimulus: the same pause before the scan as a met one
 				}
 			case "flood":
 				wg.Go(func() {
