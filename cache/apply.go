@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
-	"math/rand/v2"
 	"time"
 
 	"gateagent/verify"
@@ -163,44 +161,24 @@ var errInjected = errors.New("injected fault")
 type batchWriter struct {
 	c       *Cache
 	entries []byte
-	// at finds an ID's entry in entries: a table of entry numbers + 1
-	// (0 is empty), linear probing from the top bits of hashID, kept at
-	// most half full.
-	at   []uint32
-	bits int
-	seed uint64
+	at      idTable // of entries
 }
 
 // newBatchWriter returns a batchWriter for about n certificates.
 func newBatchWriter(c *Cache, n int) *batchWriter {
-	w := &batchWriter{c: c, entries: make([]byte, 0, n*entryLen), seed: rand.Uint64() | 1}
-	w.bits = max(4, bits.Len(uint(2*n)))
-	w.at = make([]uint32, 1<<w.bits)
+	w := &batchWriter{c: c, entries: make([]byte, 0, n*entryLen)}
+	w.at.reset(n, 4)
 	return w
 }
 
-// find returns the offset of id's entry in entries, or the slot where
-// it would go and -1.
-func (w *batchWriter) find(id []byte) (off int, slot uint64) {
-	mask := uint64(len(w.at) - 1)
-	for s := hashID(w.seed, id) >> (64 - w.bits); ; s = (s + 1) & mask {
-		n := w.at[s]
-		if n == 0 {
-			return -1, s
-		}
-		off := int(n-1) * entryLen
-		if string(w.entries[off:off+verify.CertIDLen]) == string(id) {
-			return off, s
-		}
-	}
-}
+func (w *batchWriter) id(i int) []byte { return w.entries[i*entryLen : i*entryLen+verify.CertIDLen] }
 
 // get finds id's newest entry: the batch's own, else the cache's. A
 // cache record that fails authentication is not believed (not even its
 // revocation flag): it counts as absent and is listed in res.Replaced.
 func (w *batchWriter) get(id verify.CertID, e []byte, res *ApplyResult) (bool, error) {
-	if off, _ := w.find(id[:]); off >= 0 {
-		copy(e, w.entries[off:off+entryLen])
+	if i, _ := w.at.find(id[:], w.at.hash(id[:]), w.id); i >= 0 {
+		copy(e, w.entries[i*entryLen:(i+1)*entryLen])
 		return true, nil
 	}
 	found, err := w.c.record(id[:], e)
@@ -212,21 +190,12 @@ func (w *batchWriter) get(id verify.CertID, e []byte, res *ApplyResult) (bool, e
 }
 
 func (w *batchWriter) set(id verify.CertID, e []byte) {
-	off, s := w.find(id[:])
-	if off >= 0 {
-		copy(w.entries[off:], e)
-		return
-	}
-	w.entries = append(w.entries, e...)
-	n := len(w.entries) / entryLen
-	w.at[s] = uint32(n)
-	if 2*n > len(w.at) { // more than the batch said: a larger table
-		w.bits++
-		w.at = make([]uint32, 1<<w.bits)
-		for i := range n {
-			_, s := w.find(w.entries[i*entryLen : i*entryLen+verify.CertIDLen])
-			w.at[s] = uint32(i + 1)
-		}
+	h := w.at.hash(id[:])
+	if i, s := w.at.find(id[:], h, w.id); i >= 0 {
+		copy(w.entries[i*entryLen:], e)
+	} else {
+		w.entries = append(w.entries, e...)
+		w.at.set(s, h, len(w.entries)/entryLen-1)
 	}
 }
 

@@ -1,18 +1,15 @@
 package cache
 
 import (
-	"encoding/binary"
 	"math/bits"
-	"math/rand/v2"
 
 	"gateagent/verify"
 )
 
 // index maps certificate IDs to their newest entries in the delta
 // (delta.go): the entries (entryLen bytes, plaintext) packed in a slab of
-// fixed chunks in the order the log holds them, and an open-addressing
-// table of their numbers, linear probing from the top bits of a hash of
-// the ID. The slab grows a chunk at a time and never moves: a delta of a
+// fixed chunks in the order the log holds them, and an idTable of their
+// numbers. The slab grows a chunk at a time and never moves: a delta of a
 // million entries is not copied as it fills.
 //
 // It is built at open from the delta log, so its cost is the cold start's.
@@ -26,13 +23,7 @@ type index struct {
 	// written as a run), in chunks of slabEntries.
 	slab []*slabChunk
 	n    int // entries in the slab
-	live int
-	bits int // the table has 1<<bits slots
-	seed uint64
-	// slots hold a tag (the hash's high 32 bits) and the entry's number
-	// + 1 (low 32 bits; 0 is empty): a probe settles on the tag without
-	// reading the slab.
-	slots []uint64
+	idTable
 }
 
 // slabChunk is slabEntries entries.
@@ -44,20 +35,9 @@ const (
 )
 
 func newIndex() *index {
-	x := &index{seed: rand.Uint64() | 1}
+	x := &index{}
 	x.build()
 	return x
-}
-
-func (x *index) hash(id []byte) uint64 { return hashID(x.seed, id) }
-
-// hashID hashes a certificate ID (16 bytes) for a table, under the
-// table's random seed.
-func hashID(seed uint64, id []byte) uint64 {
-	a, b := binary.LittleEndian.Uint64(id), binary.LittleEndian.Uint64(id[8:])
-	h := (a ^ seed) * 0x9e3779b97f4a7c15
-	h ^= b * 0xbf58476d1ce4e5b9
-	return h ^ h>>29
 }
 
 func (x *index) entries() int { return x.n }
@@ -92,38 +72,24 @@ func (x *index) wipe() {
 }
 
 // build makes the table anew for every entry of the slab, a later entry
-// of an ID replacing an earlier one.
+// of an ID replacing an earlier one: inserted ordered by the top 16 bits
+// of their hashes (spread), so that the table is written from its start
+// to its end rather than at random.
 func (x *index) build() {
 	n := x.entries()
-	x.bits = max(10, bits.Len(uint(2*n)))
-	x.slots = make([]uint64, 1<<x.bits)
-	x.live = 0
-	if n == 0 {
-		return
-	}
-	entries := make([]int32, n)
-	for i := range entries {
-		entries[i] = int32(i)
-	}
-	x.insertAll(entries)
-}
-
-// insertAll inserts the entries numbered in entries (an ID's later entry
-// after its earlier), ordered by the top 16 bits of their hashes (spread),
-// so that the table is written from its start to its end rather than at
-// random.
-func (x *index) insertAll(entries []int32) {
+	x.reset(n, 10)
 	type item struct {
 		h uint64
 		i int32
 	}
-	items := make([]item, len(entries))
-	for n, i := range entries {
-		items[n] = item{x.hash(x.id(int(i))), i}
+	items := make([]item, n) // stable in spread: an ID's later entry after its earlier
+	for i := range items {
+		items[i] = item{x.hash(x.id(i)), int32(i)}
 	}
 	ordered, _ := spread(items, func(it *item) uint64 { return it.h })
 	for _, it := range ordered {
-		x.insert(int(it.i), it.h)
+		_, s := x.idTable.find(x.id(int(it.i)), it.h, x.id)
+		x.set(s, it.h, int(it.i))
 	}
 }
 
@@ -147,44 +113,10 @@ func spread[T any](xs []T, key func(*T) uint64) (out []T, ends []int32) {
 	return out, ends[:1<<16]
 }
 
-func (x *index) insert(i int, h uint64) {
-	tag := h &^ (1<<32 - 1)
-	mask := uint64(len(x.slots) - 1)
-	id := x.id(i)
-	for s := h >> (64 - x.bits); ; s = (s + 1) & mask {
-		e := x.slots[s]
-		if e == 0 {
-			x.slots[s] = tag | uint64(i+1)
-			x.live++
-			return
-		}
-		if e&^(1<<32-1) == tag && string(x.id(int(uint32(e)-1))) == string(id) {
-			x.slots[s] = tag | uint64(i+1)
-			return
-		}
-	}
-}
-
 // find returns id's entry, or -1.
 func (x *index) find(id []byte) int {
-	h := x.hash(id)
-	tag := h &^ (1<<32 - 1)
-	mask := uint64(len(x.slots) - 1)
-	for s := h >> (64 - x.bits); ; s = (s + 1) & mask {
-		e := x.slots[s]
-		if e == 0 {
-			return -1
-		}
-		if e&^(1<<32-1) == tag && string(x.id(int(uint32(e)-1))) == string(id) {
-			return int(uint32(e) - 1)
-		}
-	}
-}
-
-// touch reads the table's slot where id's search begins, and returns it
-// so the read stays: see Cache.warm.
-func (x *index) touch(id []byte) uint64 {
-	return x.slots[x.hash(id)>>(64-x.bits)]
+	i, _ := x.idTable.find(id, x.hash(id), x.id)
+	return i
 }
 
 // warm touches the slots of the IDs of entries (entryLen bytes each):
@@ -208,36 +140,11 @@ func (x *index) get(id []byte) ([]byte, bool) {
 // put sets the entry e of its ID.
 func (x *index) put(e []byte) {
 	id := e[:verify.CertIDLen]
-	if i := x.find(id); i >= 0 {
+	h := x.hash(id)
+	if i, s := x.idTable.find(id, h, x.id); i >= 0 {
 		copy(x.entry(i), e)
-		return
-	}
-	x.insert(x.add(e), x.hash(id))
-	if 2*x.live > len(x.slots) {
-		x.grow()
-	}
-}
-
-// grow makes the table twice as large, its entries where they are in the
-// slab (the overwritten ones left there until the delta is written as a
-// run). A slot's tag is its hash's top 32 bits, which place it in the
-// larger table too: the entries move without a read of the slab or a
-// hash, in the old table's order, which is the new one's (each slot's
-// place is its hash's top bits, then the probe's steps).
-func (x *index) grow() {
-	old := x.slots
-	x.bits++
-	x.slots = make([]uint64, 1<<x.bits)
-	mask := uint64(len(x.slots) - 1)
-	for _, e := range old {
-		if e == 0 {
-			continue
-		}
-		s := e >> (64 - x.bits) // the tag's top bits: bits <= 32
-		for x.slots[s] != 0 {
-			s = (s + 1) & mask
-		}
-		x.slots[s] = e // the IDs are distinct: no comparison
+	} else {
+		x.set(s, h, x.add(e))
 	}
 }
 

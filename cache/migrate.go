@@ -119,12 +119,14 @@ func (c *Cache) migrate3() error {
 			}
 			cert.ID = verify.CertID(k)
 			encodeEntry(e, &cert, flags&flagNoKey)
-			return w.add(groups, e)
+			w.add(e)
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if err := w.flush(groups); err != nil {
+		w.flush()
+		if err := w.put(groups); err != nil {
 			return err
 		}
 		fs, err := c.readFeed(tx)

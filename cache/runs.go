@@ -133,8 +133,8 @@ func newStore() runsState {
 	return st
 }
 
-// groupWriter appends a run's groups to bucket groups, a group of
-// groupSize entries at a time, each after the last.
+// groupWriter seals a run's groups, a group of groupSize entries at a
+// time, each after the last, for bucket groups (sealed, put).
 type groupWriter struct {
 	c      *Cache
 	seq    uint64
@@ -145,26 +145,19 @@ type groupWriter struct {
 	// desc, when set, is made the run's record and filter as the
 	// entries pass (a run written in one go: no scan of it after).
 	desc *run
+	// sealed is the groups sealed and not yet taken (take, put).
+	sealed gathered
 }
 
-// putter takes a run's groups: a bucket of the transaction, or a
-// transaction's worth gathered ahead of it (gathered). Like a bucket's,
-// its value is kept, not copied.
-type putter interface{ Put(k, v []byte) error }
+// gathered is groups sealed ahead of the transaction that puts them,
+// each key and value.
+type gathered [][2][]byte
 
-// gathered is a transaction's worth of a run's groups, sealed ahead of
-// its transaction (cutRun).
-type gathered struct{ kv [][2][]byte }
-
-func (g *gathered) Put(k, v []byte) error {
-	g.kv = append(g.kv, [2][]byte{k, v})
-	return nil
-}
-
-// putAll puts the groups into bucket b.
-func (g *gathered) putAll(b *bolt.Bucket) error {
+// putAll puts the groups into bucket b, which keeps their values (not
+// copied) until the transaction ends.
+func (g gathered) putAll(b *bolt.Bucket) error {
 	b.FillPercent = 1.0 // appended in order: pages filled whole
-	for _, kv := range g.kv {
+	for _, kv := range g {
 		if err := b.Put(kv[0], kv[1]); err != nil {
 			return err
 		}
@@ -172,9 +165,9 @@ func (g *gathered) putAll(b *bolt.Bucket) error {
 	return nil
 }
 
-// add appends entry e (IDs ascending) and writes a group to b when one
-// is full (its IDs then added to desc's filter, if set).
-func (w *groupWriter) add(b putter, e []byte) error {
+// add appends entry e (IDs ascending) and seals a group when one is full
+// (its IDs then added to desc's filter, if set).
+func (w *groupWriter) add(e []byte) {
 	if r := w.desc; r != nil {
 		r.Last = verify.CertID(e[:verify.CertIDLen])
 		if na := time.Unix(int64(time32(e[verify.CertIDLen+9:])), 0).UTC(); na.After(r.MaxNotAfter) {
@@ -184,34 +177,36 @@ func (w *groupWriter) add(b putter, e []byte) error {
 	}
 	w.pending = append(w.pending, e...)
 	if len(w.pending) == groupSize*entryLen {
-		return w.flush(b)
+		w.flush()
 	}
-	return nil
 }
 
-// flush writes the group being filled to b, if any.
-func (w *groupWriter) flush(b putter) error {
+// flush seals the group being filled, if any.
+func (w *groupWriter) flush() {
 	if len(w.pending) == 0 {
-		return nil
+		return
 	}
 	if r := w.desc; r != nil {
 		r.bloom.addEntries(w.pending)
 	}
 	last := w.pending[len(w.pending)-entryLen:][:verify.CertIDLen]
 	k := groupKey(w.seq, last)
-	v := sealGroup(w.c.aead, nil, w.seq, w.prev, w.pending)
+	w.sealed = append(w.sealed, [2][]byte{k, sealGroup(w.c.aead, nil, w.seq, w.prev, w.pending)})
 	clear(w.pending)
-	if b, ok := b.(*bolt.Bucket); ok {
-		b.FillPercent = 1.0 // appended in order: pages filled whole
-	}
-	if err := b.Put(k, v); err != nil {
-		return err
-	}
 	w.prev = append(w.prev[:0], k[8:]...)
 	w.pending = w.pending[:0]
 	w.groups++
-	return nil
 }
+
+// take returns the groups sealed since the last take.
+func (w *groupWriter) take() gathered {
+	g := w.sealed
+	w.sealed = nil
+	return g
+}
+
+// put puts the groups sealed since the last take into bucket b.
+func (w *groupWriter) put(b *bolt.Bucket) error { return w.take().putAll(b) }
 
 // groupsCursor is a cursor of tx's bucket of groups, nil when the file
 // has none.
@@ -512,7 +507,7 @@ func (c *Cache) cutRun(now, cut time.Time, batch []byte, batchFS *FeedState) (in
 // the commits do (yield), and the run is the same, to the byte, as one
 // goroutine would write.
 func (c *Cache) writeGroups(seq uint64, r *run, next iter.Seq[[]byte]) error {
-	sealed := make(chan *gathered, 1)
+	sealed := make(chan gathered, 1)
 	quit := make(chan struct{})
 	var serr error
 	follow := lowprio.Follow()
@@ -521,26 +516,24 @@ func (c *Cache) writeGroups(seq uint64, r *run, next iter.Seq[[]byte]) error {
 		defer close(sealed)
 		serr = safely(c.Path(), func() error {
 			w := &groupWriter{c: c, seq: seq, desc: r}
-			g := new(gathered)
-			for e := range next {
-				w.add(g, e) // a gathered Put does not fail
-				if len(g.kv) < commitGroups {
-					continue
-				}
+			send := func() bool {
 				select {
-				case sealed <- g:
+				case sealed <- w.take():
+					return true
 				case <-quit:
-					return nil
+					return false
 				}
-				g = new(gathered)
-				c.yield()
 			}
-			w.flush(g)
-			if len(g.kv) > 0 {
-				select {
-				case sealed <- g:
-				case <-quit:
+			for e := range next {
+				if w.add(e); len(w.sealed) == commitGroups {
+					if !send() {
+						return nil
+					}
+					c.yield()
 				}
+			}
+			if w.flush(); len(w.sealed) > 0 {
+				send()
 			}
 			return nil
 		})

@@ -92,13 +92,12 @@ func (c *Cache) ApplySnapshot(p *SnapshotPage) (ApplyResult, error) {
 					r.Runs = append(r.Runs, ResyncRun{Seq: w.seq, Window: win})
 				}
 				encodeEntry(e, u, 0)
-				if err := w.add(b, e); err != nil {
-					return err
-				}
+				w.add(e)
 				r.Runs[at[win]].Certs++
 			}
 			for win, w := range writers {
-				if err := w.flush(b); err != nil {
+				w.flush()
+				if err := w.put(b); err != nil {
 					return err
 				}
 				if w.prev != nil {
